@@ -1,0 +1,1 @@
+"""The film's assets, one module per stage of the seed's stage table."""

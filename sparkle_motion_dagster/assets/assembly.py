@@ -1,0 +1,98 @@
+"""Assembly and the final cut."""
+
+import dagster as dg
+
+from ..ffmpeg import extract_frame_png
+from ..media import png_thumbnail_markdown
+from ..partitions import run_partitions
+from ..resources.assembly import FfmpegAssembler
+from ..resources.lipsync import LipsyncEngine
+from ..resources.storage import ArtifactStoreResource
+from ..run_files import load_run_plan, read_stage_json
+from ..storage import atomic_output, atomic_write_json
+from .dialogue_audio import dialogue_audio
+from .video_clips import video_clips
+
+
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_clips], kinds={"mp4"})
+def video_raw_concat(
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    assembler: FfmpegAssembler,
+) -> dg.MaterializeResult:
+    """The silent master: every shot clip in plan order, joined without re-encoding."""
+    run_id = context.partition_key
+    store = artifact_store.store()
+    motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
+    clips = [store.path(run_id, "video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
+    out = store.path(run_id, "assembly", "video_raw_concat.mp4")
+    with atomic_output(store.path(run_id, "assembly", "concat_list.txt")) as list_path, atomic_output(out) as temp:
+        assembler.concat(clips, temp, list_path)
+    frames = sum(c["num_frames"] for c in motion["clip_assets"])
+    plan_path = atomic_write_json(store.path(run_id, "assembly", "assembly_plan.json"), {
+        "run_id": run_id,
+        "clips": [{"shot_id": c["shot_id"], "path": c["asset_path"], "num_frames": c["num_frames"],
+                   "duration_sec": c["duration_sec"]} for c in motion["clip_assets"]],
+        "fps": motion["fps"],
+        "total_frames": frames,
+        "duration_sec": round(frames / motion["fps"], 6),
+        "video_raw_path": str(out),
+    })
+    return dg.MaterializeResult(metadata={
+        "backend": assembler.backend,
+        "clips": len(clips),
+        "frames": frames,
+        "duration_sec": round(frames / motion["fps"], 6),
+        "path": dg.MetadataValue.path(str(out)),
+        "assembly_plan": dg.MetadataValue.path(str(plan_path)),
+    })
+
+
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_raw_concat, dialogue_audio], kinds={"mp4"})
+def video_final(
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    lipsync: LipsyncEngine,
+) -> dg.MaterializeResult:
+    """The deliverable: the master with the stitched dialogue as one AAC track, after lipsync
+    on talking closeups. It still needs a person's review before it is shared."""
+    run_id = context.partition_key
+    store = artifact_store.store()
+    plan = load_run_plan(store, run_id)
+    raw = store.path(run_id, "assembly", "video_raw_concat.mp4")
+    audio_manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
+    audio = store.path(run_id, "dialogue_audio", "tts_timeline.wav")
+    windows = lipsync_windows(plan, audio_manifest)
+    out = store.path(run_id, "finalize", "video_final.mp4")
+    with atomic_output(out) as temp:
+        result = lipsync.apply(raw, audio, temp, windows=windows, fps=plan.fps)
+    alignment = atomic_write_json(store.path(run_id, "finalize", "alignment_map.json"), {
+        "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
+    })
+    frames = read_stage_json(store, run_id, "assembly", "assembly_plan.json")["total_frames"]
+    thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=min(plan.runtime_sec / 2, 5.0)), alt="video_final")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(out)),
+        "duration_sec": round(frames / plan.fps, 6),
+        "frames": frames,
+        "lipsync_backend": lipsync.backend,
+        "lipsync_applied": result["lipsync_applied"],
+        "alignment_map": dg.MetadataValue.path(str(alignment)),
+        "preview": dg.MetadataValue.md(thumbnail),
+    })
+
+
+def lipsync_windows(plan, audio_manifest) -> list[dict]:
+    """Dialogue intervals that fall on talking-closeup shots: where lipsync has work to do."""
+    shots, clock = [], 0.0
+    for shot in plan.shots:
+        shots.append((shot, clock, clock + shot.duration_sec))
+        clock += shot.duration_sec
+    windows = []
+    for line in audio_manifest["line_artifacts"]:
+        for shot, start, end in shots:
+            lo, hi = max(start, line["start_time_actual_s"]), min(end, line["end_time_actual_s"])
+            if shot.is_talking_closeup and hi > lo:
+                windows.append({"line_id": line["line_id"], "shot_id": shot.id,
+                                "start_s": round(lo, 6), "end_s": round(hi, 6)})
+    return windows

@@ -1,0 +1,73 @@
+"""Video clips: each shot rendered from its start keyframe to its end keyframe."""
+
+import dagster as dg
+
+from .. import cache
+from ..partitions import run_partitions
+from ..resources.clips import ClipRenderer, ClipRequest
+from ..resources.storage import ArtifactStoreResource
+from ..run_files import load_run_plan, output_size, read_stage_json
+from ..storage import atomic_output, atomic_write_json, sha256_file
+from ..timeline import shot_frame_counts
+from .base_images import base_images
+from .plan_intake import movie_plan
+from .render_config import RenderConfig
+
+STAGE = "video_clips"
+
+
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan, base_images], kinds={"mp4"})
+def video_clips(
+    context: dg.AssetExecutionContext,
+    config: RenderConfig,
+    artifact_store: ArtifactStoreResource,
+    clips: ClipRenderer,
+) -> dg.MaterializeResult:
+    """One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
+    (rounded on the film's running clock). Shots whose keyframes and settings did not change
+    are reused, so a failed or stopped run resumes where it left off."""
+    run_id = context.partition_key
+    store = artifact_store.store()
+    plan = load_run_plan(store, run_id)
+    seeds = {e["id"]: e["seed"] for e in read_stage_json(store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
+    width, height = output_size(plan)
+    fps = plan.fps
+    renderer = clips.fingerprint()
+
+    entries, rendered = [], []
+    for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
+        start = store.path(run_id, "base_images", f"{shot.start_base_image_id}.png")
+        end = store.path(run_id, "base_images", f"{shot.end_base_image_id}.png")
+        seed = seeds[shot.start_base_image_id]
+        path = store.path(run_id, STAGE, f"{shot.id}.mp4")
+        key = cache.fingerprint({"renderer": renderer, "frames": frames, "fps": fps, "size": [width, height],
+                                 "seed": seed, "motion_prompt": shot.motion_prompt,
+                                 "start": sha256_file(start), "end": sha256_file(end)})
+        meta = None if config.force else cache.reusable(path, key)
+        if meta is None:
+            request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
+                                  width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
+                                  prompt=shot.visual_description)
+            with atomic_output(path) as temp:
+                details = clips.render(request, temp)
+            meta = cache.record(path, key, {"backend": clips.backend, "seed": seed, "frames": frames, **details})
+            rendered.append(shot.id)
+            context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend}")
+        entries.append({"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
+                        "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
+                        "start_base_image_id": shot.start_base_image_id, "end_base_image_id": shot.end_base_image_id,
+                        "motion_prompt": shot.motion_prompt, "backend": meta["backend"],
+                        "continuity_mode": meta.get("continuity_mode")})
+
+    manifest = atomic_write_json(store.path(run_id, STAGE, "motion_manifest.json"),
+                                 {"run_id": run_id, "fps": fps, "width": width, "height": height, "clip_assets": entries})
+    return dg.MaterializeResult(metadata={
+        "backend": clips.backend,
+        "shots": len(entries),
+        "rendered": len(rendered),
+        "reused": len(entries) - len(rendered),
+        "frames": sum(e["num_frames"] for e in entries),
+        "fps": fps,
+        "size": f"{width}x{height}",
+        "manifest": dg.MetadataValue.path(str(manifest)),
+    })

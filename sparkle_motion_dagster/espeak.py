@@ -1,0 +1,161 @@
+"""Speech synthesis with espeak-ng, loaded from the ``espeakng-loader`` wheel.
+
+No system package and no model weights: the wheel ships ``libespeak-ng`` and
+its voice data, called here through ctypes. espeak-ng keeps one global state
+per process, so every call is serialised with a lock and the library is
+initialised once.
+
+Determinism: espeak-ng's pitch "flutter" advances a process-wide index from one
+utterance to the next and its "breath" noise is random, so the same line would
+sound slightly different depending on what was spoken before. We speak through
+our own voice variants (``sm_f1`` ... ``sm_m7``: the stock variants with flutter
+and breath off), installed into a private overlay of the wheel's data folder,
+so a line renders to the same samples every time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from dataclasses import dataclass
+
+import numpy as np
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE = 1
+_PARAM_VOLUME = 2
+_PARAM_PITCH = 3
+_PARAM_RANGE = 4
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class EspeakError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EspeakVoice:
+    name: str  # e.g. "en-us+f3"
+    rate_wpm: int
+    pitch: int
+    pitch_range: int = 50
+
+
+FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
+MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
+VARIANT_PREFIX = "sm_"
+
+
+def _overlay_data_dir(data_dir: Path) -> Path:
+    """A folder that mirrors the wheel's data (symlinks) plus our steady variants."""
+    overlay = Path(tempfile.mkdtemp(prefix="sparkle-espeak-"))
+    atexit.register(shutil.rmtree, overlay, True)
+    for entry in data_dir.iterdir():
+        if entry.name != "voices":
+            (overlay / entry.name).symlink_to(entry)
+    variants_src = data_dir / "voices" / "!v"
+    variants_dst = overlay / "voices" / "!v"
+    variants_dst.mkdir(parents=True)
+    for entry in (data_dir / "voices").iterdir():
+        if entry.name != "!v":
+            (overlay / "voices" / entry.name).symlink_to(entry)
+    for entry in variants_src.iterdir():
+        (variants_dst / entry.name).symlink_to(entry)
+    for name in FEMALE_VARIANTS + MALE_VARIANTS:
+        lines = [
+            line for line in (variants_src / name).read_text().splitlines()
+            if not line.strip().startswith(("name", "breath", "flutter", "echo"))
+        ]
+        lines += [f"name {VARIANT_PREFIX}{name}", "flutter 0", "breath 0"]
+        (variants_dst / f"{VARIANT_PREFIX}{name}").write_text("\n".join(lines) + "\n")
+    return overlay
+
+
+class _Espeak:
+    """The process-wide espeak-ng library."""
+
+    RANDOM_SEED = 1
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self.lib = ctypes.CDLL(str(espeakng_loader.get_library_path()))
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+            ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self.data_dir = _overlay_data_dir(Path(espeakng_loader.get_data_path()))
+        data_path = str(self.data_dir).encode()
+        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0)
+        if self.sample_rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed ({self.sample_rate}) with data at {data_path!r}")
+        self._chunks: list[np.ndarray] = []
+        self._callback = _SynthCallback(self._on_audio)  # kept referenced for the library's lifetime
+        self.lib.espeak_SetSynthCallback(self._callback)
+        self.lock = threading.Lock()
+        self.version = self._version()
+
+    def _version(self) -> str:
+        self.lib.espeak_Info.restype = ctypes.c_char_p
+        self.lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        raw = self.lib.espeak_Info(None)
+        return raw.decode(errors="replace") if raw else "unknown"
+
+    def _on_audio(self, wav, num_samples, _events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0
+
+    def _speak(self, encoded: bytes) -> list[np.ndarray]:
+        self._chunks = []
+        encoded += b"\0"
+        status = self.lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if status != 0:
+            raise EspeakError(f"espeak_Synth failed with status {status}")
+        self.lib.espeak_Synchronize()
+        chunks, self._chunks = self._chunks, []
+        return chunks
+
+    def has_voice(self, name: str) -> bool:
+        with self.lock:
+            return self.lib.espeak_SetVoiceByName(name.encode()) == 0
+
+    def synthesize(self, text: str, voice: EspeakVoice) -> np.ndarray:
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                raise EspeakError(f"espeak-ng has no voice {voice.name!r}")
+            self.lib.espeak_SetParameter(_PARAM_RATE, voice.rate_wpm, 0)
+            self.lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
+            self.lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
+            self.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
+            self.lib.espeak_ng_SetRandSeed(self.RANDOM_SEED)
+            # The first samples of an utterance depend on where the previous one
+            # left the pitch; a short discarded utterance in the same voice puts
+            # the synthesiser in the same state every time.
+            self._speak(b"a.")
+            chunks = self._speak(text.encode("utf-8"))
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+
+_instance: _Espeak | None = None
+_instance_lock = threading.Lock()
+
+
+def engine() -> _Espeak:
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            _instance = _Espeak()
+        return _instance

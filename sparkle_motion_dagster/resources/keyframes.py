@@ -1,0 +1,35 @@
+"""Keyframes: one image per base image of the plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from PIL import Image
+
+from ..storyboard import render_storyboard
+
+
+class KeyframeRenderer(dg.ConfigurableResource):
+    """Interface: render one keyframe from its prompt and seed."""
+
+    @property
+    def backend(self) -> str:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"backend": self.backend, **self.model_dump()}
+
+    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str) -> Image.Image:
+        raise NotImplementedError
+
+
+class StoryboardKeyframes(KeyframeRenderer):
+    """Embedded keyframes: a storyboard frame drawn from the prompt (not an image model)."""
+
+    @property
+    def backend(self) -> str:
+        return "storyboard"
+
+    def render(self, prompt, *, seed, width, height, label):
+        return render_storyboard(prompt, seed=seed, width=width, height=height, label=label)

@@ -1,0 +1,18 @@
+"""The artifact store as a resource: configuration only, so it crosses process boundaries."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from ..settings import artifacts_root
+from ..storage import ArtifactStore
+
+
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """Where film runs write their files. Empty ``root`` means ARTIFACTS_FS_ROOT, else ``state/artifacts``."""
+
+    root: str = Field(default="", description="Artifact root folder; empty uses the environment default.")
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.root or artifacts_root())

@@ -1,0 +1,36 @@
+"""Environment-driven locations. Read when called, never at import time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DAGSTER_YAML = """\
+# Written by sparkle-motion on first use; edit freely.
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def state_dir() -> Path:
+    """The project's state folder: the Dagster home and, by default, the artifacts."""
+    return Path(os.environ.get("SPARKLE_STATE_DIR") or Path.cwd() / "state").expanduser().resolve()
+
+
+def artifacts_root() -> Path:
+    configured = os.environ.get("ARTIFACTS_FS_ROOT")
+    return Path(configured).expanduser().resolve() if configured else state_dir() / "artifacts"
+
+
+def ensure_dagster_home() -> Path:
+    """Point DAGSTER_HOME at a persistent folder (never a temporary one) and create it."""
+    home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home").expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
