@@ -1,27 +1,29 @@
 """Speech synthesis with espeak-ng, loaded from the ``espeakng-loader`` wheel.
 
 No system package and no model weights: the wheel ships ``libespeak-ng`` and
-its voice data, called here through ctypes. espeak-ng keeps one global state
-per process, so every call is serialised with a lock and the library is
-initialised once.
+its voice data, called here through ctypes. espeak-ng keeps global state per
+process, so every call is serialised with a lock.
 
-Determinism: espeak-ng's pitch "flutter" advances a process-wide index from one
-utterance to the next and its "breath" noise is random, so the same line would
-sound slightly different depending on what was spoken before. We speak through
-our own voice variants (``sm_f1`` ... ``sm_m7``: the stock variants with flutter
-and breath off), installed into a private overlay of the wheel's data folder,
-so a line renders to the same samples every time.
+Determinism: the same line must render to the same samples whatever was spoken
+before it (a resumed run must match an uninterrupted one). espeak-ng's pitch
+"flutter" and "breath" noise vary from call to call and its gain carries over
+between utterances, so we speak through our own voice variants (``sm_f1`` ...
+``sm_m7``: the stock variants with flutter, breath and echo off, installed into
+a private overlay of the wheel's data folder) and load the library afresh for
+each utterance.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import atexit
+import contextlib
 import ctypes
 import shutil
 import tempfile
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +31,6 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
-_PARAM_VOLUME = 2
 _PARAM_PITCH = 3
 _PARAM_RANGE = 4
 
@@ -79,73 +80,78 @@ def _overlay_data_dir(data_dir: Path) -> Path:
 
 
 class _Espeak:
-    """The process-wide espeak-ng library."""
+    """espeak-ng, loaded afresh for every utterance.
+
+    Even with steady variants, an utterance's gain depends on what the library
+    spoke before (state kept in its statics, which espeak_Terminate does not
+    reset). Loading the shared library, speaking, and unloading it again costs
+    about 6 ms and makes every line independent of the lines before it.
+    """
 
     RANDOM_SEED = 1
 
     def __init__(self) -> None:
         import espeakng_loader
 
-        self.lib = ctypes.CDLL(str(espeakng_loader.get_library_path()))
-        self.lib.espeak_Initialize.restype = ctypes.c_int
-        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
-        ]
+        self.library_path = str(espeakng_loader.get_library_path())
         self.data_dir = _overlay_data_dir(Path(espeakng_loader.get_data_path()))
-        data_path = str(self.data_dir).encode()
-        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0)
-        if self.sample_rate <= 0:
-            raise EspeakError(f"espeak_Initialize failed ({self.sample_rate}) with data at {data_path!r}")
-        self._chunks: list[np.ndarray] = []
-        self._callback = _SynthCallback(self._on_audio)  # kept referenced for the library's lifetime
-        self.lib.espeak_SetSynthCallback(self._callback)
         self.lock = threading.Lock()
-        self.version = self._version()
+        self._chunks: list[np.ndarray] = []
+        self._callback = _SynthCallback(self._on_audio)  # kept referenced while any library uses it
+        with self._library() as lib:
+            lib.espeak_Info.restype = ctypes.c_char_p
+            lib.espeak_Info.argtypes = [ctypes.c_void_p]
+            raw = lib.espeak_Info(None)
+            self.version = raw.decode(errors="replace") if raw else "unknown"
 
-    def _version(self) -> str:
-        self.lib.espeak_Info.restype = ctypes.c_char_p
-        self.lib.espeak_Info.argtypes = [ctypes.c_void_p]
-        raw = self.lib.espeak_Info(None)
-        return raw.decode(errors="replace") if raw else "unknown"
+    @contextlib.contextmanager
+    def _library(self):
+        lib = ctypes.CDLL(self.library_path)
+        try:
+            lib.espeak_Initialize.restype = ctypes.c_int
+            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+            lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+            lib.espeak_Synth.argtypes = [
+                ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                ctypes.c_void_p, ctypes.c_void_p,
+            ]
+            self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_dir).encode(), 0)
+            if self.sample_rate <= 0:
+                raise EspeakError(f"espeak_Initialize failed ({self.sample_rate}) with data at {self.data_dir}")
+            lib.espeak_SetSynthCallback(self._callback)
+            yield lib
+            lib.espeak_Terminate()
+        finally:
+            handle = lib._handle
+            del lib
+            _ctypes.dlclose(handle)
 
     def _on_audio(self, wav, num_samples, _events) -> int:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0
 
-    def _speak(self, encoded: bytes) -> list[np.ndarray]:
-        self._chunks = []
-        encoded += b"\0"
-        status = self.lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        if status != 0:
-            raise EspeakError(f"espeak_Synth failed with status {status}")
-        self.lib.espeak_Synchronize()
-        chunks, self._chunks = self._chunks, []
-        return chunks
-
     def has_voice(self, name: str) -> bool:
-        with self.lock:
-            return self.lib.espeak_SetVoiceByName(name.encode()) == 0
+        with self.lock, self._library() as lib:
+            return lib.espeak_SetVoiceByName(name.encode()) == 0
 
     def synthesize(self, text: str, voice: EspeakVoice) -> np.ndarray:
-        with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+        with self.lock, self._library() as lib:
+            if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise EspeakError(f"espeak-ng has no voice {voice.name!r}")
-            self.lib.espeak_SetParameter(_PARAM_RATE, voice.rate_wpm, 0)
-            self.lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
-            self.lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
-            self.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
-            self.lib.espeak_ng_SetRandSeed(self.RANDOM_SEED)
-            # The first samples of an utterance depend on where the previous one
-            # left the pitch; a short discarded utterance in the same voice puts
-            # the synthesiser in the same state every time.
-            self._speak(b"a.")
-            chunks = self._speak(text.encode("utf-8"))
+            lib.espeak_SetParameter(_PARAM_RATE, voice.rate_wpm, 0)
+            lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
+            lib.espeak_SetParameter(_PARAM_RANGE, voice.pitch_range, 0)
+            lib.espeak_ng_SetRandSeed(self.RANDOM_SEED)
+            self._chunks = []
+            encoded = text.encode("utf-8") + b"\0"
+            status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            if status != 0:
+                raise EspeakError(f"espeak_Synth failed with status {status}")
+            lib.espeak_Synchronize()
+            chunks, self._chunks = self._chunks, []
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 

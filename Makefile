@@ -1,0 +1,41 @@
+# Set-up is part of every target: a fresh clone needs only Python 3.11 and pip.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := $(CURDIR)/state
+export SPARKLE_STATE_DIR ?= $(STATE)
+
+.PHONY: demo test ui bench clean-state
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The core install: no torch, no model libraries.
+$(VENV)/.core-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Tests also exercise the real-model adapters on tiny models. torch goes first,
+# pinned, so pip takes the CPU build instead of resolving a multi-GB CUDA one.
+$(VENV)/.test-installed: $(VENV)/.core-installed
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[models,test]'
+	touch $@
+
+demo: $(VENV)/.core-installed
+	$(BIN)/sparkle-motion demo
+
+test: $(VENV)/.test-installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
+
+# The Dagster UI on http://127.0.0.1:3000 with a persistent DAGSTER_HOME in state/.
+ui: $(VENV)/.core-installed
+	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/sparkle-motion paths >/dev/null
+	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+bench: $(VENV)/.core-installed
+	$(BIN)/python bench/e2e.py
+
+clean-state:
+	rm -rf $(STATE)

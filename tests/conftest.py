@@ -1,0 +1,29 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
+
+
+@pytest.fixture
+def sample_envelope() -> dict:
+    return json.loads(SAMPLE.read_text())
+
+
+@pytest.fixture
+def sample_plan(sample_envelope) -> dict:
+    return sample_envelope["validated_plan"]
+
+
+@pytest.fixture
+def isolated_state(tmp_path, monkeypatch) -> Path:
+    """A private state folder, DAGSTER_HOME and artifact root for one test."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("SPARKLE_STATE_DIR", str(state))
+    monkeypatch.delenv("ARTIFACTS_FS_ROOT", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+    return state
