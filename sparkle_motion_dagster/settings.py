@@ -30,7 +30,12 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home").expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    os.environ["DAGSTER_HOME"] = str(home)
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
+        # Create the instance's storage now, in one process: two processes doing
+        # it at once on a new SQLite home can both stamp the schema version.
+        import dagster as dg
+
+        dg.DagsterInstance.get().dispose()
     return home

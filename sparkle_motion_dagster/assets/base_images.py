@@ -42,7 +42,7 @@ def base_images(
             picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
                                        label=f"{image.id} · seed {seed}")
             buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
+            picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
             atomic_write_bytes(path, buffer.getvalue())
             meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
         else:

@@ -1,0 +1,71 @@
+"""End-to-end speed of the embedded pipeline against an ffmpeg-only floor.
+
+Runs ``sparkle-motion run --sample --preview`` (the seed's sample plan) in a
+fresh state folder, then, in the same run, times ffmpeg alone encoding the same
+frames (decoded from the film) at the same size with libx264 veryfast. Prints
+per-stage times, the peak RSS of the run and ``e2e_over_encode_floor``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sparkle_motion_dagster.ffmpeg import ffmpeg_exe, probe
+
+
+def run_film(state: Path) -> tuple[float, int, str]:
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
+    env.pop("DAGSTER_HOME", None)
+    env.pop("ARTIFACTS_FS_ROOT", None)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli", "run", "--sample", "--preview"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"the film run failed:\n{out}\n{err}")
+    return elapsed, usage.ru_maxrss * 1024, out
+
+
+def encode_floor(final: Path, workdir: Path) -> tuple[float, int]:
+    info = probe(final)
+    raw = workdir / "frames.rgb"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(final), "-map", "0:v", "-f", "rawvideo",
+                    "-pix_fmt", "rgb24", str(raw)], check=True)
+    frames = raw.stat().st_size // (info["width"] * info["height"] * 3)
+    started = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{info['width']}x{info['height']}", "-r", f"{info['fps']:g}", "-i", str(raw),
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+                    str(workdir / "floor.mp4")], check=True)
+    return time.perf_counter() - started, frames
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="sparkle-bench-") as tmp:
+        tmp_path = Path(tmp)
+        elapsed, peak_rss, out = run_film(tmp_path / "state")
+        final = Path(re.search(r"^video_final: (.+)$", out, re.M).group(1))
+        floor, frames = encode_floor(final, tmp_path)
+        stages = re.findall(r"^  (\w+)\s+ok\s+([\d.]+) s$", out, re.M)
+        film_seconds = float(re.search(r"^done in ([\d.]+) s$", out, re.M).group(1))
+    print(f"frames={frames} size={probe(final) if False else ''}".rstrip(" size="))
+    for stage, seconds in stages:
+        print(f"stage {stage:<18} {float(seconds):6.2f} s")
+    print(f"e2e_seconds={elapsed:.2f} (of which filming {film_seconds:.2f}, the rest is process start-up)")
+    print(f"encode_floor_seconds={floor:.2f}")
+    print(f"peak_rss_mb={peak_rss / 2**20:.0f}")
+    print(f"film_over_encode_floor={film_seconds / floor:.2f}")
+    print(f"e2e_over_encode_floor={elapsed / floor:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The Dagster UI path for real: `dagster dev` on loopback, a run launched through its GraphQL API."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, what: str, attempts: int = 600, interval: float = 0.5):
+    """Poll until ``predicate`` is truthy; gives up after many attempts, not after a wall-clock limit."""
+    for _ in range(attempts):
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_film_launched_from_the_ui_api(tmp_path):
+    from dagster_graphql import DagsterGraphQLClient
+
+    state = tmp_path / "state"
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    env.pop("ARTIFACTS_FS_ROOT", None)
+    submitted = subprocess.run([str(BIN / "sparkle-motion"), "submit", "--sample", "--preview"], env=env,
+                               capture_output=True, text=True, check=True)
+    run_id = submitted.stdout.split()[1]
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+                               "-p", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def up():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_for(up, "the webserver")
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        dagster_run_id = wait_for(
+            lambda: _try(lambda: client.submit_job_execution("film", tags={"dagster/partition": run_id})),
+            "the code location to load",
+        )
+        status = wait_for(
+            lambda: (s := client.get_run_status(dagster_run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
+            "the run to finish",
+        )
+        assert status == "SUCCESS"
+        final = state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4"
+        assert final.stat().st_size > 10_000
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def _try(call):
+    try:
+        return call()
+    except Exception:
+        return None
