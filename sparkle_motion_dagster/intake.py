@@ -32,11 +32,25 @@ def resolve_video_backend(plan: MoviePlan, *, served: tuple[str, ...], backend: 
     )
 
 
-def validation_report(plan: MoviePlan, backend_choice: dict[str, Any]) -> dict[str, Any]:
-    """The summary a user reads before a run: counts, the chosen backend and warnings."""
+def validation_report(
+    plan: MoviePlan, backend_choice: dict[str, Any], *, max_line_chars: int | None = None,
+    max_generation_sec: float | None = None,
+) -> dict[str, Any]:
+    """The summary a user reads before paying for a render: counts, the chosen backend and warnings."""
     warnings = []
+    if backend_choice.get("problem"):
+        warnings.append(backend_choice["problem"])
     for index, shot in enumerate(plan.shots):
         start, end = plan.base_image(shot.start_base_image_id), plan.base_image(shot.end_base_image_id)
         if start.prompt.strip() == end.prompt.strip():
-            warnings.append(f"shots[{index}]: start and end keyframe prompts are identical; the clip will be static")
+            warnings.append(f"shots[{index}] ({shot.id}): start and end keyframe prompts are identical; "
+                            "the clip will be static")
+        if max_generation_sec and shot.duration_sec > max_generation_sec:
+            warnings.append(f"shots[{index}] ({shot.id}): {shot.duration_sec:g} s is longer than one video "
+                            f"generation ({max_generation_sec:g} s); it will be made of chained segments")
+    if max_line_chars:
+        for line_id, entry in plan.dialogue_lines():
+            if len(entry.text) > max_line_chars:
+                warnings.append(f"{line_id} ({entry.character_id}): {len(entry.text)} characters is longer than "
+                                f"the speech engine's {max_line_chars}; it will be spoken in chunks")
     return {"summary": summarize(plan), "video": backend_choice, "warnings": warnings}

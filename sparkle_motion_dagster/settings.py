@@ -15,6 +15,17 @@ concurrency:
 """
 
 
+ARTIFACT_BACKENDS = ("filesystem",)
+
+
+def artifacts_backend() -> str:
+    """ARTIFACTS_BACKEND, checked: anything but a supported backend fails at start."""
+    value = os.environ.get("ARTIFACTS_BACKEND", "filesystem").strip() or "filesystem"
+    if value not in ARTIFACT_BACKENDS:
+        raise ValueError(f"ARTIFACTS_BACKEND: {value!r} is not supported; valid values: {', '.join(ARTIFACT_BACKENDS)}")
+    return value
+
+
 def state_dir() -> Path:
     """The project's state folder: the Dagster home and, by default, the artifacts."""
     return Path(os.environ.get("SPARKLE_STATE_DIR") or Path.cwd() / "state").expanduser().resolve()

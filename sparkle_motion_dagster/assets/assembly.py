@@ -5,81 +5,102 @@ import dagster as dg
 from ..ffmpeg import extract_frame_png
 from ..media import png_thumbnail_markdown
 from ..partitions import run_partitions
+from ..qa import qa_flags
 from ..resources.assembly import FfmpegAssembler
 from ..resources.lipsync import LipsyncEngine
 from ..resources.storage import ArtifactStoreResource
 from ..run_files import load_run_plan, read_stage_json
 from ..storage import atomic_output, atomic_write_json
 from .dialogue_audio import dialogue_audio
+from .stage import RENDER_RETRY, stage_run
 from .video_clips import video_clips
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_clips], kinds={"mp4"})
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_clips], kinds={"mp4"},
+          retry_policy=RENDER_RETRY)
 def video_raw_concat(
     context: dg.AssetExecutionContext,
     artifact_store: ArtifactStoreResource,
     assembler: FfmpegAssembler,
 ) -> dg.MaterializeResult:
     """The silent master: every shot clip in plan order, joined without re-encoding."""
-    run_id = context.partition_key
-    store = artifact_store.store()
-    motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
-    clips = [store.path(run_id, "video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
-    out = store.path(run_id, "assembly", "video_raw_concat.mp4")
-    with atomic_output(store.path(run_id, "assembly", "concat_list.txt")) as list_path, atomic_output(out) as temp:
-        assembler.concat(clips, temp, list_path)
-    frames = sum(c["num_frames"] for c in motion["clip_assets"])
-    plan_path = atomic_write_json(store.path(run_id, "assembly", "assembly_plan.json"), {
-        "run_id": run_id,
-        "clips": [{"shot_id": c["shot_id"], "path": c["asset_path"], "num_frames": c["num_frames"],
-                   "duration_sec": c["duration_sec"]} for c in motion["clip_assets"]],
-        "fps": motion["fps"],
-        "total_frames": frames,
-        "duration_sec": round(frames / motion["fps"], 6),
-        "video_raw_path": str(out),
-    })
-    return dg.MaterializeResult(metadata={
-        "backend": assembler.backend,
-        "clips": len(clips),
-        "frames": frames,
-        "duration_sec": round(frames / motion["fps"], 6),
-        "path": dg.MetadataValue.path(str(out)),
-        "assembly_plan": dg.MetadataValue.path(str(plan_path)),
-    })
+    with stage_run(context, artifact_store, "assembly") as stage:
+        store, run_id = stage.store, stage.run_id
+        stage.plan_id = load_run_plan(store, run_id).plan_id()
+        motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
+        clips = [store.path(run_id, "video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
+        out = stage.path("video_raw_concat.mp4")
+        with atomic_output(stage.path("concat_list.txt")) as list_path, atomic_output(out) as temp:
+            assembler.concat(clips, temp, list_path)
+        frames = sum(c["num_frames"] for c in motion["clip_assets"])
+        duration = round(frames / motion["fps"], 6)
+        plan_path = atomic_write_json(stage.path("assembly_plan.json"), {
+            "run_id": run_id,
+            "clips": [{"shot_id": c["shot_id"], "path": c["asset_path"], "num_frames": c["num_frames"],
+                       "duration_sec": c["duration_sec"]} for c in motion["clip_assets"]],
+            "fps": motion["fps"],
+            "total_frames": frames,
+            "duration_sec": duration,
+            "video_raw_path": str(out),
+        })
+        stage.publish(out, duration_s=duration, width=motion["width"], height=motion["height"])
+        stage.publish(plan_path)
+        return dg.MaterializeResult(metadata={
+            "backend": assembler.backend,
+            "clips": len(clips),
+            "frames": frames,
+            "duration_sec": duration,
+            "path": dg.MetadataValue.path(str(out)),
+            "assembly_plan": dg.MetadataValue.path(str(plan_path)),
+            **stage.catalog_metadata(),
+        })
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_raw_concat, dialogue_audio], kinds={"mp4"})
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_raw_concat, dialogue_audio], kinds={"mp4"},
+          retry_policy=RENDER_RETRY, pool="gpu")
 def video_final(
     context: dg.AssetExecutionContext,
     artifact_store: ArtifactStoreResource,
     lipsync: LipsyncEngine,
 ) -> dg.MaterializeResult:
     """The deliverable: the master with the stitched dialogue as one AAC track, after lipsync
-    on talking closeups. It still needs a person's review before it is shared."""
-    run_id = context.partition_key
-    store = artifact_store.store()
-    plan = load_run_plan(store, run_id)
-    raw = store.path(run_id, "assembly", "video_raw_concat.mp4")
-    audio_manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
-    audio = store.path(run_id, "dialogue_audio", "tts_timeline.wav")
-    windows = lipsync_windows(plan, audio_manifest)
-    out = store.path(run_id, "finalize", "video_final.mp4")
-    with atomic_output(out) as temp:
-        result = lipsync.apply(raw, audio, temp, windows=windows, fps=plan.fps)
-    alignment = atomic_write_json(store.path(run_id, "finalize", "alignment_map.json"), {
-        "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
-    })
-    frames = read_stage_json(store, run_id, "assembly", "assembly_plan.json")["total_frames"]
-    thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=min(plan.runtime_sec / 2, 5.0)), alt="video_final")
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(out)),
-        "duration_sec": round(frames / plan.fps, 6),
-        "frames": frames,
-        "lipsync_backend": lipsync.backend,
-        "lipsync_applied": result["lipsync_applied"],
-        "alignment_map": dg.MetadataValue.path(str(alignment)),
-        "preview": dg.MetadataValue.md(thumbnail),
-    })
+    on talking closeups. It needs a person's review before it is shared (see the
+    `approved_by_reviewer` check)."""
+    with stage_run(context, artifact_store, "finalize") as stage:
+        store, run_id = stage.store, stage.run_id
+        plan = load_run_plan(store, run_id)
+        stage.plan_id = plan.plan_id()
+        raw = store.path(run_id, "assembly", "video_raw_concat.mp4")
+        audio_manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
+        audio = store.path(run_id, "dialogue_audio", "tts_timeline.wav")
+        assembly = read_stage_json(store, run_id, "assembly", "assembly_plan.json")
+        windows = lipsync_windows(plan, audio_manifest)
+        out = stage.path("video_final.mp4")
+        with atomic_output(out) as temp:
+            result = lipsync.apply(raw, audio, temp, windows=windows, fps=plan.fps)
+        alignment = atomic_write_json(stage.path("alignment_map.json"), {
+            "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
+        })
+        frames = assembly["total_frames"]
+        flags = qa_flags()
+        stage.publish(out, duration_s=round(frames / plan.fps, 6),
+                      metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
+                                **flags})
+        stage.publish(alignment)
+        thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=min(plan.runtime_sec / 2, 5.0)),
+                                           alt="video_final")
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "duration_sec": round(frames / plan.fps, 6),
+            "frames": frames,
+            "lipsync_backend": lipsync.backend,
+            "lipsync_applied": result["lipsync_applied"],
+            "manual_review_required": flags["manual_review_required"],
+            "qa_mode": flags["qa_mode"],
+            "alignment_map": dg.MetadataValue.path(str(alignment)),
+            "preview": dg.MetadataValue.md(thumbnail),
+            **stage.catalog_metadata(),
+        })
 
 
 def lipsync_windows(plan, audio_manifest) -> list[dict]:

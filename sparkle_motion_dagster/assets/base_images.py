@@ -3,9 +3,11 @@
 import io
 
 import dagster as dg
+from PIL import Image
 
 from .. import cache
 from ..media import thumbnail_markdown
+from ..overrides import read_overrides, seed_override
 from ..partitions import run_partitions
 from ..resources.keyframes import KeyframeRenderer
 from ..resources.storage import ArtifactStoreResource
@@ -13,11 +15,13 @@ from ..run_files import image_seed, load_run_plan, output_size
 from ..storage import atomic_write_bytes, atomic_write_json
 from .plan_intake import movie_plan
 from .render_config import RenderConfig
+from .stage import RENDER_RETRY, stage_run
 
 STAGE = "base_images"
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan], kinds={"png"})
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan], kinds={"png"},
+          retry_policy=RENDER_RETRY, pool="gpu")
 def base_images(
     context: dg.AssetExecutionContext,
     config: RenderConfig,
@@ -26,44 +30,48 @@ def base_images(
 ) -> dg.MaterializeResult:
     """One PNG per base image (N shots need N+1), rendered from its prompt and seed.
     Keyframes whose prompt, seed, size and renderer did not change are reused."""
-    run_id = context.partition_key
-    store = artifact_store.store()
-    plan = load_run_plan(store, run_id)
-    width, height = output_size(plan)
-    renderer = keyframes.fingerprint()
+    with stage_run(context, artifact_store, STAGE) as stage:
+        store, run_id = stage.store, stage.run_id
+        plan = load_run_plan(store, run_id)
+        stage.plan_id = plan.plan_id()
+        overrides = read_overrides(store, run_id)
+        width, height = output_size(plan)
+        renderer = keyframes.fingerprint()
 
-    entries, thumbnails, reused = [], [], 0
-    for index, image in enumerate(plan.base_images):
-        seed = image_seed(plan, index)
-        path = store.path(run_id, STAGE, f"{image.id}.png")
-        key = cache.fingerprint({"renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]})
-        meta = None if config.force else cache.reusable(path, key)
-        if meta is None:
-            picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
-                                       label=f"{image.id} · seed {seed}")
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
-            atomic_write_bytes(path, buffer.getvalue())
-            meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
-        else:
-            reused += 1
-            picture = None
-        entries.append({"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
-                        "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]})
-        if picture is None:
-            from PIL import Image
+        entries, thumbnails, rendered = [], [], []
+        for index, image in enumerate(plan.base_images):
+            stage.check_stop()
+            seed = seed_override(overrides, "base_images", image.id)
+            seed = image_seed(plan, index) if seed is None else seed
+            path = stage.path(f"{image.id}.png")
+            key = cache.fingerprint({"renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]})
+            meta = None if config.force else cache.reusable(path, key)
+            if meta is None:
+                picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
+                                           label=f"{image.id} · seed {seed}")
+                buffer = io.BytesIO()
+                picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
+                atomic_write_bytes(path, buffer.getvalue())
+                meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
+                rendered.append(image.id)
+            else:
+                picture = Image.open(path)
+            entries.append({"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
+                            "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]})
+            thumbnails.append(thumbnail_markdown(picture, alt=image.id, width=160))
+            stage.publish(path, metadata={"base_image_id": image.id, "seed": seed, "backend": meta["backend"]})
 
-            picture = Image.open(path)
-        thumbnails.append(thumbnail_markdown(picture, alt=image.id, width=160))
-
-    manifest = atomic_write_json(store.path(run_id, STAGE, "base_images_manifest.json"),
-                                 {"run_id": run_id, "base_image_assets": entries})
-    return dg.MaterializeResult(metadata={
-        "backend": keyframes.backend,
-        "count": len(entries),
-        "reused": reused,
-        "size": f"{width}x{height}",
-        "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
-        "manifest": dg.MetadataValue.path(str(manifest)),
-        "preview": dg.MetadataValue.md(" ".join(thumbnails)),
-    })
+        manifest = atomic_write_json(stage.path("base_images_manifest.json"),
+                                     {"run_id": run_id, "base_image_assets": entries})
+        stage.publish(manifest)
+        return dg.MaterializeResult(metadata={
+            "backend": keyframes.backend,
+            "count": len(entries),
+            "rendered": len(rendered),
+            "reused": len(entries) - len(rendered),
+            "size": f"{width}x{height}",
+            "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
+            "manifest": dg.MetadataValue.path(str(manifest)),
+            "preview": dg.MetadataValue.md(" ".join(thumbnails)),
+            **stage.catalog_metadata(),
+        })

@@ -3,7 +3,9 @@
 import dagster as dg
 
 from .. import cache
+from ..overrides import read_overrides, seed_override
 from ..partitions import run_partitions
+from ..resources import sdxl
 from ..resources.clips import ClipRenderer, ClipRequest
 from ..resources.storage import ArtifactStoreResource
 from ..run_files import load_run_plan, output_size, read_stage_json
@@ -12,11 +14,13 @@ from ..timeline import shot_frame_counts
 from .base_images import base_images
 from .plan_intake import movie_plan
 from .render_config import RenderConfig
+from .stage import RENDER_RETRY, stage_run
 
 STAGE = "video_clips"
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan, base_images], kinds={"mp4"})
+@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan, base_images], kinds={"mp4"},
+          retry_policy=RENDER_RETRY, pool="gpu")
 def video_clips(
     context: dg.AssetExecutionContext,
     config: RenderConfig,
@@ -24,50 +28,64 @@ def video_clips(
     clips: ClipRenderer,
 ) -> dg.MaterializeResult:
     """One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
-    (rounded on the film's running clock). Shots whose keyframes and settings did not change
-    are reused, so a failed or stopped run resumes where it left off."""
-    run_id = context.partition_key
-    store = artifact_store.store()
-    plan = load_run_plan(store, run_id)
-    seeds = {e["id"]: e["seed"] for e in read_stage_json(store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
-    width, height = output_size(plan)
-    fps = plan.fps
-    renderer = clips.fingerprint()
+    (rounded on the film's running clock). Shots whose keyframes, seed and settings did not
+    change are reused, so a failed or stopped run resumes where it left off and regenerating
+    one shot re-renders only that shot."""
+    with stage_run(context, artifact_store, STAGE) as stage:
+        store, run_id = stage.store, stage.run_id
+        plan = load_run_plan(store, run_id)
+        stage.plan_id = plan.plan_id()
+        overrides = read_overrides(store, run_id)
+        keyframes = read_stage_json(store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]
+        keyframe_seeds = {e["id"]: e["seed"] for e in keyframes}
+        width, height = output_size(plan)
+        fps = plan.fps
+        sdxl.release()  # the keyframe model is done: give its memory to the video model
+        renderer = clips.fingerprint()
 
-    entries, rendered = [], []
-    for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
-        start = store.path(run_id, "base_images", f"{shot.start_base_image_id}.png")
-        end = store.path(run_id, "base_images", f"{shot.end_base_image_id}.png")
-        seed = seeds[shot.start_base_image_id]
-        path = store.path(run_id, STAGE, f"{shot.id}.mp4")
-        key = cache.fingerprint({"renderer": renderer, "frames": frames, "fps": fps, "size": [width, height],
-                                 "seed": seed, "motion_prompt": shot.motion_prompt,
-                                 "start": sha256_file(start), "end": sha256_file(end)})
-        meta = None if config.force else cache.reusable(path, key)
-        if meta is None:
-            request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
-                                  width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
-                                  prompt=shot.visual_description)
-            with atomic_output(path) as temp:
-                details = clips.render(request, temp)
-            meta = cache.record(path, key, {"backend": clips.backend, "seed": seed, "frames": frames, **details})
-            rendered.append(shot.id)
-            context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend}")
-        entries.append({"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
-                        "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
-                        "start_base_image_id": shot.start_base_image_id, "end_base_image_id": shot.end_base_image_id,
-                        "motion_prompt": shot.motion_prompt, "backend": meta["backend"],
-                        "continuity_mode": meta.get("continuity_mode")})
+        entries, rendered = [], []
+        for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
+            stage.check_stop()
+            start = store.path(run_id, "base_images", f"{shot.start_base_image_id}.png")
+            end = store.path(run_id, "base_images", f"{shot.end_base_image_id}.png")
+            seed = seed_override(overrides, "shots", shot.id)
+            seed = keyframe_seeds[shot.start_base_image_id] if seed is None else seed
+            path = stage.path(f"{shot.id}.mp4")
+            key = cache.fingerprint({"renderer": renderer, "frames": frames, "fps": fps, "size": [width, height],
+                                     "seed": seed, "motion_prompt": shot.motion_prompt,
+                                     "start": sha256_file(start), "end": sha256_file(end)})
+            meta = None if config.force else cache.reusable(path, key)
+            if meta is None:
+                request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
+                                      width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
+                                      prompt=shot.visual_description)
+                with atomic_output(path) as temp:
+                    details = clips.render(request, temp)
+                meta = cache.record(path, key, {"backend": clips.backend, "seed": seed, "frames": frames, **details})
+                rendered.append(shot.id)
+                context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
+            entries.append({"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
+                            "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
+                            "start_base_image_id": shot.start_base_image_id,
+                            "end_base_image_id": shot.end_base_image_id, "motion_prompt": shot.motion_prompt,
+                            "backend": meta["backend"], "continuity_mode": meta.get("continuity_mode")})
+            stage.publish(path, shot_id=shot.id, duration_s=round(frames / fps, 6), width=width, height=height,
+                          metadata={"seed": seed, "frames": frames, "backend": meta["backend"],
+                                    "continuity_mode": meta.get("continuity_mode")})
 
-    manifest = atomic_write_json(store.path(run_id, STAGE, "motion_manifest.json"),
-                                 {"run_id": run_id, "fps": fps, "width": width, "height": height, "clip_assets": entries})
-    return dg.MaterializeResult(metadata={
-        "backend": clips.backend,
-        "shots": len(entries),
-        "rendered": len(rendered),
-        "reused": len(entries) - len(rendered),
-        "frames": sum(e["num_frames"] for e in entries),
-        "fps": fps,
-        "size": f"{width}x{height}",
-        "manifest": dg.MetadataValue.path(str(manifest)),
-    })
+        manifest = atomic_write_json(stage.path("motion_manifest.json"),
+                                     {"run_id": run_id, "fps": fps, "width": width, "height": height,
+                                      "clip_assets": entries})
+        stage.publish(manifest)
+        return dg.MaterializeResult(metadata={
+            "backend": clips.backend,
+            "shots": len(entries),
+            "rendered": len(rendered),
+            "reused": len(entries) - len(rendered),
+            "rendered_shots": dg.MetadataValue.json(rendered),
+            "frames": sum(e["num_frames"] for e in entries),
+            "fps": fps,
+            "size": f"{width}x{height}",
+            "manifest": dg.MetadataValue.path(str(manifest)),
+            **stage.catalog_metadata(),
+        })

@@ -39,6 +39,11 @@ class ClipRenderer(dg.ConfigurableResource):
         """The render_profile.video.model_id values this renderer honours."""
         raise NotImplementedError
 
+    @property
+    def max_seconds_per_generation(self) -> float | None:
+        """The longest shot one generation holds (None: any length)."""
+        return None
+
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.model_dump()}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from ..settings import artifacts_root
+from ..settings import artifacts_backend, artifacts_root
 from ..storage import ArtifactStore
 
 
@@ -15,4 +15,5 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     root: str = Field(default="", description="Artifact root folder; empty uses the environment default.")
 
     def store(self) -> ArtifactStore:
+        artifacts_backend()
         return ArtifactStore(self.root or artifacts_root())

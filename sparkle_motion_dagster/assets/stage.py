@@ -1,0 +1,89 @@
+"""What every stage does around its own work: wait at the run's control gate,
+clear temporary files a killed process left behind, catalog what it publishes,
+and turn permanent problems into failures that are not retried."""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from .. import control
+from ..catalog import Catalog
+from ..intake import ModelNotConfiguredError
+from ..plan import PlanInputError, PlanValidationError
+from ..run_files import MissingUpstreamError
+from ..storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError
+
+# Problems that another attempt cannot fix: fail at once instead of retrying.
+PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
+                    UnknownRunError, UnsafeIdError, control.RunStopped)
+
+# Transient errors (a busy GPU, a flaky network filesystem) get two more tries.
+RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dataclass
+class StageRun:
+    context: dg.AssetExecutionContext
+    store: ArtifactStore
+    run_id: str
+    stage: str
+    plan_id: str | None = None
+    published: int = 0
+
+    def path(self, *names: str) -> Path:
+        return self.store.path(self.run_id, self.stage, *names)
+
+    def check_stop(self) -> None:
+        """Between items of a long stage: end now if the run was stopped."""
+        control.raise_if_stopped(self.store, self.run_id)
+
+    def publish(self, path: Path, *, shot_id: str | None = None, metadata: dict | None = None, **fields) -> None:
+        """Record a finished file in the artifact catalog."""
+        Catalog(self.store.root).record_file(
+            self.run_id, self.stage, path, plan_id=self.plan_id, shot_id=shot_id,
+            dagster_run_id=self.context.run_id, metadata=metadata or {}, **fields,
+        )
+        self.published += 1
+
+    def catalog_metadata(self) -> dict:
+        """Links a materialization to its rows in the artifact catalog."""
+        return {
+            "catalog_entries": self.published,
+            "catalog_query": dg.MetadataValue.text(f"sparkle-motion artifacts {self.run_id} --stage {self.stage}"),
+        }
+
+
+def _clear_stale_partials(folder: Path) -> None:
+    """Remove temporary files whose writer process is gone (it was killed mid-write)."""
+    if not folder.is_dir():
+        return
+    for temp in folder.glob(f"*{TEMP_MARKER}*"):
+        pid_part = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
+        if pid_part.isdigit() and int(pid_part) != os.getpid() and not _alive(int(pid_part)):
+            temp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def stage_run(context: dg.AssetExecutionContext, artifact_store, stage: str) -> Iterator[StageRun]:
+    store = artifact_store.store()
+    run_id = context.partition_key
+    try:
+        control.wait_at_gate(store, run_id, on_hold=lambda: context.log.info(f"{run_id} is paused; holding before {stage}"))
+        _clear_stale_partials(store.stage_dir(run_id, stage))
+        yield StageRun(context, store, run_id, stage)
+    except PERMANENT_ERRORS as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None

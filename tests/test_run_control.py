@@ -1,0 +1,201 @@
+"""Resume, regenerate, rerun, pause/stop, retries and crash safety, driven as a user would."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sparkle_motion_dagster.events import read_events
+from sparkle_motion_dagster.ffmpeg import run_ffmpeg
+from sparkle_motion_dagster.storage import TEMP_MARKER, sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+def cli(state: Path, *args, wait=True):
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
+    env.pop("ARTIFACTS_FS_ROOT", None)
+    env.pop("DAGSTER_HOME", None)
+    command = [sys.executable, "-m", "sparkle_motion_dagster.cli", *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+def run_id_of(output: str) -> str:
+    return next(line.split(": ")[1].split()[0] for line in output.splitlines() if line.startswith("run_id: "))
+
+
+def poll(predicate, what, attempts=2000, interval=0.01):
+    for _ in range(attempts):
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def framemd5(path: Path) -> list[str]:
+    out = run_ffmpeg(["-i", str(path), "-map", "0:v", "-f", "framemd5", "-"]).stdout.decode()
+    return [line.split(",")[-1].strip() for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def four_shot_plan(tmp_path: Path) -> Path:
+    frames = [{"id": f"frame_{i:03d}", "prompt": f"Keyframe {i}: a harbour at dusk, boat {i}",
+               "metadata": {"seed": 100 + i}} for i in range(5)]
+    shots = [{"id": f"shot_{i + 1:03d}", "duration_sec": 3.0, "start_base_image_id": f"frame_{i:03d}",
+              "end_base_image_id": f"frame_{i + 1:03d}", "motion_prompt": f"drift {i}"} for i in range(4)]
+    plan = {
+        "title": "Harbour", "characters": [{"id": "ava", "name": "Ava"}],
+        "base_images": frames, "shots": shots,
+        "dialogue_timeline": [{"type": "dialogue", "character_id": "ava", "text": "The boats are back.",
+                               "start_time_sec": 1.0, "duration_sec": 2.0}],
+        "render_profile": {"video": {"model_id": "animatic", "max_fps": 24}},
+    }
+    path = tmp_path / "harbour.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def test_kill_during_clips_then_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    plan = four_shot_plan(tmp_path)
+    reference = cli(state, "run", "--plan", str(plan))
+    assert reference.returncode == 0, reference.stderr
+    reference_final = Path(next(l.split(": ", 1)[1] for l in reference.stdout.splitlines() if l.startswith("video_final")))
+
+    submitted = cli(state, "submit", "--plan", str(plan))
+    run_id = submitted.stdout.split()[1]
+    clips = state / "artifacts" / "runs" / run_id / "video_clips"
+    proc = cli(state, "run", "--run-id", run_id, wait=False)
+    poll(lambda: (clips / ".meta" / "shot_001.mp4.json").exists(), "the first clip")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (clips / ".meta" / "shot_004.mp4.json").exists(), "the kill came too late to test anything"
+    finished_before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in clips.glob("shot_*.mp4")
+                       if TEMP_MARKER not in p.name}
+    # Every file under a final name is whole: it decodes to its full frame count.
+    for name in finished_before:
+        assert len(framemd5(clips / name)) == 72
+
+    resumed = cli(state, "resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "video_clips" in resumed.stdout and "movie_plan" not in resumed.stdout.split("resuming")[1].split("\n")[0]
+    for name, identity in finished_before.items():  # finished clips were not rendered again
+        assert ((clips / name).stat().st_ino, (clips / name).stat().st_mtime_ns) == identity
+    assert not list(clips.glob(f"*{TEMP_MARKER}*"))
+    final = state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4"
+    assert framemd5(final) == framemd5(reference_final)
+
+    # The killed Dagster run no longer claims to be running.
+    monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"sparkle/run_id": run_id}))
+        assert {r.status for r in runs} <= {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
+
+
+def test_regenerate_one_shot_keeps_every_other_file(tmp_path):
+    state = tmp_path / "state"
+    first = cli(state, "run", "--plan", str(four_shot_plan(tmp_path)))
+    run_id = run_id_of(first.stdout)
+    run = state / "artifacts" / "runs" / run_id
+    before = {p: sha256_file(p) for p in run.rglob("*") if p.suffix in {".png", ".wav", ".mp4"}}
+    for attempt in (1, 2):
+        result = cli(state, "regenerate", run_id, "--shot", "shot_002")
+        assert result.returncode == 0, result.stderr
+        assert f"regenerations: {attempt}" in result.stdout
+    changed = {p.relative_to(run).as_posix() for p, digest in before.items() if sha256_file(p) != digest}
+    assert changed == {"video_clips/shot_002.mp4", "assembly/video_raw_concat.mp4", "finalize/video_final.mp4"}
+    events = read_events(state / "artifacts", run_id, "regeneration")
+    assert [e["payload"]["count"] for e in events] == [1, 2]
+    assert events[-1]["payload"]["seeds"] == {"shot_002": 103}  # 101, then +1 twice
+
+    bad = cli(state, "regenerate", run_id, "--shot", "shot_999")
+    assert bad.returncode == 2 and "shot_001, shot_002" in bad.stderr
+
+
+def test_rerun_from_a_stage_and_resume_when_complete(tmp_path):
+    state = tmp_path / "state"
+    run_id = run_id_of(cli(state, "run", "--plan", str(four_shot_plan(tmp_path))).stdout)
+    rerun = cli(state, "rerun", run_id, "--from", "video_raw_concat")
+    assert rerun.returncode == 0, rerun.stderr
+    stages = [line.split()[0] for line in rerun.stdout.splitlines() if line.startswith("  ")]
+    assert stages == ["video_raw_concat", "video_final"]
+    done = cli(state, "resume", run_id)
+    assert done.returncode == 0 and "nothing to do" in done.stdout
+    unknown = cli(state, "rerun", run_id, "--from", "lipsync_magic")
+    assert unknown.returncode == 2 and "unknown stage" in unknown.stderr
+
+
+def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
+    state = tmp_path / "state"
+    plan = four_shot_plan(tmp_path)
+    run_id = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
+    assert cli(state, "control", "pause", run_id).returncode == 0
+    proc = cli(state, "run", "--run-id", run_id, wait=False)
+    intake = state / "artifacts" / "runs" / run_id / "plan_intake" / "movie_plan.json"
+    # While paused nothing starts; we look a few times to be sure it is holding.
+    for _ in range(20):
+        time.sleep(0.1)
+        assert proc.poll() is None and not intake.exists()
+    assert cli(state, "control", "resume", run_id).returncode == 0
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert (state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4").exists()
+
+    second = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
+    cli(state, "control", "pause", second)
+    proc = cli(state, "run", "--run-id", second, wait=False)
+    time.sleep(0.5)
+    assert cli(state, "control", "stop", second).returncode == 0
+    out, err = proc.communicate()
+    assert proc.returncode == 1 and "stopped" in err
+    refused = cli(state, "control", "resume", second)
+    assert refused.returncode == 2 and "sparkle-motion resume" in refused.stderr
+    finished = cli(state, "resume", second)
+    assert finished.returncode == 0, finished.stderr
+    assert (state / "artifacts" / "runs" / second / "finalize" / "video_final.mp4").exists()
+
+
+def test_two_runs_at_once_each_get_their_own_files(tmp_path):
+    state = tmp_path / "state"
+    cli(state, "paths")  # create the Dagster home once, as `make ui` does
+    plan = four_shot_plan(tmp_path)
+    other = json.loads(plan.read_text())
+    other["title"] = "Harbour at night"
+    other["base_images"][0]["prompt"] = "A different first keyframe"
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    procs = [cli(state, "run", "--plan", str(p), wait=False) for p in (plan, other_path)]
+    outputs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    run_ids = [run_id_of(out) for out, _ in outputs]
+    assert len(set(run_ids)) == 2
+    titles = [json.loads((state / "artifacts" / "runs" / r / "plan_intake" / "movie_plan.json").read_text())["title"]
+              for r in run_ids]
+    assert titles == ["Harbour", "Harbour at night"]
+    frames = [sha256_file(state / "artifacts" / "runs" / r / "base_images" / "frame_000.png") for r in run_ids]
+    assert frames[0] != frames[1]
+
+
+def test_dry_run_reports_warnings_and_renders_nothing(tmp_path, sample_plan):
+    state = tmp_path / "state"
+    sample_plan["base_images"][2]["prompt"] = sample_plan["base_images"][1]["prompt"]
+    sample_plan["dialogue_timeline"][0]["text"] = "word " * 80
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(sample_plan))
+    result = cli(state, "run", "--mode", "dry", "--plan", str(plan))
+    assert result.returncode == 0, result.stderr
+    assert "identical; the clip will be static" in result.stdout
+    assert "spoken in chunks" in result.stdout
+    assert "wan-2.1" in result.stdout  # the unconfigured model is a warning in a dry run
+    run = state / "artifacts" / "runs" / run_id_of(result.stdout)
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["events", "plan_intake", "request"] \
+        or sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["plan_intake", "request"]
+    report = json.loads((run / "plan_intake" / "plan_validation.json").read_text())
+    assert report["mode"] == "dry" and len(report["warnings"]) == 3
