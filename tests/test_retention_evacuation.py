@@ -1,0 +1,289 @@
+"""Retention (deleting whole film runs) and evacuation (verified, resumable copies) on real files."""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sparkle_motion_dagster import cli_inspect
+from sparkle_motion_dagster.catalog import Catalog
+from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
+from sparkle_motion_dagster.events import read_events, write_event
+from sparkle_motion_dagster.retention import apply_retention, parse_age, plan_retention, read_log
+from sparkle_motion_dagster.runner import film_run, submit_run
+from sparkle_motion_dagster.settings import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.status import catalog_missing_stages
+from sparkle_motion_dagster.storage import ArtifactStore, UnknownRunError, atomic_write_json, new_run_id, sha256_file
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
+
+
+@dataclass
+class Filmed:
+    base: Path
+    instance: dg.DagsterInstance
+    store: ArtifactStore
+    run_id: str
+
+
+@pytest.fixture(scope="module")
+def filmed(tmp_path_factory):
+    """One real film of the seed's sample, shared by the module. Tests that delete work on copies."""
+    base = tmp_path_factory.mktemp("keep")
+    state = base / "state"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARKLE_STATE_DIR", str(state))
+        mp.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+        for key in ("ARTIFACTS_FS_ROOT", "ARTIFACTS_FS_INDEX", "QA_AUTOMATION_REMOVED"):
+            mp.delenv(key, raising=False)
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+        store = ArtifactStore(artifacts_root())
+        run_id = submit(store, instance)
+        assert film_run(defs, instance, run_id, store=store).success
+        yield Filmed(base, instance, store, run_id)
+        instance.dispose()
+
+
+def submit(store, instance) -> str:
+    clips = defs.resources["clips"]
+    return submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=True,
+                      clip_model_ids=clips.model_ids, clip_backend=clips.backend)
+
+
+def backdate(store: ArtifactStore, run_id: str, age: timedelta) -> None:
+    request = store.read_request(run_id)
+    request["submitted_at"] = (datetime.now(timezone.utc) - age).isoformat()
+    atomic_write_json(store.request_path(run_id), request)
+
+
+def copy_run(filmed: Filmed, age: timedelta) -> str:
+    """A second film run with the filmed run's real files, registered and cataloged."""
+    run_id = new_run_id()
+    shutil.copytree(filmed.store.run_dir(filmed.run_id), filmed.store.run_dir(run_id),
+                    ignore=shutil.ignore_patterns(".catalog", "events"))
+    filmed.instance.add_dynamic_partitions("run_id", [run_id])
+    backdate(filmed.store, run_id, age)
+    catalog_missing_stages(Catalog(filmed.store.root), filmed.store, run_id)
+    return run_id
+
+
+def tree(folder: Path, skip=(".catalog",)) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``folder``."""
+    found = {}
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            path = Path(dirpath) / name
+            found[path.relative_to(folder).as_posix()] = sha256_file(path)
+    return found
+
+
+def du(folder: Path) -> int:
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+# --- ages --------------------------------------------------------------------------------
+
+def test_parse_age():
+    assert parse_age("7d") == timedelta(days=7)
+    assert parse_age("12h") == timedelta(hours=12)
+    assert parse_age(" 30M ") == timedelta(minutes=30)
+    assert parse_age("1.5d") == timedelta(hours=36)
+    for bad in ("", "7", "d", "7w", "-1d", "0h", "7 days", None):
+        with pytest.raises(ValueError, match="--older-than"):
+            parse_age(bad)
+
+
+# --- retention ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_retention_deletes_whole_old_runs_and_never_a_running_one(filmed, capsys):
+    store, instance = filmed.store, filmed.instance
+    old = copy_run(filmed, timedelta(days=10))
+    busy = copy_run(filmed, timedelta(days=12))
+    job = defs.resolve_job_def("film")
+    active = instance.create_run_for_job(job, tags={"dagster/partition": busy}, status=dg.DagsterRunStatus.STARTED)
+    fresh = submit(store, instance)  # submitted a minute ago, not filmed
+    backdate(store, fresh, timedelta(minutes=1))
+    backdate(store, filmed.run_id, timedelta(minutes=2))
+    assert Catalog(store.root).artifacts(old)
+
+    doomed = plan_retention(store, instance, older_than=timedelta(days=7))
+    assert [d["run_id"] for d in doomed] == [old]
+    assert doomed[0]["reason"] == "older than 7d" and doomed[0]["title"] == "Rooftop Revelations"
+    assert doomed[0]["size_bytes"] == du(store.run_dir(old)) and doomed[0]["age"].startswith("10d")
+    by_count = plan_retention(store, instance, keep_last=2)
+    assert [d["run_id"] for d in by_count] == [old] and by_count[0]["reason"] == "not among the 2 newest runs"
+    assert [d["run_id"] for d in plan_retention(store, instance, keep_last=1, older_than=timedelta(days=7))] == [old]
+    with pytest.raises(ValueError, match="--keep-last"):
+        plan_retention(store, instance, keep_last=-1)
+    with pytest.raises(ValueError, match="--keep-last N or --older-than"):
+        plan_retention(store, instance)
+
+    # The command is a dry run unless --yes.
+    assert cli_inspect.main(["retention", "--older-than", "7d"]) == 0
+    assert "dry run: 1 run(s)" in capsys.readouterr().out
+    assert store.run_dir(old).is_dir()
+
+    assert cli_inspect.main(["retention", "--older-than", "7d", "--yes"]) == 0
+    assert "deleted 1 run(s)" in capsys.readouterr().out
+    assert not store.run_dir(old).exists()
+    assert not instance.has_dynamic_partition("run_id", old)
+    assert Catalog(store.root).artifacts(old) == []
+    assert not list((store.root / "runs").glob(".deleting-*"))
+    log = read_log(store.root)
+    assert [(e["run_id"], e["reason"], e["size_bytes"]) for e in log] == [(old, "older than 7d", doomed[0]["size_bytes"])]
+
+    # Everything else is untouched, including the old run that is still running.
+    for run_id in (busy, fresh, filmed.run_id):
+        assert store.run_dir(run_id).is_dir() and instance.has_dynamic_partition("run_id", run_id)
+    assert Catalog(store.root).artifacts(busy)
+    instance.report_run_canceled(active)
+    report = apply_retention(store, instance, older_than=timedelta(days=7))
+    assert [d["run_id"] for d in report["deleted"]] == [busy]
+    assert not store.run_dir(busy).exists() and store.run_dir(filmed.run_id).is_dir()
+    assert [e["run_id"] for e in read_log(store.root)] == [old, busy]
+
+
+def test_an_interrupted_deletion_is_finished_next_time(tmp_path):
+    store = ArtifactStore(tmp_path)
+    leftover = store.root / "runs" / ".deleting-run_0a1b2c3d-abc123"
+    (leftover / "finalize").mkdir(parents=True)
+    (leftover / "finalize" / "video_final.mp4").write_bytes(b"x" * 100)
+    with dg.DagsterInstance.ephemeral() as instance:
+        report = apply_retention(store, instance, keep_last=5, catalog=Catalog(tmp_path))
+    assert report["deleted"] == [] and not leftover.exists()
+
+
+# --- evacuation ----------------------------------------------------------------------------
+
+def evacuation_events(store, run_id):
+    return [e["payload"] for e in read_events(store.root, run_id, EVENT_TYPE)]
+
+
+@pytest.mark.slow
+def test_evacuation_copies_verifies_and_is_incremental(filmed, tmp_path):
+    store, run_id = filmed.store, filmed.run_id
+    dest = tmp_path / "drive" / "artifacts_fs"
+    write_event(store.root, run_id, "note", {"text": "the run has an event log before it is evacuated"})
+    seen = []
+    report = evacuate(store, [run_id], dest, progress=seen.append)
+    copy = dest / "runs" / run_id
+    source_files = tree(store.run_dir(run_id))
+    assert tree(copy) == source_files  # every file, byte for byte (the event log included)
+    assert report["files_copied"] == len(source_files) and report["files_skipped"] == 0
+    assert report["runs"][0]["status"] == "completed"
+    assert seen[-1]["files_done"] == seen[-1]["files_total"] == len(source_files)
+    assert seen[-1]["bytes_done"] == seen[-1]["bytes_total"] > 0
+    events = evacuation_events(store, run_id)
+    assert [e["status"] for e in events][-2:] == ["pending_copy", "completed"]
+    assert events[-1] == {"artifacts_fs_root": str(store.root), "destination": str(copy), "backend": "filesystem",
+                          "status": "completed", "files_copied": len(source_files), "files_skipped": 0,
+                          "bytes_copied": report["bytes_copied"]}
+    assert [e["payload"]["status"] for e in read_events(dest, run_id, EVENT_TYPE)][-2:] == ["pending_copy", "completed"]
+
+    # Again: only the event log changed. A damaged copy (same size) and a stray temp file are repaired.
+    final = copy / "finalize" / "video_final.mp4"
+    data = bytearray(final.read_bytes())
+    data[1000] ^= 0xFF
+    final.write_bytes(bytes(data))
+    stray = copy / "finalize" / f"video_final.mp4{PARTIAL}999-abcdef"
+    stray.write_bytes(b"half")
+    again = evacuate(store, [run_id], dest)
+    assert again["files_copied"] == 2 and again["files_skipped"] == len(source_files) - 2
+    assert not stray.exists()
+    assert sha256_file(final) == sha256_file(store.path(run_id, "finalize", "video_final.mp4"))
+    assert tree(copy) == tree(store.run_dir(run_id))
+
+    # The copy is itself an artifact root: the catalog can be rebuilt from it.
+    assert Catalog(dest, dest / "index.duckdb").rebuild() > 0
+    assert Catalog(dest, dest / "index.duckdb").artifacts(run_id, "finalize")
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_an_interrupted_evacuation_is_finished_by_the_next_call(filmed, tmp_path):
+    store, run_id = filmed.store, filmed.run_id
+    dest = tmp_path / "backup"
+    first = []
+
+    def stop_after_five(info):
+        first.append(info)
+        if len(first) == 5:
+            raise Interrupted("the VM is shutting down")
+
+    with pytest.raises(Interrupted):
+        evacuate(store, [run_id], dest, progress=stop_after_five)
+    copy = dest / "runs" / run_id
+    landed = {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()}
+    assert {info["path"] for info in first} <= landed
+    assert not [p for p in landed if PARTIAL in p]
+    for path in landed - {"events/events.jsonl"}:
+        assert sha256_file(copy / path) == sha256_file(store.run_dir(run_id) / path)
+    failed = evacuation_events(store, run_id)[-1]
+    assert failed["status"] == "failed" and failed["files_copied"] == 5 and "VM is shutting down" in failed["error"]
+
+    second = []
+    report = evacuate(store, [run_id], dest, progress=second.append)
+    assert report["runs"][0]["status"] == "completed"
+    skipped = {info["path"] for info in second if info["action"] == "skipped"}
+    assert {info["path"] for info in first} - {"events/events.jsonl"} <= skipped
+    assert tree(copy) == tree(store.run_dir(run_id))
+    assert [e["status"] for e in evacuation_events(store, run_id)][-4:] == [
+        "pending_copy", "failed", "pending_copy", "completed"]
+
+
+@pytest.mark.slow
+def test_evacuate_command(filmed, tmp_path, capsys):
+    dest = tmp_path / "drive"
+    assert cli_inspect.main(["evacuate", "--all", "--to", str(dest)]) == 0
+    captured = capsys.readouterr()
+    assert "evacuating [" in captured.err and "all verified" in captured.out
+    for run_id in filmed.store.run_ids():
+        assert (dest / "runs" / run_id / "request" / "plan_request.json").is_file()
+    assert cli_inspect.main(["evacuate", filmed.run_id, "--all", "--to", str(dest)]) == 2
+    assert cli_inspect.main(["evacuate", "--to", str(dest)]) == 2
+    assert cli_inspect.main(["evacuate", "run_0badc0de", "--to", str(dest)]) == 2
+    assert "run_0badc0de" in capsys.readouterr().err
+
+
+def test_evacuation_refuses_bad_destinations_and_runs(tmp_path):
+    store = ArtifactStore(tmp_path / "root")
+    store.run_dir("run_0a1b2c3d").mkdir(parents=True)
+    for dest in (tmp_path / "root", tmp_path / "root" / "backup"):
+        with pytest.raises(ValueError, match="--to: .* inside the artifact root"):
+            evacuate(store, ["run_0a1b2c3d"], dest)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="--to"):
+        evacuate(store, ["run_0a1b2c3d"], tmp_path / "file")
+    with pytest.raises(UnknownRunError, match="run_0badc0de"):
+        evacuate(store, ["run_0badc0de"], tmp_path / "dest")
+    with pytest.raises(ValueError, match="run_ids"):
+        evacuate(store, [], tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_ephemeral_root_warning(monkeypatch):
+    monkeypatch.delenv("SPARKLE_EPHEMERAL_PREFIXES", raising=False)
+    assert "ephemeral" in ephemeral_root_warning("/content/sparkle_motion/artifacts_fs")
+    assert ephemeral_root_warning("/content/drive/MyDrive/sparkle_motion/artifacts_fs") is None
+    assert "evacuate" in ephemeral_root_warning(Path(tempfile.gettempdir()) / "artifacts")
+    assert ephemeral_root_warning("/contentious/artifacts") is None
+    assert ephemeral_root_warning("/srv/sparkle/artifacts") is None
+    monkeypatch.setenv("SPARKLE_EPHEMERAL_PREFIXES", "/srv/scratch, !/srv/scratch/keep")
+    assert ephemeral_root_warning("/srv/scratch/artifacts") is not None
+    assert ephemeral_root_warning("/srv/scratch/keep/artifacts") is None
+    assert ephemeral_root_warning("/content/artifacts") is None
+    monkeypatch.setenv("SPARKLE_EPHEMERAL_PREFIXES", "")
+    assert ephemeral_root_warning(Path(tempfile.gettempdir()) / "artifacts") is None

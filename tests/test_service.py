@@ -1,0 +1,285 @@
+"""The artifact service as a real uvicorn process on loopback, over a real film run."""
+
+import http.client
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sparkle_motion_dagster import cli_inspect, service
+from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.runner import film_run, submit_run
+from sparkle_motion_dagster.settings import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.storage import ArtifactStore
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
+TOKEN = "test-token-0123456789abcdef"
+SECTION_KEYS = {"stage", "count", "artifact_types", "media_types", "preview", "media_summary", "review_summary",
+                "artifacts"}
+ROW_KEYS = {"run_id", "stage", "artifact_type", "artifact_uri", "local_path", "media_type", "mime_type",
+            "size_bytes", "sha256", "duration_s", "metadata", "download_url"}
+
+
+@dataclass
+class Server:
+    port: int
+    store: ArtifactStore
+    run_id: str
+    outside: Path
+
+    def request(self, path: str, token: str | None = TOKEN, headers: dict | None = None):
+        """A raw request (the path is sent exactly as given): (status, headers, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            sent = dict(headers or {})
+            if token is not None:
+                sent["Authorization"] = f"Bearer {token}"
+            conn.request("GET", path, headers=sent)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def json(self, path: str, **kwargs):
+        status, headers, body = self.request(path, **kwargs)
+        return status, json.loads(body)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, what: str, attempts: int = 600, interval: float = 0.1):
+    for _ in range(attempts):
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A filmed run, then `serve-artifacts` in its own process with a token."""
+    base = tmp_path_factory.mktemp("service")
+    state = base / "state"
+    env = {"SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for key in ("ARTIFACTS_FS_ROOT", "ARTIFACTS_FS_INDEX", "ARTIFACTS_FS_TOKEN", "QA_AUTOMATION_REMOVED"):
+            mp.delenv(key, raising=False)
+        ensure_dagster_home()
+        with dg.DagsterInstance.get() as instance:
+            store = ArtifactStore(artifacts_root())
+            clips = defs.resources["clips"]
+            run_id = submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=True,
+                                clip_model_ids=clips.model_ids, clip_backend=clips.backend)
+            assert film_run(defs, instance, run_id, store=store).success
+        outside = base / "outside-secret.txt"
+        outside.write_text("secret outside the artifact root")
+        port = free_port()
+        child_env = {**os.environ, **env, "ARTIFACTS_FS_TOKEN": TOKEN}
+        proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli_inspect", "serve-artifacts",
+                                 "--host", "127.0.0.1", "--port", str(port)], env=child_env, cwd=base,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        srv = Server(port, store, run_id, outside)
+        try:
+            def up():
+                if proc.poll() is not None:
+                    pytest.fail(f"the service exited: {proc.stdout.read()}")
+                try:
+                    return srv.request("/healthz", token=None)[0] == 200
+                except OSError:
+                    return False
+
+            wait_for(up, "the artifact service")
+            yield srv
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_healthz_needs_no_token(server):
+    status, body = server.json("/healthz", token=None)
+    assert status == 200 and body["status"] == "ok" and body["auth"] == "token" and body["backend"] == "filesystem"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/status?run_id={run}", "/artifacts?run_id={run}",
+                                  "/files/runs/{run}/finalize/video_final.mp4"])
+@pytest.mark.parametrize("token", [None, "wrong-token", ""])
+def test_every_other_route_needs_the_token(server, path, token):
+    status, headers, body = server.request(path.format(run=server.run_id), token=token)
+    assert status == 401
+    assert headers.get("www-authenticate") == "Bearer"
+    assert b"video_final" not in body and b"Rooftop" not in body
+    status, headers, _ = server.request(path.format(run=server.run_id),
+                                        headers={"Authorization": f"Basic {TOKEN}"}, token=None)
+    assert status == 401
+
+
+@pytest.mark.slow
+def test_status_route(server):
+    status, body = server.json(f"/status?run_id={server.run_id}")
+    assert status == 200
+    assert {"run_id", "current_stage", "status", "progress", "stages", "log", "dagster_runs", "review"} <= set(body)
+    assert body["status"] == "succeeded" and body["progress"] == 1.0 and len(body["stages"]) == 6
+    assert all(s["duration_s"] is not None and s["started_at"] and s["completed_at"] for s in body["stages"])
+
+
+@pytest.mark.slow
+def test_artifacts_route_has_the_seed_shape(server):
+    status, body = server.json(f"/artifacts?run_id={server.run_id}")
+    assert status == 200
+    assert {"run_id", "stages", "artifacts", "review_summary", "manual_review_required", "qa_mode"} <= set(body)
+    assert body["review_summary"]["status"] == "pending" and body["manual_review_required"] is True
+    assert body["qa_mode"] == "disabled"
+    stages = {s["stage"]: s for s in body["stages"]}
+    assert list(stages)[:6] == ["plan_intake", "dialogue_audio", "base_images", "video_clips", "assembly", "finalize"]
+    for section in body["stages"]:
+        assert SECTION_KEYS <= set(section) and section["count"] == len(section["artifacts"])
+        for row in section["artifacts"]:
+            assert ROW_KEYS <= set(row) and Path(row["local_path"]).is_file()
+    assert sum(s["count"] for s in body["stages"]) == len(body["artifacts"])
+
+    # Counts and durations of the sample: 3 keyframes, 2 clips (8 s + 9.5 s), 2 lines and a 17.5 s timeline.
+    assert stages["base_images"]["media_summary"]["image"]["count"] == 3
+    clips = stages["video_clips"]["media_summary"]["video"]
+    assert clips["count"] == 2 and clips["total_duration_s"] == pytest.approx(17.5, abs=0.05)
+    audio = stages["dialogue_audio"]
+    assert audio["media_summary"]["audio"]["count"] == 3
+    timeline = next(r for r in audio["artifacts"] if r["artifact_type"] == "tts_timeline_audio")
+    assert timeline["duration_s"] == pytest.approx(17.5, abs=1e-3)
+    assert audio["preview"]["audio"]["artifact_type"] == "tts_timeline_audio"
+
+    status, body = server.json(f"/artifacts?run_id={server.run_id}&stage=finalize")
+    assert status == 200 and [s["stage"] for s in body["stages"]] == ["finalize"]
+    final = body["stages"][0]
+    assert "video_final" in final["artifact_types"]
+    assert final["preview"]["video"]["playback_ready"] is True
+    assert final["preview"]["video"]["duration_s"] == pytest.approx(17.5, abs=0.1)
+    assert final["review_summary"]["status"] == "pending"
+    entry = next(r for r in final["artifacts"] if r["artifact_type"] == "video_final")
+    assert entry["download_url"] == f"/files/runs/{server.run_id}/finalize/video_final.mp4"
+
+
+@pytest.mark.slow
+def test_range_requests(server):
+    path = server.store.path(server.run_id, "finalize", "video_final.mp4")
+    data = path.read_bytes()
+    url = f"/files/runs/{server.run_id}/finalize/video_final.mp4"
+    status, headers, body = server.request(url)
+    assert status == 200 and body == data and headers["content-type"] == "video/mp4"
+    assert headers["accept-ranges"] == "bytes"
+    status, headers, body = server.request(url, headers={"Range": "bytes=100-199"})
+    assert status == 206 and body == data[100:200]
+    assert headers["content-range"] == f"bytes 100-199/{len(data)}"
+    status, headers, body = server.request(url, headers={"Range": "bytes=-10"})
+    assert status == 206 and body == data[-10:]
+    assert headers["content-range"] == f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}"
+    status, headers, _ = server.request(url, headers={"Range": f"bytes={len(data) + 5}-"})
+    assert status == 416
+
+
+@pytest.mark.slow
+def test_paths_outside_the_run_folders_are_refused(server):
+    run_dir = server.store.run_dir(server.run_id)
+    (run_dir / "finalize" / "escape.txt").symlink_to(server.outside)
+    (run_dir / "escape_dir").symlink_to(server.outside.parent, target_is_directory=True)
+    (run_dir / "finalize" / "inside.json").symlink_to(run_dir / "finalize" / "alignment_map.json")
+    refused = [
+        "/files/../../../../etc/passwd",
+        f"/files/runs/{server.run_id}/../../../outside-secret.txt",
+        "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        f"/files/runs/{server.run_id}/%2e%2e/%2e%2e/%2e%2e/outside-secret.txt",
+        "/files//etc/passwd",
+        "/files/%2Fetc%2Fpasswd",
+        f"/files/runs/{server.run_id}/finalize/escape.txt",
+        f"/files/runs/{server.run_id}/escape_dir/outside-secret.txt",
+        "/files/index.duckdb",
+        f"/files/runs/{server.run_id}/request/../../../index.duckdb",
+        f"/files/runs/{server.run_id}/finalize",
+        f"/files/runs/{server.run_id}/base_images/.meta/frame_000.png.json",
+    ]
+    for path in refused:
+        status, _, body = server.request(path)
+        assert status in (403, 404), (path, status)
+        assert b"secret" not in body and b"root:" not in body, path
+    status, _, body = server.request(f"/files/runs/{server.run_id}/finalize/inside.json")
+    assert status == 200 and json.loads(body)["run_id"] == server.run_id
+
+
+@pytest.mark.slow
+def test_bad_run_ids_are_400_and_name_run_id(server):
+    for path in ("/status?run_id=../../etc", "/artifacts?run_id=run_XYZ", "/status", "/artifacts?run_id="):
+        status, body = server.json(path)
+        assert status == 400 and "run_id" in body["detail"], path
+    status, body = server.json("/artifacts?run_id=" + server.run_id + "&stage=../x")
+    assert status == 400 and "stage" in body["detail"]
+    for path in ("/status?run_id=run_0badc0de", "/artifacts?run_id=run_0badc0de"):
+        status, body = server.json(path)
+        assert status == 404 and "run_0badc0de" in body["detail"]
+
+
+@pytest.mark.slow
+def test_health_command(server, capsys):
+    assert cli_inspect.main(["health", "--url", f"http://127.0.0.1:{server.port}/healthz"]) == 0
+    assert "healthy" in capsys.readouterr().out
+    assert cli_inspect.main(["health", "--url", f"http://127.0.0.1:{free_port()}/healthz"]) == 1
+    assert "unhealthy" in capsys.readouterr().err
+    assert cli_inspect.main(["health", "--url", "ftp://example/healthz"]) == 2
+
+
+def test_non_loopback_without_a_token_is_refused(monkeypatch, capsys):
+    monkeypatch.delenv("ARTIFACTS_FS_TOKEN", raising=False)
+    for host in ("0.0.0.0", "192.0.2.1", "example.org", "::"):
+        with pytest.raises(ValueError, match="--host.*ARTIFACTS_FS_TOKEN"):
+            service.check_bind(host, 7077, None)
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        service.check_bind(host, 7077, None)
+    service.check_bind("0.0.0.0", 7077, "a-token")
+    with pytest.raises(ValueError, match="--port"):
+        service.check_bind("127.0.0.1", 70000, None)
+    assert cli_inspect.main(["serve-artifacts", "--host", "0.0.0.0", "--port", "7077"]) == 2
+    assert "refusing to serve" in capsys.readouterr().err
+
+
+def test_artifacts_env_prints_exports(tmp_path, capsys):
+    root, index = tmp_path / "fs", tmp_path / "fs" / "index.duckdb"
+
+    def exports(*extra):
+        assert cli_inspect.main(["artifacts-env", "--root", str(root), "--index", str(index), *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert all(line.startswith("export ") for line in lines)
+        return dict(shlex.split(line[len("export "):])[0].split("=", 1) for line in lines)
+
+    plain = exports()
+    assert plain == {"ARTIFACTS_BACKEND": "filesystem", "ARTIFACTS_FS_ROOT": str(root),
+                     "ARTIFACTS_FS_INDEX": str(index)}
+    assert exports("--token", "t0k en")["ARTIFACTS_FS_TOKEN"] == "t0k en"
+    first, second = exports("--emit-token")["ARTIFACTS_FS_TOKEN"], exports("--emit-token")["ARTIFACTS_FS_TOKEN"]
+    assert len(first) >= 40 and first != second
+    assert exports("--token", "given", "--emit-token")["ARTIFACTS_FS_TOKEN"] == "given"
+    assert cli_inspect.main(["artifacts-env", "--root", str(root), "--index", str(tmp_path), "--emit-token"]) == 2
+    assert "--index" in capsys.readouterr().err
+
+
+def test_cli_constants_match_the_service():
+    assert (cli_inspect.DEFAULT_HOST, cli_inspect.DEFAULT_PORT, cli_inspect.TOKEN_ENV) == (
+        service.DEFAULT_HOST, service.DEFAULT_PORT, service.TOKEN_ENV)
