@@ -6,23 +6,43 @@ from .assets.assembly import video_final, video_raw_concat
 from .assets.base_images import base_images
 from .assets.dialogue_audio import dialogue_audio
 from .assets.plan_intake import movie_plan
+from .assets.review_check import approved_by_reviewer
 from .assets.video_clips import video_clips
 from .partitions import run_partitions
+from .runner import DRY_RUN_CONFIG
+from .sensors import build_plan_inbox_sensor
 from .resources.assembly import FfmpegAssembler
 from .resources.clips import AnimaticClips
 from .resources.keyframes import StoryboardKeyframes
 from .resources.lipsync import PassthroughLipsync
 from .resources.planner import TemplatePlanner
+from .resources.sdxl import SdxlKeyframes
 from .resources.speech import EspeakSpeech
 from .resources.storage import ArtifactStoreResource
+from .resources.wan import WanClips
 
 FILM_ASSETS = [movie_plan, dialogue_audio, base_images, video_clips, video_raw_concat, video_final]
 
 film_job = dg.define_asset_job(
     "film",
-    selection=dg.AssetSelection.assets(*FILM_ASSETS),
+    selection=dg.AssetSelection.assets(*FILM_ASSETS).without_checks(),
     partitions_def=run_partitions,
     description="Make the whole film for one run_id: plan intake through the final video.",
+)
+
+review_gate_job = dg.define_asset_job(
+    "review_gate",
+    selection=dg.AssetSelection.checks(approved_by_reviewer),
+    description="Re-run the manual review gate on one film run's final video (set run_id in the config) "
+                "after `sparkle-motion review RUN_ID --approve`.",
+)
+
+plan_dry_run_job = dg.define_asset_job(
+    "plan_dry_run",
+    selection=dg.AssetSelection.assets(movie_plan).without_checks(),
+    partitions_def=run_partitions,
+    config=DRY_RUN_CONFIG,
+    description="Plan intake only: validation report and warnings before paying for a render.",
 )
 
 
@@ -39,10 +59,23 @@ def embedded_resources() -> dict:
     }
 
 
+def configured_resources() -> dict:
+    """The embedded defaults, with real models wherever their environment variables point at one
+    (IMAGES_SDXL_MODEL, VIDEOS_WAN_MODEL). Reading the environment here imports no model library."""
+    resources = embedded_resources()
+    if (keyframes := SdxlKeyframes.from_env()) is not None:
+        resources["keyframes"] = keyframes
+    if (clips := WanClips.from_env()) is not None:
+        resources["clips"] = clips
+    return resources
+
+
 defs = dg.Definitions(
     assets=FILM_ASSETS,
-    jobs=[film_job],
-    resources=embedded_resources(),
+    asset_checks=[approved_by_reviewer],
+    jobs=[film_job, plan_dry_run_job, review_gate_job],
+    sensors=[build_plan_inbox_sensor(film_job)],
+    resources=configured_resources(),
     # One process per film run: a process per step costs ~1.7 s here and models
     # load once per process. Multiprocess or cluster executors are configuration.
     executor=dg.in_process_executor,
