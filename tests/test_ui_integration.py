@@ -1,5 +1,6 @@
 """The Dagster UI path for real: `dagster dev` on loopback, a run launched through its GraphQL API."""
 
+import json
 import os
 import signal
 import socket
@@ -32,11 +33,13 @@ def wait_for(predicate, what: str, attempts: int = 600, interval: float = 0.5):
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def test_film_launched_from_the_ui_api(tmp_path):
+def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
     from dagster_graphql import DagsterGraphQLClient
 
     state = tmp_path / "state"
-    env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    inbox = tmp_path / "inbox"
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
+           "SPARKLE_PLAN_INBOX": str(inbox)}
     env.pop("ARTIFACTS_FS_ROOT", None)
     submitted = subprocess.run([str(BIN / "sparkle-motion"), "submit", "--sample", "--preview"], env=env,
                                capture_output=True, text=True, check=True)
@@ -66,6 +69,19 @@ def test_film_launched_from_the_ui_api(tmp_path):
         assert status == "SUCCESS"
         final = state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4"
         assert final.stat().st_size > 10_000
+
+        # A plan dropped into the inbox becomes a final video with nobody touching the CLI:
+        # the daemon's sensor accepts it, adds the partition and launches the film.
+        plan = json.loads((ROOT / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json").read_text())
+        plan["validated_plan"]["title"] = "Dropped Revelations"
+        plan["preview"] = True
+        inbox.mkdir(exist_ok=True)
+        (inbox / "dropped.json.part").write_text(json.dumps(plan))
+        (inbox / "dropped.json.part").rename(inbox / "dropped.json")
+        accepted = wait_for(lambda: next(iter((inbox / "accepted").glob("run_*.json")), None), "the sensor to accept it")
+        dropped_final = state / "artifacts" / "runs" / accepted.stem / "finalize" / "video_final.mp4"
+        wait_for(dropped_final.exists, "the dropped plan's film")
+        assert json.loads(accepted.read_text())["validated_plan"]["title"] == "Dropped Revelations"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

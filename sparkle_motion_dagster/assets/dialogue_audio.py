@@ -108,4 +108,5 @@ def dialogue_audio(
             "offsets": dg.MetadataValue.path(str(manifest_path)),
             "subtitles_srt": dg.MetadataValue.path(str(srt_path)),
             "subtitles_vtt": dg.MetadataValue.path(str(vtt_path)),
+            **stage.catalog_metadata(),
         })

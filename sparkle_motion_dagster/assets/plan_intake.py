@@ -97,4 +97,5 @@ def movie_plan(
             "warnings": dg.MetadataValue.json(report["warnings"]),
             "path": dg.MetadataValue.path(str(plan_path)),
             "validation_report": dg.MetadataValue.path(str(report_path)),
+            **stage.catalog_metadata(),
         })

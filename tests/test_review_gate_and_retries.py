@@ -1,0 +1,103 @@
+"""The review gate as a Dagster asset check, and the stage retry policy."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.resources.clips import AnimaticClips
+from sparkle_motion_dagster.review import record_review
+from sparkle_motion_dagster.runner import film_run, run_review_gate, submit_run
+from sparkle_motion_dagster.storage import ArtifactStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("QA_AUTOMATION_REMOVED", raising=False)
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def instance():
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def short_plan(sample_plan) -> dict:
+    sample_plan["render_profile"]["video"].update(model_id="animatic", width=320, height=180)
+    return sample_plan
+
+
+def submit(store, instance, plan) -> str:
+    return submit_run(store, instance, plan, source="test", preview=False,
+                      clip_model_ids=("animatic",), clip_backend="animatic")
+
+
+def check_evaluations(instance):
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("video_final"), "approved_by_reviewer"), limit=10)
+    return [r.event.dagster_event.event_specific_data for r in records if r.event]
+
+
+def test_the_gate_fails_until_a_person_approves(store, instance, sample_plan, monkeypatch):
+    run_id = submit(store, instance, short_plan(sample_plan))
+    assert film_run(defs, instance, run_id, store=store).success  # the film itself is not blocked
+    assert run_review_gate(defs, instance, run_id) is False
+    latest = check_evaluations(instance)[0]
+    assert latest.passed is False and latest.severity == dg.AssetCheckSeverity.ERROR
+
+    record_review(store, run_id, "reject", "ana", notes="mouths drift")
+    assert run_review_gate(defs, instance, run_id) is False
+    record_review(store, run_id, "approve", "ana")
+    assert run_review_gate(defs, instance, run_id) is True
+    assert check_evaluations(instance)[0].passed is True
+
+    monkeypatch.setenv("QA_AUTOMATION_REMOVED", "0")
+    other = submit(store, instance, json.loads(json.dumps(sample_plan)) | {"title": "Another"})
+    assert film_run(defs, instance, other, store=store).success
+    run_review_gate(defs, instance, other)
+    assert check_evaluations(instance)[0].severity == dg.AssetCheckSeverity.WARN  # advisory
+
+
+class FlakyClips(AnimaticClips):
+    """Fails its first render (a busy GPU), then works."""
+
+    marker: str
+
+    def render(self, request, out_path):
+        from pathlib import Path
+
+        marker = Path(self.marker)
+        if not marker.exists():
+            marker.write_text("failed once")
+            raise RuntimeError("CUDA error: device busy")
+        return super().render(request, out_path)
+
+
+def step_events(result, step: str, kind: dg.DagsterEventType):
+    return [e for e in result.all_events if e.step_key == step and e.event_type == kind]
+
+
+def test_a_transient_error_is_retried(store, instance, sample_plan, tmp_path):
+    run_id = submit(store, instance, short_plan(sample_plan))
+    result = defs.resolve_job_def("film").execute_in_process(
+        instance=instance, partition_key=run_id, raise_on_error=False,
+        resources={"clips": FlakyClips(marker=str(tmp_path / "marker"))},
+    )
+    assert result.success
+    assert len(step_events(result, "video_clips", dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+
+def test_a_permanent_error_is_not_retried(store, instance, sample_plan):
+    run_id = submit(store, instance, short_plan(sample_plan))
+    result = film_run(defs, instance, run_id, store=store, stages=["movie_plan", "video_clips"])
+    assert not result.success and result.failed_stage == "video_clips"
+    assert "base_images" in result.error and "first" in result.error
+    job = defs.resolve_job_def("film").get_subset(asset_selection={dg.AssetKey("video_clips")},
+                                                   asset_check_selection=set())
+    again = job.execute_in_process(instance=instance, partition_key=run_id, raise_on_error=False)
+    assert not step_events(again, "video_clips", dg.DagsterEventType.STEP_UP_FOR_RETRY)
