@@ -15,6 +15,7 @@ from .resources.assembly import FfmpegAssembler
 from .resources.clips import AnimaticClips
 from .resources.keyframes import StoryboardKeyframes
 from .resources.lipsync import PassthroughLipsync
+from .resources.llm_planner import LlmPlanner
 from .resources.planner import TemplatePlanner
 from .resources.sdxl import SdxlKeyframes
 from .resources.speech import EspeakSpeech
@@ -61,8 +62,11 @@ def embedded_resources() -> dict:
 
 def configured_resources() -> dict:
     """The embedded defaults, with real models wherever their environment variables point at one
-    (IMAGES_SDXL_MODEL, VIDEOS_WAN_MODEL). Reading the environment here imports no model library."""
+    (SCRIPT_AGENT_MODEL, IMAGES_SDXL_MODEL, VIDEOS_WAN_MODEL). Reading the environment here imports
+    no model library, and a bad value fails here, naming the variable."""
     resources = embedded_resources()
+    if (planner := LlmPlanner.from_env()) is not None:
+        resources["planner"] = planner
     if (keyframes := SdxlKeyframes.from_env()) is not None:
         resources["keyframes"] = keyframes
     if (clips := WanClips.from_env()) is not None:

@@ -53,8 +53,15 @@ def diagnose() -> dict[str, Any]:
                                   "why": "ffmpeg concat demuxer, stream copy"}
     stages["video_final"] = {"backend": resources["lipsync"].backend, "ok": True, "device": "cpu",
                              "why": "embedded passthrough: muxes the dialogue, no lipsync model"}
-    stages["movie_plan"] = {"backend": "template planner", "ok": True, "device": "cpu",
-                            "why": "embedded deterministic template (not a language model)"}
+    planner = resources["planner"]
+    if getattr(planner, "model", None):
+        stages["movie_plan"] = {"backend": "llm", "ok": True, "device": "-",
+                                "why": f"SCRIPT_AGENT_MODEL={planner.model} at {planner.base_url} "
+                                       "(the planner is only called by `plan`, `run --prompt` and inbox requests)"}
+    else:
+        stages["movie_plan"] = {"backend": "template", "ok": True, "device": "cpu",
+                                "why": "SCRIPT_AGENT_MODEL is not set: embedded deterministic template planner "
+                                       "(not a language model)"}
     from .ffmpeg import ffmpeg_exe
 
     try:
