@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,7 @@ def main() -> None:
         floor, frames = encode_floor(final, tmp_path)
         stages = re.findall(r"^  (\w+)\s+ok\s+([\d.]+) s$", out, re.M)
         film_seconds = float(re.search(r"^done in ([\d.]+) s$", out, re.M).group(1))
-    print(f"frames={frames} size={probe(final) if False else ''}".rstrip(" size="))
+    print(f"frames={frames}")
     for stage, seconds in stages:
         print(f"stage {stage:<18} {float(seconds):6.2f} s")
     print(f"e2e_seconds={elapsed:.2f} (of which filming {film_seconds:.2f}, the rest is process start-up)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +112,18 @@ class VideoProfile(_Open):
     height: Annotated[int, Field(ge=64, le=4320, multiple_of=2)] | None = None
 
 
+class ImagesProfile(_Open):
+    """Keyframe settings for image models (the seed's ``sdxl_config``); the storyboard ignores them."""
+
+    steps: Annotated[int, Field(ge=1, le=500)] | None = None
+    guidance: Annotated[float, Field(ge=0, le=50)] | None = None
+    scheduler: str | None = None
+    negative_prompt: str | None = None
+
+
 class RenderProfile(_Open):
     video: VideoProfile
+    images: ImagesProfile | None = None
 
 
 class MoviePlan(_Strict):
@@ -360,7 +369,3 @@ def summarize(plan: MoviePlan) -> dict[str, Any]:
         "fps": plan.fps,
         "video_model_id": plan.render_profile.video.model_id,
     }
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

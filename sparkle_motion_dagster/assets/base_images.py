@@ -15,6 +15,15 @@ from ..run_files import image_seed, load_run_plan, output_size
 from ..storage import atomic_write_bytes, atomic_write_json
 from .plan_intake import movie_plan
 from .render_config import RenderConfig
+
+
+class BaseImagesConfig(RenderConfig):
+    """Per-run image-model settings; they win over render_profile.images and the environment."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+    negative_prompt: str | None = None
 from .stage import RENDER_RETRY, stage_run
 
 STAGE = "base_images"
@@ -24,7 +33,7 @@ STAGE = "base_images"
           retry_policy=RENDER_RETRY, pool="gpu")
 def base_images(
     context: dg.AssetExecutionContext,
-    config: RenderConfig,
+    config: BaseImagesConfig,
     artifact_store: ArtifactStoreResource,
     keyframes: KeyframeRenderer,
 ) -> dg.MaterializeResult:
@@ -36,6 +45,9 @@ def base_images(
         stage.plan_id = plan.plan_id()
         overrides = read_overrides(store, run_id)
         width, height = output_size(plan)
+        profile = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
+        chosen = {k: v for k, v in config.model_dump().items() if k != "force" and v is not None}
+        keyframes = keyframes.with_settings({**profile, **chosen})
         renderer = keyframes.fingerprint()
 
         entries, thumbnails, rendered = [], [], []

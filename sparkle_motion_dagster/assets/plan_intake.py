@@ -81,6 +81,9 @@ def movie_plan(
                         {"storage_backend": "filesystem", "root": str(store.root), "status": "warning_emitted"})
         if choice.get("substituted"):
             context.log.warning(choice["substitution"])
+            write_event(store.root, run_id, "backend.substitution",
+                        {"stage": "video_clips", "declared_model_id": choice["declared_model_id"],
+                         "backend": choice["video_backend"]})
         summary = report["summary"]
         return dg.MaterializeResult(metadata={
             "title": summary["title"],

@@ -20,6 +20,11 @@ class KeyframeRenderer(dg.ConfigurableResource):
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.model_dump()}
 
+    def with_settings(self, settings: dict[str, Any]) -> "KeyframeRenderer":
+        """This renderer with per-run image settings (steps, guidance, scheduler, negative_prompt)
+        applied; renderers without such settings return themselves."""
+        return self
+
     def render(self, prompt: str, *, seed: int, width: int, height: int, label: str) -> Image.Image:
         raise NotImplementedError
 

@@ -131,6 +131,16 @@ class SdxlKeyframes(KeyframeRenderer):
         resource.validate_settings()
         return resource
 
+    def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
+        """The same model with a run's steps, guidance, scheduler or negative prompt."""
+        chosen = {k: v for k, v in settings.items()
+                  if k in ("steps", "guidance", "scheduler", "negative_prompt") and v is not None}
+        if not chosen:
+            return self
+        updated = type(self)(**{**self.model_dump(), **chosen})
+        updated.validate_settings()
+        return updated
+
     # ------------------------------------------------------------------ checks
 
     def validate_settings(self) -> None:
