@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,7 @@ import dagster as dg
 
 from .intake import resolve_video_backend
 from .plan import parse_plan_document
-from .storage import ArtifactStore, check_run_id, new_run_id
+from .storage import ArtifactStore, check_run_id, new_run_id, process_alive
 
 RUN_TAG = "sparkle/run_id"
 PID_TAG = "sparkle/pid"
@@ -136,30 +136,25 @@ def missing_stages(defs: dg.Definitions, instance: dg.DagsterInstance, store: Ar
     return [s for s in FILM_STAGES if s in missing]
 
 
+def is_abandoned(run: dg.DagsterRun) -> bool:
+    """A started CLI run on this host whose process is gone (killed before it could record an end)."""
+    pid = run.tags.get(PID_TAG, "")
+    return (run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
+            and run.tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)))
+
+
 def mark_abandoned_runs(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """Mark as failed the Dagster runs of this film run that a killed CLI process left 'started'."""
     abandoned = []
     runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_TAG: run_id},
                                                    statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
-    for run in runs:
-        pid = run.tags.get(PID_TAG)
-        if run.tags.get(HOST_TAG) == socket.gethostname() and pid and pid.isdigit() and not _process_alive(int(pid)):
-            instance.report_run_failed(run, message=f"the process running it (pid {pid}) is gone")
-            # A killed process never hands back its concurrency-pool slots (the gpu pool):
-            # without this the next run would wait for them forever.
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            abandoned.append(run.run_id)
+    for run in filter(is_abandoned, runs):
+        instance.report_run_failed(run, message=f"the process running it (pid {run.tags[PID_TAG]}) is gone")
+        # A killed process never hands back its concurrency-pool slots (the gpu pool):
+        # without this the next run would wait for them forever.
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        abandoned.append(run.run_id)
     return abandoned
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _user_message(error) -> str:

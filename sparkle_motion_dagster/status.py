@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ import dagster as dg
 from .control import read_state
 from .events import read_events
 from .review import review_state
+from .runner import is_abandoned
 from .storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_id, check_run_id
 
 # (asset key, stage folder) in film order.
@@ -51,7 +51,6 @@ STAGES = (
 )
 STAGE_OF_ASSET = dict(STAGES)
 PARTITION_TAG = "dagster/partition"
-PID_TAG, HOST_TAG = "sparkle/pid", "sparkle/host"  # set by runner.film_run on CLI runs
 
 RunStatus = dg.DagsterRunStatus
 STARTED = {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
@@ -142,20 +141,6 @@ def _partition_runs(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
     return sorted(records, key=lambda r: r.create_timestamp.timestamp())
 
 
-def _abandoned(run: dg.DagsterRun) -> bool:
-    """A started CLI run on this host whose process is gone (killed before it could record an end)."""
-    pid = run.tags.get(PID_TAG, "")
-    if run.status not in STARTED or run.tags.get(HOST_TAG) != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _source(tags: dict[str, str]) -> str:
     if "sparkle/run_id" in tags:
         return "cli"
@@ -170,7 +155,7 @@ def _source(tags: dict[str, str]) -> str:
 
 def _run_summary(record) -> dict[str, Any]:
     run = record.dagster_run
-    abandoned = _abandoned(run)
+    abandoned = is_abandoned(run)
     return {
         "dagster_run_id": run.run_id,
         "status": "ABANDONED" if abandoned else run.status.value,

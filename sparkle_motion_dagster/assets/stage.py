@@ -15,7 +15,7 @@ from ..catalog import Catalog
 from ..intake import ModelNotConfiguredError
 from ..plan import PlanInputError, PlanValidationError
 from ..run_files import MissingUpstreamError
-from ..storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError
+from ..storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, process_alive
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
@@ -63,18 +63,8 @@ def _clear_stale_partials(folder: Path) -> None:
         return
     for temp in folder.glob(f"*{TEMP_MARKER}*"):
         pid_part = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
-        if pid_part.isdigit() and int(pid_part) != os.getpid() and not _alive(int(pid_part)):
+        if pid_part.isdigit() and int(pid_part) != os.getpid() and not process_alive(int(pid_part)):
             temp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
