@@ -39,3 +39,20 @@ bench: $(VENV)/.core-installed
 
 clean-state:
 	rm -rf $(STATE)
+
+# Chatterbox TTS in its own environment: chatterbox-tts 0.1.7 pins torch 2.6, transformers 5.2,
+# diffusers 0.29 and numpy<2, so it cannot share .venv. On a CPU-only machine:
+#   make chatterbox-env CHATTERBOX_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+CHATTERBOX_VENV := .venv-chatterbox
+CHATTERBOX_TORCH_INDEX ?=
+.PHONY: chatterbox-env
+chatterbox-env: $(CHATTERBOX_VENV)/.installed
+	@echo "export TTS_CHATTERBOX_PYTHON=$(CURDIR)/$(CHATTERBOX_VENV)/bin/python"
+
+$(CHATTERBOX_VENV)/.installed:
+	$(PYTHON) -m venv $(CHATTERBOX_VENV)
+	$(CHATTERBOX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(if $(CHATTERBOX_TORCH_INDEX),$(CHATTERBOX_VENV)/bin/pip install --quiet torch==2.6.0 torchaudio==2.6.0 --index-url $(CHATTERBOX_TORCH_INDEX))
+	$(CHATTERBOX_VENV)/bin/pip install --quiet chatterbox-tts==0.1.7
+	$(CHATTERBOX_VENV)/bin/python sparkle_motion_dagster/speech_worker.py --engine chatterbox --check
+	touch $@

@@ -384,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=0, help="denoising steps (default: 2 tiny, 30 full)")
     parser.add_argument("--wan-preset", default="cuda-bf16", choices=("cuda-bf16", "cuda-offload"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--skip-speech-lipsync", action="store_true",
+                        help="only the image and video models (speech: bench/speech.py, lipsync: bench/lipsync.py)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--models", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -410,8 +412,30 @@ def main(argv: list[str] | None = None) -> None:
             build_all(models)
         results = [run_case(case, args, models) for case in cases]
     report(results)
+    if not args.skip_speech_lipsync:
+        results += speech_and_lipsync(full=args.full)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def speech_and_lipsync(*, full: bool) -> list[dict]:
+    """Real-time factor of each speech engine and frames per second of lipsync (same harness rules)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lipsync import run_lipsync_bench
+    from speech import run_speech_bench
+
+    rows = []
+    for row in run_speech_bench():
+        rows.append({"case": f"speech:{row['case']}", **row})
+        if "rtf" in row:
+            print(f"speech {row['case']:<14} rtf={row['rtf']} ({row['x_realtime']}x real time)")
+        else:
+            print(f"speech {row['case']:<14} {row.get('skipped') or row.get('error')}")
+    lipsync = run_lipsync_bench(full=full)
+    rows.append({"case": "lipsync", **lipsync})
+    figures = {k: v for k, v in lipsync.items() if "fps" in k}
+    print("lipsync " + " ".join(f"{k}={v}" for k, v in figures.items()))
+    return rows
 
 
 if __name__ == "__main__":

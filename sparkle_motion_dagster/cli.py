@@ -323,6 +323,8 @@ def cmd_make_tiny_models(args: argparse.Namespace) -> int:
     print("try the real adapters on them:")
     print(f"  export IMAGES_SDXL_MODEL={built['sdxl']}")
     print(f"  export VIDEOS_WAN_MODEL={built['wan-flf2v']}   # or {built['wan-i2v']} (image-to-video only)")
+    print(f"  export TTS_VITS_MODEL={built['vits']}")
+    print(f"  export WAV2LIP_CHECKPOINT={built['wav2lip']}")
     print("  sparkle-motion run --sample --size 64x64")
     return 0
 

@@ -18,9 +18,10 @@ from .resources.lipsync import PassthroughLipsync
 from .resources.llm_planner import LlmPlanner
 from .resources.planner import TemplatePlanner
 from .resources.sdxl import SdxlKeyframes
-from .resources.speech import EspeakSpeech
+from .resources.speech import EspeakSpeech, speech_from_env
 from .resources.storage import ArtifactStoreResource
 from .resources.wan import WanClips
+from .resources.wav2lip import Wav2LipLipsync
 
 FILM_ASSETS = [movie_plan, dialogue_audio, base_images, video_clips, video_raw_concat, video_final]
 
@@ -62,15 +63,20 @@ def embedded_resources() -> dict:
 
 def configured_resources() -> dict:
     """The embedded defaults, with real models wherever their environment variables point at one
-    (SCRIPT_AGENT_MODEL, IMAGES_SDXL_MODEL, VIDEOS_WAN_MODEL). Reading the environment here imports
+    (SCRIPT_AGENT_MODEL, TTS_CHATTERBOX_PYTHON / TTS_VITS_MODEL, IMAGES_SDXL_MODEL,
+    VIDEOS_WAN_MODEL, WAV2LIP_CHECKPOINT). Reading the environment here imports
     no model library, and a bad value fails here, naming the variable."""
     resources = embedded_resources()
     if (planner := LlmPlanner.from_env()) is not None:
         resources["planner"] = planner
+    if (speech := speech_from_env()) is not None:
+        resources["speech"] = speech
     if (keyframes := SdxlKeyframes.from_env()) is not None:
         resources["keyframes"] = keyframes
     if (clips := WanClips.from_env()) is not None:
         resources["clips"] = clips
+    if (lipsync := Wav2LipLipsync.from_env()) is not None:
+        resources["lipsync"] = lipsync
     return resources
 
 

@@ -20,9 +20,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _real_backend(resource, env_var: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"backend": resource.backend, "why": f"{env_var}={getattr(resource, 'model', '')}",
-                             "model": getattr(resource, "model", None)}
+def _real_backend(resource, env_var: str, *, field: str = "model") -> dict[str, Any]:
+    entry: dict[str, Any] = {"backend": resource.backend, "why": f"{env_var}={getattr(resource, field, '')}",
+                             "model": getattr(resource, field, None)}
     try:
         runtime = resource.runtime()
     except Exception as exc:  # report every problem, do not stop at the first
@@ -46,13 +46,17 @@ def diagnose() -> dict[str, Any]:
                               "why": "VIDEOS_WAN_MODEL is not set: embedded animatic (plans declaring wan-2.1 need "
                                      "--preview)"})
     stages["video_clips"]["serves"] = list(clips.model_ids)
-    speech = resources["speech"]
-    stages["dialogue_audio"] = {"backend": speech.backend, "ok": _version("espeakng-loader") is not None,
-                                "device": "cpu", "why": "embedded espeak-ng speech (GPL-3)"}
+    from .resources.speech import describe as describe_speech
+
+    stages["dialogue_audio"] = describe_speech()
     stages["video_raw_concat"] = {"backend": resources["assembler"].backend, "ok": True, "device": "cpu",
                                   "why": "ffmpeg concat demuxer, stream copy"}
-    stages["video_final"] = {"backend": resources["lipsync"].backend, "ok": True, "device": "cpu",
-                             "why": "embedded passthrough: muxes the dialogue, no lipsync model"}
+    lipsync = resources["lipsync"]
+    stages["video_final"] = (_real_backend(lipsync, "WAV2LIP_CHECKPOINT", field="checkpoint")
+                             if lipsync.backend != "passthrough" else
+                             {"backend": "passthrough", "ok": True, "device": "cpu",
+                              "why": "WAV2LIP_CHECKPOINT is not set: embedded passthrough (muxes the dialogue, "
+                                     "mouths unchanged)"})
     planner = resources["planner"]
     if getattr(planner, "model", None):
         stages["movie_plan"] = {"backend": "llm", "ok": True, "device": "-",

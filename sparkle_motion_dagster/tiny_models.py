@@ -199,11 +199,17 @@ def build_tiny_wan(directory: str | Path, first_last_frame: bool) -> Path:
 
 
 def build_all(directory: str | Path) -> dict[str, Path]:
-    """Build every tiny model under ``directory``: ``sdxl``, ``wan-i2v`` and ``wan-flf2v``."""
+    """Build every tiny model under ``directory``: ``sdxl``, ``wan-i2v``, ``wan-flf2v``, ``vits``
+    (speech) and ``wav2lip`` (a checkpoint file)."""
+    from .resources.vits import build_tiny_vits
+    from .wav2lip_model import save_random_checkpoint
+
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     return {
         "sdxl": build_tiny_sdxl(root / "sdxl"),
         "wan-i2v": build_tiny_wan(root / "wan-i2v", first_last_frame=False),
         "wan-flf2v": build_tiny_wan(root / "wan-flf2v", first_last_frame=True),
+        "vits": build_tiny_vits(root / "vits"),
+        "wav2lip": Path(save_random_checkpoint(root / "wav2lip" / "wav2lip_tiny.pth", seed=0)),
     }

@@ -17,6 +17,8 @@ from sparkle_motion_dagster.ffmpeg import count_video_frames, decoded_audio_seco
 from sparkle_motion_dagster.intake import ModelNotConfiguredError  # noqa: E402
 from sparkle_motion_dagster.resources import sdxl, wan  # noqa: E402
 from sparkle_motion_dagster.resources.sdxl import SdxlKeyframes  # noqa: E402
+from sparkle_motion_dagster.resources.vits import VitsSpeech  # noqa: E402
+from sparkle_motion_dagster.resources.wav2lip import Wav2LipLipsync  # noqa: E402
 from sparkle_motion_dagster.resources.wan import WanClips  # noqa: E402
 from sparkle_motion_dagster.runner import submit_run  # noqa: E402
 from sparkle_motion_dagster.storage import ArtifactStore  # noqa: E402
@@ -43,6 +45,8 @@ def test_tiny_real_models_make_a_film_of_the_exact_runtime(tiny, sample_envelope
     plan["render_profile"]["video"].update(width=64, height=64, max_fps=8)  # keeps the tiny models quick
     keyframes = SdxlKeyframes(model=str(tiny["sdxl"]), steps=2)
     clips = WanClips(model=str(tiny["wan-flf2v"]), steps=2, gen_fps=8)
+    speech = VitsSpeech(model=str(tiny["vits"]))
+    lipsync = Wav2LipLipsync(checkpoint=str(tiny["wav2lip"]))
 
     with dg.DagsterInstance.ephemeral() as instance:
         with pytest.raises(ModelNotConfiguredError):  # without Wan configured the declared model is refused
@@ -51,7 +55,8 @@ def test_tiny_real_models_make_a_film_of_the_exact_runtime(tiny, sample_envelope
         run_id = submit_run(store, instance, sample_envelope, source="test", preview=False,
                             clip_model_ids=clips.model_ids, clip_backend=clips.backend)
         result = defs.resolve_job_def("film").execute_in_process(
-            instance=instance, partition_key=run_id, resources={"keyframes": keyframes, "clips": clips})
+            instance=instance, partition_key=run_id,
+            resources={"keyframes": keyframes, "clips": clips, "speech": speech, "lipsync": lipsync})
         assert result.success
 
     final = store.path(run_id, "finalize", "video_final.mp4")
@@ -66,5 +71,12 @@ def test_tiny_real_models_make_a_film_of_the_exact_runtime(tiny, sample_envelope
     assert {r["metadata"]["backend"] for r in frames_rows} == {"sdxl"} and len(frames_rows) == 3
     assert {r["metadata"]["backend"] for r in clip_rows} == {"wan-2.1"}
     assert {r["metadata"]["continuity_mode"] for r in clip_rows} == {"first_last_frame"}
+    audio = json.loads(store.path(run_id, "dialogue_audio", "dialogue_timeline_audio.json").read_text())
+    assert audio["backend"] == speech.backend
+    for line in audio["line_artifacts"]:
+        stream = json.loads(open(line["viseme_stream_uri"]).read())
+        assert stream["visemes"], line["line_id"]
+    alignment = json.loads(store.path(run_id, "finalize", "alignment_map.json").read_text())
+    assert alignment["backend"] == "wav2lip"
     intake = json.loads(store.path(run_id, "plan_intake", "plan_validation.json").read_text())
     assert intake["video"] == {"declared_model_id": "wan-2.1", "video_backend": "wan-2.1", "substituted": False}

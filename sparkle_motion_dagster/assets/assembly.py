@@ -1,5 +1,7 @@
 """Assembly and the final cut."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from ..ffmpeg import extract_frame_png
@@ -7,7 +9,7 @@ from ..media import png_thumbnail_markdown
 from ..partitions import run_partitions
 from ..qa import qa_flags
 from ..resources.assembly import FfmpegAssembler
-from ..resources.lipsync import LipsyncEngine
+from ..resources.lipsync import LipsyncEngine, lipsync_shots
 from ..resources.storage import ArtifactStoreResource
 from ..run_files import load_run_plan, read_stage_json
 from ..storage import atomic_output, atomic_write_json
@@ -75,9 +77,13 @@ def video_final(
         audio = store.path(run_id, "dialogue_audio", "tts_timeline.wav")
         assembly = read_stage_json(store, run_id, "assembly", "assembly_plan.json")
         windows = lipsync_windows(plan, audio_manifest)
+        work_dir = store.stage_dir(run_id, "lipsync")
+        for stale in work_dir.glob("*.mp4") if work_dir.is_dir() else []:
+            stale.unlink()  # a shot that no longer changes must not keep an old lip-synced clip
         out = stage.path("video_final.mp4")
         with atomic_output(out) as temp:
-            result = lipsync.apply(raw, audio, temp, windows=windows, fps=plan.fps)
+            result = lipsync.apply(raw, audio, temp, windows=windows, fps=plan.fps,
+                                   shots=lipsync_shots(plan, assembly), work_dir=work_dir)
         alignment = atomic_write_json(stage.path("alignment_map.json"), {
             "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
         })
@@ -87,6 +93,10 @@ def video_final(
                       metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
                                 **flags})
         stage.publish(alignment)
+        for clip in result.get("lipsync_clips", []):
+            stage.publish(Path(clip["path"]), stage="lipsync", shot_id=clip["shot_id"],
+                          artifact_type=clip["artifact_type"], duration_s=round(clip["num_frames"] / plan.fps, 6),
+                          metadata={"changed_frames": clip["changed_frames"], "lipsync_backend": lipsync.backend})
         thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=min(plan.runtime_sec / 2, 5.0)),
                                            alt="video_final")
         return dg.MaterializeResult(metadata={
@@ -95,6 +105,10 @@ def video_final(
             "frames": frames,
             "lipsync_backend": lipsync.backend,
             "lipsync_applied": result["lipsync_applied"],
+            "lipsync_mode": result.get("mode", "mux_only"),
+            "lipsync_changed_frames": len(result["changed_frames"]),
+            "lipsync_no_face_frames": len(result.get("no_face_frames", [])),
+            "lipsync_clips": len(result.get("lipsync_clips", [])),
             "manual_review_required": flags["manual_review_required"],
             "qa_mode": flags["qa_mode"],
             "alignment_map": dg.MetadataValue.path(str(alignment)),

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from .. import cache
+from .. import cache, visemes
 from ..audio import LineAudio, read_wav, resample_linear, stitch, wav_bytes
 from ..events import write_event
 from ..partitions import run_partitions
@@ -42,13 +42,23 @@ def dialogue_audio(
             stage.check_stop()
             voice_profile = plan.character(entry.character_id).voice_profile
             path = stage.path(f"{line_id}.wav")
-            key = cache.fingerprint({"engine": engine, "text": entry.text, "character_id": entry.character_id,
-                                     "voice_profile": voice_profile.model_dump(mode="json")})
-            meta = None if config.force else cache.reusable(path, key)
+            viseme_path = stage.path(f"{line_id}.viseme.json")
+            inputs = {"engine": engine, "text": entry.text, "character_id": entry.character_id,
+                      "voice_profile": voice_profile.model_dump(mode="json")}
+            extra = speech.voice_fingerprint(entry.character_id, voice_profile)  # e.g. reference audio's hash
+            if extra:
+                inputs["voice_extra"] = extra
+            key = cache.fingerprint(inputs)
+            meta = None if config.force or not viseme_path.exists() else cache.reusable(path, key)
             if meta is None:
                 result = speech.synthesize_line(entry.text, character_id=entry.character_id, voice_profile=voice_profile)
                 atomic_write_bytes(path, wav_bytes(result.samples, result.sample_rate))
-                meta = cache.record(path, key, {"chunks": result.chunks, "voice": result.voice, "backend": speech.backend})
+                atomic_write_json(viseme_path, visemes.viseme_document(
+                    result.visemes, line_id=line_id, character_id=entry.character_id, text=entry.text,
+                    backend=speech.backend, source=result.viseme_source,
+                    sample_rate=result.sample_rate, duration_s=result.duration_s))
+                meta = cache.record(path, key, {"chunks": result.chunks, "voice": result.voice,
+                                                "backend": speech.backend, "viseme_source": result.viseme_source})
             else:
                 reused += 1
             samples, rate = read_wav(path)
@@ -59,9 +69,11 @@ def dialogue_audio(
                               "audio_path": str(path), "duration_sec": round(len(samples) / rate, 6),
                               "planned_start_s": entry.start_time_sec, "planned_duration_s": entry.duration_sec,
                               "voice": meta.get("voice", {}), "chunks": meta.get("chunks", 1),
-                              "backend": meta.get("backend")})
+                              "backend": meta.get("backend"), "viseme_stream_uri": str(viseme_path),
+                              "viseme_source": meta.get("viseme_source")})
             stage.publish(path, metadata={"line_id": line_id, "character_id": entry.character_id,
                                           "backend": meta.get("backend")}, duration_s=round(len(samples) / rate, 6))
+            stage.publish(viseme_path, metadata={"line_id": line_id, "character_id": entry.character_id})
 
         sample_rate = sample_rate or DEFAULT_SAMPLE_RATE
         track, placed = stitch(lines, runtime_sec=plan.runtime_sec, sample_rate=sample_rate)

@@ -41,10 +41,11 @@ class StageRun:
         """Between items of a long stage: end now if the run was stopped."""
         control.raise_if_stopped(self.store, self.run_id)
 
-    def publish(self, path: Path, *, shot_id: str | None = None, metadata: dict | None = None, **fields) -> None:
-        """Record a finished file in the artifact catalog."""
+    def publish(self, path: Path, *, shot_id: str | None = None, metadata: dict | None = None,
+                stage: str | None = None, **fields) -> None:
+        """Record a finished file in the artifact catalog (under this stage unless ``stage`` says otherwise)."""
         Catalog(self.store.root).record_file(
-            self.run_id, self.stage, path, plan_id=self.plan_id, shot_id=shot_id,
+            self.run_id, stage or self.stage, path, plan_id=self.plan_id, shot_id=shot_id,
             dagster_run_id=self.context.run_id, metadata=metadata or {}, **fields,
         )
         self.published += 1
