@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import hashlib
 import itertools
 import json
 import logging
@@ -85,6 +84,7 @@ from typing import Any
 
 from ..dialogue import _stable_int, chunk_text, espeak_language, espeak_voice_for, estimate_speech_seconds
 from ..plan import VoiceProfile
+from ..storage import sha256_file
 from .speech import ChunkSpeech, SpeechEngine
 
 log = logging.getLogger(__name__)
@@ -498,7 +498,7 @@ class ChatterboxSpeech(WorkerSpeech):
 
     def voice_fingerprint(self, character_id: str, voice_profile: VoiceProfile) -> dict[str, Any]:
         reference = reference_audio(voice_profile)
-        return {"reference_audio_sha256": _sha256(reference)} if reference else {}
+        return {"reference_audio_sha256": sha256_file(Path(reference))} if reference else {}
 
     def split_text(self, text: str) -> list[str]:
         """Chunks of at most ``max_chunk_chars`` and about ``max_chunk_sec`` of speech each."""
@@ -567,14 +567,6 @@ def chatterbox_voice_for(character_id: str, voice_profile: VoiceProfile, *, exag
         "temperature": _number(voice_profile, "temperature", temperature, 0.05, 5.0),
         "language": voice_profile.language,
     }
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _CHECKS: dict[tuple[str, str, str], dict[str, Any]] = {}

@@ -81,6 +81,7 @@ import dagster as dg
 from ..dialogue import estimate_speech_seconds
 from ..plan import PlanIssue, PlanValidationError, plan_json_schema, validate_plan
 from ..planner_template import plan_envelope
+from .model_support import parse_bool
 from .planner import Planner
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,6 @@ MAX_RETRY_AFTER_S = 60.0
 OPTIONAL_FIELDS = ("response_format", "seed")
 
 
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
-
-
 _ENV_FIELDS: dict[str, tuple[str, Any]] = {
     "BASE_URL": ("base_url", str),
     "TIMEOUT_S": ("timeout_s", float),
@@ -116,7 +108,7 @@ _ENV_FIELDS: dict[str, tuple[str, Any]] = {
     "MAX_REPAIRS": ("max_repairs", int),
     "TEMPERATURE": ("temperature", float),
     "MAX_TOKENS": ("max_tokens", int),
-    "JSON_MODE": ("json_mode", _parse_bool),
+    "JSON_MODE": ("json_mode", parse_bool),
 }
 
 
@@ -396,7 +388,7 @@ class LlmPlanner(Planner):
             try:
                 kwargs[name] = parse(raw)
             except ValueError as error:
-                message = str(error) if parse is _parse_bool else f"expected {'an integer' if parse is int else 'a number'}"
+                message = str(error) if parse is parse_bool else f"expected {'an integer' if parse is int else 'a number'}"
                 raise ValueError(f"{var}={raw!r}: {message}") from None
         if env.get(API_KEY_ENV, "").strip():
             # From the process environment, keep a reference so the key is never shown as config.

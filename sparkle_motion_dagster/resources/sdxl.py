@@ -42,21 +42,16 @@ Generation
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import json
 import math
-import os
-import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from . import model_support
 from .keyframes import KeyframeRenderer
+from .model_support import model_digest, package_version, parse_bool
 
 ENV_PREFIX = "IMAGES_SDXL_"
 MODEL_ENV = "IMAGES_SDXL_MODEL"
@@ -76,6 +71,15 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 # Components a text-to-image SDXL folder must declare in model_index.json.
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+
+
+# Environment variable suffix -> (field, parser).
+_ENV_FIELDS: dict[str, tuple[str, Any]] = {
+    field.upper(): (field, parse)
+    for field, parse in {"device": str, "dtype": str, "steps": int, "guidance": float, "scheduler": str,
+                         "negative_prompt": str, "cpu_offload": parse_bool, "vae_tiling": parse_bool,
+                         "max_pixels": int}.items()
+}
 
 
 def _where(field: str) -> str:
@@ -107,29 +111,8 @@ class SdxlKeyframes(KeyframeRenderer):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "SdxlKeyframes | None":
         """The resource described by ``IMAGES_SDXL_*`` variables, or None when ``IMAGES_SDXL_MODEL`` is unset."""
-        env = os.environ if environ is None else environ
-        model = env.get(MODEL_ENV, "").strip()
-        if not model:
-            return None
-        kwargs: dict[str, Any] = {"model": model}
-        readers = {"device": str, "dtype": str, "steps": int, "guidance": float, "scheduler": str,
-                   "negative_prompt": str, "cpu_offload": _parse_bool, "vae_tiling": _parse_bool, "max_pixels": int}
-        for field, parse in readers.items():
-            name = f"{ENV_PREFIX}{field.upper()}"
-            raw = env.get(name)
-            if raw is None:
-                continue
-            if field != "negative_prompt":
-                raw = raw.strip()
-                if not raw:
-                    continue
-            try:
-                kwargs[field] = parse(raw)
-            except ValueError as error:
-                raise ValueError(f"{name}={raw!r}: {error}") from None
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
+        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
+                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
 
     def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
         """The same model with a run's steps, guidance, scheduler or negative prompt."""
@@ -145,8 +128,7 @@ class SdxlKeyframes(KeyframeRenderer):
 
     def validate_settings(self) -> None:
         """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
-            raise ValueError(f"{_where('device')} = {self.device!r}: expected auto, cuda, cuda:N or cpu")
+        model_support.check_device_setting(self.device, where=_where("device"))
         if self.dtype not in DTYPES:
             raise ValueError(f"{_where('dtype')} = {self.dtype!r}: expected one of {', '.join(DTYPES)}")
         if self.steps < 1:
@@ -165,7 +147,8 @@ class SdxlKeyframes(KeyframeRenderer):
         Imports torch (about 1.6 s) to see whether CUDA is available.
         """
         self.validate_settings()
-        _require_packages("torch", "diffusers", "transformers", *(("accelerate",) if self.cpu_offload else ()))
+        model_support.require_packages("SDXL keyframe", "torch", "diffusers", "transformers",
+                                       *(("accelerate",) if self.cpu_offload else ()))
         source = resolve_model_source(self.model)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
@@ -181,7 +164,7 @@ class SdxlKeyframes(KeyframeRenderer):
             "backend": self.backend,
             **self.model_dump(),
             "resolved": {"device": runtime["device"], "dtype": runtime["dtype"],
-                         "model_files": model_digest(runtime["source"]), "diffusers": _version("diffusers")},
+                         "model_files": model_digest(runtime["source"]), "diffusers": package_version("diffusers")},
         }
 
     # ------------------------------------------------------------------ rendering
@@ -192,7 +175,7 @@ class SdxlKeyframes(KeyframeRenderer):
         import torch
 
         gen_width, gen_height = generation_size(width, height, self.max_pixels)
-        with _LOCK:
+        with _MODEL.lock:
             pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], self.cpu_offload)
             pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
             if self.vae_tiling:
@@ -238,24 +221,7 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]):
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    import torch
-
-    value = device.strip().lower()
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value == "cpu":
-        return "cpu"
-    if re.fullmatch(r"cuda(:\d+)?", value):
-        if not torch.cuda.is_available():
-            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise RuntimeError(f"{_where('device')} = {device!r} but CUDA is not available in this process "
-                               f"(torch {torch.__version__}, {build}). Use cpu or auto, or fix the GPU setup.")
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(f"{_where('device')} = {device!r} but only {torch.cuda.device_count()} CUDA "
-                               "device(s) are visible.")
-        return value
-    raise ValueError(f"{_where('device')} = {device!r}: expected auto, cuda, cuda:N or cpu")
+    return model_support.resolve_device(device, where=_where("device"))
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -271,81 +237,16 @@ def resolve_model_source(model: str) -> str:
     """An existing folder (checked to be an SDXL text-to-image diffusers folder) as an absolute path,
     else ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``IMAGES_SDXL_MODEL``."""
     where = f"{MODEL_ENV} (SdxlKeyframes.model) = {model!r}"
-    value = model.strip()
-    if not value:
-        raise ValueError(f"{where}: empty")
-    path = Path(value).expanduser()
-    if not path.exists():
-        looks_like_repo_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) is not None
-        if looks_like_repo_id:
-            return value
-        raise ValueError(f"{where}: the folder {str(path)!r} does not exist.")
-    if not path.is_dir():
-        raise ValueError(f"{where}: {str(path)!r} is a file; expected a diffusers pipeline folder.")
-    index_file = path / "model_index.json"
-    if not index_file.is_file():
-        raise ValueError(f"{where}: {str(path)!r} is not a diffusers pipeline folder (no model_index.json). Use a "
-                         "folder written by save_pretrained, e.g. a download of stabilityai/stable-diffusion-xl-base-1.0.")
-    try:
-        index = json.loads(index_file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{where}: cannot read {index_file}: {error}") from None
-    missing = [name for name in REQUIRED_COMPONENTS if not (isinstance(index.get(name), list) and index[name][0])]
+    path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
+    if path is None:
+        return model.strip()
+    index = model_support.diffusers_index(path, where=where, example="stabilityai/stable-diffusion-xl-base-1.0")
+    missing = model_support.missing_components(index, REQUIRED_COMPONENTS)
     if missing:
         raise ValueError(f"{where}: {index.get('_class_name', 'the pipeline')} in {str(path)!r} is not an SDXL "
                          f"text-to-image pipeline (missing components: {', '.join(missing)}).")
-    for name in REQUIRED_COMPONENTS:
-        if not (path / name).is_dir():
-            raise ValueError(f"{where}: the component folder {name!r} is missing from {str(path)!r}.")
+    model_support.check_component_folders(path, REQUIRED_COMPONENTS, where=where)
     return str(path.resolve())
-
-
-def model_digest(source: str) -> str:
-    """A short identity for the weights: file names, sizes and config contents of a local folder,
-    or the cached snapshot's commit for a repo id (the id alone when it is not cached)."""
-    path = Path(source)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-            relative = file.relative_to(path).as_posix()
-            digest.update(f"{relative}\x00{file.stat().st_size}\x00".encode())
-            if file.suffix in (".json", ".txt") and file.stat().st_size < 1_000_000:
-                digest.update(file.read_bytes())
-        return "folder:" + digest.hexdigest()[:16]
-    try:
-        from huggingface_hub import snapshot_download
-
-        return "snapshot:" + Path(snapshot_download(source, local_files_only=True)).name
-    except Exception:  # noqa: BLE001 - not cached: loading will report it properly
-        return "repo:" + source
-
-
-def _require_packages(*names: str) -> None:
-    """Fail early, with the fix, when the optional model dependencies are not installed."""
-    from importlib.util import find_spec
-
-    missing = [name for name in names if find_spec(name) is None]
-    if missing:
-        raise RuntimeError(f"the SDXL keyframe backend needs {', '.join(missing)}: install the models extra "
-                           "(pip install torch==2.13.0 first, then pip install 'sparkle-motion-dagster[models]').")
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "missing"
-
-
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
 # ---------------------------------------------------------------------- the per-process pipeline
@@ -353,23 +254,17 @@ def _parse_bool(raw: str) -> bool:
 
 @dataclass
 class _Loaded:
-    key: tuple
     pipe: Any
     scheduler_config: dict[str, Any]
 
 
-_LOCK = threading.RLock()
-_LOADED: _Loaded | None = None
+_MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()
 
 
 def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[Any, dict[str, Any]]:
     """The loaded pipeline for these settings and its original scheduler config (loaded at most once)."""
-    global _LOADED
-    key = (source, device, dtype, cpu_offload)
-    with _LOCK:
-        if _LOADED is not None and _LOADED.key == key:
-            return _LOADED.pipe, _LOADED.scheduler_config
-        release()
+
+    def load() -> _Loaded:
         import torch
         from diffusers import StableDiffusionXLPipeline
 
@@ -378,31 +273,21 @@ def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[
         except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
             raise RuntimeError(
                 f"{MODEL_ENV} (SdxlKeyframes.model) = {source!r}: could not load an SDXL pipeline: {error}. "
-                "A repo id must be in the Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset)."
+                f"{model_support.HF_CACHE_HINT}"
             ) from error
         if cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        _LOADED = _Loaded(key, pipe, dict(pipe.scheduler.config))
-        return pipe, _LOADED.scheduler_config
+        return _Loaded(pipe, dict(pipe.scheduler.config))
+
+    loaded = _MODEL.get((source, device, dtype, cpu_offload), load)
+    return loaded.pipe, loaded.scheduler_config
 
 
-def loaded_key() -> tuple | None:
-    """``(source, device, dtype, cpu_offload)`` of the pipeline held by this process, if any."""
-    return None if _LOADED is None else _LOADED.key
-
-
-def release() -> None:
-    """Free the process's SDXL pipeline (and the CUDA cache). Safe to call at any time."""
-    global _LOADED
-    with _LOCK:
-        if _LOADED is None:
-            return
-        _LOADED = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+# ``loaded_key()``: ``(source, device, dtype, cpu_offload)`` of the pipeline held by this process, if any.
+loaded_key = _MODEL.key
+# ``release()``: free the process's SDXL pipeline (and the CUDA cache). Safe to call at any time.
+release = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline and scheduler config

@@ -65,12 +65,8 @@ Audio
 
 from __future__ import annotations
 
-import gc
-import hashlib
 import json
-import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,12 +76,19 @@ import numpy as np
 
 from ..dialogue import DEFAULT_WPM, STYLE_RATE_OFFSET, _stable_int
 from ..plan import VoiceProfile
+from . import model_support
+from .model_support import model_digest, package_version
 from .speech import ChunkSpeech, SpeechEngine
 
 MODEL_ENV = "TTS_VITS_MODEL"
 DEVICE_ENV = "TTS_VITS_DEVICE"
 ENV_PREFIX = "TTS_VITS_"
 SILENCE_SEC = 0.1  # what a chunk with nothing speakable (e.g. "...") becomes
+
+
+# Environment variable suffix -> (field, parser).
+_ENV_FIELDS = {"DEVICE": ("device", str), "MAX_CHUNK_CHARS": ("max_chunk_chars", int),
+               "SPEAKING_RATE": ("speaking_rate", float)}
 
 
 def _where(field_name: str) -> str:
@@ -135,29 +138,14 @@ class VitsSpeech(SpeechEngine):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "VitsSpeech | None":
         """The resource described by ``TTS_VITS_*`` variables, or None when ``TTS_VITS_MODEL`` is unset."""
-        env = os.environ if environ is None else environ
-        model = env.get(MODEL_ENV, "").strip()
-        if not model:
-            return None
-        kwargs: dict[str, Any] = {"model": model}
-        for field_name, parse in {"device": str, "max_chunk_chars": int, "speaking_rate": float}.items():
-            name = f"{ENV_PREFIX}{field_name.upper()}"
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    kwargs[field_name] = parse(raw)
-                except ValueError as error:
-                    raise ValueError(f"{name}={raw!r}: {error}") from None
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
+        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
+                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS)
 
     # ------------------------------------------------------------------ checks
 
     def validate_settings(self) -> None:
         """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
-            raise ValueError(f"{_where('device')} = {self.device!r}: expected auto, cuda, cuda:N or cpu")
+        model_support.check_device_setting(self.device, where=_where("device"))
         if self.max_chunk_chars < 20:
             raise ValueError(f"{_where('max_chunk_chars')} = {self.max_chunk_chars}: too small (at least 20)")
         if not 0.1 <= self.speaking_rate <= 10:
@@ -170,7 +158,7 @@ class VitsSpeech(SpeechEngine):
     def runtime(self) -> dict[str, Any]:
         """Resolve the model source and device without loading weights; raise clear errors."""
         self.validate_settings()
-        _require_packages("torch", "transformers")
+        model_support.require_packages("VITS speech", "torch", "transformers")
         return {"source": resolve_model_source(self.model), "device": resolve_device(self.device)}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -179,7 +167,8 @@ class VitsSpeech(SpeechEngine):
             "backend": self.backend,
             **self.model_dump(),
             "resolved": {"device": runtime["device"], "model_files": model_digest(runtime["source"]),
-                         "transformers": _version("transformers"), "torch": _version("torch")},
+                         "transformers": package_version("transformers"),
+                         "torch": package_version("torch")},
         }
 
     def describe(self, *, probe: bool = True) -> dict[str, Any]:
@@ -278,40 +267,17 @@ def vits_voice_for(character_id: str, profile: VoiceProfile, *, num_speakers: in
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    import torch
-
-    value = device.strip().lower()
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value == "cpu":
-        return value
-    if re.fullmatch(r"cuda(:\d+)?", value):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"{_where('device')} = {device!r} but CUDA is not available in this process "
-                               f"(torch {torch.__version__}). Use cpu or auto.")
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(f"{_where('device')} = {device!r} but only {torch.cuda.device_count()} CUDA "
-                               "device(s) are visible.")
-        return value
-    raise ValueError(f"{_where('device')} = {device!r}: expected auto, cuda, cuda:N or cpu")
+    return model_support.resolve_device(device, where=_where("device"))
 
 
 def resolve_model_source(model: str) -> str:
     """An existing folder (checked to hold a VITS model and its tokenizer) as an absolute path, else
     ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``TTS_VITS_MODEL``."""
     where = f"{MODEL_ENV} (VitsSpeech.model) = {model!r}"
-    value = model.strip()
-    if not value:
-        raise ValueError(f"{where}: empty")
-    path = Path(value).expanduser()
-    if not path.exists():
-        if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value):
-            return value
-        raise ValueError(f"{where}: the folder {str(path)!r} does not exist (and it is not a repo id like "
-                         "facebook/mms-tts-eng).")
-    if not path.is_dir():
-        raise ValueError(f"{where}: {str(path)!r} is a file; expected a folder written by save_pretrained.")
+    path = model_support.local_model_folder(model, where=where, expected="a folder written by save_pretrained",
+                                            not_found=" (and it is not a repo id like facebook/mms-tts-eng)")
+    if path is None:
+        return model.strip()
     config_file = path / "config.json"
     try:
         config = json.loads(config_file.read_text())
@@ -328,43 +294,6 @@ def resolve_model_source(model: str) -> str:
     return str(path.resolve())
 
 
-def model_digest(source: str) -> str:
-    """A short identity of the weights: a local folder's file names, sizes and small text files, or the
-    cached snapshot's commit for a repo id (the id alone when it is not cached)."""
-    path = Path(source)
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-            digest.update(f"{file.relative_to(path).as_posix()}\x00{file.stat().st_size}\x00".encode())
-            if file.suffix in (".json", ".txt") and file.stat().st_size < 1_000_000:
-                digest.update(file.read_bytes())
-        return "folder:" + digest.hexdigest()[:16]
-    try:
-        from huggingface_hub import snapshot_download
-
-        return "snapshot:" + Path(snapshot_download(source, local_files_only=True)).name
-    except Exception:  # noqa: BLE001 - not cached: loading reports it properly
-        return "repo:" + source
-
-
-def _require_packages(*names: str) -> None:
-    from importlib.util import find_spec
-
-    missing = [name for name in names if find_spec(name) is None]
-    if missing:
-        raise RuntimeError(f"the VITS speech backend needs {', '.join(missing)}: install the models extra "
-                           "(pip install torch==2.13.0 first, then pip install 'sparkle-motion-dagster[models]').")
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "missing"
-
-
 # ---------------------------------------------------------------------- the per-process model
 
 
@@ -378,57 +307,44 @@ class Loaded:
     hop: int  # audio samples per predicted frame
 
 
-_LOCK = threading.RLock()
-_LOADED: Loaded | None = None
+_MODEL: model_support.ProcessModel[Loaded] = model_support.ProcessModel()
 
 
 def load(source: str, device: str) -> Loaded:
     """The model and tokenizer for ``source`` on ``device``, loaded at most once per process."""
-    global _LOADED
     key = (source, device)
-    with _LOCK:
-        if _LOADED is not None and _LOADED.key == key:
-            return _LOADED
-        release()
-        from transformers import VitsModel, VitsTokenizer
-
-        try:
-            tokenizer = VitsTokenizer.from_pretrained(source)
-            model = VitsModel.from_pretrained(source)
-        except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
-            raise RuntimeError(
-                f"{MODEL_ENV} (VitsSpeech.model) = {source!r}: could not load a VITS model and tokenizer: {error}. "
-                "A repo id must be in the Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset)."
-            ) from error
-        if tokenizer.phonemize:
-            from importlib.util import find_spec
-
-            if find_spec("phonemizer") is None:
-                raise RuntimeError(f"{MODEL_ENV} = {source!r}: its tokenizer phonemizes its input, which needs the "
-                                   "phonemizer package and a system espeak-ng (pip install phonemizer).")
-        model.to(device).eval()
-        config = model.config
-        _LOADED = Loaded(key, model, tokenizer, int(config.sampling_rate), int(config.num_speakers),
-                         int(np.prod(config.upsample_rates)))
-        return _LOADED
+    return _MODEL.get(key, lambda: _load(key))
 
 
-def loaded_key() -> tuple[str, str] | None:
-    return None if _LOADED is None else _LOADED.key
+def _load(key: tuple[str, str]) -> Loaded:
+    source, device = key
+    from transformers import VitsModel, VitsTokenizer
+
+    try:
+        tokenizer = VitsTokenizer.from_pretrained(source)
+        model = VitsModel.from_pretrained(source)
+    except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
+        raise RuntimeError(
+            f"{MODEL_ENV} (VitsSpeech.model) = {source!r}: could not load a VITS model and tokenizer: {error}. "
+            f"{model_support.HF_CACHE_HINT}"
+        ) from error
+    if tokenizer.phonemize:
+        from importlib.util import find_spec
+
+        if find_spec("phonemizer") is None:
+            raise RuntimeError(f"{MODEL_ENV} = {source!r}: its tokenizer phonemizes its input, which needs the "
+                               "phonemizer package and a system espeak-ng (pip install phonemizer).")
+    model.to(device).eval()
+    config = model.config
+    return Loaded(key, model, tokenizer, int(config.sampling_rate), int(config.num_speakers),
+                  int(np.prod(config.upsample_rates)))
 
 
-def release() -> None:
-    """Free the process's VITS model (and the CUDA cache). Safe to call at any time."""
-    global _LOADED
-    with _LOCK:
-        if _LOADED is None:
-            return
-        _LOADED = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+# ``loaded_key()``: ``(source, device)`` of the model held by this process, if any.
+loaded_key = _MODEL.key
+# ``release()``: free the process's VITS model (and the CUDA cache). Safe to call at any time.
+release = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held ``Loaded``
 
 
 def generate(source: str, device: str, text: str, voice: VitsVoice) -> VitsAudio:
@@ -451,7 +367,7 @@ def generate(source: str, device: str, text: str, voice: VitsVoice) -> VitsAudio
     saved = (model.noise_scale, model.noise_scale_duration)
     fork_devices = [] if device == "cpu" else [torch.device(device).index or 0]
     try:
-        with _LOCK, torch.no_grad(), torch.random.fork_rng(devices=fork_devices):
+        with _MODEL.lock, torch.no_grad(), torch.random.fork_rng(devices=fork_devices):
             if voice.noise_scale is not None:
                 model.noise_scale = voice.noise_scale
             if voice.noise_scale_duration is not None:

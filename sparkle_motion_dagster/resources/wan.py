@@ -82,13 +82,7 @@ Loading
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import json
 import math
-import os
-import re
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +92,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..ffmpeg import FrameEncoder
+from . import model_support
 from .clips import ClipRenderer, ClipRequest
+from .model_support import model_digest, package_version
 
 ENV_PREFIX = "VIDEOS_WAN_"
 MODEL_ENV = "VIDEOS_WAN_MODEL"
@@ -162,27 +158,8 @@ class WanClips(ClipRenderer):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "WanClips | None":
         """The resource described by ``VIDEOS_WAN_*`` variables, or None when ``VIDEOS_WAN_MODEL`` is unset."""
-        env = os.environ if environ is None else environ
-        model = env.get(MODEL_ENV, "").strip()
-        if not model:
-            return None
-        kwargs: dict[str, Any] = {"model": model}
-        for suffix, (field, parse) in _ENV_FIELDS.items():
-            name = ENV_PREFIX + suffix
-            raw = env.get(name)
-            if raw is None:
-                continue
-            if field != "negative_prompt":
-                raw = raw.strip()
-                if not raw:
-                    continue
-            try:
-                kwargs[field] = parse(raw)
-            except ValueError as error:
-                raise ValueError(f"{name}={raw!r}: {error}") from None
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
+        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
+                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
 
     # ------------------------------------------------------------------ checks
 
@@ -208,7 +185,8 @@ class WanClips(ClipRenderer):
         Imports torch and diffusers; raises clear errors naming the variable to fix.
         """
         self.validate_settings()
-        _require_packages("torch", "diffusers", "transformers", "accelerate", "ftfy")
+        # Wan cannot load without accelerate and cannot encode a prompt without ftfy.
+        model_support.require_packages("Wan clip", "torch", "diffusers", "transformers", "accelerate", "ftfy")
         source = resolve_model_source(self.model)
         preset = resolve_preset(self.device_preset)
         transformer = _transformer_config(source)
@@ -224,7 +202,7 @@ class WanClips(ClipRenderer):
             **self.model_dump(),
             "resolved": {"preset": runtime["preset"], "continuity_mode": runtime["continuity_mode"],
                          "max_pixels": runtime["max_pixels"], "model_files": model_digest(runtime["source"]),
-                         "diffusers": _version("diffusers")},
+                         "diffusers": package_version("diffusers")},
         }
 
     # ------------------------------------------------------------------ rendering
@@ -234,7 +212,7 @@ class WanClips(ClipRenderer):
         if request.frames < 1:
             raise ValueError(f"{request.shot_id}: a clip needs at least one frame, got {request.frames}")
         runtime = self.runtime()
-        with _LOCK:
+        with _MODEL.lock:
             pipe = _pipeline(runtime["source"], runtime["preset"])
             mode = continuity_mode(pipe.transformer.config)
             spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
@@ -384,9 +362,7 @@ def resolve_preset(preset: str) -> str:
     if preset == "auto":
         return "cuda-bf16" if torch.cuda.is_available() else "cpu"
     if preset.startswith("cuda") and not torch.cuda.is_available():
-        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise RuntimeError(f"{_where('device_preset')} = {preset!r} but CUDA is not available in this process "
-                           f"(torch {torch.__version__}, {build}). Use cpu or auto, or fix the GPU setup.")
+        raise model_support.cuda_unavailable(_where("device_preset"), preset)
     return preset
 
 
@@ -394,33 +370,17 @@ def resolve_model_source(model: str) -> str:
     """An existing folder (checked to be a Wan image-to-video diffusers folder) as an absolute path, else
     ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``VIDEOS_WAN_MODEL``."""
     where = f"{MODEL_ENV} (WanClips.model) = {model!r}"
-    value = model.strip()
-    if not value:
-        raise ValueError(f"{where}: empty")
-    path = Path(value).expanduser()
-    if not path.exists():
-        if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value):
-            return value
-        raise ValueError(f"{where}: the folder {str(path)!r} does not exist.")
-    if not path.is_dir():
-        raise ValueError(f"{where}: {str(path)!r} is a file; expected a diffusers pipeline folder.")
-    index_file = path / "model_index.json"
-    if not index_file.is_file():
-        raise ValueError(f"{where}: {str(path)!r} is not a diffusers pipeline folder (no model_index.json). Use a "
-                         "folder written by save_pretrained, e.g. a download of Wan-AI/Wan2.1-I2V-14B-480P-Diffusers.")
-    try:
-        index = json.loads(index_file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{where}: cannot read {index_file}: {error}") from None
+    path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
+    if path is None:
+        return model.strip()
+    index = model_support.diffusers_index(path, where=where, example="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
     kind = index.get("_class_name")
-    missing = [name for name in REQUIRED_COMPONENTS if not (isinstance(index.get(name), list) and index[name][0])]
+    missing = model_support.missing_components(index, REQUIRED_COMPONENTS)
     if kind != "WanImageToVideoPipeline" or missing:
         detail = f"missing components: {', '.join(missing)}" if missing else f"it holds a {kind}"
         raise ValueError(f"{where}: {str(path)!r} is not a Wan image-to-video pipeline (WanImageToVideoPipeline; "
                          f"{detail}).")
-    for name in REQUIRED_COMPONENTS:
-        if not (path / name).is_dir():
-            raise ValueError(f"{where}: the component folder {name!r} is missing from {str(path)!r}.")
+    model_support.check_component_folders(path, REQUIRED_COMPONENTS, where=where)
     return str(path.resolve())
 
 
@@ -456,57 +416,15 @@ def _check_image_tokens(pipe, source: str) -> None:
                          f" but two frames give {2 * tokens} CLIP image tokens; the model cannot run.")
 
 
-def model_digest(source: str) -> str:
-    """A short identity for the weights: file names, sizes and config contents of a local folder,
-    or the cached snapshot's commit for a repo id (the id alone when it is not cached)."""
-    path = Path(source)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-            relative = file.relative_to(path).as_posix()
-            digest.update(f"{relative}\x00{file.stat().st_size}\x00".encode())
-            if file.suffix in (".json", ".txt") and file.stat().st_size < 1_000_000:
-                digest.update(file.read_bytes())
-        return "folder:" + digest.hexdigest()[:16]
-    try:
-        from huggingface_hub import snapshot_download
-
-        return "snapshot:" + Path(snapshot_download(source, local_files_only=True)).name
-    except Exception:  # noqa: BLE001 - not cached: loading will report it properly
-        return "repo:" + source
-
-
-def _require_packages(*names: str) -> None:
-    """Fail early, with the fix, when the optional model dependencies are not installed (Wan cannot load
-    without accelerate and cannot encode a prompt without ftfy)."""
-    from importlib.util import find_spec
-
-    missing = [name for name in names if find_spec(name) is None]
-    if missing:
-        raise RuntimeError(f"the Wan clip backend needs {', '.join(missing)}: install the models extra "
-                           "(pip install torch==2.13.0 first, then pip install 'sparkle-motion-dagster[models]').")
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "missing"
-
-
 # ---------------------------------------------------------------------- the per-process pipeline
 
 
 @dataclass
 class _Loaded:
-    key: tuple
     pipe: Any
 
 
-_LOCK = threading.RLock()
-_LOADED: _Loaded | None = None
+_MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()
 
 
 def _dtypes(preset: str):
@@ -520,12 +438,8 @@ def _dtypes(preset: str):
 
 def _pipeline(source: str, preset: str):
     """The loaded pipeline for ``source`` and the resolved ``preset`` (loaded at most once per process)."""
-    global _LOADED
-    key = (source, preset)
-    with _LOCK:
-        if _LOADED is not None and _LOADED.key == key:
-            return _LOADED.pipe
-        release()
+
+    def load() -> _Loaded:
         from diffusers import WanImageToVideoPipeline
 
         try:
@@ -533,7 +447,7 @@ def _pipeline(source: str, preset: str):
         except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
             raise RuntimeError(
                 f"{MODEL_ENV} (WanClips.model) = {source!r}: could not load a Wan image-to-video pipeline: {error}. "
-                "A repo id must be in the Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset)."
+                f"{model_support.HF_CACHE_HINT}"
             ) from error
         _check_image_tokens(pipe, source)
         if preset == "cuda-offload":
@@ -541,24 +455,13 @@ def _pipeline(source: str, preset: str):
         elif preset != "cpu":
             pipe.to("cuda")
         pipe.set_progress_bar_config(disable=True)
-        _LOADED = _Loaded(key, pipe)
-        return pipe
+        return _Loaded(pipe)
+
+    return _MODEL.get((source, preset), load).pipe
 
 
-def loaded_key() -> tuple | None:
-    """``(source, preset)`` of the pipeline held by this process, if any."""
-    return None if _LOADED is None else _LOADED.key
-
-
-def release() -> None:
-    """Free the process's Wan pipeline (and the CUDA cache). Safe to call at any time."""
-    global _LOADED
-    with _LOCK:
-        if _LOADED is None:
-            return
-        _LOADED = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+# ``loaded_key()``: ``(source, preset)`` of the pipeline held by this process, if any.
+loaded_key = _MODEL.key
+# ``release()``: free the process's Wan pipeline (and the CUDA cache). Safe to call at any time.
+release = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline

@@ -65,13 +65,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
-import hashlib
-import os
-import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +83,8 @@ from ..ffmpeg import (
     probe,
 )
 from ..plan import id_problem
-from ..storage import atomic_output
+from ..storage import atomic_output, sha256_file
+from . import model_support
 from .lipsync import LipsyncEngine
 
 ENV_PREFIX = "WAV2LIP_"
@@ -140,22 +136,8 @@ class Wav2LipLipsync(LipsyncEngine):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Wav2LipLipsync | None:
         """The resource described by ``WAV2LIP_*`` variables, or None when ``WAV2LIP_CHECKPOINT`` is unset."""
-        env = os.environ if environ is None else environ
-        checkpoint = env.get(CHECKPOINT_ENV, "").strip()
-        if not checkpoint:
-            return None
-        kwargs: dict[str, Any] = {"checkpoint": checkpoint}
-        for suffix, (field, parse) in _ENV_FIELDS.items():
-            raw = env.get(ENV_PREFIX + suffix)
-            if raw is None or not raw.strip():
-                continue
-            try:
-                kwargs[field] = parse(raw.strip())
-            except ValueError as error:
-                raise ValueError(f"{ENV_PREFIX}{suffix}={raw!r}: {error}") from None
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
+        return model_support.resource_from_env(cls, environ, required_env=CHECKPOINT_ENV,
+                                               required_field="checkpoint", prefix=ENV_PREFIX, fields=_ENV_FIELDS)
 
     # ------------------------------------------------------------------ checks
 
@@ -165,8 +147,7 @@ class Wav2LipLipsync(LipsyncEngine):
 
         if not self.checkpoint.strip():
             raise ValueError(f"{CHECKPOINT_ENV} (Wav2LipLipsync.checkpoint) is empty")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device.strip().lower()):
-            raise ValueError(f"{_where('device')} = {self.device!r}: expected auto, cuda, cuda:N or cpu")
+        model_support.check_device_setting(self.device, where=_where("device"))
         if self.dtype not in DTYPES:
             raise ValueError(f"{_where('dtype')} = {self.dtype!r}: expected one of {', '.join(DTYPES)}")
         if self.batch_size < 1:
@@ -786,31 +767,13 @@ class FrameSyncer:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    import torch
-
-    value = device.strip().lower()
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value == "cpu":
-        return "cpu"
-    if re.fullmatch(r"cuda(:\d+)?", value):
-        if not torch.cuda.is_available():
-            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise RuntimeError(f"{_where('device')} = {device!r} but CUDA is not available in this process "
-                               f"(torch {torch.__version__}, {build}). Use cpu or auto.")
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(f"{_where('device')} = {device!r} but only {torch.cuda.device_count()} CUDA "
-                               "device(s) are visible.")
-        return value
-    raise ValueError(f"{_where('device')} = {device!r}: expected auto, cuda, cuda:N or cpu")
+    return model_support.resolve_device(device, where=_where("device"))
 
 
 def _require_packages() -> None:
     from importlib.util import find_spec
 
-    if find_spec("torch") is None:
-        raise RuntimeError("the Wav2Lip lipsync backend needs torch: pip install torch==2.13.0 (the models extra)")
+    model_support.require_packages("Wav2Lip lipsync", "torch")
     if find_spec("cv2") is None and find_spec("skimage") is None:
         raise RuntimeError("the Wav2Lip lipsync backend needs a face detector: pip install "
                            "opencv-python-headless (4.x, ships the Haar cascades) or scikit-image")
@@ -825,37 +788,23 @@ def file_sha256(path: str | Path) -> str:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
 
 
 # ---------------------------------------------------------------------- the per-process model
 
 
-@dataclass
-class _Loaded:
-    key: tuple
-    model: Any
-
-
-_LOCK = threading.RLock()
-_LOADED: _Loaded | None = None
+_MODEL: model_support.ProcessModel[Any] = model_support.ProcessModel()
+_LOCK = _MODEL.lock
 _DETECTORS: dict[tuple, Any] = {}
 
 
 def _model(checkpoint: str, device: str, dtype: str):
     """The generator for these settings (loaded at most once per process and file version)."""
-    global _LOADED
     stat = Path(checkpoint).stat()
-    key = (checkpoint, stat.st_size, stat.st_mtime_ns, device, dtype)
-    with _LOCK:
-        if _LOADED is not None and _LOADED.key == key:
-            return _LOADED.model
-        release_model()
+
+    def load():
         import torch
 
         from ..wav2lip_model import load_state_dict_file, model_from_state_dict
@@ -867,8 +816,9 @@ def _model(checkpoint: str, device: str, dtype: str):
         model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        _LOADED = _Loaded(key, model)
         return model
+
+    return _MODEL.get((checkpoint, stat.st_size, stat.st_mtime_ns, device, dtype), load)
 
 
 def _detector(spec: str, device: str, max_side: int):
@@ -881,22 +831,11 @@ def _detector(spec: str, device: str, max_side: int):
         return _DETECTORS[key]
 
 
-def loaded_key() -> tuple | None:
-    """``(checkpoint, size, mtime_ns, device, dtype)`` of the generator held by this process, if any."""
-    return None if _LOADED is None else _LOADED.key
-
-
-def release_model() -> None:
-    global _LOADED
-    with _LOCK:
-        if _LOADED is None:
-            return
-        _LOADED = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+# ``loaded_key()``: ``(checkpoint, size, mtime_ns, device, dtype)`` of the generator held by this process, if any.
+loaded_key = _MODEL.key
+# ``release_model()``: free the generator only (the face detectors stay).
+release_model = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held generator
 
 
 def release() -> None:

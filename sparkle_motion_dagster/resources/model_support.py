@@ -1,0 +1,285 @@
+"""What the real-model adapters (SDXL, Wan, VITS, Wav2Lip, Chatterbox, the LLM planner) share.
+
+One implementation each of: the optional-dependency check, package versions,
+boolean environment values, the device setting (``auto``/``cpu``/``cuda``/
+``cuda:N``), a model folder or Hugging Face repo id and its weights' identity,
+and the per-process model cache.
+
+Nothing here imports torch, diffusers or transformers at import time: torch is
+imported only when a device is resolved or a loaded model is freed, and
+``huggingface_hub`` only when a repo id's weights are identified.
+
+Error messages take ``where``, the text naming the setting to fix, e.g.
+``"IMAGES_SDXL_DEVICE (SdxlKeyframes.device)"``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MODELS_EXTRA = ("install the models extra (pip install torch==2.13.0 first, then "
+                "pip install 'sparkle-motion-dagster[models]')")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_CHOICES = "expected auto, cuda, cuda:N or cpu"
+# A Hugging Face repo id (``owner/name``); anything else that is not an existing path is an error.
+REPO_ID_PATTERN = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HF_CACHE_HINT = "A repo id must be in the Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset)."
+
+
+# ---------------------------------------------------------------------- packages and settings
+
+
+def require_packages(backend_label: str, *names: str) -> None:
+    """Fail early, with the fix, when optional model dependencies are not installed.
+
+    ``backend_label`` names the backend in the message: "the {backend_label} backend needs ...".
+    """
+    from importlib.util import find_spec
+
+    missing = [name for name in names if find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"the {backend_label} backend needs {', '.join(missing)}: {MODELS_EXTRA}.")
+
+
+def package_version(name: str) -> str:
+    """The installed version of the distribution ``name``, or ``"missing"``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "missing"
+
+
+def parse_bool(raw: str) -> bool:
+    """An environment variable's on/off value (1/0, true/false, yes/no, on/off; empty is off)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def env_settings(env: Mapping[str, str], prefix: str, fields: Mapping[str, tuple[str, Callable[[str], Any]]], *,
+                 verbatim: Sequence[str] = ()) -> dict[str, Any]:
+    """Settings read from ``prefix + suffix`` variables: ``fields`` maps each suffix to (field, parser).
+
+    Unset variables are skipped; values are stripped and blank ones skipped, except for the fields in
+    ``verbatim`` (e.g. a prompt), taken as they are when set. A value the parser refuses raises
+    ValueError ``"NAME='value': reason"``.
+    """
+    values: dict[str, Any] = {}
+    for suffix, (field, parse) in fields.items():
+        name = prefix + suffix
+        raw = env.get(name)
+        if raw is None:
+            continue
+        if field not in verbatim:
+            raw = raw.strip()
+            if not raw:
+                continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as error:
+            raise ValueError(f"{name}={raw!r}: {error}") from None
+    return values
+
+
+def resource_from_env(cls: type[R], environ: Mapping[str, str] | None, *, required_env: str, required_field: str,
+                      prefix: str, fields: Mapping[str, tuple[str, Callable[[str], Any]]],
+                      verbatim: Sequence[str] = ()) -> R | None:
+    """``cls`` configured from the environment (``os.environ`` when ``environ`` is None), or None when
+    ``required_env`` (the model or checkpoint, into ``required_field``) is unset or blank.
+
+    The other fields come from :func:`env_settings`; the resource's ``validate_settings()`` is run.
+    """
+    env = os.environ if environ is None else environ
+    required = env.get(required_env, "").strip()
+    if not required:
+        return None
+    resource = cls(**{required_field: required}, **env_settings(env, prefix, fields, verbatim=verbatim))
+    resource.validate_settings()
+    return resource
+
+
+# ---------------------------------------------------------------------- devices
+
+
+def check_device_setting(device: str, *, where: str) -> None:
+    """Check a device setting's form without importing torch; raise ValueError naming ``where``."""
+    if not DEVICE_PATTERN.fullmatch(device.strip().lower()):
+        raise ValueError(f"{where} = {device!r}: {DEVICE_CHOICES}")
+
+
+def cuda_unavailable(where: str, value: str) -> RuntimeError:
+    """The error for a CUDA setting (``value`` of ``where``) in a process where torch sees no CUDA."""
+    import torch
+
+    build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return RuntimeError(f"{where} = {value!r} but CUDA is not available in this process "
+                        f"(torch {torch.__version__}, {build}). Use cpu or auto, or fix the GPU setup.")
+
+
+def resolve_device(device: str, *, where: str) -> str:
+    """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees.
+
+    Errors name ``where``, the setting to fix (e.g. ``"TTS_VITS_DEVICE (VitsSpeech.device)"``).
+    """
+    import torch
+
+    value = device.strip().lower()
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value == "cpu":
+        return "cpu"
+    if DEVICE_PATTERN.fullmatch(value):
+        if not torch.cuda.is_available():
+            raise cuda_unavailable(where, device)
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(f"{where} = {device!r} but only {torch.cuda.device_count()} CUDA "
+                               "device(s) are visible.")
+        return value
+    raise ValueError(f"{where} = {device!r}: {DEVICE_CHOICES}")
+
+
+def free_cuda_memory() -> None:
+    """Collect garbage and return torch's cached CUDA memory (when CUDA is available)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------- model sources
+
+
+def local_model_folder(model: str, *, where: str, expected: str, not_found: str = "") -> Path | None:
+    """The existing folder ``model`` names, or None when it is no path but looks like a repo id.
+
+    Raises ValueError starting with ``where`` when ``model`` is empty, names neither an existing path
+    nor a repo id (``not_found`` is added to that message), or names a file (``expected`` says what
+    was expected instead).
+    """
+    value = model.strip()
+    if not value:
+        raise ValueError(f"{where}: empty")
+    path = Path(value).expanduser()
+    if not path.exists():
+        if REPO_ID_PATTERN.fullmatch(value):
+            return None
+        raise ValueError(f"{where}: the folder {str(path)!r} does not exist{not_found}.")
+    if not path.is_dir():
+        raise ValueError(f"{where}: {str(path)!r} is a file; expected {expected}.")
+    return path
+
+
+def diffusers_index(path: Path, *, where: str, example: str) -> dict[str, Any]:
+    """A diffusers pipeline folder's ``model_index.json``; ValueError naming ``where`` when there is none
+    (``example`` is a repo id whose download would be such a folder)."""
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise ValueError(f"{where}: {str(path)!r} is not a diffusers pipeline folder (no model_index.json). Use a "
+                         f"folder written by save_pretrained, e.g. a download of {example}.")
+    try:
+        return json.loads(index_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{where}: cannot read {index_file}: {error}") from None
+
+
+def missing_components(index: dict[str, Any], required: Sequence[str]) -> list[str]:
+    """The ``required`` components a ``model_index.json`` does not declare."""
+    return [name for name in required if not (isinstance(index.get(name), list) and index[name][0])]
+
+
+def check_component_folders(path: Path, required: Sequence[str], *, where: str) -> None:
+    """Every ``required`` component has its folder in the pipeline folder ``path``."""
+    for name in required:
+        if not (path / name).is_dir():
+            raise ValueError(f"{where}: the component folder {name!r} is missing from {str(path)!r}.")
+
+
+def model_digest(source: str) -> str:
+    """A short identity for the weights: file names, sizes and config contents of a local folder,
+    or the cached snapshot's commit for a repo id (the id alone when it is not cached)."""
+    path = Path(source)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
+            digest.update(f"{file.relative_to(path).as_posix()}\x00{file.stat().st_size}\x00".encode())
+            if file.suffix in (".json", ".txt") and file.stat().st_size < 1_000_000:
+                digest.update(file.read_bytes())
+        return "folder:" + digest.hexdigest()[:16]
+    try:
+        from huggingface_hub import snapshot_download
+
+        return "snapshot:" + Path(snapshot_download(source, local_files_only=True)).name
+    except Exception:  # noqa: BLE001 - not cached: loading will report it properly
+        return "repo:" + source
+
+
+# ---------------------------------------------------------------------- the per-process model
+
+
+class ProcessModel(Generic[T]):
+    """One loaded model per process, kept for the next calls with the same key.
+
+    Asking for another key frees the held model first (only one is held at a
+    time); ``release()`` frees it and torch's CUDA cache. ``lock`` (reentrant)
+    also serialises the adapter's use of the model.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._key: Hashable | None = None
+        self._value: T | None = None
+
+    def get(self, key: Hashable, load: Callable[[], T]) -> T:
+        """The model for ``key``: the held one, or ``load()`` after freeing any other."""
+        with self.lock:
+            if self._value is not None and self._key == key:
+                return self._value
+            self.release()
+            value = load()
+            self._key, self._value = key, value
+            return value
+
+    @property
+    def value(self) -> T | None:
+        """The held model, if any."""
+        return self._value
+
+    def key(self) -> Any:
+        """The key of the held model, or None."""
+        return None if self._value is None else self._key
+
+    def module_getattr(self, module: str, name: str = "_LOADED") -> Callable[[str], Any]:
+        """A module-level ``__getattr__`` that shows the held model as ``<module>.<name>`` (for inspection)."""
+
+        def __getattr__(attribute: str) -> Any:
+            if attribute == name:
+                return self._value
+            raise AttributeError(f"module {module!r} has no attribute {attribute!r}")
+
+        return __getattr__
+
+    def release(self) -> None:
+        """Free the held model (and the CUDA cache). Safe to call at any time."""
+        with self.lock:
+            if self._value is None:
+                return
+            self._key = self._value = None
+            free_cuda_memory()
