@@ -38,12 +38,9 @@ def _store() -> ArtifactStore:
 
 def _context():
     """The persistent Dagster instance and the artifact store."""
-    from .settings import ensure_dagster_home
+    from .settings import dagster_instance
 
-    ensure_dagster_home()
-    import dagster as dg
-
-    return dg.DagsterInstance.get(), _store()
+    return dagster_instance(), _store()
 
 
 def _known_run(store: ArtifactStore, run_id: str) -> str:

@@ -171,27 +171,33 @@ def _user_message(error) -> str:
 
 
 def _watch(instance, dagster_run_id, done, times, on_stage) -> None:
-    """Poll the run's event log and report steps as they succeed or fail."""
-    seen = 0
+    """Follow the run's event log (by cursor, so each poll reads only new events) and report
+    steps as they succeed or fail."""
+    cursor = None
     started: dict[str, float] = {}
+    step_events = (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
     while True:
         finished = done.is_set()
-        entries = instance.all_logs(dagster_run_id) if instance.has_run(dagster_run_id) else []
-        for entry in entries[seen:]:
-            event = entry.dagster_event
-            if event is None or event.step_key is None:
-                continue
-            if event.event_type == dg.DagsterEventType.STEP_START:
-                started[event.step_key] = entry.timestamp
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                seconds = entry.timestamp - started.get(event.step_key, entry.timestamp)
-                times[event.step_key] = seconds
-                if on_stage:
-                    on_stage(event.step_key, "succeeded" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "failed", seconds)
-        seen = len(entries)
+        if instance.has_run(dagster_run_id):
+            while True:
+                page = instance.get_records_for_run(dagster_run_id, cursor=cursor, of_type=set(step_events), limit=100)
+                cursor = page.cursor or cursor
+                for record in page.records:
+                    entry = record.event_log_entry
+                    event = entry.dagster_event
+                    if event.event_type == dg.DagsterEventType.STEP_START:
+                        started[event.step_key] = entry.timestamp
+                        continue
+                    seconds = entry.timestamp - started.get(event.step_key, entry.timestamp)
+                    times[event.step_key] = seconds
+                    if on_stage:
+                        succeeded = event.event_type == dg.DagsterEventType.STEP_SUCCESS
+                        on_stage(event.step_key, "succeeded" if succeeded else "failed", seconds)
+                if not page.has_more:
+                    break
         if finished:
             return
-        time.sleep(0.1)
+        time.sleep(0.25)
 
 
 def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:

@@ -183,12 +183,9 @@ def _project_instance() -> Callable[[], Any]:
     def get():
         with lock:
             if not opened:
-                import dagster as dg
+                from .settings import dagster_instance
 
-                from .settings import ensure_dagster_home
-
-                ensure_dagster_home()
-                opened.append(dg.DagsterInstance.get())
+                opened.append(dagster_instance())
             return opened[0]
 
     return get

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -44,9 +45,21 @@ def ensure_dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-        # Create the instance's storage now, in one process: two processes doing
-        # it at once on a new SQLite home can both stamp the schema version.
-        import dagster as dg
-
-        dg.DagsterInstance.get().dispose()
     return home
+
+
+def dagster_instance():
+    """The persistent Dagster instance. The first process to open a new home creates its
+    storage under a lock: two processes doing it at once on a new SQLite home can both
+    stamp the schema version, which breaks `dagster dev` later."""
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    marker = home / ".storage-created"
+    if marker.exists():
+        return dg.DagsterInstance.get()
+    with open(home / ".storage-create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        marker.touch()
+    return instance
