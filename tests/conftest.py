@@ -28,3 +28,15 @@ def isolated_state(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("ARTIFACTS_FS_ROOT", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
     return state
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot to contention on a shared CPU
+    (this also covers a torch imported before OMP_WAIT_POLICY was set)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -27,7 +27,11 @@ from sparkle_motion_dagster.resources.chatterbox import (  # noqa: E402
     WorkerSpeech,
     chatterbox_voice_for,
 )
-from sparkle_motion_dagster.resources.speech import EspeakSpeech, describe, speech_from_env  # noqa: E402
+from sparkle_motion_dagster.resources.speech import (  # noqa: E402
+    EspeakSpeech,
+    describe,
+    speech_from_env,
+)
 from sparkle_motion_dagster.resources.vits import VitsSpeech, build_tiny_vits  # noqa: E402
 
 LINE = "I was scared of losing us, but the map was right."
@@ -35,13 +39,8 @@ WORKER_THREADS = 1
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def release_models(one_torch_thread):
     yield
-    torch.set_num_threads(previous)
     vits.release()
     chatterbox.release()
 

@@ -20,16 +20,7 @@ from sparkle_motion_dagster.tiny_models import build_tiny_sdxl  # noqa: E402
 PROMPT = "a rooftop at night, rain, neon light"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot to contention (see above;
-    this also covers a torch imported before OMP_WAIT_POLICY was set)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,14 @@ import http.client
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import free_port, wait_for
 
 from sparkle_motion_dagster import cli_inspect, service
 from sparkle_motion_dagster.definitions import defs
@@ -51,21 +50,6 @@ class Server:
     def json(self, path: str, **kwargs):
         status, headers, body = self.request(path, **kwargs)
         return status, json.loads(body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, what: str, attempts: int = 600, interval: float = 0.1):
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture(scope="module")

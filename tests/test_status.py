@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import wait_for
 
 from sparkle_motion_dagster import cli_inspect
 from sparkle_motion_dagster.assets.plan_intake import submit_request
@@ -20,7 +20,12 @@ from sparkle_motion_dagster.events import write_event
 from sparkle_motion_dagster.runner import film_run, submit_run
 from sparkle_motion_dagster.settings import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.status import STAGES, film_status, format_age, list_runs
-from sparkle_motion_dagster.storage import ArtifactStore, UnknownRunError, UnsafeIdError, new_run_id
+from sparkle_motion_dagster.storage import (
+    ArtifactStore,
+    UnknownRunError,
+    UnsafeIdError,
+    new_run_id,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 STAGE_NAMES = [name for _, name in STAGES]
@@ -216,16 +221,6 @@ def test_format_age():
     assert [format_age(s) for s in (None, 5, 125, 3 * 3600 + 600, 4 * 86400 + 7200)] == ["?", "5s", "2m", "3h 10m", "4d 2h"]
 
 
-def _wait_for(predicate, what: str, attempts: int = 4000, interval: float = 0.05):
-    """Poll until ``predicate`` returns something truthy; bounded by attempts, not by a clock."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 @pytest.mark.slow
 def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     state = tmp_path / "state"
@@ -241,7 +236,7 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     try:
         with dg.DagsterInstance.get() as instance:
             store = ArtifactStore(artifacts_root())
-            run_id = _wait_for(lambda: (instance.get_dynamic_partitions("run_id") or [None])[0]
+            run_id = wait_for(lambda: (instance.get_dynamic_partitions("run_id") or [None])[0]
                                or (proc.poll() is not None and pytest.fail(proc.stdout.read())), "the run to be submitted")
             seen = []
 
@@ -255,10 +250,10 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
                     pytest.fail(f"the film ended before status said running; saw {[s['status'] for s in seen]}")
                 return None
 
-            running = _wait_for(lambda: observe("running"), "status running")
+            running = wait_for(lambda: observe("running"), "status running")
             assert running["current_stage"] in STAGE_NAMES and running["progress"] < 1
             assert running["dagster_runs"][-1]["status"] in ("STARTING", "STARTED")
-            done = _wait_for(lambda: observe("succeeded"), "status succeeded")
+            done = wait_for(lambda: observe("succeeded"), "status succeeded")
             assert proc.wait() == 0, proc.stdout.read()
     finally:
         if proc.poll() is None:

@@ -3,34 +3,17 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, what: str, attempts: int = 600, interval: float = 0.5):
-    """Poll until ``predicate`` is truthy; gives up after many attempts, not after a wall-clock limit."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):

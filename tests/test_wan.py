@@ -27,16 +27,7 @@ SIZE = 32
 MAX_FRAMES = 9  # two 4-frame units per generation keeps the chained cases tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot to contention (see above;
-    this also covers a torch imported before OMP_WAIT_POLICY was set)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,12 +41,8 @@ A_WINDOW = range(3, 9)  # frames of shot_a inside its dialogue window
 
 
 @pytest.fixture(scope="module", autouse=True)
-def few_torch_threads():
-    """Small models gain nothing from many intra-op threads and lose a lot to contention on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def release_models(one_torch_thread):
     yield
-    torch.set_num_threads(previous)
     wav2lip.release()
 
 
