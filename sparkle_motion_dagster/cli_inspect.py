@@ -434,24 +434,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_evacuate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparkle-motion", description="Inspect and maintain film runs.")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one of these commands on its own (``python -m sparkle_motion_dagster.cli_inspect``)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (LookupError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, LookupError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """These commands through the whole command line (``python -m sparkle_motion_dagster.cli_inspect``)."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
