@@ -21,7 +21,6 @@ from typing import Any
 
 from .storage import ArtifactStore, UnknownRunError, check_run_id
 
-EXIT_BAD_INPUT = 2
 # The same values as in service.py, repeated so that the CLI loads without FastAPI installed.
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7077
 TOKEN_ENV = "ARTIFACTS_FS_TOKEN"
