@@ -143,7 +143,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _print_stage(stage: str, status: str, seconds: float) -> None:
     mark = "ok" if status == "succeeded" else "FAILED"
-    print(f"  {stage:<18} {mark:<6} {seconds:6.2f} s", flush=True)
+    try:
+        print(f"  {stage:<18} {mark:<6} {seconds:6.2f} s", flush=True)
+    except BrokenPipeError:  # the reader of our output has gone; the film goes on
+        pass
 
 
 def _film(instance, defs, store, run_id: str, **kwargs) -> int:
@@ -429,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `sparkle-motion runs | head`: the reader has gone, say nothing
+        sys.stdout = open(os.devnull, "w")
+        return 141
     except Exception as exc:  # a bug or an environment problem: say what, not where
         if os.environ.get("SPARKLE_DEBUG") == "1":
             traceback.print_exc()
