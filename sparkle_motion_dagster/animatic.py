@@ -5,6 +5,10 @@ smooth crossfade, then hold) while a slow camera pan drifts across a slightly
 enlarged copy of both. The start layer drifts away from centre and the end
 layer arrives at centre, so a clip's last frame and the next clip's first frame
 show the same keyframe from the same framing.
+
+Frames come out as planar YUV 4:2:0, the encoder's own format: the keyframes are
+converted once, and every frame after that is a crop and a blend of the planes,
+with no per-frame colour conversion in Python or in ffmpeg.
 """
 
 from __future__ import annotations
@@ -17,6 +21,29 @@ from PIL import Image
 
 OVERSCAN = 1.08
 HOLD_FRACTION = 0.2
+
+# RGB -> limited-range BT.601 Y'CbCr, the conversion ffmpeg applies by default to rgb24
+# input, so an animatic clip decodes to the same colours as a clip piped in as RGB.
+_BT601 = np.array([
+    [65.481, 128.553, 24.966],
+    [-37.797, -74.203, 112.0],
+    [112.0, -93.786, -18.214],
+], dtype=np.float32) / 255.0
+_BT601_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Planar Y, U, V (uint8) of an even-sized RGB image; chroma is taken from the 2x2 block mean."""
+    height, width = rgb.shape[:2]
+    if height % 2 or width % 2:
+        raise ValueError(f"YUV 4:2:0 needs even dimensions, got {width}x{height}")
+    pixels = rgb.astype(np.float32)
+    luma = pixels @ _BT601[0] + _BT601_OFFSET[0]
+    # The conversion is linear, so the mean of the block's chroma is the chroma of its mean colour.
+    blocks = pixels[0::2, 0::2] + pixels[1::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 1::2]
+    chroma = blocks @ (_BT601[1:].T / 4) + _BT601_OFFSET[1:]
+    planes = (luma, chroma[..., 0], chroma[..., 1])
+    return tuple(np.ascontiguousarray(np.clip(np.rint(p), 0, 255).astype(np.uint8)) for p in planes)
 
 
 def _pan_vector(seed: int, motion_prompt: str, max_dx: int, max_dy: int) -> tuple[int, int]:
@@ -34,27 +61,48 @@ def _weight(index: int, frames: int) -> int:
     return int(round(256 * u * u * (3 - 2 * u)))
 
 
+def _even(value: float) -> int:
+    """Offsets land on even pixels so the half-size chroma planes move with the luma."""
+    return int(round(value / 2)) * 2
+
+
 def animatic_frames(
     start: Image.Image, end: Image.Image, *, frames: int, width: int, height: int, seed: int, motion_prompt: str
 ) -> Iterator[bytes]:
-    """Yield ``frames`` raw RGB24 frames of ``width`` x ``height``."""
+    """Yield ``frames`` raw yuv420p frames of ``width`` x ``height`` (both even)."""
+    if width % 2 or height % 2:
+        raise ValueError(f"the animatic renders even sizes only, got {width}x{height}")
     big_w, big_h = int(round(width * OVERSCAN)) // 2 * 2, int(round(height * OVERSCAN)) // 2 * 2
-    a = np.asarray(start.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC))
-    b = np.asarray(end.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC))
-    cx, cy = (big_w - width) // 2, (big_h - height) // 2
+    a = rgb_to_yuv420(np.asarray(start.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
+    b = rgb_to_yuv420(np.asarray(end.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
+    a16 = [plane.astype(np.uint16) for plane in a]
+    b16 = [plane.astype(np.uint16) for plane in b]
+    cx, cy = _even((big_w - width) / 2), _even((big_h - height) / 2)
     dx, dy = _pan_vector(seed, motion_prompt, cx, cy)
-    a16, b16 = a.astype(np.uint16), b.astype(np.uint16)
+    frame = np.empty(width * height * 3 // 2, dtype=np.uint8)
+    luma_size = width * height
+    outputs = (frame[:luma_size].reshape(height, width),
+               frame[luma_size:luma_size * 5 // 4].reshape(height // 2, width // 2),
+               frame[luma_size * 5 // 4:].reshape(height // 2, width // 2))
+    scratch = [np.empty(out.shape, dtype=np.uint16) for out in outputs]
     for index in range(frames):
         t = index / max(frames - 1, 1)
-        ax, ay = cx + int(round(dx * t)), cy + int(round(dy * t))
-        bx, by = cx - int(round(dx * (1 - t))), cy - int(round(dy * (1 - t)))
+        ax, ay = cx + _even(dx * t), cy + _even(dy * t)
+        bx, by = cx - _even(dx * (1 - t)), cy - _even(dy * (1 - t))
         w = _weight(index, frames)
-        if w == 0:
-            yield a[ay:ay + height, ax:ax + width].tobytes()
-        elif w == 256:
-            yield b[by:by + height, bx:bx + width].tobytes()
-        else:
-            mixed = a16[ay:ay + height, ax:ax + width] * (256 - w)
-            mixed += b16[by:by + height, bx:bx + width] * w
-            mixed >>= 8
-            yield mixed.astype(np.uint8).tobytes()
+        for plane, out in enumerate(outputs):
+            shift = 1 if plane else 0
+            h, wd = out.shape
+            a_crop = a[plane][ay >> shift:(ay >> shift) + h, ax >> shift:(ax >> shift) + wd]
+            b_crop = b[plane][by >> shift:(by >> shift) + h, bx >> shift:(bx >> shift) + wd]
+            if w == 0:
+                out[...] = a_crop
+            elif w == 256:
+                out[...] = b_crop
+            else:
+                mix = scratch[plane]
+                np.multiply(a16[plane][ay >> shift:(ay >> shift) + h, ax >> shift:(ax >> shift) + wd], 256 - w, out=mix)
+                mix += b16[plane][by >> shift:(by >> shift) + h, bx >> shift:(bx >> shift) + wd] * np.uint16(w)
+                mix >>= 8
+                out[...] = mix
+        yield frame.tobytes()

@@ -40,17 +40,23 @@ def run_ffmpeg(args: list[str], *, stdin: bytes | None = None) -> subprocess.Com
     return result
 
 
-class FrameEncoder:
-    """Pipe raw RGB frames into libx264. Use as a context manager."""
+# Bytes per pixel of the raw frame formats FrameEncoder takes.
+RAW_PIXEL_BYTES = {"rgb24": 3.0, "yuv420p": 1.5}
 
-    def __init__(self, out_path: Path, *, width: int, height: int, fps: float):
+
+class FrameEncoder:
+    """Pipe raw frames (``rgb24`` by default, or ``yuv420p``) into libx264. Use as a context manager."""
+
+    def __init__(self, out_path: Path, *, width: int, height: int, fps: float, pix_fmt: str = "rgb24"):
+        if pix_fmt not in RAW_PIXEL_BYTES:
+            raise ValueError(f"pix_fmt: {pix_fmt!r} is not one of {', '.join(RAW_PIXEL_BYTES)}")
         self.out_path = out_path
-        self.frame_bytes = width * height * 3
+        self.frame_bytes = int(width * height * RAW_PIXEL_BYTES[pix_fmt])
         self.frames_written = 0
         self._proc = subprocess.Popen(
             [
                 ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}",
+                "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-r", f"{fps:g}",
                 "-i", "-", "-an", *VIDEO_CODEC_ARGS, "-movflags", "+faststart", str(out_path),
             ],
             stdin=subprocess.PIPE,

@@ -68,7 +68,8 @@ class AnimaticClips(ClipRenderer):
     def render(self, request, out_path):
         start = Image.open(request.start_image)
         end = Image.open(request.end_image)
-        with FrameEncoder(out_path, width=request.width, height=request.height, fps=request.fps) as encoder:
+        with FrameEncoder(out_path, width=request.width, height=request.height, fps=request.fps,
+                          pix_fmt="yuv420p") as encoder:
             for frame in animatic_frames(
                 start, end, frames=request.frames, width=request.width, height=request.height,
                 seed=request.seed, motion_prompt=request.motion_prompt,
