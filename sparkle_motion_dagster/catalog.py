@@ -50,9 +50,10 @@ import wave
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:  # DuckDB loads only when the index is opened: writers just spool files.
+    import duckdb
 
 from .storage import (RUN_ID_PATTERN, TEMP_MARKER, ArtifactStore, atomic_write_bytes, check_id, check_run_id,
                       sha256_file)
@@ -407,6 +408,8 @@ class Catalog:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         """Open the index read-write, waiting out a foreign process that holds it."""
+        import duckdb
+
         deadline, delay = time.monotonic() + self.busy_timeout_s, 0.02
         while True:
             try:
