@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,20 +73,15 @@ def film_run(
         # Only these stages, and none of the checks (the review gate runs on its own).
         job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages}, asset_check_selection=set())
     dagster_run_id = str(uuid.uuid4())
-    done = threading.Event()
-    times: dict[str, float] = {}
-    watcher = threading.Thread(target=_watch, args=(instance, dagster_run_id, done, times, on_stage), daemon=True)
-    watcher.start()
+    clock = _StageClock(on_stage)
+    instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
-    try:
-        result = job.execute_in_process(
-            instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-            tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-            run_config=config,
-        )
-    finally:
-        done.set()
-        watcher.join()
+    result = job.execute_in_process(
+        instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
+        tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+        run_config=config,
+    )
+    times = clock.seconds
     final = store.path(run_id, "finalize", "video_final.mp4")
     if result.success:
         return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times)
@@ -170,34 +163,30 @@ def _user_message(error) -> str:
     return message
 
 
-def _watch(instance, dagster_run_id, done, times, on_stage) -> None:
-    """Follow the run's event log (by cursor, so each poll reads only new events) and report
-    steps as they succeed or fail."""
-    cursor = None
-    started: dict[str, float] = {}
-    step_events = (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
-    while True:
-        finished = done.is_set()
-        if instance.has_run(dagster_run_id):
-            while True:
-                page = instance.get_records_for_run(dagster_run_id, cursor=cursor, of_type=set(step_events), limit=100)
-                cursor = page.cursor or cursor
-                for record in page.records:
-                    entry = record.event_log_entry
-                    event = entry.dagster_event
-                    if event.event_type == dg.DagsterEventType.STEP_START:
-                        started[event.step_key] = entry.timestamp
-                        continue
-                    seconds = entry.timestamp - started.get(event.step_key, entry.timestamp)
-                    times[event.step_key] = seconds
-                    if on_stage:
-                        succeeded = event.event_type == dg.DagsterEventType.STEP_SUCCESS
-                        on_stage(event.step_key, "succeeded" if succeeded else "failed", seconds)
-                if not page.has_more:
-                    break
-        if finished:
+class _StageClock:
+    """An event listener on the run: times each step from its start to its end and reports it
+    as it ends. The instance calls it right after storing each event, in the executing thread."""
+
+    def __init__(self, on_stage: Callable[[str, str, float], None] | None):
+        self.on_stage = on_stage
+        self.started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
             return
-        done.wait(0.25)  # wakes at once when the run ends
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            self.started[event.step_key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            seconds = entry.timestamp - self.started.get(event.step_key, entry.timestamp)
+            self.seconds[event.step_key] = seconds
+            if self.on_stage:
+                succeeded = event.event_type == dg.DagsterEventType.STEP_SUCCESS
+                try:
+                    self.on_stage(event.step_key, "succeeded" if succeeded else "failed", seconds)
+                except Exception:  # noqa: BLE001 - reporting progress (to a closed pipe, say) must never fail the film
+                    self.on_stage = None
 
 
 def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:
