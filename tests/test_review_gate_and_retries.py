@@ -101,3 +101,38 @@ def test_a_permanent_error_is_not_retried(store, instance, sample_plan):
                                                    asset_check_selection=set())
     again = job.execute_in_process(instance=instance, partition_key=run_id, raise_on_error=False)
     assert not step_events(again, "video_clips", dg.DagsterEventType.STEP_UP_FOR_RETRY)
+
+
+class OneShotFails(AnimaticClips):
+    """Renders shots side by side; one shot always fails. Counts renders per shot in ``log``."""
+
+    failing: str
+    log: str
+
+    def render(self, request, out_path):
+        from pathlib import Path
+
+        with Path(self.log).open("a") as log:
+            log.write(request.shot_id + "\n")
+        if request.shot_id == self.failing:
+            raise RuntimeError(f"{request.shot_id}: out of memory")
+        return super().render(request, out_path)
+
+
+def test_a_failing_shot_keeps_the_shots_rendered_beside_it(store, instance, sample_plan, tmp_path):
+    assert OneShotFails(failing="x", log="y").parallel_shots == 2  # the two shots render at once
+    run_id = submit(store, instance, short_plan(sample_plan))
+    log = tmp_path / "renders.log"
+    result = defs.resolve_job_def("film").execute_in_process(
+        instance=instance, partition_key=run_id, raise_on_error=False,
+        resources={"clips": OneShotFails(failing="shot_001", log=str(log))},
+    )
+    assert not result.success
+    failure = step_events(result, "video_clips", dg.DagsterEventType.STEP_FAILURE)[0]
+    assert "shot_001: out of memory" in str(failure.step_failure_data.error.to_string())
+    renders = log.read_text().split()
+    # Each attempt tried shot_001 again; shot_002 was rendered once and reused by the retries.
+    assert renders.count("shot_001") == 3 and renders.count("shot_002") == 1
+    clips = store.stage_dir(run_id, "video_clips")
+    assert (clips / "shot_002.mp4").exists() and (clips / ".meta" / "shot_002.mp4.json").exists()
+    assert sorted(p.name for p in clips.glob("*.mp4")) == ["shot_002.mp4"]  # no partial file of shot_001

