@@ -8,6 +8,7 @@ from PIL import Image
 from .. import cache
 from ..media import thumbnail_markdown
 from ..overrides import read_overrides, seed_override
+from ..parallel import results_in_order
 from ..partitions import run_partitions
 from ..resources.keyframes import KeyframeRenderer
 from ..resources.storage import ArtifactStoreResource
@@ -50,27 +51,39 @@ def base_images(
         keyframes = keyframes.with_settings({**profile, **chosen})
         renderer = keyframes.fingerprint()
 
-        entries, thumbnails, rendered = [], [], []
+        images, pending = [], []
         for index, image in enumerate(plan.base_images):
-            stage.check_stop()
             seed = seed_override(overrides, "base_images", image.id)
             seed = image_seed(plan, index) if seed is None else seed
             path = stage.path(f"{image.id}.png")
             key = cache.fingerprint({"renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]})
             meta = None if config.force else cache.reusable(path, key)
+            images.append([image, seed, path, meta, None])
             if meta is None:
-                picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
-                                           label=f"{image.id} · seed {seed}")
-                buffer = io.BytesIO()
-                picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
-                atomic_write_bytes(path, buffer.getvalue())
-                meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
-                rendered.append(image.id)
-            else:
-                picture = Image.open(path)
+                pending.append((index, key))
+
+        def render(job) -> tuple[int, dict, str]:
+            index, key = job
+            image, seed, path = images[index][:3]
+            stage.check_stop()
+            picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
+                                       label=f"{image.id} · seed {seed}")
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
+            atomic_write_bytes(path, buffer.getvalue())
+            meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
+            return index, meta, thumbnail_markdown(picture, alt=image.id, width=160)
+
+        rendered = []
+        for index, meta, thumbnail in results_in_order(render, pending, workers=keyframes.parallel_images):
+            images[index][3:] = [meta, thumbnail]
+            rendered.append(images[index][0].id)
+
+        entries, thumbnails = [], []
+        for image, seed, path, meta, thumbnail in images:
             entries.append({"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
                             "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]})
-            thumbnails.append(thumbnail_markdown(picture, alt=image.id, width=160))
+            thumbnails.append(thumbnail or thumbnail_markdown(Image.open(path), alt=image.id, width=160))
             stage.publish(path, metadata={"base_image_id": image.id, "seed": seed, "backend": meta["backend"]})
 
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),

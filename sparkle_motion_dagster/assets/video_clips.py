@@ -1,11 +1,10 @@
 """Video clips: each shot rendered from its start keyframe to its end keyframe."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import dagster as dg
 
 from .. import cache
 from ..overrides import read_overrides, seed_override
+from ..parallel import results_in_order
 from ..partitions import run_partitions
 from ..resources import sdxl
 from ..resources.clips import ClipRenderer, ClipRequest
@@ -73,19 +72,11 @@ def video_clips(
                                                    "frames": request.frames, **details})
 
         rendered = []
-        with ThreadPoolExecutor(max_workers=max(1, clips.parallel_shots)) as pool:
-            futures = [pool.submit(render, job) for job in pending]
-            try:
-                for future in futures:
-                    index, meta = future.result()
-                    shot, frames, seed = shots[index][:3]
-                    shots[index][4] = meta
-                    rendered.append(shot.id)
-                    context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
-            except BaseException:
-                for future in futures:  # shots not started yet are not started at all
-                    future.cancel()
-                raise
+        for index, meta in results_in_order(render, pending, workers=clips.parallel_shots):
+            shot, frames, seed = shots[index][:3]
+            shots[index][4] = meta
+            rendered.append(shot.id)
+            context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
 
         entries = []
         for shot, frames, seed, path, meta in shots:

@@ -17,6 +17,11 @@ class KeyframeRenderer(dg.ConfigurableResource):
     def backend(self) -> str:
         raise NotImplementedError
 
+    @property
+    def parallel_images(self) -> int:
+        """How many keyframes may render at once (a model on one GPU: one)."""
+        return 1
+
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.model_dump()}
 
@@ -35,6 +40,10 @@ class StoryboardKeyframes(KeyframeRenderer):
     @property
     def backend(self) -> str:
         return "storyboard"
+
+    @property
+    def parallel_images(self) -> int:
+        return 2  # Pillow draws, blurs and encodes without holding the GIL
 
     def render(self, prompt, *, seed, width, height, label):
         return render_storyboard(prompt, seed=seed, width=width, height=height, label=label)
