@@ -66,6 +66,12 @@ def _even(value: float) -> int:
     return int(round(value / 2)) * 2
 
 
+def _crop(plane: np.ndarray, at: tuple[int, int], shape: tuple[int, int], chroma: bool) -> np.ndarray:
+    """The ``shape`` window of ``plane`` whose top-left is ``at`` in luma pixels."""
+    x, y = (at[0] // 2, at[1] // 2) if chroma else at
+    return plane[y:y + shape[0], x:x + shape[1]]
+
+
 def animatic_frames(
     start: Image.Image, end: Image.Image, *, frames: int, width: int, height: int, seed: int, motion_prompt: str
 ) -> Iterator[bytes]:
@@ -75,8 +81,6 @@ def animatic_frames(
     big_w, big_h = int(round(width * OVERSCAN)) // 2 * 2, int(round(height * OVERSCAN)) // 2 * 2
     a = rgb_to_yuv420(np.asarray(start.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
     b = rgb_to_yuv420(np.asarray(end.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
-    a16 = [plane.astype(np.uint16) for plane in a]
-    b16 = [plane.astype(np.uint16) for plane in b]
     cx, cy = _even((big_w - width) / 2), _even((big_h - height) / 2)
     dx, dy = _pan_vector(seed, motion_prompt, cx, cy)
     frame = np.empty(width * height * 3 // 2, dtype=np.uint8)
@@ -84,25 +88,25 @@ def animatic_frames(
     outputs = (frame[:luma_size].reshape(height, width),
                frame[luma_size:luma_size * 5 // 4].reshape(height // 2, width // 2),
                frame[luma_size * 5 // 4:].reshape(height // 2, width // 2))
-    scratch = [np.empty(out.shape, dtype=np.uint16) for out in outputs]
+    mixes = [np.empty(out.shape, dtype=np.uint16) for out in outputs]
+    addends = [np.empty(out.shape, dtype=np.uint16) for out in outputs]
     for index in range(frames):
         t = index / max(frames - 1, 1)
-        ax, ay = cx + _even(dx * t), cy + _even(dy * t)
-        bx, by = cx - _even(dx * (1 - t)), cy - _even(dy * (1 - t))
+        a_at = (cx + _even(dx * t), cy + _even(dy * t))
+        b_at = (cx - _even(dx * (1 - t)), cy - _even(dy * (1 - t)))
         w = _weight(index, frames)
         for plane, out in enumerate(outputs):
-            shift = 1 if plane else 0
-            h, wd = out.shape
-            a_crop = a[plane][ay >> shift:(ay >> shift) + h, ax >> shift:(ax >> shift) + wd]
-            b_crop = b[plane][by >> shift:(by >> shift) + h, bx >> shift:(bx >> shift) + wd]
+            a_crop = _crop(a[plane], a_at, out.shape, plane > 0)
+            b_crop = _crop(b[plane], b_at, out.shape, plane > 0)
             if w == 0:
                 out[...] = a_crop
             elif w == 256:
                 out[...] = b_crop
-            else:
-                mix = scratch[plane]
-                np.multiply(a16[plane][ay >> shift:(ay >> shift) + h, ax >> shift:(ax >> shift) + wd], 256 - w, out=mix)
-                mix += b16[plane][by >> shift:(by >> shift) + h, bx >> shift:(bx >> shift) + wd] * np.uint16(w)
+            else:  # (a * (256 - w) + b * w) >> 8 in 16 bits, without temporaries
+                mix, addend = mixes[plane], addends[plane]
+                np.multiply(a_crop, np.uint16(256 - w), out=mix)
+                np.multiply(b_crop, np.uint16(w), out=addend)
+                mix += addend
                 mix >>= 8
                 out[...] = mix
         yield frame.tobytes()
