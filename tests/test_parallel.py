@@ -40,7 +40,7 @@ def test_a_failure_cancels_the_jobs_not_started_and_waits_for_the_running_ones()
             gate.wait(1)
             raise RuntimeError("job 0 broke")
         gate.set()
-        time.sleep(0.05)
+        time.sleep(0.3)  # long enough that the failure is seen before this worker is free again
         finished.append(job)
         return job
 
