@@ -136,3 +136,36 @@ def test_a_failing_shot_keeps_the_shots_rendered_beside_it(store, instance, samp
     clips = store.stage_dir(run_id, "video_clips")
     assert (clips / "shot_002.mp4").exists() and (clips / ".meta" / "shot_002.mp4.json").exists()
     assert sorted(p.name for p in clips.glob("*.mp4")) == ["shot_002.mp4"]  # no partial file of shot_001
+
+
+class CatalogWatchingClips(AnimaticClips):
+    """Renders one shot at a time and notes which clips the catalog already lists."""
+
+    root: str
+    seen: str
+
+    @property
+    def parallel_shots(self) -> int:
+        return 1
+
+    def render(self, request, out_path):
+        from pathlib import Path
+
+        from sparkle_motion_dagster.catalog import Catalog
+
+        run_id = Path(out_path).parent.parent.name
+        listed = [Path(e["local_path"]).name for e in Catalog(self.root).artifacts(run_id, stage="video_clips")]
+        with Path(self.seen).open("a") as seen:
+            seen.write(f"{request.shot_id}: {' '.join(listed)}\n")
+        return super().render(request, out_path)
+
+
+def test_each_clip_is_in_the_catalog_before_the_next_one_renders(store, instance, sample_plan, tmp_path):
+    run_id = submit(store, instance, short_plan(sample_plan))
+    seen = tmp_path / "seen.txt"
+    result = defs.resolve_job_def("film").execute_in_process(
+        instance=instance, partition_key=run_id, raise_on_error=False,
+        resources={"clips": CatalogWatchingClips(root=str(store.root), seen=str(seen))},
+    )
+    assert result.success
+    assert seen.read_text().splitlines() == ["shot_001: ", "shot_002: shot_001.mp4"]

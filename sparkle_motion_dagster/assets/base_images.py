@@ -51,6 +51,9 @@ def base_images(
         keyframes = keyframes.with_settings({**profile, **chosen})
         renderer = keyframes.fingerprint()
 
+        def publish(image, seed, path, meta) -> None:
+            stage.publish(path, metadata={"base_image_id": image.id, "seed": seed, "backend": meta["backend"]})
+
         images, pending = [], []
         for index, image in enumerate(plan.base_images):
             seed = seed_override(overrides, "base_images", image.id)
@@ -61,6 +64,8 @@ def base_images(
             images.append([image, seed, path, meta, None])
             if meta is None:
                 pending.append((index, key))
+            else:
+                publish(image, seed, path, meta)
 
         def render(job) -> tuple[int, dict, str]:
             index, key = job
@@ -77,14 +82,14 @@ def base_images(
         rendered = []
         for index, meta, thumbnail in results_in_order(render, pending, workers=keyframes.parallel_images):
             images[index][3:] = [meta, thumbnail]
+            publish(*images[index][:4])  # in the catalog as soon as it exists
             rendered.append(images[index][0].id)
 
-        entries, thumbnails = [], []
-        for image, seed, path, meta, thumbnail in images:
-            entries.append({"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
-                            "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]})
-            thumbnails.append(thumbnail or thumbnail_markdown(Image.open(path), alt=image.id, width=160))
-            stage.publish(path, metadata={"base_image_id": image.id, "seed": seed, "backend": meta["backend"]})
+        entries = [{"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
+                    "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]}
+                   for image, seed, path, meta, _ in images]
+        thumbnails = [thumbnail or thumbnail_markdown(Image.open(path), alt=image.id, width=160)
+                      for image, _, path, _, thumbnail in images]
 
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),
                                      {"run_id": run_id, "base_image_assets": entries})

@@ -44,6 +44,11 @@ def video_clips(
         sdxl.release()  # the keyframe model is done: give its memory to the video model
         renderer = clips.fingerprint()
 
+        def publish(shot, frames, seed, path, meta) -> None:
+            stage.publish(path, shot_id=shot.id, duration_s=round(frames / fps, 6), width=width, height=height,
+                          metadata={"seed": seed, "frames": frames, "backend": meta["backend"],
+                                    "continuity_mode": meta.get("continuity_mode")})
+
         shots, pending = [], []
         for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
             start = store.path(run_id, "base_images", f"{shot.start_base_image_id}.png")
@@ -60,6 +65,8 @@ def video_clips(
                 pending.append((len(shots) - 1, key, ClipRequest(
                     shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps, width=width,
                     height=height, seed=seed, motion_prompt=shot.motion_prompt, prompt=shot.visual_description)))
+            else:
+                publish(*shots[-1])
 
         def render(job) -> tuple[int, dict]:
             index, key, request = job
@@ -73,21 +80,18 @@ def video_clips(
 
         rendered = []
         for index, meta in results_in_order(render, pending, workers=clips.parallel_shots):
-            shot, frames, seed = shots[index][:3]
             shots[index][4] = meta
+            shot, frames, seed = shots[index][:3]
+            publish(*shots[index])  # in the catalog as soon as it exists
             rendered.append(shot.id)
             context.log.info(f"{shot.id}: rendered {frames} frames with {clips.backend} (seed {seed})")
 
-        entries = []
-        for shot, frames, seed, path, meta in shots:
-            entries.append({"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
-                            "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
-                            "start_base_image_id": shot.start_base_image_id,
-                            "end_base_image_id": shot.end_base_image_id, "motion_prompt": shot.motion_prompt,
-                            "backend": meta["backend"], "continuity_mode": meta.get("continuity_mode")})
-            stage.publish(path, shot_id=shot.id, duration_s=round(frames / fps, 6), width=width, height=height,
-                          metadata={"seed": seed, "frames": frames, "backend": meta["backend"],
-                                    "continuity_mode": meta.get("continuity_mode")})
+        entries = [{"shot_id": shot.id, "asset_path": str(path), "duration_sec": round(frames / fps, 6),
+                    "planned_duration_sec": shot.duration_sec, "num_frames": frames, "fps": fps, "seed": seed,
+                    "start_base_image_id": shot.start_base_image_id, "end_base_image_id": shot.end_base_image_id,
+                    "motion_prompt": shot.motion_prompt, "backend": meta["backend"],
+                    "continuity_mode": meta.get("continuity_mode")}
+                   for shot, frames, seed, path, meta in shots]
 
         manifest = atomic_write_json(stage.path("motion_manifest.json"),
                                      {"run_id": run_id, "fps": fps, "width": width, "height": height,
