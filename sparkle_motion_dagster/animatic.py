@@ -81,7 +81,8 @@ def animatic_frames(
     big_w, big_h = int(round(width * OVERSCAN)) // 2 * 2, int(round(height * OVERSCAN)) // 2 * 2
     a = rgb_to_yuv420(np.asarray(start.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
     b = rgb_to_yuv420(np.asarray(end.convert("RGB").resize((big_w, big_h), Image.Resampling.BICUBIC)))
-    cx, cy = _even((big_w - width) / 2), _even((big_h - height) / 2)
+    # The centred crop, rounded down to even pixels: rounding up could pan past the overscan's edge.
+    cx, cy = (big_w - width) // 4 * 2, (big_h - height) // 4 * 2
     dx, dy = _pan_vector(seed, motion_prompt, cx, cy)
     frame = np.empty(width * height * 3 // 2, dtype=np.uint8)
     luma_size = width * height

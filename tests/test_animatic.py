@@ -93,3 +93,18 @@ def test_frame_encoder_checks_the_frame_size_of_its_pixel_format(tmp_path):
             encoder.write(bytes(64 * 64 * 3))
         encoder.write(bytes([16]) * (64 * 64) + bytes([128]) * (64 * 64 // 2))
     assert count_video_frames(tmp_path / "ok.mp4") == 1
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (80, 64), (1920, 1080), (250, 142)])
+@pytest.mark.parametrize("direction", [(1, 1), (-1, -1), (1, -1), (-1, 1)])
+def test_the_widest_pan_stays_inside_the_overscan(monkeypatch, direction, size):
+    # Without the holds, the blend reads both layers at every offset of the pan.
+    import sparkle_motion_dagster.animatic as animatic
+
+    monkeypatch.setattr(animatic, "HOLD_FRACTION", 0.0)
+    monkeypatch.setattr(animatic, "_pan_vector", lambda seed, prompt, mx, my: (direction[0] * mx, direction[1] * my))
+    width, height = size
+    image = Image.new("RGB", size, (40, 90, 160))
+    frames = list(animatic.animatic_frames(image, image, frames=60, width=width, height=height, seed=1,
+                                           motion_prompt=""))
+    assert len(frames) == 60 and all(len(f) == width * height * 3 // 2 for f in frames)
