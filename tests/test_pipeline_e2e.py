@@ -142,3 +142,16 @@ def test_launchpad_config_submits_a_plan_file(store, instance, sample_plan, tmp_
     )
     assert result.success
     assert count_video_frames(store.path(run_id, "finalize", "video_final.mp4")) == 96
+
+
+def test_a_progress_reporter_that_breaks_does_not_fail_the_film(store, instance, sample_envelope):
+    run_id = submit(store, instance, sample_envelope)
+    calls = []
+
+    def closed_pipe(stage, status, seconds):
+        calls.append(stage)
+        raise BrokenPipeError("the reader went away")
+
+    result = film_run(defs, instance, run_id, store=store, on_stage=closed_pipe, stages=["movie_plan"])
+    assert result.success, result.error
+    assert calls == ["movie_plan"] and "movie_plan" in result.stage_seconds
