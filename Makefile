@@ -62,5 +62,5 @@ $(CHATTERBOX_VENV)/.installed:
 	$(CHATTERBOX_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(if $(CHATTERBOX_TORCH_INDEX),$(CHATTERBOX_VENV)/bin/pip install --quiet torch==2.6.0 torchaudio==2.6.0 --index-url $(CHATTERBOX_TORCH_INDEX))
 	$(CHATTERBOX_VENV)/bin/pip install --quiet chatterbox-tts==0.1.7
-	$(CHATTERBOX_VENV)/bin/python sparkle_motion_dagster/speech_worker.py --engine chatterbox --check
+	$(CHATTERBOX_VENV)/bin/python sparkle_motion_dagster/resources/speech/worker/speech_worker.py --engine chatterbox --check
 	touch $@

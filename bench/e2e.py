@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparkle_motion_dagster.ffmpeg import ffmpeg_exe, probe
+from sparkle_motion_dagster.media.ffmpeg import ffmpeg_exe, probe
 
 
 def run_film(state: Path) -> tuple[float, int, str]:
@@ -34,7 +34,7 @@ def run_film(state: Path) -> tuple[float, int, str]:
     started = time.perf_counter()
     # The console script, as a user runs it (``python -m`` would compile the CLI module every time).
     script = Path(sys.executable).with_name("sparkle-motion")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sparkle_motion_dagster.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sparkle_motion_dagster.cli.main"]
     proc = subprocess.Popen([*command, "run", "--sample", "--preview"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -8,7 +8,7 @@ CUDA max allocated, when there is a GPU) belongs to that backend alone.
     python bench/models.py --full          # CUDA: full-size architectures with random weights
 
 Default (CPU or GPU): builds the tiny random pipelines of
-``sparkle_motion_dagster.tiny_models`` into a temporary folder and renders
+``sparkle_motion_dagster.dev.tiny_models`` into a temporary folder and renders
 through ``SdxlKeyframes`` and ``WanClips`` themselves (loading, generation,
 resampling, MP4 encoding). The figures say nothing about real models; they
 check the harness and the adapters' overhead.
@@ -107,7 +107,7 @@ def full_sdxl_pipeline(device: str):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from sparkle_motion_dagster.tiny_models import build_clip_tokenizer
+    from sparkle_motion_dagster.dev.tiny_models import build_clip_tokenizer
 
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = build_clip_tokenizer(Path(scratch))
@@ -129,7 +129,7 @@ def full_wan_pipeline(device: str, *, first_last_frame: bool, flow_shift: float)
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-    from sparkle_motion_dagster.tiny_models import build_umt5_tokenizer
+    from sparkle_motion_dagster.dev.tiny_models import build_umt5_tokenizer
 
     low = torch.float32 if device == "meta" else torch.bfloat16
     with constructed_on(device, low):
@@ -181,7 +181,7 @@ def run_tiny(case: str, models: Path, repeats: int, steps: int) -> dict:
     from sparkle_motion_dagster.resources.clips import ClipRequest
 
     if case == "sdxl-tiny":
-        from sparkle_motion_dagster.resources.sdxl import SdxlKeyframes
+        from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
 
         renderer = SdxlKeyframes(model=str(models / "sdxl"), steps=steps)
         start = time.perf_counter()
@@ -194,7 +194,7 @@ def run_tiny(case: str, models: Path, repeats: int, steps: int) -> dict:
             times.append(time.perf_counter() - start)
         return {"size": "64x64", "steps": steps, "first_call_s": first, "s_per_keyframe": sum(times) / len(times)}
 
-    from sparkle_motion_dagster.resources.wan import WanClips
+    from sparkle_motion_dagster.resources.clips.wan import WanClips
 
     renderer = WanClips(model=str(models / case.removesuffix("-tiny")), steps=steps, gen_fps=WAN_GEN_FPS)
     with tempfile.TemporaryDirectory() as scratch:
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         models = None
         if any(case in TINY_CASES for case in cases):
-            from sparkle_motion_dagster.tiny_models import build_all
+            from sparkle_motion_dagster.dev.tiny_models import build_all
 
             models = Path(scratch)
             build_all(models)

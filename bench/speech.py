@@ -47,7 +47,7 @@ CASES = ("espeak", "espeak-worker", "vits", "vits-worker", "vits-mms-size", "cha
 
 def measure_rtf(engine, lines=LINES, *, character_id: str = "ava", voice_profile=None, repeats: int = 1) -> dict[str, Any]:
     """Time ``engine.synthesize_line`` over ``lines``: the first call alone, then the steady state."""
-    from sparkle_motion_dagster.plan import VoiceProfile
+    from sparkle_motion_dagster.film.plan import VoiceProfile
 
     profile = voice_profile or VoiceProfile()
     started = time.perf_counter()
@@ -78,9 +78,9 @@ def measure_rtf(engine, lines=LINES, *, character_id: str = "ava", voice_profile
 
 def build_engine(case: str, workdir: Path):
     """The engine for ``case`` (None when it is not configured here), and a note on what it is."""
-    from sparkle_motion_dagster.resources.chatterbox import ChatterboxSpeech, WorkerSpeech
+    from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech, WorkerSpeech
     from sparkle_motion_dagster.resources.speech import EspeakSpeech
-    from sparkle_motion_dagster.resources.vits import VitsSpeech, build_tiny_vits
+    from sparkle_motion_dagster.resources.speech.vits import VitsSpeech, build_tiny_vits
 
     if case == "espeak":
         return EspeakSpeech(), "embedded espeak-ng"
@@ -117,7 +117,7 @@ def build_mms_size_vits(folder: Path) -> Path:
     import torch
     from transformers import VitsConfig, VitsModel, VitsTokenizer
 
-    from sparkle_motion_dagster.resources.vits import build_tiny_vits
+    from sparkle_motion_dagster.resources.speech.vits import build_tiny_vits
 
     build_tiny_vits(folder)
     tokenizer = VitsTokenizer.from_pretrained(folder)
@@ -128,7 +128,7 @@ def build_mms_size_vits(folder: Path) -> Path:
 
 def run_speech_bench(cases=None, *, lines=LINES, repeats: int = 1, workdir: Path | None = None) -> list[dict[str, Any]]:
     """One row per case (``CASES`` by default): the figures of :func:`measure_rtf`, or why it was skipped."""
-    from sparkle_motion_dagster.resources import chatterbox, vits
+    from sparkle_motion_dagster.resources.speech import chatterbox, vits
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="sparkle-speech-bench-") as scratch:

@@ -2,26 +2,26 @@
 
 import dagster as dg
 
-from .assets.assembly import video_final, video_raw_concat
-from .assets.base_images import base_images
-from .assets.dialogue_audio import dialogue_audio
-from .assets.plan_intake import movie_plan
-from .assets.review_check import approved_by_reviewer
-from .assets.video_clips import video_clips
-from .partitions import run_partitions
-from .runner import DRY_RUN_CONFIG
-from .sensors import build_plan_inbox_sensor
-from .resources.assembly import FfmpegAssembler
-from .resources.clips import AnimaticClips
-from .resources.keyframes import StoryboardKeyframes
-from .resources.lipsync import PassthroughLipsync
-from .resources.llm_planner import LlmPlanner
-from .resources.planner import TemplatePlanner
-from .resources.sdxl import SdxlKeyframes
-from .resources.speech import EspeakSpeech, speech_from_env
-from .resources.storage import ArtifactStoreResource
-from .resources.wan import WanClips
-from .resources.wav2lip import Wav2LipLipsync
+from sparkle_motion_dagster.assets.assembly import video_final, video_raw_concat
+from sparkle_motion_dagster.assets.base_images import base_images
+from sparkle_motion_dagster.assets.dialogue_audio import dialogue_audio
+from sparkle_motion_dagster.assets.movie_plan import movie_plan
+from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
+from sparkle_motion_dagster.assets.video_clips import video_clips
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
+from sparkle_motion_dagster.sensors import build_plan_inbox_sensor
+from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
+from sparkle_motion_dagster.resources.clips import AnimaticClips
+from sparkle_motion_dagster.resources.keyframes import StoryboardKeyframes
+from sparkle_motion_dagster.resources.lipsync import PassthroughLipsync
+from sparkle_motion_dagster.resources.planning.llm import LlmPlanner
+from sparkle_motion_dagster.resources.planning import TemplatePlanner
+from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
+from sparkle_motion_dagster.resources.speech import EspeakSpeech, speech_from_env
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.resources.clips.wan import WanClips
+from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync
 
 FILM_ASSETS = [movie_plan, dialogue_audio, base_images, video_clips, video_raw_concat, video_final]
 

@@ -7,14 +7,14 @@ import os
 
 import dagster as dg
 
-from . import inbox
-from .assets.plan_intake import submit_request
-from .intake import resolve_video_backend
-from .partitions import run_partitions
-from .plan import PlanValidationError, parse_plan_document
-from .resources.clips import ClipRenderer
-from .resources.planner import Planner
-from .resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs import inbox
+from sparkle_motion_dagster.assets.movie_plan import submit_request
+from sparkle_motion_dagster.film.intake import resolve_video_backend
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document
+from sparkle_motion_dagster.resources.clips import ClipRenderer
+from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
 DEFAULT_BATCH = 5
 

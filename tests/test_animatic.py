@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparkle_motion_dagster.animatic import OVERSCAN, animatic_frames, rgb_to_yuv420
-from sparkle_motion_dagster.ffmpeg import FrameEncoder, count_video_frames
+from sparkle_motion_dagster.resources.clips.animatic import OVERSCAN, animatic_frames, rgb_to_yuv420
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, count_video_frames
 from sparkle_motion_dagster.resources.clips import AnimaticClips, ClipRequest
-from sparkle_motion_dagster.resources.wav2lip import iter_video_frames
+from sparkle_motion_dagster.resources.lipsync.wav2lip import iter_video_frames
 
 WIDTH, HEIGHT, FPS = 320, 180, 12.0
 
@@ -99,7 +99,7 @@ def test_frame_encoder_checks_the_frame_size_of_its_pixel_format(tmp_path):
 @pytest.mark.parametrize("direction", [(1, 1), (-1, -1), (1, -1), (-1, 1)])
 def test_the_widest_pan_stays_inside_the_overscan(monkeypatch, direction, size):
     # Without the holds, the blend reads both layers at every offset of the pan.
-    import sparkle_motion_dagster.animatic as animatic
+    import sparkle_motion_dagster.resources.clips.animatic as animatic
 
     monkeypatch.setattr(animatic, "HOLD_FRACTION", 0.0)
     monkeypatch.setattr(animatic, "_pan_vector", lambda seed, prompt, mx, my: (direction[0] * mx, direction[1] * my))

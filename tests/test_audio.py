@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.audio import LineAudio, read_wav, resample_linear, stitch, wav_bytes
-from sparkle_motion_dagster.dialogue import chunk_text, espeak_voice_for
-from sparkle_motion_dagster.plan import VoiceProfile
+from sparkle_motion_dagster.film.stitching import LineAudio, read_wav, resample_linear, stitch, wav_bytes
+from sparkle_motion_dagster.film.dialogue import chunk_text, espeak_voice_for
+from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.resources.speech import EspeakSpeech
 
 RATE = 1000

@@ -15,15 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparkle_motion_dagster.catalog import (
-    ArtifactRecord,
-    Catalog,
-    CatalogBusyError,
-    artifacts_payload,
-    describe_file,
-    infer_artifact_type,
-)
-from sparkle_motion_dagster.storage import UnsafeIdError
+from sparkle_motion_dagster.runs.catalog import ArtifactRecord, Catalog, CatalogBusyError, artifacts_payload, describe_file, infer_artifact_type
+from sparkle_motion_dagster.runs.storage import UnsafeIdError
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "run_9c29599b"
@@ -284,7 +277,7 @@ def test_artifacts_payload_shape(tmp_path):
 WRITER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.catalog import Catalog
+    from sparkle_motion_dagster.runs.catalog import Catalog
     root, run_id, writer, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     catalog = Catalog(root)
     while not go.exists():
@@ -307,7 +300,7 @@ WRITER = textwrap.dedent("""
 READER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.catalog import Catalog, artifacts_payload
+    from sparkle_motion_dagster.runs.catalog import Catalog, artifacts_payload
     root, runs, go, done = sys.argv[1], sys.argv[2].split(","), Path(sys.argv[3]), Path(sys.argv[4])
     catalog = Catalog(root)
     while not go.exists():

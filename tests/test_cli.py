@@ -15,7 +15,7 @@ def cli(*args, cwd: Path, env_extra=None):
     env = {**os.environ, "SPARKLE_STATE_DIR": str(cwd / "state"), **(env_extra or {})}
     env.pop("ARTIFACTS_FS_ROOT", None)
     env.pop("DAGSTER_HOME", None)
-    return subprocess.run([sys.executable, "-m", "sparkle_motion_dagster.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "sparkle_motion_dagster.cli.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True)
 
 

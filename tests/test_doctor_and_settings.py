@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sparkle_motion_dagster.ffmpeg import probe
+from sparkle_motion_dagster.media.ffmpeg import probe
 
-from sparkle_motion_dagster.plan import PlanValidationError, validate_plan
+from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan
 from sparkle_motion_dagster.resources.keyframes import StoryboardKeyframes
-from sparkle_motion_dagster.resources.sdxl import SdxlKeyframes
+from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
 
 
 def cli(tmp_path, *args, **env):
@@ -20,7 +20,7 @@ def cli(tmp_path, *args, **env):
     for name in ("DAGSTER_HOME", "ARTIFACTS_FS_ROOT", "IMAGES_SDXL_MODEL", "VIDEOS_WAN_MODEL", "SCRIPT_AGENT_MODEL"):
         if name not in env:
             full_env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "sparkle_motion_dagster.cli", *args], env=full_env,
+    return subprocess.run([sys.executable, "-m", "sparkle_motion_dagster.cli.main", *args], env=full_env,
                           capture_output=True, text=True)
 
 

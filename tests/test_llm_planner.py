@@ -12,17 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from sparkle_motion_dagster.plan import PlanValidationError, parse_plan_document, validate_plan
-from sparkle_motion_dagster.resources.llm_planner import (
-    EXAMPLE_PLAN,
-    LlmPlanInvalidError,
-    LlmPlanner,
-    LlmPlannerError,
-    ReplyFormatError,
-    extract_json,
-    system_prompt,
-)
-from sparkle_motion_dagster.resources.planner import Planner
+from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document, validate_plan
+from sparkle_motion_dagster.resources.planning.llm import EXAMPLE_PLAN, LlmPlanInvalidError, LlmPlanner, LlmPlannerError, ReplyFormatError, extract_json, system_prompt
+from sparkle_motion_dagster.resources.planning import Planner
 
 MODEL = "tiny-test-model"
 TITLE = "Rooftop Revelations"
@@ -487,6 +479,6 @@ def test_prompt_example_and_rules():
 
 
 def test_retries_are_logged(server, caplog):
-    with caplog.at_level(logging.WARNING, logger="sparkle_motion_dagster.resources.llm_planner"):
+    with caplog.at_level(logging.WARNING, logger="sparkle_motion_dagster.resources.planning.llm"):
         make_plan(server, [status(500, "boom"), reply(GOOD)])
     assert any("retry 1/2" in record.getMessage() for record in caplog.records)

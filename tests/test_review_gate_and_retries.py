@@ -7,9 +7,9 @@ import pytest
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.resources.clips import AnimaticClips
-from sparkle_motion_dagster.review import record_review
-from sparkle_motion_dagster.runner import film_run, run_review_gate, submit_run
-from sparkle_motion_dagster.storage import ArtifactStore
+from sparkle_motion_dagster.runs.review import record_review
+from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gate, submit_run
+from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +151,7 @@ class CatalogWatchingClips(AnimaticClips):
     def render(self, request, out_path):
         from pathlib import Path
 
-        from sparkle_motion_dagster.catalog import Catalog
+        from sparkle_motion_dagster.runs.catalog import Catalog
 
         run_id = Path(out_path).parent.parent.name
         listed = [Path(e["local_path"]).name for e in Catalog(self.root).artifacts(run_id, stage="video_clips")]

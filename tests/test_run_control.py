@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sparkle_motion_dagster.events import read_events
-from sparkle_motion_dagster.ffmpeg import run_ffmpeg
-from sparkle_motion_dagster.storage import TEMP_MARKER, sha256_file
+from sparkle_motion_dagster.runs.events import read_events
+from sparkle_motion_dagster.media.ffmpeg import run_ffmpeg
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def cli(state: Path, *args, wait=True):
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
     env.pop("ARTIFACTS_FS_ROOT", None)
     env.pop("DAGSTER_HOME", None)
-    command = [sys.executable, "-m", "sparkle_motion_dagster.cli", *args]
+    command = [sys.executable, "-m", "sparkle_motion_dagster.cli.main", *args]
     if not wait:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, env=env, capture_output=True, text=True)

@@ -8,7 +8,7 @@ import pytest
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.resources.clips import AnimaticClips
-from sparkle_motion_dagster.resources.planner import TemplatePlanner
+from sparkle_motion_dagster.resources.planning import TemplatePlanner
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
 

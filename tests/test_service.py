@@ -13,11 +13,12 @@ import dagster as dg
 import pytest
 from helpers import free_port, wait_for
 
-from sparkle_motion_dagster import cli_inspect, service
+from sparkle_motion_dagster.cli import inspection as cli_inspect
+from sparkle_motion_dagster.service import app as service
 from sparkle_motion_dagster.definitions import defs
-from sparkle_motion_dagster.runner import film_run, submit_run
-from sparkle_motion_dagster.settings import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.storage import ArtifactStore
+from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 TOKEN = "test-token-0123456789abcdef"
@@ -74,7 +75,7 @@ def server(tmp_path_factory):
         outside.write_text("secret outside the artifact root")
         port = free_port()
         child_env = {**os.environ, **env, "ARTIFACTS_FS_TOKEN": TOKEN}
-        proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli_inspect", "serve-artifacts",
+        proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.inspection", "serve-artifacts",
                                  "--host", "127.0.0.1", "--port", str(port)], env=child_env, cwd=base,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         srv = Server(port, store, run_id, outside)

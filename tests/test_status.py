@@ -12,20 +12,15 @@ import dagster as dg
 import pytest
 from helpers import wait_for
 
-from sparkle_motion_dagster import cli_inspect
-from sparkle_motion_dagster.assets.plan_intake import submit_request
-from sparkle_motion_dagster.control import set_state
+from sparkle_motion_dagster.cli import inspection as cli_inspect
+from sparkle_motion_dagster.assets.movie_plan import submit_request
+from sparkle_motion_dagster.runs.control import set_state
 from sparkle_motion_dagster.definitions import defs
-from sparkle_motion_dagster.events import write_event
-from sparkle_motion_dagster.runner import film_run, submit_run
-from sparkle_motion_dagster.settings import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.status import STAGES, film_status, format_age, list_runs
-from sparkle_motion_dagster.storage import (
-    ArtifactStore,
-    UnknownRunError,
-    UnsafeIdError,
-    new_run_id,
-)
+from sparkle_motion_dagster.runs.events import write_event
+from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.orchestration.status import STAGES, film_status, format_age, list_runs
+from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, UnsafeIdError, new_run_id
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 STAGE_NAMES = [name for _, name in STAGES]
@@ -231,7 +226,7 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     ensure_dagster_home()  # create the instance's storage once, before two processes use it
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
     env.pop("DAGSTER_HOME")  # the CLI derives it from SPARKLE_STATE_DIR
-    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli", "run", "--sample", "--preview"],
+    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "run", "--sample", "--preview"],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with dg.DagsterInstance.get() as instance:

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from sparkle_motion_dagster.storage import ArtifactStore, UnsafeIdError, atomic_output, check_run_id
-from sparkle_motion_dagster.subtitles import Cue, to_srt, to_vtt
-from sparkle_motion_dagster.timeline import format_timestamp, shot_frame_counts
+from sparkle_motion_dagster.runs.storage import ArtifactStore, UnsafeIdError, atomic_output, check_run_id
+from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
+from sparkle_motion_dagster.film.timeline import format_timestamp, shot_frame_counts
 
 
 def test_frame_counts_are_exact_when_whole_and_never_drift():

@@ -21,18 +21,13 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from PIL import Image
 
-from sparkle_motion_dagster import face_detect, lipsync_audio, wav2lip_model
-from sparkle_motion_dagster.audio import wav_bytes
-from sparkle_motion_dagster.face_detect import Box
-from sparkle_motion_dagster.ffmpeg import (
-    FrameEncoder,
-    concat_copy,
-    count_video_frames,
-    probe,
-)
-from sparkle_motion_dagster.resources import wav2lip
+from sparkle_motion_dagster.resources.lipsync import face_detect, mel as lipsync_audio, wav2lip_model
+from sparkle_motion_dagster.film.stitching import wav_bytes
+from sparkle_motion_dagster.resources.lipsync.face_detect import Box
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, concat_copy, count_video_frames, probe
+from sparkle_motion_dagster.resources.lipsync import wav2lip
 from sparkle_motion_dagster.resources.lipsync import PassthroughLipsync, lipsync_shots
-from sparkle_motion_dagster.resources.wav2lip import Wav2LipLipsync, iter_video_frames
+from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync, iter_video_frames
 
 FPS = 24.0
 SIZE = 160

@@ -4,18 +4,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..ffmpeg import extract_frame_png
-from ..media import png_thumbnail_markdown
-from ..partitions import run_partitions
-from ..qa import qa_flags
-from ..resources.assembly import FfmpegAssembler
-from ..resources.lipsync import LipsyncEngine, lipsync_shots
-from ..resources.storage import ArtifactStoreResource
-from ..run_files import load_run_plan, read_stage_json
-from ..storage import atomic_output, atomic_write_json
-from .dialogue_audio import dialogue_audio
-from .stage import RENDER_RETRY, stage_run
-from .video_clips import video_clips
+from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
+from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
+from sparkle_motion_dagster.resources.lipsync import LipsyncEngine, lipsync_shots
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
+from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
+from sparkle_motion_dagster.assets.dialogue_audio import dialogue_audio
+from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
+from sparkle_motion_dagster.assets.video_clips import video_clips
 
 
 @dg.asset(partitions_def=run_partitions, group_name="film", deps=[video_clips], kinds={"mp4"},

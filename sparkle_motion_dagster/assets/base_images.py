@@ -5,17 +5,17 @@ import io
 import dagster as dg
 from PIL import Image
 
-from .. import cache
-from ..media import thumbnail_markdown
-from ..overrides import read_overrides, seed_override
-from ..parallel import results_in_order
-from ..partitions import run_partitions
-from ..resources.keyframes import KeyframeRenderer
-from ..resources.storage import ArtifactStoreResource
-from ..run_files import image_seed, load_run_plan, output_size
-from ..storage import atomic_write_bytes, atomic_write_json
-from .plan_intake import movie_plan
-from .render_config import RenderConfig
+from sparkle_motion_dagster.runs import cache
+from sparkle_motion_dagster.media.previews import thumbnail_markdown
+from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
+from sparkle_motion_dagster.runs.parallel import results_in_order
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.run_files import image_seed, load_run_plan, output_size
+from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
+from sparkle_motion_dagster.assets.movie_plan import movie_plan
+from sparkle_motion_dagster.assets.render_config import RenderConfig
 
 
 class BaseImagesConfig(RenderConfig):
@@ -25,7 +25,7 @@ class BaseImagesConfig(RenderConfig):
     guidance: float | None = None
     scheduler: str | None = None
     negative_prompt: str | None = None
-from .stage import RENDER_RETRY, stage_run
+from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
 
 STAGE = "base_images"
 

@@ -2,18 +2,19 @@
 
 import dagster as dg
 
-from .. import cache, visemes
-from ..audio import LineAudio, read_wav, resample_linear, stitch, wav_bytes
-from ..events import write_event
-from ..partitions import run_partitions
-from ..resources.speech import SpeechEngine
-from ..resources.storage import ArtifactStoreResource
-from ..run_files import load_run_plan
-from ..storage import atomic_write_bytes, atomic_write_json
-from ..subtitles import Cue, to_srt, to_vtt
-from .plan_intake import movie_plan
-from .render_config import RenderConfig
-from .stage import RENDER_RETRY, stage_run
+from sparkle_motion_dagster.runs import cache
+from sparkle_motion_dagster.film import visemes
+from sparkle_motion_dagster.film.stitching import LineAudio, read_wav, resample_linear, stitch, wav_bytes
+from sparkle_motion_dagster.runs.events import write_event
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources.speech import SpeechEngine
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.run_files import load_run_plan
+from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
+from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
+from sparkle_motion_dagster.assets.movie_plan import movie_plan
+from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
 
 STAGE = "dialogue_audio"
 DEFAULT_SAMPLE_RATE = 22050

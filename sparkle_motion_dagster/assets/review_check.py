@@ -3,10 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
-from ..qa import qa_flags
-from ..resources.storage import ArtifactStoreResource
-from ..review import review_state
-from .assembly import video_final
+from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.review import review_state
+from sparkle_motion_dagster.assets.assembly import video_final
 
 
 class ReviewGateConfig(dg.Config):

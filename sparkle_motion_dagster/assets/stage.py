@@ -10,12 +10,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from .. import control
-from ..catalog import Catalog
-from ..intake import ModelNotConfiguredError
-from ..plan import PlanInputError, PlanValidationError
-from ..run_files import MissingUpstreamError
-from ..storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, process_alive
+from sparkle_motion_dagster.runs import control
+from sparkle_motion_dagster.runs.catalog import Catalog
+from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
+from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
+from sparkle_motion_dagster.runs.run_files import MissingUpstreamError
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, process_alive
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,

@@ -2,20 +2,20 @@
 
 import dagster as dg
 
-from .. import cache
-from ..overrides import read_overrides, seed_override
-from ..parallel import results_in_order
-from ..partitions import run_partitions
-from ..resources import sdxl
-from ..resources.clips import ClipRenderer, ClipRequest
-from ..resources.storage import ArtifactStoreResource
-from ..run_files import load_run_plan, output_size, read_stage_json
-from ..storage import atomic_output, atomic_write_json, sha256_file
-from ..timeline import shot_frame_counts
-from .base_images import base_images
-from .plan_intake import movie_plan
-from .render_config import RenderConfig
-from .stage import RENDER_RETRY, stage_run
+from sparkle_motion_dagster.runs import cache
+from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
+from sparkle_motion_dagster.runs.parallel import results_in_order
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources.keyframes import sdxl
+from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
+from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json, sha256_file
+from sparkle_motion_dagster.film.timeline import shot_frame_counts
+from sparkle_motion_dagster.assets.base_images import base_images
+from sparkle_motion_dagster.assets.movie_plan import movie_plan
+from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
 
 STAGE = "video_clips"
 

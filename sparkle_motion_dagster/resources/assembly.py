@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..ffmpeg import concat_copy
+from sparkle_motion_dagster.media.ffmpeg import concat_copy
 
 
 class FfmpegAssembler(dg.ConfigurableResource):

@@ -1,0 +1,1 @@
+"""sparkle_motion_dagster"""

@@ -1,0 +1,56 @@
+"""Plan intake: the checks that run before any rendering is paid for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkle_motion_dagster.film.plan import MoviePlan, summarize
+
+# How to configure the real backends users declare in render_profile.video.model_id.
+MODEL_HINTS = {
+    "wan-2.1": "set VIDEOS_WAN_MODEL to a Wan 2.1 image-to-video model (folder or Hugging Face repo id)",
+}
+
+
+class ModelNotConfiguredError(ValueError):
+    """The plan declares a video model that no configured backend serves."""
+
+
+def resolve_video_backend(plan: MoviePlan, *, served: tuple[str, ...], backend: str, preview: bool) -> dict[str, Any]:
+    """Honour render_profile.video.model_id, or substitute the animatic when previewing."""
+    declared = plan.render_profile.video.model_id
+    if declared in served:
+        return {"declared_model_id": declared, "video_backend": backend, "substituted": False}
+    if preview:
+        return {"declared_model_id": declared, "video_backend": backend, "substituted": True,
+                "substitution": f"previewing: {backend} renders in place of {declared}"}
+    hint = MODEL_HINTS.get(declared, f"configure a video backend that serves {declared!r}")
+    raise ModelNotConfiguredError(
+        f"render_profile.video.model_id: {declared!r} is not served by the configured video backend "
+        f"{backend!r} (serves {', '.join(served)}). To render it, {hint}; or run with --preview "
+        f"to render the {backend} instead and record the substitution."
+    )
+
+
+def validation_report(
+    plan: MoviePlan, backend_choice: dict[str, Any], *, max_line_chars: int | None = None,
+    max_generation_sec: float | None = None,
+) -> dict[str, Any]:
+    """The summary a user reads before paying for a render: counts, the chosen backend and warnings."""
+    warnings = []
+    if backend_choice.get("problem"):
+        warnings.append(backend_choice["problem"])
+    for index, shot in enumerate(plan.shots):
+        start, end = plan.base_image(shot.start_base_image_id), plan.base_image(shot.end_base_image_id)
+        if start.prompt.strip() == end.prompt.strip():
+            warnings.append(f"shots[{index}] ({shot.id}): start and end keyframe prompts are identical; "
+                            "the clip will be static")
+        if max_generation_sec and shot.duration_sec > max_generation_sec:
+            warnings.append(f"shots[{index}] ({shot.id}): {shot.duration_sec:g} s is longer than one video "
+                            f"generation ({max_generation_sec:g} s); it will be made of chained segments")
+    if max_line_chars:
+        for line_id, entry in plan.dialogue_lines():
+            if len(entry.text) > max_line_chars:
+                warnings.append(f"{line_id} ({entry.character_id}): {len(entry.text)} characters is longer than "
+                                f"the speech engine's {max_line_chars}; it will be spoken in chunks")
+    return {"summary": summarize(plan), "video": backend_choice, "warnings": warnings}

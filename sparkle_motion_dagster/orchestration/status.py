@@ -1,0 +1,465 @@
+"""Where a film run stands, read from the Dagster instance (the seed's ``GET /status``).
+
+A film run is a partition key of the ``run_id`` dynamic partitions, and several
+Dagster runs can belong to it (the first launch, retries, re-materializations,
+runs started from the UI, the CLI or a sensor). Everything here reads across
+every Dagster run tagged ``dagster/partition=<run_id>``:
+
+* a stage has **succeeded** when its asset has a materialization for the
+  partition more recent than any failure of its step; it is **running** while
+  its latest attempt is in an active Dagster run, **failed** when its latest
+  failure is newer than its latest materialization, and **pending** otherwise;
+* the film run's status, in order of precedence: the control state ``stopped``
+  -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused``; an
+  active Dagster run -> ``running`` (``queued`` when none has started yet); all
+  six stages materialized -> ``succeeded``; the latest Dagster run failed ->
+  ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``queued``; an
+  idle, incomplete run (a dry run, a partial materialization) -> ``stopped``,
+  with ``detail`` saying what is missing.
+
+A CLI process that was killed leaves its Dagster run "started" forever; a run
+tagged with a pid on this host whose process is gone is reported as
+``abandoned`` and not counted as active.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from sparkle_motion_dagster.runs.control import read_state
+from sparkle_motion_dagster.runs.events import read_events
+from sparkle_motion_dagster.runs.review import review_state
+from sparkle_motion_dagster.orchestration.runner import is_abandoned
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_id, check_run_id
+
+# (asset key, stage folder) in film order.
+STAGES = (
+    ("movie_plan", "plan_intake"),
+    ("dialogue_audio", "dialogue_audio"),
+    ("base_images", "base_images"),
+    ("video_clips", "video_clips"),
+    ("video_raw_concat", "assembly"),
+    ("video_final", "finalize"),
+)
+STAGE_OF_ASSET = dict(STAGES)
+PARTITION_TAG = "dagster/partition"
+
+RunStatus = dg.DagsterRunStatus
+STARTED = {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
+WAITING = {RunStatus.QUEUED, RunStatus.NOT_STARTED}
+STEP_EVENTS = {
+    dg.DagsterEventType.STEP_START: "started",
+    dg.DagsterEventType.STEP_SUCCESS: "succeeded",
+    dg.DagsterEventType.STEP_FAILURE: "failed",
+    dg.DagsterEventType.STEP_UP_FOR_RETRY: "up for retry",
+    dg.DagsterEventType.STEP_RESTARTED: "restarted",
+    dg.DagsterEventType.ASSET_MATERIALIZATION: "materialized",
+}
+RUN_EVENTS = {
+    dg.DagsterEventType.RUN_START: "Dagster run started",
+    dg.DagsterEventType.RUN_SUCCESS: "Dagster run succeeded",
+    dg.DagsterEventType.RUN_FAILURE: "Dagster run failed",
+    dg.DagsterEventType.RUN_CANCELED: "Dagster run cancelled",
+}
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A Unix timestamp as ISO 8601 UTC with a trailing Z (millisecond precision)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s``, ``5m``, ``3h 10m``, ``4d 2h``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+# --- what the run is ------------------------------------------------------------
+
+def run_title(store: ArtifactStore, run_id: str) -> str | None:
+    """The plan's title: the normalized plan when intake ran, else the submitted document."""
+    plan = store.path(run_id, "plan_intake", "movie_plan.json")
+    try:
+        return json.loads(plan.read_text(encoding="utf-8")).get("title")
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        document = store.read_request(run_id).get("document") or {}
+        return (document.get("validated_plan") or document).get("title")
+    except (OSError, ValueError, LookupError, AttributeError):
+        return None
+
+
+def submitted_at(store: ArtifactStore, run_id: str) -> datetime | None:
+    """When the run was submitted (``request/plan_request.json`` ``submitted_at``)."""
+    try:
+        value = store.read_request(run_id)["submitted_at"]
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+
+
+def known_run_ids(instance: dg.DagsterInstance, store: ArtifactStore) -> list[str]:
+    """Film runs with files under the artifact root or a partition in the instance."""
+    return sorted(set(store.run_ids()) | set(instance.get_dynamic_partitions("run_id")))
+
+
+def _require_known(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str) -> bool:
+    """Validate ``run_id``; raise UnknownRunError when neither the instance nor the store knows it."""
+    check_run_id(run_id)
+    registered = instance.has_dynamic_partition("run_id", run_id)
+    if not registered and not store.run_dir(run_id).is_dir():
+        raise UnknownRunError(f"run_id: unknown run {run_id!r}: no partition in this Dagster instance "
+                              f"and no files under {store.root}")
+    return registered
+
+
+# --- reading the Dagster instance ---------------------------------------------------
+
+def _partition_runs(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: run_id}))
+    return sorted(records, key=lambda r: r.create_timestamp.timestamp())
+
+
+def _source(tags: dict[str, str]) -> str:
+    if "sparkle/run_id" in tags:
+        return "cli"
+    if "dagster/sensor_name" in tags:
+        return f"sensor:{tags['dagster/sensor_name']}"
+    if "dagster/schedule_name" in tags:
+        return f"schedule:{tags['dagster/schedule_name']}"
+    if "dagster/backfill" in tags:
+        return f"backfill:{tags['dagster/backfill']}"
+    return "dagster"
+
+
+def _run_summary(record) -> dict[str, Any]:
+    run = record.dagster_run
+    abandoned = is_abandoned(run)
+    return {
+        "dagster_run_id": run.run_id,
+        "status": "ABANDONED" if abandoned else run.status.value,
+        "job_name": run.job_name,
+        "source": _source(dict(run.tags)),
+        "assets": sorted(k.to_user_string() for k in run.asset_selection) if run.asset_selection else None,
+        "created_at": iso(record.create_timestamp.timestamp()),
+        "started_at": iso(record.start_time),
+        "ended_at": iso(record.end_time),
+        "_active": run.status in (STARTED | WAITING) and not abandoned,
+        "_started": run.status in STARTED and not abandoned,
+        "_status": run.status,
+    }
+
+
+def _failure_message(event) -> str:
+    data = event.step_failure_data
+    if data is None:
+        return "failed"
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error is not None and error.cause is not None and "Failure" not in error.cls_name:
+        error = error.cause
+    return error.message.strip() if error is not None else "failed"
+
+
+def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tuple[dict, list[dict]]:
+    """Step attempts per asset and user-facing log lines, across the partition's Dagster runs."""
+    attempts: dict[str, list[dict[str, Any]]] = {asset: [] for asset, _ in STAGES}
+    lines: list[dict[str, Any]] = []
+    for run in runs:
+        open_attempt: dict[str, dict[str, Any]] = {}
+        for entry in instance.all_logs(run["dagster_run_id"]):
+            event = entry.dagster_event
+            asset = entry.step_key if entry.step_key in STAGE_OF_ASSET else None
+            stage = STAGE_OF_ASSET.get(asset) if asset else None
+            if event is None:
+                if entry.level >= logging.INFO and entry.user_message:
+                    lines.append(_line(entry.timestamp, stage, logging.getLevelName(entry.level),
+                                       entry.user_message, run, None))
+                continue
+            kind = event.event_type
+            if kind in RUN_EVENTS:
+                level = "ERROR" if kind == dg.DagsterEventType.RUN_FAILURE else "INFO"
+                lines.append(_line(entry.timestamp, None, level, RUN_EVENTS[kind], run, kind.name))
+            if asset is None or kind not in STEP_EVENTS:
+                continue
+            message = f"{asset} {STEP_EVENTS[kind]}"
+            if kind == dg.DagsterEventType.STEP_START:
+                open_attempt[asset] = {"dagster_run_id": run["dagster_run_id"], "started": entry.timestamp,
+                                       "ended": None, "outcome": None, "error": None}
+                attempts[asset].append(open_attempt[asset])
+            elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                attempt = open_attempt.pop(asset, None)
+                failed = kind == dg.DagsterEventType.STEP_FAILURE
+                error = _failure_message(event) if failed else None
+                if attempt is None:  # a failure before the step started (e.g. resource init)
+                    attempt = {"dagster_run_id": run["dagster_run_id"], "started": None}
+                    attempts[asset].append(attempt)
+                attempt.update(ended=entry.timestamp, outcome="failed" if failed else "succeeded", error=error)
+                if failed:
+                    message = f"{asset} failed: {error}"
+                elif attempt["started"] is not None:
+                    message = f"{asset} succeeded in {entry.timestamp - attempt['started']:.2f} s"
+            lines.append(_line(entry.timestamp, stage, "ERROR" if kind == dg.DagsterEventType.STEP_FAILURE
+                               else "INFO", message, run, kind.name))
+    lines.sort(key=lambda line: line["_ts"])
+    return attempts, lines
+
+
+def _line(ts: float, stage: str | None, level: str, message: str, run: dict, event: str | None) -> dict[str, Any]:
+    return {"timestamp": iso(ts), "stage": stage, "level": level, "message": message,
+            "event": event, "dagster_run_id": run["dagster_run_id"], "_ts": ts}
+
+
+def _latest_materialization(instance: dg.DagsterInstance, asset: str, run_id: str):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[run_id]), limit=1).records
+    return records[0] if records else None
+
+
+# --- stages -------------------------------------------------------------------------
+
+def _stage_record(asset: str, attempts: list[dict], materialization, active_runs: set[str]) -> dict[str, Any]:
+    latest = attempts[-1] if attempts else None
+    failures = [a["ended"] for a in attempts if a.get("outcome") == "failed"]
+    last_failure = max(failures) if failures else None
+    materialized_at = materialization.timestamp if materialization is not None else None
+    if latest and latest.get("outcome") is None and latest["dagster_run_id"] in active_runs:
+        status = "running"
+    elif materialized_at is not None and (last_failure is None or materialized_at > last_failure):
+        status = "succeeded"
+    elif last_failure is not None:
+        status = "failed"
+    else:
+        status = "pending"
+    started = latest.get("started") if latest else None
+    completed = latest.get("ended") if latest else None
+    if status == "succeeded" and latest is not None and latest.get("outcome") != "succeeded":
+        started, completed = None, materialized_at  # the latest attempt is not the one that counts
+    if status == "succeeded" and latest is None:
+        completed = materialized_at  # materialized outside a step (reported, or from another instance)
+    duration = round(completed - started, 3) if started is not None and completed is not None else None
+    return {
+        "name": STAGE_OF_ASSET[asset],
+        "asset": asset,
+        "status": status,
+        "started_at": iso(started),
+        "completed_at": iso(completed) if status != "running" else None,
+        "duration_s": duration if status != "running" else None,
+        "attempts": len(attempts),
+        "dagster_run_id": (latest or {}).get("dagster_run_id") or (
+            materialization.run_id if materialization is not None else None),
+        "error": latest.get("error") if status == "failed" and latest else None,
+        "artifacts": [],
+    }
+
+
+def _stage_files(store: ArtifactStore, run_id: str, stage: str) -> list[str]:
+    """Finished files in a stage folder (no hidden files, no temporary files)."""
+    folder = store.run_dir(run_id) / stage
+    if not folder.is_dir():
+        return []
+    found = []
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [str(Path(dirpath) / f) for f in sorted(files) if not f.startswith(".") and TEMP_MARKER not in f]
+    return found
+
+
+def _catalog_paths(store: ArtifactStore, run_id: str, catalog) -> dict[str, list[str]] | None:
+    """The run's cataloged file paths per stage, or None when the catalog cannot be read now."""
+    import duckdb
+
+    from sparkle_motion_dagster.runs.catalog import Catalog, CatalogBusyError
+
+    try:
+        rows = (catalog or Catalog(store.root)).artifacts(run_id)
+    except (CatalogBusyError, OSError, duckdb.Error) as exc:
+        logging.getLogger(__name__).debug("catalog unavailable: %s", exc)
+        return None
+    by_stage: dict[str, list[str]] = {}
+    for row in rows:
+        by_stage.setdefault(row["stage"], []).append(row["local_path"])
+    return by_stage
+
+
+# --- the status payload -----------------------------------------------------------------
+
+def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str, *, log_lines: int = 20,
+                artifacts: bool = True, catalog=None) -> dict[str, Any]:
+    """The seed's ``/status`` payload for one film run.
+
+    ``artifacts=False`` skips the per-stage file lists (and the catalog); ``log_lines``
+    is how many of the most recent log lines to include.
+    """
+    if log_lines < 0:
+        raise ValueError(f"log_lines: must be 0 or more, got {log_lines}")
+    registered = _require_known(instance, store, run_id)
+    runs = [_run_summary(record) for record in _partition_runs(instance, run_id)]
+    for run in runs[:-1]:  # a not-started run that is not the newest was never launched
+        if run["_status"] == RunStatus.NOT_STARTED:
+            run["_active"] = False
+    active_ids = {r["dagster_run_id"] for r in runs if r["_active"]}
+    attempts, lines = _read_logs(instance, runs)
+    stages = [_stage_record(asset, attempts[asset], _latest_materialization(instance, asset, run_id), active_ids)
+              for asset, _ in STAGES]
+    if artifacts:
+        cataloged = _catalog_paths(store, run_id, catalog)
+        for stage in stages:
+            known = (cataloged or {}).get(stage["name"])
+            stage["artifacts"] = known if known else _stage_files(store, run_id, stage["name"])
+    done = sum(stage["status"] == "succeeded" for stage in stages)
+    has_files = store.run_dir(run_id).is_dir()
+    control = read_state(store, run_id).get("state", "running") if has_files else "running"
+    status, detail = _overall(run_id, control, runs, stages, registered)
+    submitted = submitted_at(store, run_id)
+    return {
+        "run_id": run_id,
+        "title": run_title(store, run_id),
+        "status": status,
+        "detail": detail,
+        "current_stage": _current_stage(status, stages),
+        "progress": round(done / len(STAGES), 4),
+        "stages_done": done,
+        "stages_total": len(STAGES),
+        "submitted_at": submitted.isoformat().replace("+00:00", "Z") if submitted else None,
+        "started_at": next((r["started_at"] for r in runs if r["started_at"]), None),
+        "completed_at": stages[-1]["completed_at"] if status == "succeeded" else None,
+        "control_state": control,
+        "stages": stages,
+        "log": [{k: v for k, v in line.items() if k != "_ts"} for line in lines[-log_lines:]] if log_lines else [],
+        "dagster_runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
+        "review": review_state(store, run_id) if has_files else None,
+        "regenerations": regenerations(store, run_id) if has_files else [],
+    }
+
+
+def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool) -> tuple[str, str]:
+    active = [r for r in runs if r["_active"]]
+    done = sum(s["status"] == "succeeded" for s in stages)
+    if state == "stopped":
+        return "stopped", f"stopped by a person; continue with `sparkle-motion resume {run_id}`"
+    if state == "paused" and active:
+        return "paused", "paused: the running stage finishes, then the run holds until resumed"
+    if any(r["_started"] for r in active):
+        return "running", f"{done}/{len(stages)} stages done"
+    if active:
+        return "queued", "a Dagster run is queued for this film run"
+    if done == len(stages):
+        return "succeeded", "every stage is materialized"
+    if runs and runs[-1]["status"] == "ABANDONED":
+        return "failed", (f"the process running the latest Dagster run is gone; "
+                          f"continue with `sparkle-motion resume {run_id}`")
+    if runs and runs[-1]["status"] == "FAILURE":
+        failed = next((s for s in stages if s["status"] == "failed"), None)
+        where = f" at {failed['name']}: {failed['error']}" if failed else ""
+        return "failed", f"the latest Dagster run failed{where}"
+    if runs and runs[-1]["status"] == "CANCELED":
+        return "stopped", "the latest Dagster run was cancelled"
+    if not runs:
+        if not registered:
+            return "queued", "files exist but this Dagster instance has no partition for the run"
+        return "queued", "submitted; no Dagster run yet"
+    return "stopped", (f"idle after {done}/{len(stages)} stages (a dry run or a partial materialization); "
+                       f"finish with `sparkle-motion resume {run_id}`")
+
+
+def _current_stage(status: str, stages: list[dict]) -> str | None:
+    for wanted in ("running", "failed"):
+        found = next((s["name"] for s in stages if s["status"] == wanted), None)
+        if found:
+            return found
+    if status == "succeeded":
+        return stages[-1]["name"]
+    return next((s["name"] for s in stages if s["status"] != "succeeded"), stages[-1]["name"])
+
+
+def regenerations(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+    """How often each shot was regenerated (``regeneration`` events), e.g. ``shot_002 regenerations: 2``."""
+    counts = Counter(str(event["payload"]["shot_id"]) for event in read_events(store.root, run_id, "regeneration")
+                     if isinstance(event.get("payload"), dict) and event["payload"].get("shot_id"))
+    return [{"shot_id": shot, "count": count, "note": f"{shot} regenerations: {count}"}
+            for shot, count in sorted(counts.items())]
+
+
+def list_runs(instance: dg.DagsterInstance, store: ArtifactStore) -> list[dict[str, Any]]:
+    """One summary per film run (``sparkle-motion runs``), newest first."""
+    now = datetime.now(timezone.utc)
+    summaries = []
+    for run_id in known_run_ids(instance, store):
+        status = film_status(instance, store, run_id, log_lines=0, artifacts=False)
+        submitted = submitted_at(store, run_id)
+        age = (now - submitted).total_seconds() if submitted else None
+        summaries.append({
+            "run_id": run_id, "title": status["title"], "status": status["status"],
+            "progress": status["progress"], "current_stage": status["current_stage"],
+            "review": status["review"]["status"] if status["review"] else None,
+            "submitted_at": status["submitted_at"], "age_s": round(age, 1) if age is not None else None,
+            "age": format_age(age),
+        })
+    return sorted(summaries, key=lambda s: (s["age_s"] is None, s["age_s"] or 0))
+
+
+# --- the /artifacts view ------------------------------------------------------------------
+
+def artifacts_view(store: ArtifactStore, run_id: str, stage: str | None = None, *, catalog=None) -> dict[str, Any]:
+    """The seed's ``/artifacts`` payload (:func:`catalog.artifacts_payload`) with the review
+    state as ``review_summary`` (top level and on the finalize stage) and the QA flags.
+
+    Stage folders the catalog has no rows for yet (runs filmed before the stages recorded
+    their files) are cataloged from disk first.
+    """
+    from sparkle_motion_dagster.runs.catalog import Catalog, artifacts_payload
+
+    check_run_id(run_id)
+    if stage is not None:
+        check_id(stage, field="stage")
+    if not store.run_dir(run_id).is_dir():
+        raise UnknownRunError(f"run_id: unknown run {run_id!r}: no files under {store.root}")
+    catalog = catalog or Catalog(store.root)
+    catalog_missing_stages(catalog, store, run_id)
+    review = review_state(store, run_id)
+    payload = artifacts_payload(catalog, run_id, stage, review_summary={"finalize": review})
+    return {**payload, "review_summary": review, "manual_review_required": review["manual_review_required"],
+            "qa_mode": review["qa_mode"]}
+
+
+def catalog_missing_stages(catalog, store: ArtifactStore, run_id: str) -> int:
+    """Record the files of stage folders (and the review folder) that have no catalog rows; returns
+    how many files were recorded. Records are idempotent, so a later record by the stage wins."""
+    from sparkle_motion_dagster.runs.catalog import infer_artifact_type
+
+    known = {row["stage"] for row in catalog.artifacts(run_id)}
+    recorded = 0
+    for stage in [name for _, name in STAGES] + ["review"]:
+        if stage in known:
+            continue
+        for path in _stage_files(store, run_id, stage):
+            rel = Path(path).relative_to(store.run_dir(run_id) / stage)
+            artifact_type = infer_artifact_type(stage, path)
+            shot_id = rel.parts[0] if len(rel.parts) > 1 else (
+                Path(path).stem if artifact_type in ("shot_video", "shot_lipsync_video") else None)
+            catalog.record_file(run_id, stage, path, artifact_type=artifact_type, shot_id=shot_id)
+            recorded += 1
+    return recorded

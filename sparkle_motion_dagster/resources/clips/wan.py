@@ -1,0 +1,467 @@
+"""Shot clips from Wan 2.1 image-to-video (diffusers ``WanImageToVideoPipeline``).
+
+Serves ``render_profile.video.model_id`` ``wan-2.1``.
+
+Continuity
+    A shot runs from its start keyframe to its end keyframe. When the model's
+    transformer was trained for first-last-frame conditioning (Wan 2.1 FLF2V:
+    its config sets ``pos_embed_seq_len``, room for both frames' CLIP tokens)
+    each generation is given ``last_image=`` and the clip lands on the end
+    keyframe: ``continuity_mode = "first_last_frame"``. A plain I2V model only
+    starts from the start keyframe and moves freely from there, so the cut to
+    the next shot (which starts on this shot's end keyframe) can jump:
+    ``continuity_mode = "image_to_video"`` (weaker). The capability is read from
+    the config, never found out by a tensor size error: an FLF2V transformer
+    cannot run without ``last_image`` and an I2V one cannot run with it.
+    Identical start and end keyframes make an FLF2V clip almost static
+    (upstream report); the result flags them as ``identical_endpoints``.
+
+Time: generation fps vs output fps
+    The plan's fps wins. The model generates at about ``gen_fps`` (Wan 2.1 is
+    trained at 16 fps) over the shot's span, the time from its first to its
+    last output frame, ``(frames - 1) / fps`` seconds. Wan needs 4k+1 frames
+    per generation, so the span is covered by ``4 x units`` frame intervals
+    (rounded up, so the effective generation fps, reported as
+    ``generation_fps``, is ``gen_fps`` or slightly above). The output's frame
+    ``i`` sits at ``i / (frames - 1)`` of the span (the first frame on the start
+    keyframe and, with FLF2V, the last on the end keyframe, as in the animatic) and is
+    interpolated linearly between the two nearest generated frames: exact at
+    both ends, a short blend instead of a duplicated frame in between (e.g.
+    16 -> 24 fps). The MP4 therefore has exactly ``request.frames`` frames at
+    ``request.fps``.
+
+Space
+    Generation happens at the output's aspect ratio in multiples of 16 (8x VAE
+    x 2x2 patches), scaled down to at most ``max_pixels`` (0 = auto: 1280x720
+    for FLF2V models, which are 720p only, 832x480 otherwise) and never up;
+    keyframes are cover-fitted to that size, and frames are resized to exactly
+    ``request.width`` x ``request.height`` on output.
+
+Long shots: chained segments
+    One generation holds at most ``max_frames_per_generation`` frames (81: more
+    drifts in colour). A longer shot is split into balanced segments; each
+    starts from the previous segment's last generated frame, and the seam frame
+    is kept once. With an I2V model the segments simply continue. With an
+    FLF2V model every segment must also end on a frame (the model cannot run
+    without one), so a *guide* generation first spans the whole shot from the
+    start to the end keyframe at a coarser time step; its frames at the segment
+    boundaries are the intermediate targets, and the final segment ends on the
+    shot's end keyframe. Segment ``i`` is seeded ``seed + i``, the guide
+    ``seed + GUIDE_SEED_OFFSET``.
+
+Loading
+    ``WanClips`` is plain configuration; the pipeline is loaded once per process
+    into a module-level cache on first use and freed by ``release()``. Only one
+    Wan pipeline is held at a time. ``WanClips.from_env()`` reads:
+
+    ==========================  ======================================================
+    VIDEOS_WAN_MODEL            local diffusers folder or Hugging Face repo id, e.g.
+                                Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers (first-last-
+                                frame) or Wan-AI/Wan2.1-I2V-14B-480P-Diffusers; unset = None
+    VIDEOS_WAN_DEVICE_PRESET    auto (default), cuda-bf16, cuda-fp16, cuda-offload, cpu
+    VIDEOS_WAN_STEPS            denoising steps (30)
+    VIDEOS_WAN_GUIDANCE         classifier-free guidance scale (5.0)
+    VIDEOS_WAN_GEN_FPS          generation frame rate (16)
+    VIDEOS_WAN_MAX_FRAMES       max_frames_per_generation (81; 4k+1)
+    VIDEOS_WAN_MAX_PIXELS       generation area cap (0 = auto, see above)
+    VIDEOS_WAN_NEGATIVE_PROMPT  negative prompt ("")
+    ==========================  ======================================================
+
+    Device presets: ``cuda-bf16``/``cuda-fp16`` load the transformer and text
+    encoder in that dtype and keep the VAE and CLIP image encoder in float32
+    (as upstream recommends); ``cuda-offload`` is ``cuda-bf16`` with model CPU
+    offload (each sub-model on the GPU only while it runs); ``cpu`` is float32;
+    ``auto`` is ``cuda-bf16`` when CUDA is available, else ``cpu``. The 14B
+    models hold about 45 GB of weights in ``cuda-bf16`` (transformer 33 GB,
+    UMT5 11 GB): on cards under about 60 GB use ``cuda-offload``.
+
+    The keyframe stage's SDXL pipeline is cached separately
+    (``resources.sdxl.release()`` frees it before the clips stage if GPU
+    memory is tight).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
+from sparkle_motion_dagster.resources import model_support
+from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
+from sparkle_motion_dagster.resources.model_support import model_digest, package_version
+
+ENV_PREFIX = "VIDEOS_WAN_"
+MODEL_ENV = "VIDEOS_WAN_MODEL"
+PRESET_ENV = "VIDEOS_WAN_DEVICE_PRESET"
+PRESETS = ("auto", "cuda-bf16", "cuda-fp16", "cuda-offload", "cpu")
+FIRST_LAST_FRAME = "first_last_frame"
+IMAGE_TO_VIDEO = "image_to_video"
+GUIDE_SEED_OFFSET = 10_000
+AREA_480P = 832 * 480
+AREA_720P = 1280 * 720
+# Components a Wan image-to-video folder must declare in model_index.json.
+REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+# Environment variable -> (field, parser).
+_ENV_FIELDS = {
+    "DEVICE_PRESET": ("device_preset", str),
+    "STEPS": ("steps", int),
+    "GUIDANCE": ("guidance", float),
+    "GEN_FPS": ("gen_fps", int),
+    "MAX_FRAMES": ("max_frames_per_generation", int),
+    "MAX_PIXELS": ("max_pixels", int),
+    "NEGATIVE_PROMPT": ("negative_prompt", str),
+}
+
+
+def _where(field: str) -> str:
+    env = next((f"{ENV_PREFIX}{suffix}" for suffix, (name, _) in _ENV_FIELDS.items() if name == field),
+               MODEL_ENV if field == "model" else None)
+    return f"{env} (WanClips.{field})" if env else f"WanClips.{field}"
+
+
+class WanClips(ClipRenderer):
+    """Shot clips from a Wan 2.1 image-to-video model (first-last-frame when the model supports it).
+
+    Plain configuration; see the module docstring for continuity, timing,
+    chained segments and loading.
+    """
+
+    model: str
+    device_preset: str = "auto"
+    steps: int = 30
+    guidance: float = 5.0
+    gen_fps: int = 16
+    max_frames_per_generation: int = 81
+    max_pixels: int = 0
+    negative_prompt: str = ""
+
+    @property
+    def backend(self) -> str:
+        return "wan-2.1"
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return ("wan-2.1",)
+
+    @property
+    def max_seconds_per_generation(self) -> float:
+        """Seconds of a shot one generation covers (5 s by default); longer shots are chained segments."""
+        return (self.max_frames_per_generation - 1) / self.gen_fps
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WanClips | None":
+        """The resource described by ``VIDEOS_WAN_*`` variables, or None when ``VIDEOS_WAN_MODEL`` is unset."""
+        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
+                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
+
+    # ------------------------------------------------------------------ checks
+
+    def validate_settings(self) -> None:
+        """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
+        if self.device_preset not in PRESETS:
+            raise ValueError(f"{_where('device_preset')} = {self.device_preset!r}: expected one of {', '.join(PRESETS)}")
+        if self.steps < 1:
+            raise ValueError(f"{_where('steps')} = {self.steps}: must be at least 1")
+        if self.guidance < 0:
+            raise ValueError(f"{_where('guidance')} = {self.guidance}: must not be negative")
+        if self.gen_fps < 1:
+            raise ValueError(f"{_where('gen_fps')} = {self.gen_fps}: must be at least 1")
+        if self.max_frames_per_generation < 5 or (self.max_frames_per_generation - 1) % 4:
+            raise ValueError(f"{_where('max_frames_per_generation')} = {self.max_frames_per_generation}: "
+                             "must be 4k+1 and at least 5 (e.g. 81)")
+        if self.max_pixels and self.max_pixels < 16 * 16:
+            raise ValueError(f"{_where('max_pixels')} = {self.max_pixels}: 0 (auto) or at least 256")
+
+    def runtime(self) -> dict[str, Any]:
+        """Resolve the model, device preset and continuity mode from configs only (no weights loaded).
+
+        Imports torch and diffusers; raises clear errors naming the variable to fix.
+        """
+        self.validate_settings()
+        # Wan cannot load without accelerate and cannot encode a prompt without ftfy.
+        model_support.require_packages("Wan clip", "torch", "diffusers", "transformers", "accelerate", "ftfy")
+        source = resolve_model_source(self.model)
+        preset = resolve_preset(self.device_preset)
+        transformer = _transformer_config(source)
+        mode = continuity_mode(transformer)
+        return {"source": source, "preset": preset, "continuity_mode": mode,
+                "max_pixels": self.max_pixels or (AREA_720P if mode == FIRST_LAST_FRAME else AREA_480P)}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the clip for the same request."""
+        runtime = self.runtime()
+        return {
+            "backend": self.backend,
+            **self.model_dump(),
+            "resolved": {"preset": runtime["preset"], "continuity_mode": runtime["continuity_mode"],
+                         "max_pixels": runtime["max_pixels"], "model_files": model_digest(runtime["source"]),
+                         "diffusers": package_version("diffusers")},
+        }
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, request: ClipRequest, out_path: Path) -> dict[str, Any]:
+        """Write ``request.frames`` frames at ``request.fps``, ``request.width`` x ``request.height``, to ``out_path``."""
+        if request.frames < 1:
+            raise ValueError(f"{request.shot_id}: a clip needs at least one frame, got {request.frames}")
+        runtime = self.runtime()
+        with _MODEL.lock:
+            pipe = _pipeline(runtime["source"], runtime["preset"])
+            mode = continuity_mode(pipe.transformer.config)
+            spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
+            temporal = pipe.vae_scale_factor_temporal
+            gen_w, gen_h = generation_size(request.width, request.height, runtime["max_pixels"], multiple=spatial)
+            lengths = segment_lengths(request.frames, request.fps, self.gen_fps, self.max_frames_per_generation,
+                                      temporal=temporal)
+            start = _load_fitted(request.start_image, gen_w, gen_h)
+            end = _load_fitted(request.end_image, gen_w, gen_h)
+            prompt = _compose_prompt(request)
+
+            def generate(first: Image.Image, last: Image.Image | None, frames: int, seed: int) -> np.ndarray:
+                return _generate(pipe, first, last if mode == FIRST_LAST_FRAME else None, prompt=prompt,
+                                 negative_prompt=self.negative_prompt, width=gen_w, height=gen_h, frames=frames,
+                                 steps=self.steps, guidance=self.guidance, seed=seed)
+
+            targets: list[Image.Image | None] = [None] * (len(lengths) - 1) + [end]
+            guide_frames = 0
+            if mode == FIRST_LAST_FRAME and len(lengths) > 1:
+                guide_frames = self.max_frames_per_generation
+                guide = generate(start, end, guide_frames, request.seed + GUIDE_SEED_OFFSET)
+                targets = [Image.fromarray(frame) for frame in waypoints(guide, lengths)] + [end]
+
+            generated: list[np.ndarray] = []
+            first = start
+            for index, (frames, target) in enumerate(zip(lengths, targets)):
+                segment = generate(first, target, frames, request.seed + index)
+                generated.extend(segment if index == 0 else segment[1:])
+                first = Image.fromarray(segment[-1])
+        video = np.stack(generated)
+
+        with FrameEncoder(out_path, width=request.width, height=request.height, fps=request.fps) as encoder:
+            for frame in resample_frames(video, request.frames):
+                if frame.shape[1] != request.width or frame.shape[0] != request.height:
+                    frame = np.asarray(Image.fromarray(frame).resize((request.width, request.height),
+                                                                     Image.Resampling.LANCZOS))
+                encoder.write(np.ascontiguousarray(frame).tobytes())
+
+        span = (request.frames - 1) / request.fps
+        return {
+            "frames": encoder.frames_written,
+            "continuity_mode": mode,
+            "segments": len(lengths),
+            "segment_frames": lengths,
+            "guide_frames": guide_frames,
+            "generated_frames": int(video.shape[0]),
+            "generation_fps": round((video.shape[0] - 1) / span, 4) if span > 0 else float(self.gen_fps),
+            "generation_size": [gen_w, gen_h],
+            "identical_endpoints": bool(np.array_equal(np.asarray(start), np.asarray(end))),
+        }
+
+
+# ---------------------------------------------------------------------- planning (pure functions)
+
+
+def continuity_mode(transformer_config: Mapping[str, Any]) -> str:
+    """``first_last_frame`` when the transformer takes two frames' image tokens, else ``image_to_video``."""
+    return FIRST_LAST_FRAME if transformer_config.get("pos_embed_seq_len") else IMAGE_TO_VIDEO
+
+
+def generation_size(width: int, height: int, max_pixels: int, *, multiple: int = 16) -> tuple[int, int]:
+    """The output's aspect ratio scaled down (never up) to at most ``max_pixels``, each side rounded down
+    to a multiple of ``multiple`` (as upstream's examples do), and at least one ``multiple``."""
+    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
+    return (max(multiple, int(width * scale) // multiple * multiple),
+            max(multiple, int(height * scale) // multiple * multiple))
+
+
+def segment_lengths(frames: int, fps: float, gen_fps: float, max_frames: int, *, temporal: int = 4) -> list[int]:
+    """Frame counts (each ``temporal``·k+1, at most ``max_frames``) of the chained generations for a shot
+    of ``frames`` output frames at ``fps``, generated at about ``gen_fps``.
+
+    Consecutive segments share their seam frame, so together they give
+    ``1 + sum(n - 1)`` frames: at least ``gen_fps`` over the shot's span.
+    """
+    span = max(frames - 1, 0) / fps
+    units = max(1, math.ceil(span * gen_fps / temporal - 1e-9))
+    per_segment = (max_frames - 1) // temporal
+    count = math.ceil(units / per_segment)
+    base, extra = divmod(units, count)
+    return [temporal * (base + (index < extra)) + 1 for index in range(count)]
+
+
+def waypoints(guide: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """The guide generation's frames at the boundaries between segments (one per boundary)."""
+    total = sum(n - 1 for n in lengths)
+    last = len(guide) - 1
+    points, elapsed = [], 0
+    for n in lengths[:-1]:
+        elapsed += n - 1
+        points.append(guide[round(elapsed / total * last)])
+    return points
+
+
+def resample_frames(video: np.ndarray, count: int) -> Iterator[np.ndarray]:
+    """``count`` frames spread evenly over ``video`` (first and last exact), linearly blended in between."""
+    last = len(video) - 1
+    for index in range(count):
+        position = index * last / (count - 1) if count > 1 else 0.0
+        low = min(int(math.floor(position)), last)
+        weight = position - low
+        if weight < 1e-6 or low == last:
+            yield video[low]
+        else:
+            mixed = video[low].astype(np.float32) * (1 - weight) + video[low + 1].astype(np.float32) * weight
+            yield np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------- generation
+
+
+def _generate(pipe, first: Image.Image, last: Image.Image | None, *, prompt: str, negative_prompt: str, width: int,
+              height: int, frames: int, steps: int, guidance: float, seed: int) -> np.ndarray:
+    """One generation: ``frames`` RGB uint8 frames of ``height`` x ``width``."""
+    import torch
+
+    extra = {"last_image": last} if last is not None else {}
+    result = pipe(
+        image=first, prompt=prompt, negative_prompt=negative_prompt or None, height=height, width=width,
+        num_frames=frames, num_inference_steps=steps, guidance_scale=guidance,
+        generator=torch.Generator(device="cpu").manual_seed(int(seed)), output_type="np", **extra,
+    )
+    video = np.asarray(result.frames[0], dtype=np.float32)
+    return np.clip(np.rint(video * 255), 0, 255).astype(np.uint8)
+
+
+def _load_fitted(path: Path, width: int, height: int) -> Image.Image:
+    """A keyframe cover-fitted (scaled and centre-cropped) to exactly ``width`` x ``height``."""
+    with Image.open(path) as image:
+        return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+
+
+def _compose_prompt(request: ClipRequest) -> str:
+    parts = [p.strip().rstrip(".") for p in (request.prompt, request.motion_prompt) if p and p.strip()]
+    return ". ".join(parts) + "." if parts else ""
+
+
+# ---------------------------------------------------------------------- resolution and checks
+
+
+def resolve_preset(preset: str) -> str:
+    """``auto`` -> cuda-bf16 when CUDA is available, else cpu; cuda presets checked against what torch sees."""
+    import torch
+
+    if preset not in PRESETS:
+        raise ValueError(f"{_where('device_preset')} = {preset!r}: expected one of {', '.join(PRESETS)}")
+    if preset == "auto":
+        return "cuda-bf16" if torch.cuda.is_available() else "cpu"
+    if preset.startswith("cuda") and not torch.cuda.is_available():
+        raise model_support.cuda_unavailable(_where("device_preset"), preset)
+    return preset
+
+
+def resolve_model_source(model: str) -> str:
+    """An existing folder (checked to be a Wan image-to-video diffusers folder) as an absolute path, else
+    ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``VIDEOS_WAN_MODEL``."""
+    where = f"{MODEL_ENV} (WanClips.model) = {model!r}"
+    path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
+    if path is None:
+        return model.strip()
+    index = model_support.diffusers_index(path, where=where, example="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
+    kind = index.get("_class_name")
+    missing = model_support.missing_components(index, REQUIRED_COMPONENTS)
+    if kind != "WanImageToVideoPipeline" or missing:
+        detail = f"missing components: {', '.join(missing)}" if missing else f"it holds a {kind}"
+        raise ValueError(f"{where}: {str(path)!r} is not a Wan image-to-video pipeline (WanImageToVideoPipeline; "
+                         f"{detail}).")
+    model_support.check_component_folders(path, REQUIRED_COMPONENTS, where=where)
+    return str(path.resolve())
+
+
+def _transformer_config(source: str) -> dict[str, Any]:
+    """The transformer's config.json (local folder or cached repo), checked for a usable conditioning layout."""
+    from diffusers import WanTransformer3DModel
+
+    where = f"{MODEL_ENV} (WanClips.model) = {source!r}"
+    try:
+        config = dict(WanTransformer3DModel.load_config(source, subfolder="transformer"))
+    except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
+        raise RuntimeError(f"{where}: cannot read the transformer config: {error}. A repo id must already be in the "
+                           "Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset).") from error
+    if config.get("in_channels") != 36:
+        raise ValueError(f"{where}: the transformer takes {config.get('in_channels')} input channels, not 36 "
+                         "(16 noise + 4 mask + 16 image latents): this is not a Wan 2.1 image-to-video model.")
+    return config
+
+
+def _check_image_tokens(pipe, source: str) -> None:
+    """An FLF2V transformer expects exactly two frames' worth of CLIP image tokens; anything else can never run."""
+    seq_len = pipe.transformer.config.pos_embed_seq_len
+    if not seq_len:
+        return
+    encoder = getattr(pipe, "image_encoder", None)
+    if encoder is None:
+        raise ValueError(f"{MODEL_ENV} (WanClips.model) = {source!r}: a first-last-frame transformer needs an "
+                         "image_encoder, and the pipeline has none.")
+    vision = encoder.config
+    tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+    if seq_len != 2 * tokens:
+        raise ValueError(f"{MODEL_ENV} (WanClips.model) = {source!r}: the transformer's pos_embed_seq_len is {seq_len}"
+                         f" but two frames give {2 * tokens} CLIP image tokens; the model cannot run.")
+
+
+# ---------------------------------------------------------------------- the per-process pipeline
+
+
+@dataclass
+class _Loaded:
+    pipe: Any
+
+
+_MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()
+
+
+def _dtypes(preset: str):
+    import torch
+
+    if preset == "cpu":
+        return torch.float32
+    main = torch.float16 if preset == "cuda-fp16" else torch.bfloat16
+    return {"default": main, "vae": torch.float32, "image_encoder": torch.float32}
+
+
+def _pipeline(source: str, preset: str):
+    """The loaded pipeline for ``source`` and the resolved ``preset`` (loaded at most once per process)."""
+
+    def load() -> _Loaded:
+        from diffusers import WanImageToVideoPipeline
+
+        try:
+            pipe = WanImageToVideoPipeline.from_pretrained(source, dtype=_dtypes(preset))
+        except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
+            raise RuntimeError(
+                f"{MODEL_ENV} (WanClips.model) = {source!r}: could not load a Wan image-to-video pipeline: {error}. "
+                f"{model_support.HF_CACHE_HINT}"
+            ) from error
+        _check_image_tokens(pipe, source)
+        if preset == "cuda-offload":
+            pipe.enable_model_cpu_offload()
+        elif preset != "cpu":
+            pipe.to("cuda")
+        pipe.set_progress_bar_config(disable=True)
+        return _Loaded(pipe)
+
+    return _MODEL.get((source, preset), load).pipe
+
+
+# ``loaded_key()``: ``(source, preset)`` of the pipeline held by this process, if any.
+loaded_key = _MODEL.key
+# ``release()``: free the process's Wan pipeline (and the CUDA cache). Safe to call at any time.
+release = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline

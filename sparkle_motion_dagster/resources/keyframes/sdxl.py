@@ -1,0 +1,293 @@
+"""Keyframes from Stable Diffusion XL (diffusers ``StableDiffusionXLPipeline``).
+
+Configuration
+    ``SdxlKeyframes`` is plain configuration (it pickles across processes); the
+    pipeline itself lives in a module-level cache, loaded on the first render in
+    a process and kept for the next ones. ``release()`` frees it. Only one SDXL
+    pipeline is held at a time: asking for another model, device or dtype
+    releases the previous one first.
+
+    ``SdxlKeyframes.from_env()`` builds the resource from ``IMAGES_SDXL_*``
+    variables (``None`` when ``IMAGES_SDXL_MODEL`` is unset):
+
+    ============================  ==================================================
+    IMAGES_SDXL_MODEL             local diffusers folder or Hugging Face repo id
+    IMAGES_SDXL_DEVICE            auto (default), cuda, cuda:N, cpu
+    IMAGES_SDXL_DTYPE             auto (default: float16 on CUDA, float32 on CPU),
+                                  float16, bfloat16, float32
+    IMAGES_SDXL_STEPS             denoising steps (30)
+    IMAGES_SDXL_GUIDANCE          classifier-free guidance scale (7.5)
+    IMAGES_SDXL_SCHEDULER         "" = the model's own, or one of ``SCHEDULERS``
+    IMAGES_SDXL_NEGATIVE_PROMPT   negative prompt ("")
+    IMAGES_SDXL_CPU_OFFLOAD       1 = move each sub-model to the GPU only while it runs
+    IMAGES_SDXL_VAE_TILING        1 = decode in tiles (less memory for big images)
+    IMAGES_SDXL_MAX_PIXELS        generation area cap (1024*1024, SDXL's training size)
+    ============================  ==================================================
+
+    The model is resolved by ``from_pretrained``: an existing folder is read as
+    is; anything else is a repo id looked up in the standard Hugging Face cache
+    (so ``HF_HOME`` and ``HF_HUB_OFFLINE=1`` are honoured). Without
+    ``HF_HUB_OFFLINE``, a repo missing from the cache is downloaded on first use
+    (about 7 GB): fetch weights beforehand and set ``HF_HUB_OFFLINE=1`` for
+    predictable runs.
+
+Generation
+    Images are generated at the requested size rounded to multiples of 8 and
+    scaled down to at most ``max_pixels`` (SDXL degrades far from its ~1 MP
+    training size), then resized to exactly ``width`` x ``height``. The noise
+    comes from a CPU ``torch.Generator`` seeded per call, so the same model,
+    settings and seed give the same picture on every call and process (and
+    closely matching pictures across devices).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from sparkle_motion_dagster.resources import model_support
+from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.model_support import model_digest, package_version, parse_bool
+
+ENV_PREFIX = "IMAGES_SDXL_"
+MODEL_ENV = "IMAGES_SDXL_MODEL"
+DEVICE_ENV = "IMAGES_SDXL_DEVICE"
+
+# Names accepted by ``scheduler`` -> (diffusers class name, extra config).
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "ddim": ("DDIMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+}
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+# Components a text-to-image SDXL folder must declare in model_index.json.
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+
+
+# Environment variable suffix -> (field, parser).
+_ENV_FIELDS: dict[str, tuple[str, Any]] = {
+    field.upper(): (field, parse)
+    for field, parse in {"device": str, "dtype": str, "steps": int, "guidance": float, "scheduler": str,
+                         "negative_prompt": str, "cpu_offload": parse_bool, "vae_tiling": parse_bool,
+                         "max_pixels": int}.items()
+}
+
+
+def _where(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()} (SdxlKeyframes.{field})"
+
+
+class SdxlKeyframes(KeyframeRenderer):
+    """Keyframes from an SDXL text-to-image model.
+
+    Plain configuration; the pipeline is loaded once per process on first use
+    (see the module docstring) and freed with :func:`release`.
+    """
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    steps: int = 30
+    guidance: float = 7.5
+    scheduler: str = ""
+    negative_prompt: str = ""
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    max_pixels: int = 1024 * 1024
+
+    @property
+    def backend(self) -> str:
+        return "sdxl"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SdxlKeyframes | None":
+        """The resource described by ``IMAGES_SDXL_*`` variables, or None when ``IMAGES_SDXL_MODEL`` is unset."""
+        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
+                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
+
+    def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
+        """The same model with a run's steps, guidance, scheduler or negative prompt."""
+        chosen = {k: v for k, v in settings.items()
+                  if k in ("steps", "guidance", "scheduler", "negative_prompt") and v is not None}
+        if not chosen:
+            return self
+        updated = type(self)(**{**self.model_dump(), **chosen})
+        updated.validate_settings()
+        return updated
+
+    # ------------------------------------------------------------------ checks
+
+    def validate_settings(self) -> None:
+        """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
+        model_support.check_device_setting(self.device, where=_where("device"))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{_where('dtype')} = {self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        if self.steps < 1:
+            raise ValueError(f"{_where('steps')} = {self.steps}: must be at least 1")
+        if self.guidance < 0:
+            raise ValueError(f"{_where('guidance')} = {self.guidance}: must not be negative")
+        if self.scheduler and self.scheduler not in SCHEDULERS:
+            raise ValueError(f"{_where('scheduler')} = {self.scheduler!r}: expected '' (the model's own) or one of "
+                             f"{', '.join(SCHEDULERS)}")
+        if self.max_pixels < 64 * 64:
+            raise ValueError(f"{_where('max_pixels')} = {self.max_pixels}: too small (at least 4096)")
+
+    def runtime(self) -> dict[str, Any]:
+        """Resolve the model source, device and dtype without loading weights; raise clear errors.
+
+        Imports torch (about 1.6 s) to see whether CUDA is available.
+        """
+        self.validate_settings()
+        model_support.require_packages("SDXL keyframe", "torch", "diffusers", "transformers",
+                                       *(("accelerate",) if self.cpu_offload else ()))
+        source = resolve_model_source(self.model)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        if self.cpu_offload and device == "cpu":
+            raise RuntimeError(f"{_where('cpu_offload')} is set but the device is cpu: CPU offload moves sub-models "
+                               f"onto a CUDA device while they run. Unset it or use {DEVICE_ENV}=cuda.")
+        return {"source": source, "device": device, "dtype": dtype}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the picture for the same prompt, seed and size."""
+        runtime = self.runtime()
+        return {
+            "backend": self.backend,
+            **self.model_dump(),
+            "resolved": {"device": runtime["device"], "dtype": runtime["dtype"],
+                         "model_files": model_digest(runtime["source"]), "diffusers": package_version("diffusers")},
+        }
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str = "") -> Image.Image:
+        """One keyframe of exactly ``width`` x ``height`` for ``prompt`` and ``seed`` (``label`` is unused)."""
+        runtime = self.runtime()
+        import torch
+
+        gen_width, gen_height = generation_size(width, height, self.max_pixels)
+        with _MODEL.lock:
+            pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], self.cpu_offload)
+            pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
+            if self.vae_tiling:
+                pipe.vae.enable_tiling()
+            else:
+                pipe.vae.disable_tiling()
+            generator = torch.Generator(device="cpu").manual_seed(int(seed))
+            result = pipe(
+                prompt=prompt,
+                negative_prompt=self.negative_prompt or None,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                width=gen_width,
+                height=gen_height,
+                generator=generator,
+            )
+        image = result.images[0].convert("RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        return image
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def generation_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The size SDXL generates for a ``width`` x ``height`` keyframe: same aspect, multiples of 8,
+    scaled down (never up) to at most about ``max_pixels``."""
+    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
+    return max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)
+
+
+def make_scheduler(name: str, base_config: Mapping[str, Any]):
+    """The scheduler called ``name`` (see ``SCHEDULERS``) built from the model's own scheduler config."""
+    import diffusers
+
+    if not name:
+        class_name, extra = base_config["_class_name"], {}
+    else:
+        class_name, extra = SCHEDULERS[name]
+    return getattr(diffusers, class_name).from_config(dict(base_config), **extra)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
+    return model_support.resolve_device(device, where=_where("device"))
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto`` -> float16 on CUDA (SDXL's VAE upcasts itself where fp16 would overflow), float32 on CPU."""
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "float16"
+    if dtype == "float16" and device == "cpu":
+        raise ValueError(f"{_where('dtype')} = float16 is not supported on cpu: use float32 (or bfloat16).")
+    return dtype
+
+
+def resolve_model_source(model: str) -> str:
+    """An existing folder (checked to be an SDXL text-to-image diffusers folder) as an absolute path,
+    else ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``IMAGES_SDXL_MODEL``."""
+    where = f"{MODEL_ENV} (SdxlKeyframes.model) = {model!r}"
+    path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
+    if path is None:
+        return model.strip()
+    index = model_support.diffusers_index(path, where=where, example="stabilityai/stable-diffusion-xl-base-1.0")
+    missing = model_support.missing_components(index, REQUIRED_COMPONENTS)
+    if missing:
+        raise ValueError(f"{where}: {index.get('_class_name', 'the pipeline')} in {str(path)!r} is not an SDXL "
+                         f"text-to-image pipeline (missing components: {', '.join(missing)}).")
+    model_support.check_component_folders(path, REQUIRED_COMPONENTS, where=where)
+    return str(path.resolve())
+
+
+# ---------------------------------------------------------------------- the per-process pipeline
+
+
+@dataclass
+class _Loaded:
+    pipe: Any
+    scheduler_config: dict[str, Any]
+
+
+_MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()
+
+
+def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[Any, dict[str, Any]]:
+    """The loaded pipeline for these settings and its original scheduler config (loaded at most once)."""
+
+    def load() -> _Loaded:
+        import torch
+        from diffusers import StableDiffusionXLPipeline
+
+        try:
+            pipe = StableDiffusionXLPipeline.from_pretrained(source, dtype=getattr(torch, dtype))
+        except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
+            raise RuntimeError(
+                f"{MODEL_ENV} (SdxlKeyframes.model) = {source!r}: could not load an SDXL pipeline: {error}. "
+                f"{model_support.HF_CACHE_HINT}"
+            ) from error
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return _Loaded(pipe, dict(pipe.scheduler.config))
+
+    loaded = _MODEL.get((source, device, dtype, cpu_offload), load)
+    return loaded.pipe, loaded.scheduler_config
+
+
+# ``loaded_key()``: ``(source, device, dtype, cpu_offload)`` of the pipeline held by this process, if any.
+loaded_key = _MODEL.key
+# ``release()``: free the process's SDXL pipeline (and the CUDA cache). Safe to call at any time.
+release = _MODEL.release
+__getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline and scheduler config

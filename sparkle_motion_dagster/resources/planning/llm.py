@@ -1,0 +1,640 @@
+"""A planner that asks a language model for the MoviePlan (the script agent).
+
+``LlmPlanner`` speaks the OpenAI-compatible chat-completions protocol
+(``POST {base_url}/chat/completions``) served by vLLM, Ollama, the llama.cpp
+server, LM Studio and hosted APIs. It uses only the standard library.
+
+One ``plan()`` call:
+
+1. sends a system prompt holding the MoviePlan JSON Schema and the rules the
+   schema cannot say (N+1 base images, shot *i* from base image *i* to *i+1*,
+   one dialogue clock within the runtime, a required
+   ``render_profile.video.model_id`` defaulting to ``animatic``, ids safe as
+   path components), and the request (title, prompt, seed);
+2. asks for ``response_format={"type": "json_object"}`` (and passes ``seed``);
+   when the server answers 400/422 it is asked again without the optional
+   fields its error names (all of them when it names none), and the rest of
+   the call goes without;
+3. takes the JSON out of the reply (bare, inside a ```` ```json ```` fence, after
+   prose or a ``<think>`` block) and checks it with :func:`validate_plan`;
+4. sends every problem back (field path and reason, or the JSON error) and asks
+   for the whole corrected plan, at most ``max_repairs`` times;
+5. returns the seed's plan artifact envelope (``request``, ``validated_plan``
+   normalized with explicit silences, ``generated_at``, ``metadata``,
+   ``schema_uri``); ``metadata`` has ``tool="script_agent"``, the model, the
+   attempts and the repair history; ``validated_plan.metadata`` has
+   ``planner="llm"`` and the model.
+
+HTTP: each request has a socket timeout of ``timeout_s``; connection errors,
+timeouts, 408, 425, 429 and 5xx are retried ``max_retries`` times with
+exponential backoff (``backoff_s``, doubled each time, at most 30 s; a
+``Retry-After`` header is honoured up to 60 s). Other 4xx fail at once: 401/403
+name ``SCRIPT_AGENT_API_KEY``, 404 names the base URL and the model.
+
+Errors: :class:`LlmPlannerError` (a ``RuntimeError``) for the server and the
+protocol; :class:`LlmPlanInvalidError` (also a ``PlanValidationError``, with
+``.issues``) when the model never produced a valid plan.
+
+``LlmPlanner.from_env()`` reads (None when ``SCRIPT_AGENT_MODEL`` is unset):
+
+=========================  ==========================================================
+SCRIPT_AGENT_MODEL         the model name as the server knows it (``llama3.1:8b``)
+SCRIPT_AGENT_BASE_URL      the API root, ending in ``/v1`` (default Ollama on
+                           http://127.0.0.1:11434/v1; OpenAI is https://api.openai.com/v1)
+SCRIPT_AGENT_API_KEY       sent as ``Authorization: Bearer``; optional for local servers
+SCRIPT_AGENT_TIMEOUT_S     seconds per HTTP request (300)
+SCRIPT_AGENT_MAX_RETRIES   retries of a transient HTTP failure (3)
+SCRIPT_AGENT_MAX_REPAIRS   repair rounds after an invalid plan (2)
+SCRIPT_AGENT_TEMPERATURE   sampling temperature (0.4)
+SCRIPT_AGENT_MAX_TOKENS    max_tokens of a reply (0 = the server's default)
+SCRIPT_AGENT_JSON_MODE     1/0: ask for response_format json_object (1)
+=========================  ==========================================================
+
+The API key is kept as a ``dg.EnvVar`` reference when it comes from the
+environment, so the Dagster UI shows the variable's name, never the key.
+
+The system prompt with the schema is about 2,000 tokens and a plan about as
+much again: give local servers a context of at least 8,192 tokens (Ollama:
+``OLLAMA_CONTEXT_LENGTH=8192``), or the start of the prompt is cut off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
+from sparkle_motion_dagster.film.plan import PlanIssue, PlanValidationError, plan_json_schema, validate_plan
+from sparkle_motion_dagster.resources.planning.template import plan_envelope
+from sparkle_motion_dagster.resources.model_support import parse_bool
+from sparkle_motion_dagster.resources.planning import Planner
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "SCRIPT_AGENT_"
+MODEL_ENV = "SCRIPT_AGENT_MODEL"
+BASE_URL_ENV = "SCRIPT_AGENT_BASE_URL"
+API_KEY_ENV = "SCRIPT_AGENT_API_KEY"
+DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
+TOOL = "script_agent"
+DEFAULT_VIDEO_MODEL = "animatic"
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 60.0
+# Request fields a server may not know; dropped (once) when it answers 400/422.
+OPTIONAL_FIELDS = ("response_format", "seed")
+
+
+_ENV_FIELDS: dict[str, tuple[str, Any]] = {
+    "BASE_URL": ("base_url", str),
+    "TIMEOUT_S": ("timeout_s", float),
+    "MAX_RETRIES": ("max_retries", int),
+    "MAX_REPAIRS": ("max_repairs", int),
+    "TEMPERATURE": ("temperature", float),
+    "MAX_TOKENS": ("max_tokens", int),
+    "JSON_MODE": ("json_mode", parse_bool),
+}
+
+
+def _env(name: str) -> str | None:
+    """The environment variable behind a field."""
+    return next((ENV_PREFIX + suffix for suffix, (f, _) in _ENV_FIELDS.items() if f == name),
+                {"model": MODEL_ENV, "api_key": API_KEY_ENV}.get(name))
+
+
+def _where(name: str) -> str:
+    env = _env(name)
+    return f"{env} (LlmPlanner.{name})" if env else f"LlmPlanner.{name}"
+
+
+class LlmPlannerError(RuntimeError):
+    """The model server could not be used: unreachable, refused the request, or answered nonsense."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class LlmPlanInvalidError(PlanValidationError, LlmPlannerError):
+    """The model never produced a valid MoviePlan; ``issues`` are the last attempt's problems."""
+
+    def __init__(self, message: str, issues: list[PlanIssue], history: list[dict[str, Any]]):
+        self.issues = issues
+        self.history = history
+        self.status = None
+        ValueError.__init__(self, message)
+
+
+# --------------------------------------------------------------------------- prompt
+
+# The shape of a plan, shown to the model (tests check that it validates).
+EXAMPLE_PLAN: dict[str, Any] = {
+    "title": "Example",
+    "characters": [
+        {"id": "ava", "name": "Ava", "description": "A street photographer",
+         "voice_profile": {"style": "calm", "language": "en-US", "gender": "female"}},
+    ],
+    "base_images": [
+        {"id": "frame_000", "prompt": "Wide shot of a neon rooftop at night, rain", "metadata": {"seed": 101}},
+        {"id": "frame_001", "prompt": "Ava at the railing, city lights behind her", "metadata": {"seed": 102}},
+        {"id": "frame_002", "prompt": "Closeup of Ava smiling at sunrise", "metadata": {"seed": 103}},
+    ],
+    "shots": [
+        {"id": "shot_001", "duration_sec": 5.0, "setting": "Neon rooftop", "visual_description": "Establishing view",
+         "start_base_image_id": "frame_000", "end_base_image_id": "frame_001",
+         "motion_prompt": "Slow push-in", "is_talking_closeup": False},
+        {"id": "shot_002", "duration_sec": 6.0, "setting": "Neon rooftop", "visual_description": "Ava speaks",
+         "start_base_image_id": "frame_001", "end_base_image_id": "frame_002",
+         "motion_prompt": "Gentle dolly in", "is_talking_closeup": True},
+    ],
+    "dialogue_timeline": [
+        {"type": "silence", "start_time_sec": 0.0, "duration_sec": 5.5},
+        {"type": "dialogue", "character_id": "ava", "text": "The night is finally over.",
+         "start_time_sec": 5.5, "duration_sec": 2.22},
+        {"type": "silence", "start_time_sec": 7.72, "duration_sec": 3.28},
+    ],
+    "render_profile": {"video": {"model_id": "animatic", "max_fps": 24}},
+    "metadata": {},
+}
+
+_SCHEMA_MAPPINGS = ("properties", "$defs", "patternProperties", "definitions")
+
+
+def _compact_schema(node: Any, *, names: bool = False) -> Any:
+    """The schema without pydantic's per-node "title" annotations (tokens the model does not need)."""
+    if isinstance(node, list):
+        return [_compact_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if names:  # a mapping of names to schemas: keep every key
+        return {key: _compact_schema(value) for key, value in node.items()}
+    return {key: _compact_schema(value, names=key in _SCHEMA_MAPPINGS)
+            for key, value in node.items() if not (key == "title" and isinstance(value, str))}
+
+
+def system_prompt(default_video_model: str = DEFAULT_VIDEO_MODEL) -> str:
+    schema = json.dumps(_compact_schema(plan_json_schema()), separators=(",", ":"))
+    example = json.dumps(EXAMPLE_PLAN, separators=(",", ":"))
+    six_words = estimate_speech_seconds("one two three four five six")
+    return f"""You are the script agent of Sparkle Motion. You turn a story prompt into a MoviePlan for a short film.
+Reply with one JSON object that matches the MoviePlan JSON Schema below. Output JSON only: no prose, no markdown.
+
+Rules the schema cannot express (a plan that breaks one is rejected):
+1. title: exactly the requested title.
+2. shots: N shots (usually 3 to 6), each duration_sec between 3 and 10 seconds. The film's runtime is the sum of all shots' duration_sec.
+3. base_images: exactly N+1 keyframes, one more than the shots. Shot i (counting from 0) runs from base image i to base image i+1: shots[i].start_base_image_id == base_images[i].id and shots[i].end_base_image_id == base_images[i+1].id, so consecutive shots share a keyframe. Each base image prompt describes that single frame for an image model (subject, framing, lighting); metadata.seed is an optional integer.
+4. characters: every speaker, with a voice_profile (style such as "calm", language as a BCP 47 tag such as "en-US", gender "female", "male" or "neutral").
+5. dialogue_timeline: one clock for the whole film, in seconds from the start of the first shot. Each entry is {{"type":"dialogue","character_id","text","start_time_sec","duration_sec"}} with the id of a declared character, or {{"type":"silence","start_time_sec","duration_sec"}}. Entries must not overlap, and every entry must end (start_time_sec + duration_sec) by the runtime. A line lasts about words / 2.6 + 0.3 seconds (at least 0.8; a six-word line lasts {six_words} s). Gaps may be left out: they become silence.
+6. render_profile.video.model_id is required. Use "{default_video_model}" unless the request asks for a particular video model (for example "wan-2.1"). max_fps is 24 unless asked otherwise.
+7. Every id (characters, base_images, shots) becomes a file name: 1 to 128 letters, digits, "_", "-" or "." with no "..". Use ids like "ava", "frame_000", "shot_001". Ids are unique within their list.
+8. No fields beyond the schema's, except inside metadata, voice_profile and render_profile.
+
+MoviePlan JSON Schema:
+{schema}
+
+Example of the shape (a different story; write your own):
+{example}"""
+
+
+def user_prompt(*, title: str, prompt: str, seed: int) -> str:
+    return (f"Title: {title}\nStory prompt: {prompt}\nSeed: {seed}\n\n"
+            "Write the MoviePlan for this film as one JSON object.")
+
+
+def repair_prompt(problem: str, issues: list[PlanIssue], *, truncated: bool) -> str:
+    if problem == "invalid_plan":
+        lines = "\n".join(f"- {issue.path or '(plan)'}: {issue.reason}" for issue in issues)
+        return ("Your MoviePlan does not validate. Fix every problem below (field path: reason) and reply with "
+                "the complete corrected MoviePlan as one JSON object, nothing else:\n" + lines)
+    reason = issues[0].reason if issues else "no JSON object found"
+    text = f"Your reply could not be used: {reason}."
+    if truncated:
+        text += " It was cut off by the length limit: write a shorter plan (fewer shots, shorter descriptions)."
+    return text + " Reply with the complete MoviePlan as one JSON object and nothing else."
+
+
+# --------------------------------------------------------------------------- JSON extraction
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|jsonc)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
+
+
+class ReplyFormatError(ValueError):
+    """A reply holding no JSON object."""
+
+
+def strip_reasoning(text: str) -> str:
+    """The reply without ``<think>...</think>`` blocks (and an unclosed one's opening)."""
+    text = _THINK.sub("", text)
+    if "</think>" in text:  # servers that drop the opening tag
+        text = text.split("</think>", 1)[1]
+    return text.strip()
+
+
+def extract_json(text: str) -> dict[str, Any]:
+    """The JSON object in a model's reply: bare, in a ``` fence, or after prose; raise ReplyFormatError."""
+    text = strip_reasoning(text or "")
+    if not text:
+        raise ReplyFormatError("the reply is empty")
+    candidates = [match.group(1).strip() for match in _FENCE.finditer(text)]
+    candidates.append(text)
+    unterminated = re.match(r"```[ \t]*(?:json|JSON|jsonc)?[ \t]*\r?\n(.*)\Z", text, re.DOTALL)
+    if unterminated:  # an opening fence that never closes (a cut-off reply)
+        candidates.append(unterminated.group(1))
+    decoder = json.JSONDecoder()
+    first_error: str | None = None
+    for candidate in candidates:
+        start = candidate.find("{")
+        if start < 0:
+            continue
+        try:
+            value, _ = decoder.raw_decode(candidate, start)
+        except json.JSONDecodeError as exc:
+            first_error = first_error or f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            continue
+        if isinstance(value, dict):
+            return _unwrap(value)
+    raise ReplyFormatError(first_error or "the reply holds no JSON object")
+
+
+def _unwrap(value: dict[str, Any]) -> dict[str, Any]:
+    """A plan the model wrapped in an envelope or a single key (``{"plan": {...}}``)."""
+    if isinstance(value.get("validated_plan"), dict):
+        return value["validated_plan"]
+    if len(value) == 1:
+        (inner,) = value.values()
+        if isinstance(inner, dict) and "shots" in inner:
+            return inner
+    return value
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _error_message(body: bytes) -> str:
+    """The server's own words from an error body (OpenAI, vLLM, Ollama, llama.cpp, FastAPI shapes)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:500] or "(empty body)"
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:500]
+        for value in (error, data.get("message"), data.get("detail")):
+            if value:
+                return (value if isinstance(value, str) else json.dumps(value))[:500]
+    return text[:500]
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        netloc += f":{parts.port}" if parts.port else ""
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _retry_after(error: urllib.error.HTTPError) -> float | None:
+    raw = error.headers.get("Retry-After") if error.headers else None
+    try:
+        return max(0.0, min(float(raw), MAX_RETRY_AFTER_S)) if raw else None
+    except ValueError:
+        return None
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _CallState:
+    """What one plan() call learns as it goes; kept off the resource, which is plain configuration."""
+
+    dropped: dict[str, str] = field(default_factory=dict)  # optional field -> the server's refusal
+    requests: int = 0
+    http_retries: int = 0
+    retry_log: list[str] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    served_model: str | None = None
+
+
+# --------------------------------------------------------------------------- the resource
+
+
+class LlmPlanner(Planner):
+    """The script agent: a MoviePlan from a chat-completions language model, validated and repaired.
+
+    Plain configuration (no client is held); see the module docstring for the
+    protocol, retries, errors and environment variables.
+    """
+
+    model: str
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = ""
+    timeout_s: float = 300.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    max_repairs: int = 2
+    temperature: float = 0.4
+    max_tokens: int = 0
+    json_mode: bool = True
+    default_video_model: str = DEFAULT_VIDEO_MODEL
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LlmPlanner | None":
+        """The planner described by ``SCRIPT_AGENT_*`` variables, or None when ``SCRIPT_AGENT_MODEL`` is unset."""
+        env = os.environ if environ is None else environ
+        model = env.get(MODEL_ENV, "").strip()
+        if not model:
+            return None
+        kwargs: dict[str, Any] = {"model": model}
+        for suffix, (name, parse) in _ENV_FIELDS.items():
+            var = ENV_PREFIX + suffix
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                kwargs[name] = parse(raw)
+            except ValueError as error:
+                message = str(error) if parse is parse_bool else f"expected {'an integer' if parse is int else 'a number'}"
+                raise ValueError(f"{var}={raw!r}: {message}") from None
+        if env.get(API_KEY_ENV, "").strip():
+            # From the process environment, keep a reference so the key is never shown as config.
+            kwargs["api_key"] = dg.EnvVar(API_KEY_ENV) if environ is None else env[API_KEY_ENV].strip()
+        resource = cls(**kwargs)
+        resource.validate_settings()
+        return resource
+
+    def validate_settings(self) -> None:
+        """Check the plain settings (no network); raise ValueError naming the variable or field."""
+        if not self.model.strip():
+            raise ValueError(f"{_where('model')}: must name the model, e.g. llama3.1:8b or gpt-4o-mini")
+        parts = urllib.parse.urlsplit(self.base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{_where('base_url')} = {self.base_url!r}: expected an http(s) URL such as "
+                             f"{DEFAULT_BASE_URL} (Ollama) or https://api.openai.com/v1")
+        if not self.timeout_s > 0:
+            raise ValueError(f"{_where('timeout_s')} = {self.timeout_s}: must be more than 0 seconds")
+        if self.max_retries < 0:
+            raise ValueError(f"{_where('max_retries')} = {self.max_retries}: must not be negative")
+        if self.backoff_s < 0:
+            raise ValueError(f"{_where('backoff_s')} = {self.backoff_s}: must not be negative")
+        if self.max_repairs < 0:
+            raise ValueError(f"{_where('max_repairs')} = {self.max_repairs}: must not be negative")
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"{_where('temperature')} = {self.temperature}: must be between 0 and 2")
+        if self.max_tokens < 0:
+            raise ValueError(f"{_where('max_tokens')} = {self.max_tokens}: must not be negative (0 = server default)")
+        if not self.default_video_model.strip():
+            raise ValueError(f"{_where('default_video_model')}: must not be empty")
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, *, prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
+        if not str(prompt).strip():
+            raise ValueError("prompt: must not be empty")
+        if not str(title).strip():
+            raise ValueError("title: must not be empty")
+        self.validate_settings()
+        title, prompt = title.strip(), prompt.strip()
+        started = time.monotonic()
+        state = _CallState()
+        base_messages = [
+            {"role": "system", "content": system_prompt(self.default_video_model)},
+            {"role": "user", "content": user_prompt(title=title, prompt=prompt, seed=seed)},
+        ]
+        messages = list(base_messages)
+        history: list[dict[str, Any]] = []
+        attempts = self.max_repairs + 1
+        for attempt in range(1, attempts + 1):
+            content, finish_reason = self._complete(messages, seed=seed, state=state)
+            reply = strip_reasoning(content or "")
+            try:
+                candidate = extract_json(content or "")
+                candidate["title"] = title  # the request's title, whatever the model wrote
+                plan = validate_plan(candidate)
+            except ReplyFormatError as exc:
+                problem, issues = "invalid_json", [PlanIssue("", str(exc))]
+            except PlanValidationError as exc:
+                problem, issues = "invalid_plan", list(exc.issues)
+            else:
+                return self._envelope(plan.model_dump(mode="json"), title=title, prompt=prompt, seed=seed,
+                                      attempts=attempt, history=history, state=state,
+                                      elapsed=time.monotonic() - started)
+            entry: dict[str, Any] = {"attempt": attempt, "problem": problem, "finish_reason": finish_reason,
+                                     "issues": [{"path": i.path, "reason": i.reason} for i in issues]}
+            if problem == "invalid_json":
+                entry["reply_excerpt"] = reply[:300]
+            history.append(entry)
+            log.info("script agent attempt %d/%d: %s (%d problem(s))", attempt, attempts, problem, len(issues))
+            if attempt == attempts:
+                raise self._gave_up(issues, history, truncated=finish_reason == "length")
+            # Only the latest reply goes back: it is the whole plan to fix, and keeps the context short.
+            messages = base_messages + [
+                {"role": "assistant", "content": reply or "(empty reply)"},
+                {"role": "user", "content": repair_prompt(problem, issues, truncated=finish_reason == "length")},
+            ]
+        raise AssertionError("unreachable")
+
+    def _gave_up(self, issues: list[PlanIssue], history: list[dict[str, Any]], *, truncated: bool) -> LlmPlanInvalidError:
+        attempts = len(history)
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        message = (f"{MODEL_ENV} {self.model!r} did not produce a valid MoviePlan in {attempts} attempt"
+                   f"{'s' * (attempts != 1)} (the first and {_env('max_repairs')}={self.max_repairs} repairs); "
+                   f"the last reply's problems:\n{lines}")
+        if truncated:
+            message += (f"\n  The last reply was cut off by the length limit: raise {_env('max_tokens')} "
+                        "or the server's context size.")
+        return LlmPlanInvalidError(message, issues, history)
+
+    def _envelope(self, plan: dict[str, Any], *, title: str, prompt: str, seed: int, attempts: int,
+                  history: list[dict[str, Any]], state: _CallState, elapsed: float) -> dict[str, Any]:
+        metadata = plan.get("metadata") if isinstance(plan.get("metadata"), dict) else {}
+        plan["metadata"] = {**metadata, "source": f"{TOOL}.generate_plan", "planner": "llm",
+                            "model": self.model, "seed": seed}
+        envelope = plan_envelope(plan, title=title, prompt=prompt, seed=seed, tool=TOOL)
+        json_mode = self.json_mode and "response_format" not in state.dropped
+        envelope["metadata"].update({
+            "planner": "llm",
+            "model": self.model,
+            "served_model": state.served_model or self.model,
+            "base_url": _redact(self.base_url.strip()),
+            "attempts": attempts,
+            "max_repairs": self.max_repairs,
+            "repairs": attempts - 1,
+            "repair_history": history,
+            "json_mode": json_mode,
+            "dropped_request_fields": dict(state.dropped),
+            "http_requests": state.requests,
+            "http_retries": state.http_retries,
+            "http_retry_log": state.retry_log,
+            "usage": dict(state.usage),
+            "temperature": self.temperature,
+            "elapsed_s": round(elapsed, 3),
+            "prompt_sha256": hashlib.sha256(system_prompt(self.default_video_model).encode()).hexdigest()[:16],
+        })
+        return envelope
+
+    # ------------------------------------------------------------------ chat completions
+
+    def _endpoint(self) -> str:
+        base = self.base_url.strip().rstrip("/")
+        return base if base.endswith("/chat/completions") else base + "/chat/completions"
+
+    def _api_key(self) -> str:
+        key = self.api_key
+        if isinstance(key, dg.EnvVar):  # used outside a Dagster run: resolve the reference now
+            key = key.get_value() or ""
+        return str(key).strip()
+
+    def _complete(self, messages: list[dict[str, str]], *, seed: int, state: _CallState) -> tuple[str | None, str | None]:
+        """One chat completion: (content, finish_reason). Drops optional fields a server refuses."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                                "stream": False}
+        if self.max_tokens:
+            body["max_tokens"] = self.max_tokens
+        optional: dict[str, Any] = {"seed": int(seed)}
+        if self.json_mode:
+            optional["response_format"] = {"type": "json_object"}
+        while True:
+            extras = {k: v for k, v in optional.items() if k not in state.dropped}
+            try:
+                data = self._post({**body, **extras}, state)
+                break
+            except _HttpStatus as exc:
+                if exc.status in (400, 422) and extras:
+                    named = [k for k in extras if k in exc.message.lower()]
+                    for key in named or list(extras):
+                        state.dropped[key] = f"HTTP {exc.status}: {exc.message}"
+                    log.warning("the model server refused %s (%s); asking without", ", ".join(named or extras), exc)
+                    continue
+                raise self._status_error(exc, dropped=state.dropped) from None
+        return self._parse_completion(data, state)
+
+    def _parse_completion(self, data: Any, state: _CallState) -> tuple[str | None, str | None]:
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            content = message.get("content")
+            finish_reason = choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise LlmPlannerError(
+                f"{_redact(self._endpoint())} did not answer with a chat completion (no choices[0].message); "
+                f"check {BASE_URL_ENV}: {json.dumps(data)[:300]}") from None
+        if isinstance(content, list):  # content parts
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if isinstance(data.get("model"), str):
+            state.served_model = data["model"]
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                if isinstance(usage.get(key), int):
+                    state.usage[key] = state.usage.get(key, 0) + usage[key]
+        return content if isinstance(content, str) else None, finish_reason
+
+    def _status_error(self, exc: _HttpStatus, *, dropped: dict[str, str]) -> LlmPlannerError:
+        url = _redact(self._endpoint())
+        if exc.status == 401:
+            hint = (f"{API_KEY_ENV} is set but the server rejected it" if self._api_key()
+                    else f"the server wants an API key: set {API_KEY_ENV}")
+            text = f"{url} answered 401 Unauthorized ({exc.message}): {hint}"
+        elif exc.status == 403:
+            text = (f"{url} answered 403 Forbidden ({exc.message}): check that {API_KEY_ENV} may use "
+                    f"{MODEL_ENV}={self.model!r}")
+        elif exc.status == 404:
+            text = (f"{url} answered 404 Not Found ({exc.message}): check {BASE_URL_ENV} (the API root, usually "
+                    f"ending in /v1) and that {MODEL_ENV}={self.model!r} is served there")
+        else:
+            text = f"{url} refused the request with HTTP {exc.status}: {exc.message}"
+        if dropped:
+            text += f" (already asked again without {', '.join(dropped)})"
+        return LlmPlannerError(text, status=exc.status)
+
+    def _post(self, body: dict[str, Any], state: _CallState) -> Any:
+        """POST JSON with retries of transient failures; raise _HttpStatus for other HTTP errors."""
+        url = self._endpoint()
+        payload = json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": "sparkle-motion-script-agent"}
+        if key := self._api_key():
+            headers["Authorization"] = f"Bearer {key}"
+        # A proxy from the environment must not swallow a server on this machine.
+        opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if _is_loopback(url) else []))
+        delay = self.backoff_s
+        for attempt in range(self.max_retries + 1):
+            state.requests += 1
+            wait: float | None = None
+            hint = ""
+            try:
+                request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
+                with opener.open(request, timeout=self.timeout_s) as response:
+                    raw = response.read()
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise LlmPlannerError(
+                        f"{_redact(url)} answered {response.status} with a body that is not JSON "
+                        f"({raw[:200].decode('utf-8', 'replace')!r}); check {BASE_URL_ENV}") from None
+            except urllib.error.HTTPError as exc:
+                try:
+                    message = _error_message(exc.read())
+                except (OSError, http.client.HTTPException):
+                    message = exc.reason or ""
+                if exc.code not in TRANSIENT_STATUS:
+                    raise _HttpStatus(exc.code, message) from None
+                problem, wait = f"HTTP {exc.code}: {message}", _retry_after(exc)
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, str) and "unknown url type" in exc.reason:
+                    raise LlmPlannerError(f"{_where('base_url')}: {exc.reason}") from None
+                problem = f"cannot reach the server: {exc.reason}"
+                hint = f" Is the server running at {BASE_URL_ENV}={_redact(self.base_url.strip())!r}?"
+            except (TimeoutError, socket.timeout):
+                problem = f"no answer within {self.timeout_s:g} s"
+                hint = f" A slow model or a cold start needs a larger {_env('timeout_s')}."
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                problem = f"connection failed: {type(exc).__name__}: {exc}"
+                hint = f" Is the server running at {BASE_URL_ENV}={_redact(self.base_url.strip())!r}?"
+            if attempt == self.max_retries:
+                raise LlmPlannerError(
+                    f"{_redact(url)} failed {attempt + 1} time{'s' * (attempt > 0)} ({_env('max_retries')}="
+                    f"{self.max_retries} retries); last: {problem}.{hint}")
+            pause = max(delay, wait) if wait is not None else delay
+            state.http_retries += 1
+            state.retry_log.append(problem[:200])
+            log.warning("script agent request failed (%s); retry %d/%d in %.2f s",
+                        problem, attempt + 1, self.max_retries, pause)
+            time.sleep(pause)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        raise AssertionError("unreachable")

@@ -1,0 +1,101 @@
+"""The embedded planner: a deterministic template, not a language model.
+
+It turns a prompt and title into a valid MoviePlan (two characters, three shots,
+N+1 keyframe prompts with seeds, dialogue timed by a words-per-second estimate,
+silences between) so the whole pipeline runs with no model at all. An LLM
+planner is another implementation of the same planner resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
+from sparkle_motion_dagster.film.plan import validate_plan
+
+NAMES = ["Ava", "Miko", "Jun", "Rosa", "Theo", "Lena", "Omar", "Iris", "Kai", "Noor", "Sam", "Yara"]
+SHOT_TEMPLATES = [
+    ("Establishing view", "Wide establishing view that sets the scene", "Slow push-in from a high angle", 6.0, False),
+    ("Two-shot", "{a} and {b} face each other as the moment turns", "Gentle handheld drift toward the pair", 7.0, True),
+    ("Closeup", "Closeup as {b} answers", "Slow dolly in on the speaker", 6.0, True),
+]
+KEYFRAME_TEMPLATES = [
+    "{prompt}, establishing wide shot, cinematic lighting",
+    "{a} and {b} in frame, {prompt}, medium shot",
+    "Closeup of {b}, {prompt}, shallow depth of field",
+    "Final frame, {prompt}, lingering wide shot",
+]
+LINES = [
+    ("a", "{b}, there is something I have to tell you."),
+    ("b", "Then tell me. I am listening."),
+    ("a", "I was afraid this would change everything between us."),
+    ("b", "It changes nothing that matters."),
+]
+
+
+def _seed_from(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()[:4], "little")
+
+
+def template_plan(prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
+    """A MoviePlan (as JSON data) for the prompt; the same inputs give the same plan."""
+    if not prompt.strip():
+        raise ValueError("prompt: must not be empty")
+    if not title.strip():
+        raise ValueError("title: must not be empty")
+    base = _seed_from(prompt, title, seed)
+    first = base % len(NAMES)
+    second = (first + 1 + (base >> 8) % (len(NAMES) - 1)) % len(NAMES)
+    names = {"a": NAMES[first], "b": NAMES[second]}
+    characters = [
+        {"id": names[k].lower(), "name": names[k], "description": f"{names[k]}, at the heart of: {prompt}",
+         "voice_profile": {"style": style, "language": "en-US", "gender": gender}}
+        for k, style, gender in (("a", "confessional", "female"), ("b", "calm", "male"))
+    ]
+    fill = {"prompt": prompt.strip().rstrip("."), **names}
+    base_images = [
+        {"id": f"frame_{i:03d}", "prompt": t.format(**fill), "metadata": {"seed": (base + i) % 2**31}}
+        for i, t in enumerate(KEYFRAME_TEMPLATES)
+    ]
+    shots = [
+        {"id": f"shot_{i + 1:03d}", "duration_sec": duration, "setting": f"{setting}: {fill['prompt']}",
+         "visual_description": visual.format(**fill), "start_base_image_id": f"frame_{i:03d}",
+         "end_base_image_id": f"frame_{i + 1:03d}", "motion_prompt": motion, "is_talking_closeup": talking}
+        for i, (setting, visual, motion, duration, talking) in enumerate(SHOT_TEMPLATES)
+    ]
+    timeline = []
+    clock = SHOT_TEMPLATES[0][3] + 0.5  # the establishing shot plays without dialogue
+    for speaker, text in LINES:
+        line = text.format(**fill)
+        duration = estimate_speech_seconds(line)
+        timeline.append({"type": "dialogue", "character_id": names[speaker].lower(), "text": line,
+                         "start_time_sec": round(clock, 2), "duration_sec": duration})
+        clock += duration + 0.4
+    # The last shot stretches so the final line ends a beat before the cut.
+    others = sum(shot["duration_sec"] for shot in shots[:-1])
+    shots[-1]["duration_sec"] = round(max(shots[-1]["duration_sec"], clock + 0.8 - others), 2)
+    plan = {
+        "title": title.strip(),
+        "characters": characters,
+        "base_images": base_images,
+        "shots": shots,
+        "dialogue_timeline": timeline,
+        "render_profile": {"video": {"model_id": "animatic", "max_fps": 24}},
+        "metadata": {"source": "template_planner", "planner": "template",
+                     "note": "deterministic template planner, not a language model", "seed": seed},
+    }
+    return validate_plan(plan).model_dump(mode="json")
+
+
+def plan_envelope(plan: dict[str, Any], *, title: str, prompt: str, seed: int, tool: str) -> dict[str, Any]:
+    """The script agent's plan artifact shape: request, validated_plan and provenance."""
+    request_id = hashlib.sha256(f"{tool}\x00{title}\x00{prompt}\x00{seed}".encode()).hexdigest()[:32]
+    return {
+        "request": {"title": title, "prompt": prompt, "seed": seed},
+        "validated_plan": plan,
+        "generated_at": datetime.now(timezone.utc).isoformat(),
+        "metadata": {"tool": tool, "request_id": request_id, "shot_count": len(plan["shots"])},
+        "schema_uri": "sparkle-motion://schemas/MoviePlan.schema.json",
+    }

@@ -1,0 +1,34 @@
+"""Per-run render overrides: the seeds a person chose when regenerating a shot.
+
+``runs/<run_id>/overrides/overrides.json`` maps base image ids and shot ids to
+their seed. The rendering stages fold these into each item's fingerprint, so
+changing one shot's seed re-renders that shot and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
+
+
+def read_overrides(store: ArtifactStore, run_id: str) -> dict:
+    path = store.path(run_id, "overrides", "overrides.json")
+    if not path.exists():
+        return {"base_images": {}, "shots": {}}
+    data = json.loads(path.read_text())
+    return {"base_images": data.get("base_images", {}), "shots": data.get("shots", {})}
+
+
+def set_seed(store: ArtifactStore, run_id: str, kind: str, item_id: str, seed: int) -> dict:
+    if kind not in ("base_images", "shots"):
+        raise ValueError(f"kind must be base_images or shots, got {kind!r}")
+    data = read_overrides(store, run_id)
+    data[kind][item_id] = {"seed": int(seed)}
+    atomic_write_json(store.path(run_id, "overrides", "overrides.json"), data)
+    return data
+
+
+def seed_override(overrides: dict, kind: str, item_id: str) -> int | None:
+    entry = overrides.get(kind, {}).get(item_id)
+    return int(entry["seed"]) if entry and "seed" in entry else None

@@ -1,0 +1,154 @@
+"""Where a film run's files live, and how they are written.
+
+Every artifact path goes through :class:`ArtifactStore`: ids are checked before
+they become path components, paths are confirmed to stay under the root, and
+files are published atomically (written to a temporary name in the same
+folder, then renamed), so a crash never leaves a half-written file under a
+final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sparkle_motion_dagster.film.plan import id_problem
+
+RUN_ID_PATTERN = re.compile(r"^run_[0-9a-f]{8,32}$")
+TEMP_MARKER = ".partial-"
+
+
+class UnsafeIdError(ValueError):
+    """An id that would not be a safe single path component under the artifact root."""
+
+
+class UnknownRunError(LookupError):
+    """A run_id with nothing submitted under the artifact root."""
+
+
+def new_run_id() -> str:
+    return f"run_{secrets.token_hex(4)}"
+
+
+def check_id(value: str, *, field: str) -> str:
+    if not isinstance(value, str):
+        raise UnsafeIdError(f"{field}: must be a string")
+    problem = id_problem(value)
+    if problem:
+        raise UnsafeIdError(f"{field}: {value!r} {problem}")
+    return value
+
+
+def check_run_id(run_id: str) -> str:
+    check_id(run_id, field="run_id")
+    if not RUN_ID_PATTERN.match(run_id):
+        raise UnsafeIdError(f"run_id: {run_id!r} must look like run_<8-32 hex digits>, e.g. run_9c29599b")
+    return run_id
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(final_path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final_path``; rename it into place on success.
+
+    The temporary name keeps the extension so tools that infer a format from it
+    (ffmpeg, PIL) still work. On error the temporary file is removed and the
+    previous file under the final name, if any, is untouched.
+    """
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = final_path.with_name(f"{final_path.stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}{final_path.suffix}")
+    try:
+        yield temp
+        if not temp.exists():
+            raise FileNotFoundError(f"nothing was written to {temp}")
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, final_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_output(path) as temp:
+        temp.write_bytes(data)
+    return path
+
+
+def atomic_write_json(path: Path, payload: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+class ArtifactStore:
+    """The artifact root on local disk: ``<root>/runs/<run_id>/<stage>/<file>``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self._inside(self.root / "runs" / check_run_id(run_id))
+
+    def stage_dir(self, run_id: str, stage: str) -> Path:
+        return self._inside(self.run_dir(run_id) / check_id(stage, field="stage"))
+
+    def path(self, run_id: str, stage: str, *names: str) -> Path:
+        path = self.stage_dir(run_id, stage)
+        for name in names:
+            path = path / check_id(name, field="file name")
+        return self._inside(path)
+
+    def _inside(self, path: Path) -> Path:
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise UnsafeIdError(f"path {path} leaves the artifact root {self.root}")
+        return resolved
+
+    def run_ids(self) -> list[str]:
+        runs = self.root / "runs"
+        if not runs.is_dir():
+            return []
+        return sorted(p.name for p in runs.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name))
+
+    # The request a film run was submitted with (plan + run options).
+    def request_path(self, run_id: str) -> Path:
+        return self.path(run_id, "request", "plan_request.json")
+
+    def write_request(self, run_id: str, request: dict[str, Any]) -> Path:
+        path = self.request_path(run_id)
+        if path.exists():
+            raise FileExistsError(f"run {run_id} already has a submitted plan at {path}")
+        return atomic_write_json(path, request)
+
+    def read_request(self, run_id: str) -> dict[str, Any]:
+        path = self.request_path(run_id)
+        if not path.exists():
+            raise UnknownRunError(
+                f"no plan was submitted for {run_id} (expected {path}); "
+                "submit one with `sparkle-motion submit --plan FILE` or pass plan_path in the run config"
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
