@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparkle_motion_dagster.resources.clips.animatic import OVERSCAN, animatic_frames, rgb_to_yuv420
-from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, count_video_frames
-from sparkle_motion_dagster.resources.clips import AnimaticClips, ClipRequest
-from sparkle_motion_dagster.resources.lipsync.wav2lip import iter_video_frames
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, count_video_frames, iter_video_frames
+from sparkle_motion_dagster.resources.clips import ClipRequest
+from sparkle_motion_dagster.resources.clips.animatic import OVERSCAN, AnimaticClips, animatic_frames, rgb_to_yuv420
 
 WIDTH, HEIGHT, FPS = 320, 180, 12.0
 
@@ -88,6 +87,8 @@ def test_odd_sizes_are_refused_with_the_reason():
 def test_frame_encoder_checks_the_frame_size_of_its_pixel_format(tmp_path):
     with pytest.raises(ValueError, match="pix_fmt"):
         FrameEncoder(tmp_path / "x.mp4", width=4, height=4, fps=1, pix_fmt="nv12")
+    with pytest.raises(ValueError, match="fps"):
+        FrameEncoder(tmp_path / "x.mp4", width=4, height=4, fps=0, pix_fmt="yuv420p")
     with FrameEncoder(tmp_path / "ok.mp4", width=64, height=64, fps=4, pix_fmt="yuv420p") as encoder:
         with pytest.raises(ValueError, match="6144"):
             encoder.write(bytes(64 * 64 * 3))

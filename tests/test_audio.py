@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.film.stitching import LineAudio, read_wav, resample_linear, stitch, wav_bytes
+from sparkle_motion_dagster.film.stitching import LineAudio, stitch
 from sparkle_motion_dagster.film.dialogue import chunk_text, espeak_voice_for
 from sparkle_motion_dagster.film.plan import VoiceProfile
-from sparkle_motion_dagster.resources.speech import EspeakSpeech
+from sparkle_motion_dagster.media.wav import read_wav, wav_bytes
+from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 
 RATE = 1000
 
@@ -38,22 +39,53 @@ def test_overlong_speech_runs_into_silence_then_is_trimmed_at_the_next_line():
     assert track[3499] < 1000 and track[3000] == 1000
 
 
-def test_wav_round_trip_and_resampling():
+def test_wav_round_trip_keeps_every_sample(tmp_path):
     samples = (np.sin(np.linspace(0, 20, 2205)) * 20000).astype(np.int16)
-    import io
+    samples[:3] = (-32768, 32767, 0)  # the extremes survive too
+    path = tmp_path / "x.wav"
+    path.write_bytes(wav_bytes(samples, 22050))
+    decoded, rate = read_wav(path)
+    assert rate == 22050 and decoded.dtype == np.int16
+    assert np.array_equal(decoded, samples)
+
+
+def test_float_samples_are_written_to_within_one_step_of_int16(tmp_path):
+    samples = np.sin(np.linspace(0, 50, 4000)) * 0.9
+    samples[:2] = (1.7, -1.7)  # out of range: clipped to full scale
+    path = tmp_path / "float.wav"
+    path.write_bytes(wav_bytes(samples, 16000))
+    decoded, _ = read_wav(path)
+    expected = np.clip(samples, -1.0, 1.0) * 32767
+    assert np.abs(decoded - expected).max() < 1.0
+    assert tuple(decoded[:2]) == (32767, -32767)
+
+
+def test_wav_reader_averages_channels_and_refuses_other_sample_widths(tmp_path):
     import wave
 
-    data = wav_bytes(samples, 22050)
-    with wave.open(io.BytesIO(data)) as wav:
-        assert wav.getframerate() == 22050 and wav.getnframes() == 2205
-    assert len(resample_linear(samples, 22050, 44100)) == 4410
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(np.array([[1000, 3000], [-2000, -4000]], dtype=np.int16).tobytes())
+    samples, rate = read_wav(stereo)
+    assert rate == RATE and samples.tolist() == [2000, -3000]
+    eight_bit = tmp_path / "u8.wav"
+    with wave.open(str(eight_bit), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(RATE)
+        wav.writeframes(bytes(10))
+    with pytest.raises(ValueError, match="16-bit"):
+        read_wav(eight_bit)
 
 
 def test_wav_reader(tmp_path):
     path = tmp_path / "x.wav"
     path.write_bytes(wav_bytes(tone(0.25), RATE))
     samples, rate = read_wav(path)
-    assert rate == RATE and len(samples) == 250
+    assert rate == RATE and np.array_equal(samples, tone(0.25))
 
 
 def test_chunking_respects_the_limit_and_keeps_every_word():

@@ -1,8 +1,10 @@
+import hashlib
 import os
 
 import pytest
 
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnsafeIdError, atomic_output, check_run_id
+from sparkle_motion_dagster.runs.storage import (TEMP_MARKER, ArtifactStore, CopyMismatchError, UnsafeIdError,
+                                                 atomic_output, check_run_id, copy_file_atomic)
 from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
 from sparkle_motion_dagster.film.timeline import format_timestamp, shot_frame_counts
 
@@ -72,3 +74,36 @@ def test_a_submitted_request_is_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError):
         store.write_request("run_0123abcd", {"a": 2})
     assert store.read_request("run_0123abcd") == {"a": 1}
+
+
+def test_a_copy_is_hashed_as_it_is_copied_and_renamed_into_place(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(3 * (1 << 20) + 17))  # more than one chunk
+    os.utime(source, (1_000_000_000, 1_000_000_000))
+    dest = tmp_path / "out" / "copy.bin"
+    digest, copied = copy_file_atomic(source, dest, read_back=True, keep_metadata=True)
+    assert digest == hashlib.sha256(source.read_bytes()).hexdigest() and copied == source.stat().st_size
+    assert dest.read_bytes() == source.read_bytes() and dest.stat().st_mtime == 1_000_000_000
+    assert os.listdir(dest.parent) == ["copy.bin"]
+
+
+def test_a_copy_whose_source_changed_is_refused_and_leaves_the_old_file(tmp_path):
+    source, dest = tmp_path / "source.txt", tmp_path / "dest.txt"
+    source.write_text("new")
+    dest.write_text("old")
+    with pytest.raises(CopyMismatchError, match="changed while it was being copied"):
+        copy_file_atomic(source, dest, expected_sha256=hashlib.sha256(b"what was hashed before").hexdigest())
+    assert dest.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["dest.txt", "source.txt"]
+
+
+def test_a_copy_names_its_temporary_file_with_the_marker_given(tmp_path, monkeypatch):
+    import sparkle_motion_dagster.runs.storage as storage
+
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(storage.os, "replace", lambda src, dst: (renamed.append(src.name), real_replace(src, dst)))
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    copy_file_atomic(tmp_path / "a.mp4", tmp_path / "b.mp4", marker=TEMP_MARKER + "evac-")
+    assert len(renamed) == 1 and renamed[0].startswith("b" + TEMP_MARKER + "evac-") and renamed[0].endswith(".mp4")
+    with pytest.raises(ValueError, match="must contain"):
+        copy_file_atomic(tmp_path / "a.mp4", tmp_path / "c.mp4", marker=".tmp-")

@@ -1,4 +1,4 @@
-"""WAV files and the dialogue stitcher.
+"""The dialogue stitcher.
 
 The stitcher places every line at its planned absolute start on one track whose
 length is the film's runtime to the sample.
@@ -11,40 +11,13 @@ Everything done is recorded per line (padding, overrun, trim).
 
 from __future__ import annotations
 
-import io
-import wave
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from sparkle_motion_dagster.film.timeline import seconds_to_samples
 
 FADE_OUT_SEC = 0.015
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    pcm = np.asarray(samples)
-    if pcm.dtype != np.int16:
-        pcm = (np.clip(pcm, -1.0, 1.0) * 32767).astype(np.int16)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm.tobytes())
-    return buffer.getvalue()
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono int16 samples and the sample rate."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{path}: expected 16-bit PCM, got {8 * wav.getsampwidth()}-bit")
-        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-        if wav.getnchannels() > 1:
-            frames = frames.reshape(-1, wav.getnchannels()).mean(axis=1).astype(np.int16)
-        return frames, wav.getframerate()
 
 
 @dataclass(frozen=True)
@@ -102,11 +75,3 @@ def stitch(lines: list[LineAudio], *, runtime_sec: float, sample_rate: int) -> t
         )
     return track, placed
 
-
-def resample_linear(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    """Good enough to put a differently-sampled line on the shared track."""
-    if source_rate == target_rate or len(samples) == 0:
-        return samples
-    count = int(round(len(samples) * target_rate / source_rate))
-    positions = np.linspace(0, len(samples) - 1, count)
-    return np.interp(positions, np.arange(len(samples)), samples.astype(np.float32)).astype(np.int16)

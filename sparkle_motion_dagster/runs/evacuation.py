@@ -22,17 +22,14 @@ vanishes with the machine (Colab's ``/content`` outside Drive, the temp folder).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import secrets
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.runs.events import events_path, write_event
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_run_id, sha256_file
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_run_id, copy_file_atomic, sha256_file
 
 EVENT_TYPE = "filesystem_artifacts.evacuate"
 PARTIAL = TEMP_MARKER + "evac-"  # contains TEMP_MARKER, so catalog scans and the file service ignore it
@@ -40,10 +37,6 @@ SKIP_DIRS = {".catalog"}
 PREFIXES_ENV = "SPARKLE_EPHEMERAL_PREFIXES"
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-class VerificationError(OSError):
-    """A copy did not read back with the source's sha256."""
 
 
 def _run_files(run_dir: Path) -> list[tuple[Path, int]]:
@@ -82,24 +75,7 @@ def sync_file(source: Path, destination: Path) -> tuple[str, int]:
     if destination.is_file() and destination.stat().st_size == size and \
             sha256_file(destination) == sha256_file(source):
         return "skipped", 0
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temp = destination.with_name(f"{destination.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(3)}")
-    try:
-        digest, copied = hashlib.sha256(), 0
-        with open(source, "rb") as src, open(temp, "wb") as dst:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                digest.update(chunk)
-                dst.write(chunk)
-                copied += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if sha256_file(temp) != digest.hexdigest():
-            raise VerificationError(f"the copy of {source} at {temp} does not match its sha256")
-        shutil.copystat(source, temp)
-        os.replace(temp, destination)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    _, copied = copy_file_atomic(source, destination, read_back=True, keep_metadata=True, marker=PARTIAL)
     return "copied", copied
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+COPY_CHUNK_BYTES = 1 << 20
+
+
+class CopyMismatchError(OSError):
+    """A copied file's sha256 is not the one expected (the source changed, or the copy reads back wrong)."""
+
+
+def sha256_file(path: Path, chunk_size: int = COPY_CHUNK_BYTES) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
@@ -73,25 +81,61 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output(final_path: Path) -> Iterator[Path]:
+def atomic_output(final_path: Path, *, marker: str = TEMP_MARKER) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it into place on success.
 
     The temporary name keeps the extension so tools that infer a format from it
-    (ffmpeg, PIL) still work. On error the temporary file is removed and the
-    previous file under the final name, if any, is untouched.
+    (ffmpeg, PIL) still work, and contains ``marker`` (which must contain
+    ``TEMP_MARKER``, so catalog scans and the file service skip it). On error the
+    temporary file is removed and the previous file under the final name, if any,
+    is untouched.
     """
+    if TEMP_MARKER not in marker:
+        raise ValueError(f"marker: {marker!r} must contain {TEMP_MARKER!r}")
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = final_path.with_name(f"{final_path.stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}{final_path.suffix}")
+    temp = final_path.with_name(f"{final_path.stem}{marker}{os.getpid()}-{secrets.token_hex(3)}{final_path.suffix}")
     try:
         yield temp
         if not temp.exists():
             raise FileNotFoundError(f"nothing was written to {temp}")
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        descriptor = os.open(temp, os.O_RDONLY)  # read-only: the file may already carry read-only bits
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         os.replace(temp, final_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def copy_file_atomic(source: Path, destination: Path, *, expected_sha256: str | None = None,
+                     read_back: bool = False, keep_metadata: bool = False,
+                     marker: str = TEMP_MARKER) -> tuple[str, int]:
+    """Copy ``source`` to ``destination`` through a temporary name beside it, hashing the bytes as they
+    are copied, then rename it into place (see :func:`atomic_output`). Returns (sha256, bytes copied).
+
+    ``expected_sha256``: refuse the copy unless the bytes read have it (the source did not
+    change since it was hashed). ``read_back``: hash the written copy again and refuse it
+    unless it matches. ``keep_metadata``: copy the permission bits and times too. A refused
+    copy raises :class:`CopyMismatchError` and leaves nothing under the final name.
+    """
+    with atomic_output(destination, marker=marker) as temp:
+        digest, copied = hashlib.sha256(), 0
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            for chunk in iter(lambda: src.read(COPY_CHUNK_BYTES), b""):
+                digest.update(chunk)
+                dst.write(chunk)
+                copied += len(chunk)
+        sha256 = digest.hexdigest()
+        if expected_sha256 is not None and sha256 != expected_sha256:
+            raise CopyMismatchError(f"{source} changed while it was being copied (sha256 {sha256}, "
+                                    f"expected {expected_sha256})")
+        if read_back and sha256_file(temp) != sha256:
+            raise CopyMismatchError(f"the copy of {source} at {temp} does not match its sha256")
+        if keep_metadata:
+            shutil.copystat(source, temp)
+    return sha256, copied
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
