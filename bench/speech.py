@@ -79,7 +79,7 @@ def measure_rtf(engine, lines=LINES, *, character_id: str = "ava", voice_profile
 def build_engine(case: str, workdir: Path):
     """The engine for ``case`` (None when it is not configured here), and a note on what it is."""
     from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech, WorkerSpeech
-    from sparkle_motion_dagster.resources.speech import EspeakSpeech
+    from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
     from sparkle_motion_dagster.resources.speech.vits import VitsSpeech, build_tiny_vits
 
     if case == "espeak":

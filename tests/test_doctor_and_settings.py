@@ -4,15 +4,19 @@ import json
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
+from sparkle_motion_dagster.cli import doctor
+from sparkle_motion_dagster.media import ffmpeg
 from sparkle_motion_dagster.media.ffmpeg import probe
 
 from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan
-from sparkle_motion_dagster.resources.keyframes import StoryboardKeyframes
+from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
+from sparkle_motion_dagster.resources.settings import SettingsError
 
 
 def cli(tmp_path, *args, **env):
@@ -53,8 +57,58 @@ def test_doctor_reports_embedded_backends_and_a_missing_model(tmp_path):
     assert broken.returncode == 1
     problem = json.loads(broken.stdout)["stages"]["base_images"]
     assert problem["backend"] == "sdxl" and problem["ok"] is False and "IMAGES_SDXL_MODEL" in problem["problem"]
-    bad_value = cli(tmp_path, "doctor", IMAGES_SDXL_MODEL="x", IMAGES_SDXL_STEPS="many")
-    assert bad_value.returncode != 0 and "IMAGES_SDXL_STEPS" in bad_value.stderr
+    bad_values = cli(tmp_path, "doctor", "--json", IMAGES_SDXL_MODEL="x", IMAGES_SDXL_STEPS="many",
+                     VIDEOS_WAN_MODEL="y", VIDEOS_WAN_STEPS="0")
+    assert bad_values.returncode == 1  # a report, not a crash on the first bad value
+    problems = {p["variable"]: p for p in json.loads(bad_values.stdout)["problems"]}
+    assert problems["IMAGES_SDXL_STEPS"]["reason"] == "expected an integer"
+    assert problems["VIDEOS_WAN_STEPS"]["reason"] == "must be at least 1"
+
+
+ADAPTER_VARIABLES = ("SCRIPT_AGENT_", "TTS_VITS_", "TTS_CHATTERBOX_", "IMAGES_SDXL_", "VIDEOS_WAN_", "WAV2LIP_")
+
+
+def test_doctor_reports_every_problem_at_once(monkeypatch, tmp_path):
+    for name in [n for n in os.environ if n.startswith(ADAPTER_VARIABLES)]:
+        monkeypatch.delenv(name)
+    bad = {"SCRIPT_AGENT_MODEL": "m", "SCRIPT_AGENT_TEMPERATURE": "9", "IMAGES_SDXL_MODEL": "x",
+           "IMAGES_SDXL_STEPS": "many", "IMAGES_SDXL_DEVICE": "tpu", "VIDEOS_WAN_MODEL": "y",
+           "VIDEOS_WAN_MAX_FRAMES": "80", "WAV2LIP_CHECKPOINT": "x.pth", "WAV2LIP_FACE_DETECTOR": "magic",
+           "TTS_VITS_MODEL": "facebook/mms-tts-eng", "TTS_CHATTERBOX_DEVICE": "cpu", "ARTIFACTS_BACKEND": "tape"}
+    for name, value in bad.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ffmpeg, "ffmpeg_exe", lambda: str(tmp_path / "no-ffmpeg"))  # as FFMPEG_PATH would say
+    monkeypatch.setattr(doctor, "find_spec", lambda name: None if name == "transformers" else find_spec(name))
+
+    report = doctor.diagnose(probe=False)
+    settings = {p["variable"]: p for p in report["problems"] if p["kind"] == "setting"}
+    assert set(settings) == {"SCRIPT_AGENT_TEMPERATURE", "IMAGES_SDXL_STEPS", "IMAGES_SDXL_DEVICE",
+                             "VIDEOS_WAN_MAX_FRAMES", "WAV2LIP_FACE_DETECTOR", "ARTIFACTS_BACKEND"}
+    steps = settings["IMAGES_SDXL_STEPS"]
+    assert (steps["stage"], steps["value"], steps["reason"]) == ("base_images", "many", "expected an integer")
+    assert steps["message"] == "IMAGES_SDXL_STEPS (SdxlKeyframes.steps) = 'many': expected an integer"
+    assert "4k+1" in settings["VIDEOS_WAN_MAX_FRAMES"]["reason"]
+    packages = {(p["stage"], p["package"]) for p in report["problems"] if p["kind"] == "package"}
+    assert packages == {("dialogue_audio", "transformers")}  # VITS's settings are good, its library is missing
+    assert [p["program"] for p in report["problems"] if p["kind"] == "program"] == ["ffmpeg"]
+    assert report["ok"] is False and len(report["missing"]) == len(report["problems"])
+    stages = report["stages"]
+    assert (stages["base_images"]["backend"], stages["base_images"]["ok"]) == ("sdxl", False)
+    assert "IMAGES_SDXL_DEVICE" in stages["base_images"]["problem"] and "IMAGES_SDXL_STEPS" in stages["base_images"]["problem"]
+    assert stages["video_clips"]["serves"] == ["wan-2.1"]
+    assert stages["dialogue_audio"]["backend"] == "vits"
+    assert report["warnings"] == ["TTS_CHATTERBOX_DEVICE is set but TTS_CHATTERBOX_PYTHON is not: it is not used"]
+
+
+def test_a_bad_value_stops_the_definitions_naming_every_variable():
+    from sparkle_motion_dagster.resources.selection import configured_resources
+
+    with pytest.raises(SettingsError) as caught:
+        configured_resources({"IMAGES_SDXL_MODEL": "x", "IMAGES_SDXL_STEPS": "many", "WAV2LIP_CHECKPOINT": "x.pth",
+                              "WAV2LIP_BATCH_SIZE": "0"})
+    assert [p.variable for p in caught.value.problems] == ["IMAGES_SDXL_STEPS", "WAV2LIP_BATCH_SIZE"]
+    chosen = configured_resources({"IMAGES_SDXL_MODEL": "x", "IMAGES_SDXL_STEPS": "4"})
+    assert chosen["keyframes"].steps == 4 and chosen["clips"].backend == "animatic"
 
 
 @pytest.mark.slow

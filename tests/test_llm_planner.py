@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -15,6 +16,7 @@ import pytest
 from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document, validate_plan
 from sparkle_motion_dagster.resources.planning.llm import EXAMPLE_PLAN, LlmPlanInvalidError, LlmPlanner, LlmPlannerError, ReplyFormatError, extract_json, system_prompt
 from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.resources.settings import SettingsError
 
 MODEL = "tiny-test-model"
 TITLE = "Rooftop Revelations"
@@ -95,7 +97,8 @@ class ChatServer:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    # the message object itself: header names are case-insensitive, as in HTTP
+                    server.requests.append({"path": self.path, "headers": self.headers, "body": body})
                     action = server.script.pop(0) if server.script else status(418, "the test script ran out")
                 kind = action["kind"]
                 if kind == "hang":
@@ -152,8 +155,7 @@ def server():
 def planner(server: ChatServer, **overrides) -> LlmPlanner:
     # timeout_s is generous except where a test is about timeouts, so a slow machine cannot
     # turn a scripted reply into a retry.
-    settings = {"model": MODEL, "base_url": server.base_url, "timeout_s": 5.0, "backoff_s": 0.01,
-                "max_retries": 2, "max_repairs": 2}
+    settings = {"model": MODEL, "base_url": server.base_url, "timeout_s": 5.0, "max_retries": 2, "max_repairs": 2}
     return LlmPlanner(**{**settings, **overrides})
 
 
@@ -211,6 +213,12 @@ def test_valid_reply_first_time(server):
     assert meta["json_mode"] is True and meta["http_retries"] == 0 and meta["usage"]["total_tokens"] == 150
     assert [e["type"] for e in envelope["validated_plan"]["dialogue_timeline"]] == \
         ["silence", "dialogue", "silence", "dialogue", "silence"]
+
+
+def test_no_key_sends_no_authorization(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-ours")  # never read: the key is SCRIPT_AGENT_API_KEY alone
+    assert_envelope(make_plan(server, [reply(GOOD)]), attempts=1)
+    assert "Authorization" not in server.requests[0]["headers"]
 
 
 def test_invalid_json_then_valid(server):
@@ -271,10 +279,14 @@ def test_server_error_then_success(server):
 
 
 def test_rate_limit_honours_retry_after(server):
-    envelope = make_plan(server, [status(429, "slow down", {"Retry-After": "0"}), status(503, "loading"),
-                                  reply(GOOD)])
+    started = time.monotonic()
+    envelope = make_plan(server, [status(429, "slow down", {"Retry-After": "0.05"}),
+                                  status(503, "loading", {"Retry-After": "0.05"}), reply(GOOD)])
+    # the server's 0.05 s, not the SDK's own backoff (0.375 s and more before the first retry)
+    assert time.monotonic() - started < 1.0
     assert_envelope(envelope, attempts=1)
     assert envelope["metadata"]["http_retries"] == 2
+    assert envelope["metadata"]["http_retry_log"] == ["HTTP 429: slow down", "HTTP 503: loading"]
 
 
 def test_transient_errors_exhaust_retries(server):
@@ -363,8 +375,7 @@ def test_connection_refused_is_retried_then_explained():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    llm = LlmPlanner(model=MODEL, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.3, backoff_s=0.01,
-                     max_retries=1)
+    llm = LlmPlanner(model=MODEL, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.3, max_retries=1)
     with pytest.raises(LlmPlannerError) as caught:
         llm.plan(prompt=PROMPT, title=TITLE)
     message = str(caught.value)
@@ -419,20 +430,29 @@ def test_from_env_keeps_the_key_as_a_reference(server, monkeypatch):
 
 
 @pytest.mark.parametrize("name, value, expected", [
-    ("SCRIPT_AGENT_TIMEOUT_S", "soon", "SCRIPT_AGENT_TIMEOUT_S='soon': expected a number"),
-    ("SCRIPT_AGENT_TIMEOUT_S", "0", "SCRIPT_AGENT_TIMEOUT_S (LlmPlanner.timeout_s) = 0.0"),
-    ("SCRIPT_AGENT_MAX_REPAIRS", "two", "SCRIPT_AGENT_MAX_REPAIRS='two': expected an integer"),
-    ("SCRIPT_AGENT_MAX_REPAIRS", "-1", "SCRIPT_AGENT_MAX_REPAIRS (LlmPlanner.max_repairs) = -1"),
-    ("SCRIPT_AGENT_MAX_RETRIES", "-2", "SCRIPT_AGENT_MAX_RETRIES (LlmPlanner.max_retries) = -2"),
-    ("SCRIPT_AGENT_BASE_URL", "127.0.0.1:11434/v1", "SCRIPT_AGENT_BASE_URL (LlmPlanner.base_url)"),
+    ("SCRIPT_AGENT_TIMEOUT_S", "soon", "SCRIPT_AGENT_TIMEOUT_S (LlmPlanner.timeout_s) = 'soon': expected a number"),
+    ("SCRIPT_AGENT_TIMEOUT_S", "0", "SCRIPT_AGENT_TIMEOUT_S (LlmPlanner.timeout_s) = '0': must be more than 0"),
+    ("SCRIPT_AGENT_MAX_REPAIRS", "two", "SCRIPT_AGENT_MAX_REPAIRS (LlmPlanner.max_repairs) = 'two': expected an integer"),
+    ("SCRIPT_AGENT_MAX_REPAIRS", "-1", "SCRIPT_AGENT_MAX_REPAIRS (LlmPlanner.max_repairs) = '-1': must be at least 0"),
+    ("SCRIPT_AGENT_MAX_RETRIES", "-2", "SCRIPT_AGENT_MAX_RETRIES (LlmPlanner.max_retries) = '-2': must be at least 0"),
+    ("SCRIPT_AGENT_BASE_URL", "127.0.0.1:11434/v1", "SCRIPT_AGENT_BASE_URL (LlmPlanner.base_url) = '127.0.0.1:11434/v1': "
+                                                    "expected an http(s) URL"),
     ("SCRIPT_AGENT_BASE_URL", "ftp://models.example/v1", "SCRIPT_AGENT_BASE_URL (LlmPlanner.base_url)"),
-    ("SCRIPT_AGENT_TEMPERATURE", "5", "SCRIPT_AGENT_TEMPERATURE (LlmPlanner.temperature) = 5.0"),
-    ("SCRIPT_AGENT_JSON_MODE", "maybe", "SCRIPT_AGENT_JSON_MODE='maybe'"),
+    ("SCRIPT_AGENT_TEMPERATURE", "5", "SCRIPT_AGENT_TEMPERATURE (LlmPlanner.temperature) = '5': must be at most 2"),
+    ("SCRIPT_AGENT_JSON_MODE", "maybe", "SCRIPT_AGENT_JSON_MODE (LlmPlanner.json_mode) = 'maybe': expected 1/0"),
 ])
 def test_from_env_bad_values_name_the_variable(name, value, expected):
     with pytest.raises(ValueError) as caught:
         LlmPlanner.from_env({"SCRIPT_AGENT_MODEL": "m", name: value})
     assert expected in str(caught.value)
+
+
+def test_from_env_reports_every_bad_value_at_once():
+    with pytest.raises(SettingsError) as caught:
+        LlmPlanner.from_env({"SCRIPT_AGENT_MODEL": "m", "SCRIPT_AGENT_TIMEOUT_S": "soon",
+                             "SCRIPT_AGENT_TEMPERATURE": "5", "SCRIPT_AGENT_JSON_MODE": "maybe"})
+    assert [p.variable for p in caught.value.problems] == ["SCRIPT_AGENT_TIMEOUT_S", "SCRIPT_AGENT_TEMPERATURE",
+                                                          "SCRIPT_AGENT_JSON_MODE"]
 
 
 def test_plan_checks_its_inputs_before_calling(server):

@@ -15,8 +15,6 @@ from sparkle_motion_dagster.runs.catalog import Catalog  # noqa: E402
 from sparkle_motion_dagster.definitions import defs  # noqa: E402
 from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audio_seconds  # noqa: E402
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError  # noqa: E402
-from sparkle_motion_dagster.resources.keyframes import sdxl
-from sparkle_motion_dagster.resources.clips import wan  # noqa: E402
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes  # noqa: E402
 from sparkle_motion_dagster.resources.speech.vits import VitsSpeech  # noqa: E402
 from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync  # noqa: E402
@@ -35,8 +33,8 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(1)
     models = build_all(tmp_path_factory.mktemp("tiny"))
     yield models
-    sdxl.release()
-    wan.release()
+    SdxlKeyframes(model=str(models["sdxl"])).release()
+    WanClips(model=str(models["wan-flf2v"])).release()
 
 
 def test_tiny_real_models_make_a_film_of_the_exact_runtime(tiny, sample_envelope, tmp_path, monkeypatch):

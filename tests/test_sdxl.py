@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def model_dir(tmp_path_factory):
     folder = build_tiny_sdxl(tmp_path_factory.mktemp("models") / "sdxl")
     yield folder
-    sdxl.release()
+    SdxlKeyframes(model=str(folder)).release()
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_same_seed_same_image_and_another_seed_another_image(renderer):
 
 def test_same_seed_same_image_in_a_fresh_load(renderer):
     before = pixels(renderer.render(PROMPT, seed=3, width=64, height=64, label="a"))
-    sdxl.release()
+    renderer.release()
     assert sdxl.loaded_key() is None
     after = pixels(renderer.render(PROMPT, seed=3, width=64, height=64, label="a"))
     assert np.array_equal(before, after)
@@ -69,7 +69,7 @@ def test_same_seed_same_image_in_a_fresh_load(renderer):
 def test_the_pipeline_loads_once_per_process(renderer, monkeypatch):
     from diffusers import StableDiffusionXLPipeline
 
-    sdxl.release()
+    renderer.release()
     loads = []
     original = StableDiffusionXLPipeline.from_pretrained.__func__
 
@@ -83,7 +83,7 @@ def test_the_pipeline_loads_once_per_process(renderer, monkeypatch):
     SdxlKeyframes(**renderer.model_dump()).render(PROMPT, seed=3, width=64, height=64, label="x")
     assert loads == [str(renderer.model_dump()["model"])]
     assert sdxl.loaded_key() == (str(renderer.model_dump()["model"]), "cpu", "float32", False)
-    sdxl.release()
+    SdxlKeyframes(model="any/other").release()  # the process's pipeline, whichever resource asks
     assert sdxl.loaded_key() is None
 
 

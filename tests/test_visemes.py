@@ -9,7 +9,7 @@ import pytest
 from sparkle_motion_dagster.media import espeak
 from sparkle_motion_dagster.film import visemes
 from sparkle_motion_dagster.film.plan import VoiceProfile
-from sparkle_motion_dagster.resources.speech import EspeakSpeech
+from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 
 VOWELS = {"aa", "E", "ih", "oh", "ou"}
 TEXT = "Bob made a fine map of the moon, and we went to see it."

@@ -38,7 +38,7 @@ def models(tmp_path_factory):
         "flf": build_tiny_wan(root / "wan-flf2v", first_last_frame=True),
     }
     yield folders
-    wan.release()
+    WanClips(model=str(folders["i2v"])).release()
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_the_pipeline_loads_once_and_is_released(models, keyframes, tmp_path):
     WanClips(**renderer.model_dump()).render(request(keyframes, frames=3), tmp_path / "b.mp4")
     assert wan._LOADED.pipe is pipe
     assert wan.loaded_key() == (str(models["i2v"]), "cpu")
-    wan.release()
+    clips(models, "flf").release()  # the process's pipeline, whichever resource asks
     assert wan.loaded_key() is None
 
 

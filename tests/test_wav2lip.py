@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch first loads OpenMP
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -21,12 +22,15 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from PIL import Image
 
+from film_checks import audio_seconds, frame_md5s, streams
+
 from sparkle_motion_dagster.resources.lipsync import face_detect, mel as lipsync_audio, wav2lip_model
-from sparkle_motion_dagster.film.stitching import wav_bytes
+from sparkle_motion_dagster.media.wav import wav_bytes
 from sparkle_motion_dagster.resources.lipsync.face_detect import Box
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, concat_copy, count_video_frames, probe
 from sparkle_motion_dagster.resources.lipsync import wav2lip
-from sparkle_motion_dagster.resources.lipsync import PassthroughLipsync, lipsync_shots
+from sparkle_motion_dagster.film.final_cut import lipsync_shots
+from sparkle_motion_dagster.resources.lipsync.passthrough import PassthroughLipsync
 from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync, iter_video_frames
 
 FPS = 24.0
@@ -449,6 +453,12 @@ def test_passthrough_takes_the_new_arguments_and_shots_come_from_the_plan(film, 
     result = PassthroughLipsync().apply(film.master, film.audio, out, windows=film.windows, fps=FPS,
                                         shots=film.shots, work_dir=tmp_path / "lipsync")
     assert result == {"lipsync_applied": False, "changed_frames": [], "windows": film.windows}
+    # The muxed file: the master's one video stream, copied (every frame identical), and one AAC
+    # track as long as the film.
+    assert streams(out) == [("Video", "h264"), ("Audio", "aac")]
+    assert frame_md5s(out) == frame_md5s(film.master) and len(frame_md5s(out)) == film.total
+    assert audio_seconds(out) == pytest.approx(film.total / FPS, abs=1 / FPS)
+    assert not (tmp_path / "lipsync").exists()  # nothing changed, so no per-shot clips
     plan = SimpleNamespace(shots=[SimpleNamespace(id="shot_a", is_talking_closeup=True),
                                   SimpleNamespace(id="shot_b", is_talking_closeup=False)])
     assembly = {"clips": [{"shot_id": "shot_a", "path": "/a.mp4", "num_frames": 12},
@@ -462,21 +472,53 @@ def test_passthrough_takes_the_new_arguments_and_shots_come_from_the_plan(film, 
 # ---------------------------------------------------------------------- audio front end
 
 
-def test_mel_front_end_matches_the_librosa_definition():
-    audio_utils = pytest.importorskip("transformers.audio_utils")
+def _slaney_mel(hz):
+    """Slaney's mel scale (librosa's default): linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_step = np.log(6.4) / 27.0
+    with np.errstate(divide="ignore"):
+        log = 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step
+    return np.where(hz >= 1000.0, log, hz / (200.0 / 3))
+
+
+def _slaney_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * 200.0 / 3)
+
+
+def reference_front_end(wav):
+    """Wav2Lip's ``audio.melspectrogram`` written out from its definition (librosa's formulas in plain numpy,
+    independent of the adapter): filters, STFT, decibels and normalisation. Returns (filters, |STFT|, mel)."""
+    wav = np.asarray(wav, dtype=np.float64)
+    emphasised = np.concatenate([wav[:1], wav[1:] - 0.97 * wav[:-1]])
+    fft_freqs = np.linspace(0.0, 8000.0, 401)
+    points = _slaney_hz(np.linspace(_slaney_mel(55.0), _slaney_mel(7600.0), 82))
+    ramps = points[:, None] - fft_freqs[None, :]
+    widths = np.diff(points)
+    filters = np.maximum(0.0, np.minimum(-ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]))
+    filters *= (2.0 / (points[2:] - points[:-2]))[:, None]
+    padded = np.pad(emphasised, 400, mode="reflect" if len(wav) > 400 else "constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, 800)[::200][:1 + len(wav) // 200]
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(800) / 800)
+    magnitude = np.abs(np.fft.rfft(frames * hann, axis=1)).T
+    db = 20 * np.log10(np.maximum(1e-5, filters @ magnitude)) - 20
+    mel = np.clip(8 * ((db + 100) / 100) - 4, -4, 4).astype(np.float32)
+    return filters, magnitude, mel
+
+
+def test_mel_front_end_matches_the_wav2lip_definition():
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     wav = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))
-    bank = audio_utils.mel_filter_bank(num_frequency_bins=401, num_mel_filters=80, min_frequency=55,
-                                       max_frequency=7600, sampling_rate=16000, norm="slaney", mel_scale="slaney")
-    assert np.allclose(lipsync_audio.mel_filterbank(), bank.T, atol=1e-12)
-    emphasised = lipsync_audio.preemphasis(wav)
-    reference = audio_utils.spectrogram(emphasised, audio_utils.window_function(800, "hann", periodic=True), 800, 200,
-                                        power=1.0, center=True, pad_mode="reflect", dtype=np.float64)
-    assert np.allclose(lipsync_audio.stft_magnitude(emphasised), reference, atol=1e-5)
+    filters, magnitude, expected = reference_front_end(wav)
+    assert np.allclose(lipsync_audio.mel_filterbank(), filters, atol=1e-12)
+    assert np.allclose(lipsync_audio.stft_magnitude(lipsync_audio.preemphasis(wav)), magnitude, atol=1e-4, rtol=1e-5)
     mel = lipsync_audio.melspectrogram(wav)
     assert mel.shape == (80, 1 + 16000 // 200) and mel.dtype == np.float32
+    assert np.allclose(mel, expected, atol=1e-4)
     assert mel.min() >= -4 and mel.max() <= 4 and mel.std() > 0.1
+    for short in (wav[:300], wav[:0]):  # shorter than half a frame: zero padding, one frame
+        assert np.allclose(lipsync_audio.melspectrogram(short), reference_front_end(short)[2], atol=1e-4)
 
 
 def test_mel_windows_follow_the_video_frames(tmp_path):
@@ -526,16 +568,58 @@ def test_a_stray_detection_in_a_faceless_stretch_is_not_a_face():
     assert all(b is not None for b in face_detect.track_faces(flicker, max_gap=3)[:10])
 
 
-def test_s3fd_extension_point_loads_a_checkpoint_with_the_published_names(tmp_path):
+def controlled_s3fd(path: Path, loc: tuple[float, float, float, float]) -> Path:
+    """An S3FD checkpoint whose output is known: the trunk carries the blue channel of bright pixels
+    (B > 204) to conv3_3, whose head calls a face wherever that feature is lit, with the box
+    regression ``loc``; every other head says background. Saved as {"state_dict": {"module.<key>"}}."""
+    net = face_detect.build_s3fd()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        for name in ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3"):
+            getattr(net, name).weight[0, 0, 1, 1] = 1.0  # channel 0 (blue, after the BGR flip) passes through
+        net.conv1_1.bias[0] = -100.0  # blue less its mean (104) less 100: only B > 204 survives the ReLU
+        net.conv3_3_norm.weight.fill_(10.0)  # L2Norm: a lit cell becomes exactly 10, a dark one 0
+        net.conv3_3_norm_mbox_conf.weight[3, 0, 1, 1] = 1.0  # the face score: 10 - 5 against 0 for background
+        net.conv3_3_norm_mbox_conf.bias[3] = -5.0
+        net.conv3_3_norm_mbox_loc.bias.copy_(torch.tensor(loc))
+        for name in ("conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2"):
+            getattr(net, f"{name}_mbox_conf").bias[0] = 10.0  # background, everywhere
+    torch.save({"state_dict": {f"module.{key}": value for key, value in net.state_dict().items()}}, str(path))
+    return path
+
+
+def test_s3fd_decodes_known_boxes_from_a_checkpoint_with_the_published_names(tmp_path):
     net = face_detect.build_s3fd()
     shapes = {key: tuple(v.shape) for key, v in net.state_dict().items()}
     assert shapes["fc6.weight"] == (1024, 512, 3, 3) and shapes["conv3_3_norm.weight"] == (256,)
     assert shapes["conv3_3_norm_mbox_conf.weight"] == (4, 256, 3, 3)
     assert shapes["conv7_2_mbox_loc.weight"] == (4, 256, 3, 3)
-    path = tmp_path / "s3fd.pth"
-    torch.save(net.state_dict(), str(path))
-    detector = face_detect.make_detector(f"s3fd:{path}", max_side=64)
-    boxes = detector.detect(astronaut_frame())
-    assert isinstance(boxes, list) and all(isinstance(b, Box) for b in boxes)  # random weights: any boxes
+
+    # Regression (dx, dy, dw, dh) = (2.5, -1.25, 0, ln 2 / 0.2): with variances 0.1 / 0.2 on anchors of
+    # 4 x stride (16 px at conv3_3, stride 4) the centre moves by (+4, -2) and the height doubles.
+    path = controlled_s3fd(tmp_path / "s3fd.pth", loc=(2.5, -1.25, 0.0, math.log(2) / 0.2))
+    detector = face_detect.make_detector(f"s3fd:{path}", max_side=128)
+    frame = np.full((256, 256, 3), 40, np.uint8)
+    frame[96:104, 64:72] = (60, 60, 255)  # blue squares, 8 px on the grid: one conv3_3 cell each once the
+    frame[32:40, 192:200] = (60, 60, 255)  # frame is shrunk to 128 px for detection
+    frame[192:200, 128:136] = (255, 60, 60)  # red: a detector reading RGB as BGR would find a face here
+    boxes = sorted(detector.detect(frame), key=lambda b: b.x1)
+    # Cell (8, 12) has its anchor centred at (34, 50) in the 128 px frame: box (30, 32)-(46, 64) after the
+    # regression, twice that in the frame's own pixels; cell (24, 4) likewise.
+    assert [b.as_list() for b in boxes] == [[60.0, 64.0, 92.0, 128.0], [188.0, 0.0, 220.0, 64.0]]
+    assert all(b.score == pytest.approx(1 / (1 + math.exp(-5)), abs=1e-4) for b in boxes)
+    assert detector.detect(np.full((256, 256, 3), 40, np.uint8)) == []
+
+    # Two neighbouring cells give boxes 4 px apart (IoU 0.6, over the NMS threshold of 0.3): one face.
+    frame = np.full((256, 256, 3), 40, np.uint8)
+    frame[96:104, 64:80] = (60, 60, 255)
+    boxes = detector.detect(frame)
+    assert len(boxes) == 1 and boxes[0].as_list() in ([60.0, 64.0, 92.0, 128.0], [68.0, 64.0, 100.0, 128.0])
+
     with pytest.raises(ValueError, match="WAV2LIP_FACE_DETECTOR"):
         face_detect.make_detector(f"s3fd:{tmp_path / 'missing.pth'}")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv1_1.weight": torch.zeros(64, 3, 3, 3)}, str(wrong))
+    with pytest.raises(ValueError, match="not an S3FD checkpoint"):
+        face_detect.make_detector(f"s3fd:{wrong}")

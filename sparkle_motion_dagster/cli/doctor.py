@@ -1,16 +1,28 @@
-"""`sparkle-motion doctor`: which backend each stage will use, and what is missing."""
+"""`sparkle-motion doctor`: which backend each stage will use, and every problem that would stop it.
+
+:func:`diagnose` reads the environment the way the Dagster definitions do
+(``resources/selection.py``) but never stops at the first bad value: every bad
+variable of every adapter, every missing program and library is reported, each
+with its name and the reason. It loads no model and sends no request.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import shutil
+from importlib.util import find_spec
 from typing import Any
 
-from sparkle_motion_dagster.runs.locations import artifacts_root, state_dir
-
 PACKAGES = ("dagster", "dagster-webserver", "pydantic", "numpy", "pillow", "imageio-ffmpeg", "espeakng-loader",
-            "duckdb", "fastapi", "torch", "diffusers", "transformers", "accelerate", "ftfy")
+            "duckdb", "fastapi", "openai", "torch", "diffusers", "transformers", "accelerate", "ftfy")
+# What the embedded pipeline cannot run without (the rest belong to the real-model adapters).
+CORE_PACKAGES = ("dagster", "pydantic", "numpy", "pillow", "imageio-ffmpeg", "espeakng-loader", "duckdb")
+# Import names -> the distribution to install.
+DISTRIBUTIONS = {"cv2": "opencv-python-headless", "skimage": "scikit-image"}
+# Resource keys in pipeline order, with the stage each serves.
+STAGES = (("planner", "movie_plan"), ("speech", "dialogue_audio"), ("keyframes", "base_images"),
+          ("clips", "video_clips"), ("lipsync", "video_final"))
 
 
 def _version(package: str) -> str | None:
@@ -20,75 +32,101 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _real_backend(resource, env_var: str, *, field: str = "model") -> dict[str, Any]:
-    entry: dict[str, Any] = {"backend": resource.backend, "why": f"{env_var}={getattr(resource, field, '')}",
-                             "model": getattr(resource, field, None)}
-    try:
-        runtime = resource.runtime()
-    except Exception as exc:  # report every problem, do not stop at the first
-        entry.update(ok=False, problem=str(exc))
-        return entry
-    entry.update(ok=True, weights_found=True, **{k: v for k, v in runtime.items() if isinstance(v, (str, int, float, bool))})
-    return entry
+def _problem(kind: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"kind": kind, **details, "message": message}
 
 
-def diagnose() -> dict[str, Any]:
-    from sparkle_motion_dagster.definitions import defs
+def _stages(problems: list[dict[str, Any]], *, probe: bool) -> dict[str, Any]:
+    """Every stage's entry; its problems (bad settings, missing libraries, what stops it) into ``problems``."""
+    from sparkle_motion_dagster.resources.model_support import MODELS_EXTRA
+    from sparkle_motion_dagster.resources.selection import adapters_from_env, stage_entry
 
-    resources = defs.resources
+    adapters, invalid = adapters_from_env()
     stages: dict[str, Any] = {}
-    keyframes, clips = resources["keyframes"], resources["clips"]
-    stages["base_images"] = (_real_backend(keyframes, "IMAGES_SDXL_MODEL") if keyframes.backend != "storyboard" else
-                             {"backend": "storyboard", "ok": True, "device": "cpu",
-                              "why": "IMAGES_SDXL_MODEL is not set: embedded storyboard keyframes (not an image model)"})
-    stages["video_clips"] = (_real_backend(clips, "VIDEOS_WAN_MODEL") if clips.backend != "animatic" else
-                             {"backend": "animatic", "ok": True, "device": "cpu", "serves": list(clips.model_ids),
-                              "why": "VIDEOS_WAN_MODEL is not set: embedded animatic (plans declaring wan-2.1 need "
-                                     "--preview)"})
-    stages["video_clips"]["serves"] = list(clips.model_ids)
-    from sparkle_motion_dagster.resources.speech import describe as describe_speech
+    for key, stage in STAGES:
+        entry = stage_entry(key, adapters.get(key), invalid.get(key), probe=probe)
+        for setting in invalid.get(key, []):
+            problems.append(_problem("setting", stage=stage, **setting.as_dict()))
+        adapter = adapters.get(key)
+        missing = [name for name in (adapter.required_packages() if adapter is not None else ())
+                   if find_spec(name) is None]
+        for name in missing:
+            package = DISTRIBUTIONS.get(name, name)
+            problems.append(_problem("package", f"{stage}: {package} is not installed ({entry['backend']} needs it): "
+                                                f"{MODELS_EXTRA}", stage=stage, package=package))
+        if not entry.get("ok") and key not in invalid and not missing:
+            problems.append(_problem("stage", f"{stage}: {entry.get('problem')}", stage=stage))
+        stages[stage] = entry
+        if stage == "video_clips":
+            stages["video_raw_concat"] = {"backend": "ffmpeg-concat-copy", "ok": True, "device": "cpu",
+                                          "why": "ffmpeg concat demuxer, stream copy"}
+    return stages
 
-    stages["dialogue_audio"] = describe_speech()
-    stages["video_raw_concat"] = {"backend": resources["assembler"].backend, "ok": True, "device": "cpu",
-                                  "why": "ffmpeg concat demuxer, stream copy"}
-    lipsync = resources["lipsync"]
-    stages["video_final"] = (_real_backend(lipsync, "WAV2LIP_CHECKPOINT", field="checkpoint")
-                             if lipsync.backend != "passthrough" else
-                             {"backend": "passthrough", "ok": True, "device": "cpu",
-                              "why": "WAV2LIP_CHECKPOINT is not set: embedded passthrough (muxes the dialogue, "
-                                     "mouths unchanged)"})
-    planner = resources["planner"]
-    if getattr(planner, "model", None):
-        stages["movie_plan"] = {"backend": "llm", "ok": True, "device": "-",
-                                "why": f"SCRIPT_AGENT_MODEL={planner.model} at {planner.base_url} "
-                                       "(the planner is only called by `plan`, `run --prompt` and inbox requests)"}
-    else:
-        stages["movie_plan"] = {"backend": "template", "ok": True, "device": "cpu",
-                                "why": "SCRIPT_AGENT_MODEL is not set: embedded deterministic template planner "
-                                       "(not a language model)"}
+
+def _ffmpeg(problems: list[dict[str, Any]]) -> str:
     from sparkle_motion_dagster.media.ffmpeg import ffmpeg_exe
 
     try:
         ffmpeg = ffmpeg_exe()
-        ffmpeg_ok = bool(shutil.which(ffmpeg) or os.path.exists(ffmpeg))
-    except Exception as exc:  # the wheel is missing its binary
-        ffmpeg, ffmpeg_ok = str(exc), False
-    cuda = None
-    if _version("torch"):
-        import torch
+    except Exception as error:  # noqa: BLE001 - the wheel is missing its binary, or FFMPEG_PATH is wrong
+        problems.append(_problem("program", f"ffmpeg: {error}", program="ffmpeg"))
+        return str(error)
+    if not (shutil.which(ffmpeg) or os.path.exists(ffmpeg)):
+        problems.append(_problem("program", f"ffmpeg: {ffmpeg} does not exist", program="ffmpeg"))
+    return ffmpeg
 
-        cuda = {"available": torch.cuda.is_available(),
-                "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
-    missing = [f"{stage}: {info.get('problem')}" for stage, info in stages.items() if not info.get("ok")]
-    if not ffmpeg_ok:
-        missing.append(f"ffmpeg: {ffmpeg}")
+
+def _locations(problems: list[dict[str, Any]]) -> dict[str, str]:
+    from sparkle_motion_dagster.runs.locations import artifacts_backend, artifacts_root, state_dir
+
+    try:
+        artifacts_backend()
+    except ValueError as error:
+        problems.append(_problem("setting", str(error), variable="ARTIFACTS_BACKEND",
+                                 value=os.environ.get("ARTIFACTS_BACKEND"), reason=str(error).split(": ", 1)[-1]))
+    return {"state_dir": str(state_dir()), "artifact_root": str(artifacts_root())}
+
+
+def _cuda() -> dict[str, Any] | None:
+    if not _version("torch"):
+        return None
+    import torch
+
+    return {"available": torch.cuda.is_available(),
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+
+
+def diagnose(*, probe: bool = True) -> dict[str, Any]:
+    """The doctor's report, from the process environment.
+
+    ``stages`` (an entry per pipeline stage: ``backend``, ``ok``, ``why``, ``device``, ``problem``
+    when not ok), ``ffmpeg``, ``cuda``, ``packages``, ``state_dir``, ``artifact_root``; ``problems``
+    lists every problem as a dict (``kind`` setting / package / program / stage, its ``message``,
+    and for a setting its ``variable``, ``value`` and ``reason``), ``missing`` their messages,
+    ``warnings`` variables set for an adapter that is not switched on, and ``ok`` is true when
+    there is no problem. ``probe`` lets Chatterbox's check run its interpreter.
+    """
+    from sparkle_motion_dagster.resources.selection import unused_settings
+
+    problems: list[dict[str, Any]] = []
+    stages = _stages(problems, probe=probe)
+    ffmpeg = _ffmpeg(problems)
+    packages = {name: _version(name) for name in PACKAGES}
+    for name in CORE_PACKAGES:
+        if not packages.get(name):
+            problems.append(_problem("package", f"{name} is not installed (pip install -e . installs it)",
+                                     package=name))
+    locations = _locations(problems)
+    named = {problem.get("variable") for problem in problems}
+    warnings = [text for text in unused_settings() if text.split(" ", 1)[0] not in named]
     return {
         "stages": stages,
         "ffmpeg": ffmpeg,
-        "cuda": cuda,
-        "packages": {p: _version(p) for p in PACKAGES},
-        "state_dir": str(state_dir()),
-        "artifact_root": str(artifacts_root()),
-        "missing": missing,
-        "ok": not missing,
+        "cuda": _cuda(),
+        "packages": packages,
+        **locations,
+        "problems": problems,
+        "missing": [problem["message"] for problem in problems],
+        "warnings": warnings,
+        "ok": not problems,
     }

@@ -1,9 +1,9 @@
 """What the real-model adapters (SDXL, Wan, VITS, Wav2Lip, Chatterbox, the LLM planner) share.
 
 One implementation each of: the optional-dependency check, package versions,
-boolean environment values, the device setting (``auto``/``cpu``/``cuda``/
-``cuda:N``), a model folder or Hugging Face repo id and its weights' identity,
-and the per-process model cache.
+the device setting (``auto``/``cpu``/``cuda``/``cuda:N``), a model folder or
+Hugging Face repo id and its weights' identity, and the per-process model cache.
+Reading settings from the environment is ``settings.py``'s.
 
 Nothing here imports torch, diffusers or transformers at import time: torch is
 imported only when a device is resolved or a loaded model is freed, and
@@ -18,15 +18,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 import re
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 MODELS_EXTRA = ("install the models extra (pip install torch==2.13.0 first, then "
                 "pip install 'sparkle-motion-dagster[models]')")
@@ -37,7 +35,7 @@ REPO_ID_PATTERN = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HF_CACHE_HINT = "A repo id must be in the Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset)."
 
 
-# ---------------------------------------------------------------------- packages and settings
+# ---------------------------------------------------------------------- packages
 
 
 def require_packages(backend_label: str, *names: str) -> None:
@@ -62,65 +60,7 @@ def package_version(name: str) -> str:
         return "missing"
 
 
-def parse_bool(raw: str) -> bool:
-    """An environment variable's on/off value (1/0, true/false, yes/no, on/off; empty is off)."""
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
-
-
-def env_settings(env: Mapping[str, str], prefix: str, fields: Mapping[str, tuple[str, Callable[[str], Any]]], *,
-                 verbatim: Sequence[str] = ()) -> dict[str, Any]:
-    """Settings read from ``prefix + suffix`` variables: ``fields`` maps each suffix to (field, parser).
-
-    Unset variables are skipped; values are stripped and blank ones skipped, except for the fields in
-    ``verbatim`` (e.g. a prompt), taken as they are when set. A value the parser refuses raises
-    ValueError ``"NAME='value': reason"``.
-    """
-    values: dict[str, Any] = {}
-    for suffix, (field, parse) in fields.items():
-        name = prefix + suffix
-        raw = env.get(name)
-        if raw is None:
-            continue
-        if field not in verbatim:
-            raw = raw.strip()
-            if not raw:
-                continue
-        try:
-            values[field] = parse(raw)
-        except ValueError as error:
-            raise ValueError(f"{name}={raw!r}: {error}") from None
-    return values
-
-
-def resource_from_env(cls: type[R], environ: Mapping[str, str] | None, *, required_env: str, required_field: str,
-                      prefix: str, fields: Mapping[str, tuple[str, Callable[[str], Any]]],
-                      verbatim: Sequence[str] = ()) -> R | None:
-    """``cls`` configured from the environment (``os.environ`` when ``environ`` is None), or None when
-    ``required_env`` (the model or checkpoint, into ``required_field``) is unset or blank.
-
-    The other fields come from :func:`env_settings`; the resource's ``validate_settings()`` is run.
-    """
-    env = os.environ if environ is None else environ
-    required = env.get(required_env, "").strip()
-    if not required:
-        return None
-    resource = cls(**{required_field: required}, **env_settings(env, prefix, fields, verbatim=verbatim))
-    resource.validate_settings()
-    return resource
-
-
 # ---------------------------------------------------------------------- devices
-
-
-def check_device_setting(device: str, *, where: str) -> None:
-    """Check a device setting's form without importing torch; raise ValueError naming ``where``."""
-    if not DEVICE_PATTERN.fullmatch(device.strip().lower()):
-        raise ValueError(f"{where} = {device!r}: {DEVICE_CHOICES}")
 
 
 def cuda_unavailable(where: str, value: str) -> RuntimeError:

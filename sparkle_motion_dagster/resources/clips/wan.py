@@ -51,8 +51,9 @@ Long shots: chained segments
 
 Loading
     ``WanClips`` is plain configuration; the pipeline is loaded once per process
-    into a module-level cache on first use and freed by ``release()``. Only one
-    Wan pipeline is held at a time. ``WanClips.from_env()`` reads:
+    into a module-level cache on first use and freed by ``WanClips.release()``. Only one
+    Wan pipeline is held at a time. ``WanClips.from_env()`` reads (each field
+    names its variable, see ``resources/settings.py``):
 
     ==========================  ======================================================
     VIDEOS_WAN_MODEL            local diffusers folder or Hugging Face repo id, e.g.
@@ -76,7 +77,7 @@ Loading
     UMT5 11 GB): on cards under about 60 GB use ``cuda-offload``.
 
     The keyframe stage's SDXL pipeline is cached separately
-    (``resources.sdxl.release()`` frees it before the clips stage if GPU
+    (``SdxlKeyframes.release()`` frees it before the clips stage if GPU
     memory is tight).
 """
 
@@ -86,20 +87,20 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from PIL import Image, ImageOps
+from pydantic import field_validator
 
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
+from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field
 
-ENV_PREFIX = "VIDEOS_WAN_"
-MODEL_ENV = "VIDEOS_WAN_MODEL"
-PRESET_ENV = "VIDEOS_WAN_DEVICE_PRESET"
-PRESETS = ("auto", "cuda-bf16", "cuda-fp16", "cuda-offload", "cpu")
+Preset = Literal["auto", "cuda-bf16", "cuda-fp16", "cuda-offload", "cpu"]
+PRESETS = get_args(Preset)
 FIRST_LAST_FRAME = "first_last_frame"
 IMAGE_TO_VIDEO = "image_to_video"
 GUIDE_SEED_OFFSET = 10_000
@@ -108,76 +109,52 @@ AREA_720P = 1280 * 720
 # Components a Wan image-to-video folder must declare in model_index.json.
 REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
-# Environment variable -> (field, parser).
-_ENV_FIELDS = {
-    "DEVICE_PRESET": ("device_preset", str),
-    "STEPS": ("steps", int),
-    "GUIDANCE": ("guidance", float),
-    "GEN_FPS": ("gen_fps", int),
-    "MAX_FRAMES": ("max_frames_per_generation", int),
-    "MAX_PIXELS": ("max_pixels", int),
-    "NEGATIVE_PROMPT": ("negative_prompt", str),
-}
 
-
-def _where(field: str) -> str:
-    env = next((f"{ENV_PREFIX}{suffix}" for suffix, (name, _) in _ENV_FIELDS.items() if name == field),
-               MODEL_ENV if field == "model" else None)
-    return f"{env} (WanClips.{field})" if env else f"WanClips.{field}"
-
-
-class WanClips(ClipRenderer):
+class WanClips(EnvConfigured, ClipRenderer):
     """Shot clips from a Wan 2.1 image-to-video model (first-last-frame when the model supports it).
 
     Plain configuration; see the module docstring for continuity, timing,
     chained segments and loading.
     """
 
-    model: str
-    device_preset: str = "auto"
-    steps: int = 30
-    guidance: float = 5.0
-    gen_fps: int = 16
-    max_frames_per_generation: int = 81
-    max_pixels: int = 0
-    negative_prompt: str = ""
+    backend: ClassVar[str] = "wan-2.1"
+    model_ids: ClassVar[tuple[str, ...]] = ("wan-2.1",)
 
-    @property
-    def backend(self) -> str:
-        return "wan-2.1"
+    model: str = env_field("VIDEOS_WAN_MODEL", pattern=NOT_BLANK, expected="must name a folder or a repo id")
+    device_preset: Preset = env_field("VIDEOS_WAN_DEVICE_PRESET", "auto")
+    steps: int = env_field("VIDEOS_WAN_STEPS", 30, ge=1)
+    guidance: float = env_field("VIDEOS_WAN_GUIDANCE", 5.0, ge=0)
+    gen_fps: int = env_field("VIDEOS_WAN_GEN_FPS", 16, ge=1)
+    max_frames_per_generation: int = env_field("VIDEOS_WAN_MAX_FRAMES", 81, ge=5)
+    max_pixels: int = env_field("VIDEOS_WAN_MAX_PIXELS", 0, ge=0)
+    negative_prompt: str = env_field("VIDEOS_WAN_NEGATIVE_PROMPT", "", verbatim=True)
 
-    @property
-    def model_ids(self) -> tuple[str, ...]:
-        return ("wan-2.1",)
+    @field_validator("max_frames_per_generation")
+    @classmethod
+    def _frames_are_4k_plus_1(cls, value: int) -> int:
+        if (value - 1) % 4:
+            raise ValueError("must be 4k+1 (e.g. 81): Wan generates 4 frames per latent frame, plus the first")
+        return value
+
+    @field_validator("max_pixels")
+    @classmethod
+    def _area_is_auto_or_a_frame(cls, value: int) -> int:
+        if 0 < value < 16 * 16:
+            raise ValueError("0 (auto) or at least 256")
+        return value
 
     @property
     def max_seconds_per_generation(self) -> float:
         """Seconds of a shot one generation covers (5 s by default); longer shots are chained segments."""
         return (self.max_frames_per_generation - 1) / self.gen_fps
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WanClips | None":
-        """The resource described by ``VIDEOS_WAN_*`` variables, or None when ``VIDEOS_WAN_MODEL`` is unset."""
-        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
-                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
+    def release(self) -> None:
+        """Free this process's Wan pipeline (and the CUDA cache); the next render loads it again."""
+        _MODEL.release()
 
-    # ------------------------------------------------------------------ checks
-
-    def validate_settings(self) -> None:
-        """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
-        if self.device_preset not in PRESETS:
-            raise ValueError(f"{_where('device_preset')} = {self.device_preset!r}: expected one of {', '.join(PRESETS)}")
-        if self.steps < 1:
-            raise ValueError(f"{_where('steps')} = {self.steps}: must be at least 1")
-        if self.guidance < 0:
-            raise ValueError(f"{_where('guidance')} = {self.guidance}: must not be negative")
-        if self.gen_fps < 1:
-            raise ValueError(f"{_where('gen_fps')} = {self.gen_fps}: must be at least 1")
-        if self.max_frames_per_generation < 5 or (self.max_frames_per_generation - 1) % 4:
-            raise ValueError(f"{_where('max_frames_per_generation')} = {self.max_frames_per_generation}: "
-                             "must be 4k+1 and at least 5 (e.g. 81)")
-        if self.max_pixels and self.max_pixels < 16 * 16:
-            raise ValueError(f"{_where('max_pixels')} = {self.max_pixels}: 0 (auto) or at least 256")
+    def required_packages(self) -> tuple[str, ...]:
+        # Wan cannot load without accelerate and cannot encode a prompt without ftfy.
+        return ("torch", "diffusers", "transformers", "accelerate", "ftfy")
 
     def runtime(self) -> dict[str, Any]:
         """Resolve the model, device preset and continuity mode from configs only (no weights loaded).
@@ -185,8 +162,7 @@ class WanClips(ClipRenderer):
         Imports torch and diffusers; raises clear errors naming the variable to fix.
         """
         self.validate_settings()
-        # Wan cannot load without accelerate and cannot encode a prompt without ftfy.
-        model_support.require_packages("Wan clip", "torch", "diffusers", "transformers", "accelerate", "ftfy")
+        model_support.require_packages("Wan clip", *self.required_packages())
         source = resolve_model_source(self.model)
         preset = resolve_preset(self.device_preset)
         transformer = _transformer_config(source)
@@ -358,18 +334,18 @@ def resolve_preset(preset: str) -> str:
     import torch
 
     if preset not in PRESETS:
-        raise ValueError(f"{_where('device_preset')} = {preset!r}: expected one of {', '.join(PRESETS)}")
+        raise ValueError(f"{WanClips.where('device_preset')} = {preset!r}: expected one of {', '.join(PRESETS)}")
     if preset == "auto":
         return "cuda-bf16" if torch.cuda.is_available() else "cpu"
     if preset.startswith("cuda") and not torch.cuda.is_available():
-        raise model_support.cuda_unavailable(_where("device_preset"), preset)
+        raise model_support.cuda_unavailable(WanClips.where("device_preset"), preset)
     return preset
 
 
 def resolve_model_source(model: str) -> str:
     """An existing folder (checked to be a Wan image-to-video diffusers folder) as an absolute path, else
     ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``VIDEOS_WAN_MODEL``."""
-    where = f"{MODEL_ENV} (WanClips.model) = {model!r}"
+    where = f"{WanClips.where('model')} = {model!r}"
     path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
     if path is None:
         return model.strip()
@@ -388,7 +364,7 @@ def _transformer_config(source: str) -> dict[str, Any]:
     """The transformer's config.json (local folder or cached repo), checked for a usable conditioning layout."""
     from diffusers import WanTransformer3DModel
 
-    where = f"{MODEL_ENV} (WanClips.model) = {source!r}"
+    where = f"{WanClips.where('model')} = {source!r}"
     try:
         config = dict(WanTransformer3DModel.load_config(source, subfolder="transformer"))
     except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
@@ -407,12 +383,12 @@ def _check_image_tokens(pipe, source: str) -> None:
         return
     encoder = getattr(pipe, "image_encoder", None)
     if encoder is None:
-        raise ValueError(f"{MODEL_ENV} (WanClips.model) = {source!r}: a first-last-frame transformer needs an "
+        raise ValueError(f"{WanClips.where('model')} = {source!r}: a first-last-frame transformer needs an "
                          "image_encoder, and the pipeline has none.")
     vision = encoder.config
     tokens = (vision.image_size // vision.patch_size) ** 2 + 1
     if seq_len != 2 * tokens:
-        raise ValueError(f"{MODEL_ENV} (WanClips.model) = {source!r}: the transformer's pos_embed_seq_len is {seq_len}"
+        raise ValueError(f"{WanClips.where('model')} = {source!r}: the transformer's pos_embed_seq_len is {seq_len}"
                          f" but two frames give {2 * tokens} CLIP image tokens; the model cannot run.")
 
 
@@ -446,7 +422,7 @@ def _pipeline(source: str, preset: str):
             pipe = WanImageToVideoPipeline.from_pretrained(source, dtype=_dtypes(preset))
         except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
             raise RuntimeError(
-                f"{MODEL_ENV} (WanClips.model) = {source!r}: could not load a Wan image-to-video pipeline: {error}. "
+                f"{WanClips.where('model')} = {source!r}: could not load a Wan image-to-video pipeline: {error}. "
                 f"{model_support.HF_CACHE_HINT}"
             ) from error
         _check_image_tokens(pipe, source)
@@ -462,6 +438,4 @@ def _pipeline(source: str, preset: str):
 
 # ``loaded_key()``: ``(source, preset)`` of the pipeline held by this process, if any.
 loaded_key = _MODEL.key
-# ``release()``: free the process's Wan pipeline (and the CUDA cache). Safe to call at any time.
-release = _MODEL.release
 __getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline

@@ -1,28 +1,29 @@
-"""Keyframes: one image per base image of the plan."""
+"""Keyframes: one image per base image of the plan.
+
+The interface is here; each renderer has its own module: ``storyboard.py``
+(the embedded default, no weights) and ``sdxl.py`` (Stable Diffusion XL).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 from PIL import Image
 
-from sparkle_motion_dagster.resources.keyframes.storyboard import render_storyboard
-
 
 class KeyframeRenderer(dg.ConfigurableResource):
-    """Interface: render one keyframe from its prompt and seed."""
+    """Interface: render one keyframe from its prompt and seed.
 
-    @property
-    def backend(self) -> str:
-        raise NotImplementedError
+    ``backend`` names the renderer in manifests; ``parallel_images`` is how many
+    keyframes may render at once (a model on one GPU: one).
+    """
 
-    @property
-    def parallel_images(self) -> int:
-        """How many keyframes may render at once (a model on one GPU: one)."""
-        return 1
+    backend: ClassVar[str] = ""
+    parallel_images: ClassVar[int] = 1
 
     def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the picture for the same prompt, seed and size."""
         return {"backend": self.backend, **self.model_dump()}
 
     def with_settings(self, settings: dict[str, Any]) -> "KeyframeRenderer":
@@ -33,17 +34,5 @@ class KeyframeRenderer(dg.ConfigurableResource):
     def render(self, prompt: str, *, seed: int, width: int, height: int, label: str) -> Image.Image:
         raise NotImplementedError
 
-
-class StoryboardKeyframes(KeyframeRenderer):
-    """Embedded keyframes: a storyboard frame drawn from the prompt (not an image model)."""
-
-    @property
-    def backend(self) -> str:
-        return "storyboard"
-
-    @property
-    def parallel_images(self) -> int:
-        return 2  # Pillow draws, blurs and encodes without holding the GIL
-
-    def render(self, prompt, *, seed, width, height, label):
-        return render_storyboard(prompt, seed=seed, width=width, height=height, label=label)
+    def release(self) -> None:
+        """Free what the renderer holds in this process (a loaded model); rendering again reloads it."""

@@ -3,12 +3,13 @@
 Configuration
     ``SdxlKeyframes`` is plain configuration (it pickles across processes); the
     pipeline itself lives in a module-level cache, loaded on the first render in
-    a process and kept for the next ones. ``release()`` frees it. Only one SDXL
+    a process and kept for the next ones. ``SdxlKeyframes.release()`` frees it. Only one SDXL
     pipeline is held at a time: asking for another model, device or dtype
     releases the previous one first.
 
     ``SdxlKeyframes.from_env()`` builds the resource from ``IMAGES_SDXL_*``
-    variables (``None`` when ``IMAGES_SDXL_MODEL`` is unset):
+    variables (``None`` when ``IMAGES_SDXL_MODEL`` is unset; each field names its
+    variable, see ``resources/settings.py``):
 
     ============================  ==================================================
     IMAGES_SDXL_MODEL             local diffusers folder or Hugging Face repo id
@@ -43,19 +44,17 @@ Generation
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 from PIL import Image
 
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
-from sparkle_motion_dagster.resources.model_support import model_digest, package_version, parse_bool
-
-ENV_PREFIX = "IMAGES_SDXL_"
-MODEL_ENV = "IMAGES_SDXL_MODEL"
-DEVICE_ENV = "IMAGES_SDXL_DEVICE"
+from sparkle_motion_dagster.resources.model_support import model_digest, package_version
+from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
 
 # Names accepted by ``scheduler`` -> (diffusers class name, extra config).
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -68,78 +67,46 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
 }
-DTYPES = ("auto", "float16", "bfloat16", "float32")
+Dtype = Literal["auto", "float16", "bfloat16", "float32"]
+DTYPES = get_args(Dtype)
 # Components a text-to-image SDXL folder must declare in model_index.json.
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+RUN_SETTINGS = ("steps", "guidance", "scheduler", "negative_prompt")  # what a run may change (with_settings)
 
 
-# Environment variable suffix -> (field, parser).
-_ENV_FIELDS: dict[str, tuple[str, Any]] = {
-    field.upper(): (field, parse)
-    for field, parse in {"device": str, "dtype": str, "steps": int, "guidance": float, "scheduler": str,
-                         "negative_prompt": str, "cpu_offload": parse_bool, "vae_tiling": parse_bool,
-                         "max_pixels": int}.items()
-}
-
-
-def _where(field: str) -> str:
-    return f"{ENV_PREFIX}{field.upper()} (SdxlKeyframes.{field})"
-
-
-class SdxlKeyframes(KeyframeRenderer):
+class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     """Keyframes from an SDXL text-to-image model.
 
     Plain configuration; the pipeline is loaded once per process on first use
-    (see the module docstring) and freed with :func:`release`.
+    (see the module docstring) and freed by :meth:`release`.
     """
 
-    model: str
-    device: str = "auto"
-    dtype: str = "auto"
-    steps: int = 30
-    guidance: float = 7.5
-    scheduler: str = ""
-    negative_prompt: str = ""
-    cpu_offload: bool = False
-    vae_tiling: bool = False
-    max_pixels: int = 1024 * 1024
+    backend: ClassVar[str] = "sdxl"
 
-    @property
-    def backend(self) -> str:
-        return "sdxl"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SdxlKeyframes | None":
-        """The resource described by ``IMAGES_SDXL_*`` variables, or None when ``IMAGES_SDXL_MODEL`` is unset."""
-        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
-                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS, verbatim=("negative_prompt",))
+    model: str = env_field("IMAGES_SDXL_MODEL", pattern=NOT_BLANK, expected="must name a folder or a repo id")
+    device: str = env_field("IMAGES_SDXL_DEVICE", "auto", pattern=DEVICE, expected=DEVICE_CHOICES)
+    dtype: Dtype = env_field("IMAGES_SDXL_DTYPE", "auto")
+    steps: int = env_field("IMAGES_SDXL_STEPS", 30, ge=1)
+    guidance: float = env_field("IMAGES_SDXL_GUIDANCE", 7.5, ge=0)
+    scheduler: str = env_field(
+        "IMAGES_SDXL_SCHEDULER", "", pattern="^(" + "|".join(map(re.escape, SCHEDULERS)) + ")?$",
+        expected=f"expected '' (the model's own) or one of {', '.join(SCHEDULERS)}")
+    negative_prompt: str = env_field("IMAGES_SDXL_NEGATIVE_PROMPT", "", verbatim=True)
+    cpu_offload: bool = env_field("IMAGES_SDXL_CPU_OFFLOAD", False)
+    vae_tiling: bool = env_field("IMAGES_SDXL_VAE_TILING", False)
+    max_pixels: int = env_field("IMAGES_SDXL_MAX_PIXELS", 1024 * 1024, ge=64 * 64)
 
     def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
-        """The same model with a run's steps, guidance, scheduler or negative prompt."""
-        chosen = {k: v for k, v in settings.items()
-                  if k in ("steps", "guidance", "scheduler", "negative_prompt") and v is not None}
-        if not chosen:
-            return self
-        updated = type(self)(**{**self.model_dump(), **chosen})
-        updated.validate_settings()
-        return updated
+        """The same model with a run's steps, guidance, scheduler or negative prompt (checked)."""
+        chosen = {k: v for k, v in settings.items() if k in RUN_SETTINGS and v is not None}
+        return type(self)(**{**self.model_dump(), **chosen}) if chosen else self
 
-    # ------------------------------------------------------------------ checks
+    def release(self) -> None:
+        """Free this process's SDXL pipeline (and the CUDA cache); the next render loads it again."""
+        _MODEL.release()
 
-    def validate_settings(self) -> None:
-        """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
-        model_support.check_device_setting(self.device, where=_where("device"))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"{_where('dtype')} = {self.dtype!r}: expected one of {', '.join(DTYPES)}")
-        if self.steps < 1:
-            raise ValueError(f"{_where('steps')} = {self.steps}: must be at least 1")
-        if self.guidance < 0:
-            raise ValueError(f"{_where('guidance')} = {self.guidance}: must not be negative")
-        if self.scheduler and self.scheduler not in SCHEDULERS:
-            raise ValueError(f"{_where('scheduler')} = {self.scheduler!r}: expected '' (the model's own) or one of "
-                             f"{', '.join(SCHEDULERS)}")
-        if self.max_pixels < 64 * 64:
-            raise ValueError(f"{_where('max_pixels')} = {self.max_pixels}: too small (at least 4096)")
+    def required_packages(self) -> tuple[str, ...]:
+        return ("torch", "diffusers", "transformers", *(("accelerate",) if self.cpu_offload else ()))
 
     def runtime(self) -> dict[str, Any]:
         """Resolve the model source, device and dtype without loading weights; raise clear errors.
@@ -147,14 +114,14 @@ class SdxlKeyframes(KeyframeRenderer):
         Imports torch (about 1.6 s) to see whether CUDA is available.
         """
         self.validate_settings()
-        model_support.require_packages("SDXL keyframe", "torch", "diffusers", "transformers",
-                                       *(("accelerate",) if self.cpu_offload else ()))
+        model_support.require_packages("SDXL keyframe", *self.required_packages())
         source = resolve_model_source(self.model)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         if self.cpu_offload and device == "cpu":
-            raise RuntimeError(f"{_where('cpu_offload')} is set but the device is cpu: CPU offload moves sub-models "
-                               f"onto a CUDA device while they run. Unset it or use {DEVICE_ENV}=cuda.")
+            raise RuntimeError(f"{self.where('cpu_offload')} is set but the device is cpu: CPU offload moves "
+                               f"sub-models onto a CUDA device while they run. Unset it or use "
+                               f"{self.variable('device')}=cuda.")
         return {"source": source, "device": device, "dtype": dtype}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -221,7 +188,7 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]):
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    return model_support.resolve_device(device, where=_where("device"))
+    return model_support.resolve_device(device, where=SdxlKeyframes.where("device"))
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -229,14 +196,14 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "float32" if device == "cpu" else "float16"
     if dtype == "float16" and device == "cpu":
-        raise ValueError(f"{_where('dtype')} = float16 is not supported on cpu: use float32 (or bfloat16).")
+        raise ValueError(f"{SdxlKeyframes.where('dtype')} = float16 is not supported on cpu: use float32 (or bfloat16).")
     return dtype
 
 
 def resolve_model_source(model: str) -> str:
     """An existing folder (checked to be an SDXL text-to-image diffusers folder) as an absolute path,
     else ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``IMAGES_SDXL_MODEL``."""
-    where = f"{MODEL_ENV} (SdxlKeyframes.model) = {model!r}"
+    where = f"{SdxlKeyframes.where('model')} = {model!r}"
     path = model_support.local_model_folder(model, where=where, expected="a diffusers pipeline folder")
     if path is None:
         return model.strip()
@@ -272,7 +239,7 @@ def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[
             pipe = StableDiffusionXLPipeline.from_pretrained(source, dtype=getattr(torch, dtype))
         except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
             raise RuntimeError(
-                f"{MODEL_ENV} (SdxlKeyframes.model) = {source!r}: could not load an SDXL pipeline: {error}. "
+                f"{SdxlKeyframes.where('model')} = {source!r}: could not load an SDXL pipeline: {error}. "
                 f"{model_support.HF_CACHE_HINT}"
             ) from error
         if cpu_offload:
@@ -288,6 +255,4 @@ def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[
 
 # ``loaded_key()``: ``(source, device, dtype, cpu_offload)`` of the pipeline held by this process, if any.
 loaded_key = _MODEL.key
-# ``release()``: free the process's SDXL pipeline (and the CUDA cache). Safe to call at any time.
-release = _MODEL.release
 __getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline and scheduler config

@@ -1,4 +1,4 @@
-"""The embedded keyframe renderer: a legible storyboard frame, no model weights.
+"""The embedded keyframe renderer (``StoryboardKeyframes``): a legible storyboard frame, no model weights.
 
 Composition and palette come from the prompt and the seed, so the same inputs
 always give the same pixels; the prompt itself is lettered on the frame so a
@@ -10,9 +10,12 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import textwrap
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 
 
 def _rng(prompt: str, seed: int) -> np.random.Generator:
@@ -34,6 +37,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label: str = "") -> Image.Image:
+    """One storyboard frame of ``width`` x ``height`` for ``prompt`` and ``seed``, ``label`` in its corner."""
     rng = _rng(prompt, seed)
     dark, mid, accent, light = _palette(rng)
 
@@ -84,3 +88,13 @@ def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label:
         draw.rectangle((0, 0, width, int(size * 1.3)), fill=(0, 0, 0, 110))
         draw.text((size * 0.6, size * 0.2), label, font=small, fill=(255, 255, 255, 230))
     return image
+
+
+class StoryboardKeyframes(KeyframeRenderer):
+    """Embedded keyframes: a storyboard frame drawn from the prompt (not an image model)."""
+
+    backend: ClassVar[str] = "storyboard"
+    parallel_images: ClassVar[int] = 2  # Pillow draws, blurs and encodes without holding the GIL
+
+    def render(self, prompt, *, seed, width, height, label=""):
+        return render_storyboard(prompt, seed=seed, width=width, height=height, label=label)

@@ -45,7 +45,7 @@ import functools
 import itertools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 DETECTOR_ENV = "WAV2LIP_FACE_DETECTOR"
+DETECTOR_CHOICES = "expected auto, opencv-haar, skimage-lbp, s3fd:<checkpoint> or the path of an S3FD checkpoint"
 BUILTIN = ("auto", "opencv-haar", "skimage-lbp")
 
 
@@ -145,10 +146,8 @@ class OpenCVHaarDetector:
             raise RuntimeError(f"OpenCV could not load its Haar cascade {path!r} (an OpenCV 4.x wheel ships it; "
                                "OpenCV 5 wheels do not): install opencv-python-headless 4.x or use skimage-lbp")
         self._lock = threading.Lock()  # a CascadeClassifier is not safe to share between threads
-        self.max_side = max_side
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size_fraction = min_size_fraction
+        self.max_side, self.min_size_fraction = max_side, min_size_fraction
+        self.options = {"scaleFactor": scale_factor, "minNeighbors": min_neighbors}  # for detectMultiScale3
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         import cv2
@@ -158,8 +157,7 @@ class OpenCVHaarDetector:
         side = max(24, int(min(gray.shape) * self.min_size_fraction))
         with self._lock:
             found, _, weights = self._classifier.detectMultiScale3(
-                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
-                outputRejectLevels=True)
+                gray, minSize=(side, side), outputRejectLevels=True, **self.options)
         weights = np.asarray(weights, dtype=np.float64).reshape(-1)
         return [Box(float(x), float(y), float(x + w), float(y + h), float(weights[i]) if i < len(weights) else 1.0
                     ).scaled(back) for i, (x, y, w, h) in enumerate(np.asarray(found).reshape(-1, 4))]
@@ -178,12 +176,10 @@ class SkimageLBPDetector:
 
         self._cascade = Cascade(data.lbp_frontal_face_cascade_filename())
         self._lock = threading.Lock()
-        self.max_side = max_side
-        self.scale_factor = scale_factor
-        self.step_ratio = step_ratio
-        self.min_size_fraction = min_size_fraction
-        self.min_neighbor_number = min_neighbor_number
-        self.intersection_score_threshold = intersection_score_threshold
+        self.max_side, self.min_size_fraction = max_side, min_size_fraction
+        self.options = {"scale_factor": scale_factor, "step_ratio": step_ratio,  # for detect_multi_scale
+                        "min_neighbor_number": min_neighbor_number,
+                        "intersection_score_threshold": intersection_score_threshold}
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         small, back = _downscale(frame, self.max_side)
@@ -191,9 +187,7 @@ class SkimageLBPDetector:
         side = max(24, int(shortest * self.min_size_fraction))
         with self._lock:
             found = self._cascade.detect_multi_scale(
-                img=small, scale_factor=self.scale_factor, step_ratio=self.step_ratio, min_size=(side, side),
-                max_size=(shortest, shortest), min_neighbor_number=self.min_neighbor_number,
-                intersection_score_threshold=self.intersection_score_threshold)
+                img=small, min_size=(side, side), max_size=(shortest, shortest), **self.options)
         return [Box(float(d["c"]), float(d["r"]), float(d["c"] + d["width"]), float(d["r"] + d["height"])).scaled(back)
                 for d in found]
 
@@ -383,8 +377,7 @@ def detector_kind(spec: str) -> tuple[str, str | None]:
         return "s3fd", value[5:].strip()
     if value.endswith((".pth", ".pt", ".bin")) or "/" in value or os.sep in value:
         return "s3fd", value
-    raise ValueError(f"{DETECTOR_ENV}={spec!r}: expected auto, opencv-haar, skimage-lbp, s3fd:<checkpoint> "
-                     "or the path of an S3FD checkpoint")
+    raise ValueError(f"{DETECTOR_ENV}={spec!r}: {DETECTOR_CHOICES}")
 
 
 def make_detector(spec: str = "auto", *, device: str = "cpu", max_side: int = 480) -> Any:
@@ -453,27 +446,30 @@ def fill_gaps(boxes: Sequence[Box | None], max_gap: int) -> list[Box | None]:
     return out
 
 
+def box_runs(boxes: Sequence[Box | None]) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each run of consecutive frames that have a box (``end`` exclusive)."""
+    start = None
+    for index, box in enumerate([*boxes, None]):
+        if box is not None and start is None:
+            start = index
+        elif box is None and start is not None:
+            yield start, index
+            start = None
+
+
 def smooth_boxes(boxes: Sequence[Box | None], window: int) -> list[Box | None]:
     """Centred moving average of the coordinates within each run of consecutive boxes."""
     out = list(boxes)
     if window <= 1:
         return out
     half = window // 2
-    index = 0
-    while index < len(boxes):
-        if boxes[index] is None:
-            index += 1
-            continue
-        end = index
-        while end < len(boxes) and boxes[end] is not None:
-            end += 1
-        coords = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes[index:end]], dtype=np.float64)
+    for start, end in box_runs(boxes):
+        coords = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes[start:end]], dtype=np.float64)
         cumulative = np.concatenate([np.zeros((1, 4)), np.cumsum(coords, axis=0)])
-        for k in range(end - index):
-            lo, hi = max(0, k - half), min(end - index, k + half + 1)
+        for k in range(end - start):
+            lo, hi = max(0, k - half), min(end - start, k + half + 1)
             mean = (cumulative[hi] - cumulative[lo]) / (hi - lo)
-            out[index + k] = replace(boxes[index + k], x1=mean[0], y1=mean[1], x2=mean[2], y2=mean[3])
-        index = end
+            out[start + k] = replace(boxes[start + k], x1=mean[0], y1=mean[1], x2=mean[2], y2=mean[3])
     return out
 
 
@@ -481,17 +477,9 @@ def drop_short_runs(filled: Sequence[Box | None], raw: Sequence[Box | None], min
     """Remove runs of boxes backed by fewer than ``min_detections`` real detections (a face on screen is
     detected in frame after frame; a lone hit in a faceless stretch is a false positive)."""
     out = list(filled)
-    index = 0
-    while index < len(filled):
-        if filled[index] is None:
-            index += 1
-            continue
-        end = index
-        while end < len(filled) and filled[end] is not None:
-            end += 1
-        if sum(1 for k in range(index, end) if raw[k] is not None) < min_detections:
-            out[index:end] = [None] * (end - index)
-        index = end
+    for start, end in box_runs(filled):
+        if sum(1 for k in range(start, end) if raw[k] is not None) < min_detections:
+            out[start:end] = [None] * (end - start)
     return out
 
 

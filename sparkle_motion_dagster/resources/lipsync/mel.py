@@ -1,7 +1,9 @@
-"""Wav2Lip's audio front end in numpy: 16 kHz speech -> 80-bin mel spectrogram -> one window per video frame.
+"""Wav2Lip's audio front end: 16 kHz speech -> 80-bin mel spectrogram -> one window per video frame.
 
 The official model was trained on these features (its ``hparams.py`` and
-``audio.py``), so they are reproduced exactly rather than approximated:
+``audio.py``, which call librosa), so they are reproduced exactly rather than
+approximated, the STFT, mel filters and decibels by ``transformers.audio_utils``
+(numpy; the ``models`` extra, which Wav2Lip needs for torch anyway):
 
 - audio resampled to 16 kHz mono (here by ffmpeg, from any file it reads);
 - pre-emphasis ``y[n] = x[n] - 0.97 x[n-1]``;
@@ -61,71 +63,56 @@ def preemphasis(wav: np.ndarray, coefficient: float = PREEMPHASIS) -> np.ndarray
     return out
 
 
-def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    linear = hz / f_sp
-    with np.errstate(divide="ignore"):
-        log = min_log_mel + np.log(np.maximum(hz, 1e-12) / min_log_hz) / logstep
-    return np.where(hz >= min_log_hz, log, linear)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
-
-
 @functools.cache
 def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = NUM_MELS,
                    fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
-    """``(n_mels, 1 + n_fft // 2)`` triangular filters on the Slaney mel scale, area-normalised."""
-    fft_freqs = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
-    mel_points = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    widths = np.diff(mel_points)
-    ramps = mel_points[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_points[2:] - mel_points[:-2]))[:, None]
+    """``(n_mels, 1 + n_fft // 2)`` triangular filters on the Slaney mel scale, area-normalised
+    (``librosa.filters.mel``'s defaults), from ``transformers.audio_utils.mel_filter_bank``."""
+    from transformers.audio_utils import mel_filter_bank
+
+    weights = np.ascontiguousarray(mel_filter_bank(
+        num_frequency_bins=1 + n_fft // 2, num_mel_filters=n_mels, min_frequency=fmin, max_frequency=fmax,
+        sampling_rate=sample_rate, norm="slaney", mel_scale="slaney").T)
     weights.setflags(write=False)
     return weights
 
 
 @functools.cache
-def _hann(length: int) -> np.ndarray:
-    """The periodic Hann window (``scipy.signal.get_window('hann', n)``)."""
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+def _window(n_fft: int, win_length: int) -> np.ndarray:
+    """The periodic Hann window of ``win_length``, centred in ``n_fft`` samples (``scipy``'s ``'hann'``)."""
+    from transformers.audio_utils import window_function
+
+    window = window_function(win_length, "hann", periodic=True, frame_length=n_fft, center=True)
     window.setflags(write=False)
     return window
+
+
+def _spectrogram(wav: np.ndarray, n_fft: int, hop_length: int, win_length: int, **mel: object) -> np.ndarray:
+    """``transformers.audio_utils.spectrogram`` of ``wav`` with Wav2Lip's framing: centred frames, reflect
+    padding (zeros for a clip shorter than half a frame, which reflection cannot pad), magnitudes."""
+    from transformers.audio_utils import spectrogram
+
+    wav = np.asarray(wav, dtype=np.float64)
+    return spectrogram(wav, _window(n_fft, win_length), frame_length=n_fft, hop_length=hop_length, fft_length=n_fft,
+                       power=1.0, center=True, pad_mode="reflect" if len(wav) > n_fft // 2 else "constant",
+                       dtype=np.float64, **mel)
 
 
 def stft_magnitude(wav: np.ndarray, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
                    win_length: int = WIN_LENGTH) -> np.ndarray:
     """``|STFT|`` as ``(1 + n_fft // 2, 1 + len(wav) // hop_length)``: centred frames, reflect padding."""
-    wav = np.asarray(wav, dtype=np.float64)
-    pad = n_fft // 2
-    if len(wav) <= pad:  # reflect padding needs more samples than the pad: fall back to zeros
-        padded = np.pad(wav, pad, mode="constant")
-    else:
-        padded = np.pad(wav, pad, mode="reflect")
-    window = np.zeros(n_fft)
-    offset = (n_fft - win_length) // 2
-    window[offset:offset + win_length] = _hann(win_length)
-    count = 1 + len(wav) // hop_length
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length][:count]
-    return np.abs(np.fft.rfft(frames * window, axis=1)).T
+    return _spectrogram(wav, n_fft, hop_length, win_length)
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
-    """Wav2Lip's normalised mel spectrogram of 16 kHz mono samples: float32 ``(80, 1 + len // 200)`` in [-4, 4]."""
-    magnitude = stft_magnitude(preemphasis(wav))
-    mel = mel_filterbank() @ magnitude
-    min_level = np.exp(MIN_LEVEL_DB / 20 * np.log(10))  # 1e-5
-    db = 20 * np.log10(np.maximum(min_level, mel)) - REF_LEVEL_DB
+    """Wav2Lip's normalised mel spectrogram of 16 kHz mono samples: float32 ``(80, 1 + len // 200)`` in [-4, 4].
+
+    ``20 log10(max(1e-5, mel)) - 20`` is ``transformers``' decibel mel spectrogram with a floor of 1e-5
+    and a reference of 10; the mapping of [-100, 0] dB onto [-4, 4] is Wav2Lip's own.
+    """
+    min_level = 10 ** (MIN_LEVEL_DB / 20)  # 1e-5
+    db = _spectrogram(preemphasis(wav), N_FFT, HOP_LENGTH, WIN_LENGTH, mel_filters=mel_filterbank().T,
+                      mel_floor=min_level, log_mel="dB", reference=10 ** (REF_LEVEL_DB / 20), min_value=min_level)
     normalised = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
     return np.clip(normalised, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
 

@@ -9,7 +9,7 @@ What is processed
     ``LipsyncEngine.apply``) carrying each shot's clip, a shot with no changed
     frame is not decoded or re-encoded at all: its clip is stream-copied into
     the final cut, bit for bit. A shot that changes is re-encoded once, with the
-    same encoder settings as every other clip (``ffmpeg.VIDEO_CODEC_ARGS``), so
+    same encoder as every other clip (``media.ffmpeg.FrameEncoder``), so
     the clips still join by stream copy; its frames outside the windows are
     passed through pixel for pixel before that encode. Without clip paths the
     whole master is decoded and re-encoded once (``mode: full_reencode``).
@@ -38,9 +38,9 @@ and the model, detector and audio settings.
 
 Configuration
     ``Wav2LipLipsync`` is plain configuration; the network is loaded once per
-    process into a module-level cache and freed by :func:`release`.
+    process into a module-level cache and freed by ``Wav2LipLipsync.release()``.
     ``Wav2LipLipsync.from_env()`` reads (``None`` when ``WAV2LIP_CHECKPOINT``
-    is unset):
+    is unset; each field names its variable, see ``resources/settings.py``):
 
     ========================  ==========================================================
     WAV2LIP_CHECKPOINT        the generator checkpoint: the official ``wav2lip.pth`` or
@@ -65,25 +65,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import field_validator
 
-from sparkle_motion_dagster.media.ffmpeg import VIDEO_CODEC_ARGS, FfmpegError, concat_copy, ffmpeg_exe, mux_audio, probe
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder as ClipEncoder  # the one encoder, under the name tests patch
+from sparkle_motion_dagster.media.ffmpeg import concat_copy, iter_video_frames, mux_audio, probe
 from sparkle_motion_dagster.film.plan import id_problem
 from sparkle_motion_dagster.runs.storage import atomic_output, sha256_file
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
+from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
 
-ENV_PREFIX = "WAV2LIP_"
-CHECKPOINT_ENV = "WAV2LIP_CHECKPOINT"
-DEVICE_ENV = "WAV2LIP_DEVICE"
-DTYPES = ("auto", "float32", "float16")
 ARTIFACT_TYPE = "shot_lipsync_video"
 FACE_SIZE = 96
 # The blend: an ellipse over mouth and jaw in face-box coordinates (0..1), feathered over its outer part.
@@ -92,88 +90,64 @@ MOUTH_RADII = (0.38, 0.245)
 MOUTH_FEATHER = 0.4
 _UNBOUNDED = 10**9
 
-# Environment variable suffix -> (field, parser).
-_ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "DEVICE": ("device", str),
-    "DTYPE": ("dtype", str),
-    "BATCH_SIZE": ("batch_size", int),
-    "FACE_DETECTOR": ("face_detector", str),
-    "FACE_PADDING": ("face_padding", str),
-    "SMOOTH_FRAMES": ("smooth_frames", int),
-    "MAX_GAP_FRAMES": ("max_gap_frames", int),
-    "DETECT_MAX_SIDE": ("detect_max_side", int),
-}
-
-
-def _where(field: str) -> str:
-    return f"{ENV_PREFIX}{field.upper()} (Wav2LipLipsync.{field})"
-
-
-class Wav2LipLipsync(LipsyncEngine):
+class Wav2LipLipsync(EnvConfigured, LipsyncEngine):
     """Wav2Lip on talking closeups during dialogue (see the module docstring)."""
 
-    checkpoint: str
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 32
-    face_detector: str = "auto"
-    face_padding: str = ""
-    smooth_frames: int = 5
-    max_gap_frames: int = 3
-    detect_max_side: int = 480
+    backend: ClassVar[str] = "wav2lip"
+    switch: ClassVar[str] = "checkpoint"
 
-    @property
-    def backend(self) -> str:
-        return "wav2lip"
+    checkpoint: str = env_field("WAV2LIP_CHECKPOINT", pattern=NOT_BLANK, expected="must name a .pth checkpoint")
+    device: str = env_field("WAV2LIP_DEVICE", "auto", pattern=DEVICE, expected=DEVICE_CHOICES)
+    dtype: Literal["auto", "float32", "float16"] = env_field("WAV2LIP_DTYPE", "auto")
+    batch_size: int = env_field("WAV2LIP_BATCH_SIZE", 32, ge=1)
+    face_detector: str = env_field("WAV2LIP_FACE_DETECTOR", "auto")
+    face_padding: str = env_field("WAV2LIP_FACE_PADDING", "")
+    smooth_frames: int = env_field("WAV2LIP_SMOOTH_FRAMES", 5, ge=1)
+    max_gap_frames: int = env_field("WAV2LIP_MAX_GAP_FRAMES", 3, ge=0)
+    detect_max_side: int = env_field("WAV2LIP_DETECT_MAX_SIDE", 480, ge=0)
 
+    @field_validator("face_detector")
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Wav2LipLipsync | None:
-        """The resource described by ``WAV2LIP_*`` variables, or None when ``WAV2LIP_CHECKPOINT`` is unset."""
-        return model_support.resource_from_env(cls, environ, required_env=CHECKPOINT_ENV,
-                                               required_field="checkpoint", prefix=ENV_PREFIX, fields=_ENV_FIELDS)
+    def _known_detector(cls, spec: str) -> str:
+        from sparkle_motion_dagster.resources.lipsync.face_detect import DETECTOR_CHOICES, detector_kind
 
-    # ------------------------------------------------------------------ checks
+        try:
+            detector_kind(spec)
+        except ValueError:
+            raise ValueError(DETECTOR_CHOICES) from None
+        return spec
 
-    def validate_settings(self) -> None:
-        """Check the plain settings (no torch import, no file access); raise ValueError naming the variable."""
-        from sparkle_motion_dagster.resources.lipsync.face_detect import detector_kind
+    @field_validator("face_padding")
+    @classmethod
+    def _four_fractions(cls, text: str) -> str:
+        parse_padding(text)
+        return text
 
-        if not self.checkpoint.strip():
-            raise ValueError(f"{CHECKPOINT_ENV} (Wav2LipLipsync.checkpoint) is empty")
-        model_support.check_device_setting(self.device, where=_where("device"))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"{_where('dtype')} = {self.dtype!r}: expected one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"{_where('batch_size')} = {self.batch_size}: must be at least 1")
-        if self.smooth_frames < 1:
-            raise ValueError(f"{_where('smooth_frames')} = {self.smooth_frames}: must be at least 1")
-        if self.max_gap_frames < 0:
-            raise ValueError(f"{_where('max_gap_frames')} = {self.max_gap_frames}: must not be negative")
-        if self.detect_max_side and self.detect_max_side < 64:
-            raise ValueError(f"{_where('detect_max_side')} = {self.detect_max_side}: 0 (full size) or at least 64")
-        detector_kind(self.face_detector)
-        self.padding()
+    @field_validator("detect_max_side")
+    @classmethod
+    def _full_size_or_a_face(cls, side: int) -> int:
+        if 0 < side < 64:
+            raise ValueError("0 (full size) or at least 64")
+        return side
 
     def padding(self) -> tuple[float, float, float, float] | None:
         """``face_padding`` parsed: (top, bottom, left, right) fractions, or None for the detector's default."""
-        text = self.face_padding.strip()
-        if not text:
-            return None
-        try:
-            values = tuple(float(part) for part in text.split(","))
-        except ValueError:
-            values = ()
-        if len(values) != 4 or any(not -0.5 <= v <= 1.0 for v in values):
-            raise ValueError(f"{_where('face_padding')} = {self.face_padding!r}: expected four comma-separated "
-                             "fractions of the box size between -0.5 and 1, e.g. 0,0.12,0,0")
-        return values  # type: ignore[return-value]
+        return parse_padding(self.face_padding)
+
+    def required_packages(self) -> tuple[str, ...]:
+        detector = {"opencv-haar": ("cv2",), "skimage-lbp": ("skimage",)}
+        return ("torch", *detector.get(self.face_detector.strip().lower(), ()))
+
+    def release(self) -> None:
+        """Free this process's Wav2Lip generator and face detectors; the next film loads them again."""
+        release()
 
     def runtime(self) -> dict[str, Any]:
         """Resolve the checkpoint file, device and dtype without loading weights; raise clear errors."""
         self.validate_settings()
         _require_packages()
         path = Path(self.checkpoint).expanduser()
-        where = f"{CHECKPOINT_ENV} (Wav2LipLipsync.checkpoint) = {self.checkpoint!r}"
+        where = f"{self.where('checkpoint')} = {self.checkpoint!r}"
         if not path.exists():
             raise ValueError(f"{where}: the file does not exist. Point it at the official wav2lip.pth or "
                              "wav2lip_gan.pth (or a checkpoint from `sparkle-motion dev make-tiny-models`).")
@@ -182,7 +156,7 @@ class Wav2LipLipsync(LipsyncEngine):
         device = resolve_device(self.device)
         dtype = "float32" if device == "cpu" or self.dtype == "float32" else "float16"
         if self.dtype == "float16" and device == "cpu":
-            raise ValueError(f"{_where('dtype')} = float16 is not supported on cpu: use float32 or auto")
+            raise ValueError(f"{self.where('dtype')} = float16 is not supported on cpu: use float32 or auto")
         return {"checkpoint": str(path.resolve()), "device": device, "dtype": dtype}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -428,56 +402,6 @@ def boundary_frames(changed) -> list[int]:
     return marks
 
 
-class ClipEncoder:
-    """Raw RGB frames -> H.264 with exactly the project's codec settings (``ffmpeg.VIDEO_CODEC_ARGS``, so the
-    clip joins the others by stream copy), plus keyframes forced at the given frame numbers."""
-
-    def __init__(self, out_path: Path, *, width: int, height: int, fps: float, keyframes=()):
-        self.out_path = Path(out_path)
-        self.frame_bytes = width * height * 3
-        self.frames_written = 0
-        marks = sorted({int(k) for k in keyframes if int(k) > 0})
-        force = ["-force_key_frames", "expr:" + "+".join(f"eq(n,{k})" for k in marks)] if marks else []
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
-        self._proc = subprocess.Popen(
-            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostats", "-y", "-f", "rawvideo",
-             "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-", "-an",
-             *VIDEO_CODEC_ARGS, *force, "-movflags", "+faststart", str(self.out_path)],
-            stdin=subprocess.PIPE, stderr=self._stderr)
-
-    def write(self, frame: bytes) -> None:
-        if len(frame) != self.frame_bytes:
-            raise ValueError(f"frame has {len(frame)} bytes, expected {self.frame_bytes}")
-        assert self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(frame)
-        except BrokenPipeError:
-            self._proc.wait()
-            raise FfmpegError(f"ffmpeg encode of {self.out_path.name} stopped: {self._error()}") from None
-        self.frames_written += 1
-
-    def _error(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace").strip()[-800:]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            with contextlib.suppress(BrokenPipeError):
-                assert self._proc.stdin is not None
-                self._proc.stdin.close()
-            if exc_type is not None:
-                self._proc.kill()
-                self._proc.wait()
-                return
-            if self._proc.wait() != 0:
-                raise FfmpegError(f"ffmpeg encode of {self.out_path.name} failed: {self._error()}")
-        finally:
-            self._stderr.close()
-
-
 # ---------------------------------------------------------------------- frames to process
 
 
@@ -527,39 +451,6 @@ def frames_to_sync(windows: list[dict], fps: float, table: list[dict]) -> tuple[
                 frame_map.setdefault(frame, {"line_id": window.get("line_id"), "window_index": index})
         reports.append({**window, "start_frame": first, "end_frame": last, "frames": len(frames), "_frames": frames})
     return frame_map, reports
-
-
-# ---------------------------------------------------------------------- decoding
-
-
-def iter_video_frames(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
-    """Every frame of ``path`` as a read-only ``(height, width, 3)`` uint8 RGB array, decoded by ffmpeg.
-
-    Closing the generator early stops ffmpeg.
-    """
-    size = width * height * 3
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
-             "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-            stdout=subprocess.PIPE, stderr=stderr)
-        finished = False
-        try:
-            assert proc.stdout is not None
-            while True:
-                data = proc.stdout.read(size)
-                if len(data) < size:
-                    finished = True
-                    break
-                yield np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-        finally:
-            if not finished:
-                proc.kill()
-            proc.communicate()
-        if proc.returncode != 0:
-            stderr.seek(0)
-            message = stderr.read().decode(errors="replace").strip()[-800:]
-            raise FfmpegError(f"decoding {path} failed ({proc.returncode}): {message}")
 
 
 # ---------------------------------------------------------------------- the in-memory core
@@ -760,7 +651,21 @@ class FrameSyncer:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    return model_support.resolve_device(device, where=_where("device"))
+    return model_support.resolve_device(device, where=Wav2LipLipsync.where("device"))
+
+
+def parse_padding(text: str) -> tuple[float, float, float, float] | None:
+    """A face padding setting: "top,bottom,left,right" fractions of the box size (-0.5 to 1), or None for ""."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or any(not -0.5 <= v <= 1.0 for v in values):
+        raise ValueError("expected four comma-separated fractions of the box size between -0.5 and 1, e.g. 0,0.12,0,0")
+    return values  # type: ignore[return-value]
 
 
 def _require_packages() -> None:
@@ -805,7 +710,7 @@ def _model(checkpoint: str, device: str, dtype: str):
         try:
             model = model_from_state_dict(load_state_dict_file(checkpoint))
         except ValueError as error:
-            raise ValueError(f"{CHECKPOINT_ENV} (Wav2LipLipsync.checkpoint) = {checkpoint!r}: {error}") from error
+            raise ValueError(f"{Wav2LipLipsync.where('checkpoint')} = {checkpoint!r}: {error}") from error
         model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -840,7 +745,6 @@ def release() -> None:
 
 __all__ = [
     "ARTIFACT_TYPE",
-    "CHECKPOINT_ENV",
     "FrameSyncer",
     "Wav2LipLipsync",
     "file_sha256",

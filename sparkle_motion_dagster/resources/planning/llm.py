@@ -1,8 +1,8 @@
 """A planner that asks a language model for the MoviePlan (the script agent).
 
-``LlmPlanner`` speaks the OpenAI-compatible chat-completions protocol
-(``POST {base_url}/chat/completions``) served by vLLM, Ollama, the llama.cpp
-server, LM Studio and hosted APIs. It uses only the standard library.
+``LlmPlanner`` speaks the OpenAI chat-completions protocol through the ``openai``
+SDK, pointed (``base_url``) at any compatible server: vLLM, Ollama, the
+llama.cpp server, LM Studio or a hosted API.
 
 One ``plan()`` call:
 
@@ -22,20 +22,24 @@ One ``plan()`` call:
 5. returns the seed's plan artifact envelope (``request``, ``validated_plan``
    normalized with explicit silences, ``generated_at``, ``metadata``,
    ``schema_uri``); ``metadata`` has ``tool="script_agent"``, the model, the
-   attempts and the repair history; ``validated_plan.metadata`` has
-   ``planner="llm"`` and the model.
+   attempts, the repair history and the HTTP attempts; ``validated_plan.metadata``
+   has ``planner="llm"`` and the model.
 
-HTTP: each request has a socket timeout of ``timeout_s``; connection errors,
-timeouts, 408, 425, 429 and 5xx are retried ``max_retries`` times with
-exponential backoff (``backoff_s``, doubled each time, at most 30 s; a
-``Retry-After`` header is honoured up to 60 s). Other 4xx fail at once: 401/403
-name ``SCRIPT_AGENT_API_KEY``, 404 names the base URL and the model.
+HTTP is the SDK's: each request times out after ``timeout_s``; timeouts,
+connection errors, 408, 409, 429 and 5xx are retried ``max_retries`` times with
+the SDK's exponential backoff (a ``Retry-After`` of up to a minute is honoured).
+Other 4xx fail at once: 401/403 name ``SCRIPT_AGENT_API_KEY``, 404 names the
+base URL and the model. A transport wrapper only watches the SDK's attempts,
+for the metadata and the errors. Proxies from the environment are not used for
+a server on this machine. Without an API key no ``Authorization`` header is sent,
+and ``OPENAI_API_KEY`` is never read: the key is ``SCRIPT_AGENT_API_KEY`` alone.
 
 Errors: :class:`LlmPlannerError` (a ``RuntimeError``) for the server and the
 protocol; :class:`LlmPlanInvalidError` (also a ``PlanValidationError``, with
 ``.issues``) when the model never produced a valid plan.
 
-``LlmPlanner.from_env()`` reads (None when ``SCRIPT_AGENT_MODEL`` is unset):
+``LlmPlanner.from_env()`` reads (None when ``SCRIPT_AGENT_MODEL`` is unset; each
+field names its variable, see ``resources/settings.py``):
 
 =========================  ==========================================================
 SCRIPT_AGENT_MODEL         the model name as the server knows it (``llama3.1:8b``)
@@ -60,67 +64,36 @@ much again: give local servers a context of at least 8,192 tokens (Ollama:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import http.client
 import ipaddress
 import json
 import logging
-import os
 import re
-import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
+from pydantic import Field, field_validator
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
 from sparkle_motion_dagster.film.plan import PlanIssue, PlanValidationError, plan_json_schema, validate_plan
-from sparkle_motion_dagster.resources.planning.template import plan_envelope
-from sparkle_motion_dagster.resources.model_support import parse_bool
-from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.resources.planning import Planner, plan_envelope
+from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "SCRIPT_AGENT_"
-MODEL_ENV = "SCRIPT_AGENT_MODEL"
-BASE_URL_ENV = "SCRIPT_AGENT_BASE_URL"
-API_KEY_ENV = "SCRIPT_AGENT_API_KEY"
 DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
 TOOL = "script_agent"
 DEFAULT_VIDEO_MODEL = "animatic"
-
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-MAX_BACKOFF_S = 30.0
-MAX_RETRY_AFTER_S = 60.0
 # Request fields a server may not know; dropped (once) when it answers 400/422.
 OPTIONAL_FIELDS = ("response_format", "seed")
-
-
-_ENV_FIELDS: dict[str, tuple[str, Any]] = {
-    "BASE_URL": ("base_url", str),
-    "TIMEOUT_S": ("timeout_s", float),
-    "MAX_RETRIES": ("max_retries", int),
-    "MAX_REPAIRS": ("max_repairs", int),
-    "TEMPERATURE": ("temperature", float),
-    "MAX_TOKENS": ("max_tokens", int),
-    "JSON_MODE": ("json_mode", parse_bool),
-}
-
-
-def _env(name: str) -> str | None:
-    """The environment variable behind a field."""
-    return next((ENV_PREFIX + suffix for suffix, (f, _) in _ENV_FIELDS.items() if f == name),
-                {"model": MODEL_ENV, "api_key": API_KEY_ENV}.get(name))
-
-
-def _where(name: str) -> str:
-    env = _env(name)
-    return f"{env} (LlmPlanner.{name})" if env else f"LlmPlanner.{name}"
+# The statuses the SDK retries (besides timeouts and connection errors).
+RETRIED_STATUS = frozenset({408, 409, 429})
+# Sent when there is no key: the SDK insists on one, and the Authorization header is left out instead.
+_NO_KEY = "no-key"
 
 
 class LlmPlannerError(RuntimeError):
@@ -287,21 +260,25 @@ def _unwrap(value: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _error_message(body: bytes) -> str:
+def _error_text(body: Any, fallback: str = "") -> str:
     """The server's own words from an error body (OpenAI, vLLM, Ollama, llama.cpp, FastAPI shapes)."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:500] or "(empty body)"
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:500]
-        for value in (error, data.get("message"), data.get("detail")):
+    if isinstance(body, (bytes, bytearray)):
+        text = body.decode("utf-8", "replace").strip()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return text[:500] or fallback or "(empty body)"
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:500]
+        for value in (inner, body.get("message"), body.get("detail")):
             if value:
                 return (value if isinstance(value, str) else json.dumps(value))[:500]
-    return text[:500]
+        return json.dumps(body)[:500]
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return fallback[:500] or "(empty body)"
 
 
 def _is_loopback(url: str) -> bool:
@@ -323,21 +300,6 @@ def _redact(url: str) -> str:
     return url
 
 
-def _retry_after(error: urllib.error.HTTPError) -> float | None:
-    raw = error.headers.get("Retry-After") if error.headers else None
-    try:
-        return max(0.0, min(float(raw), MAX_RETRY_AFTER_S)) if raw else None
-    except ValueError:
-        return None
-
-
-class _HttpStatus(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-
 @dataclass
 class _CallState:
     """What one plan() call learns as it goes; kept off the resource, which is plain configuration."""
@@ -348,77 +310,93 @@ class _CallState:
     retry_log: list[str] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     served_model: str | None = None
+    attempts: list[str | None] = field(default_factory=list)  # this completion's attempts: None, or why it failed
+
+
+@functools.cache
+def _watching_transport_class():
+    """A transport that passes every request to the real one and notes how each attempt ended.
+
+    The SDK decides what to retry and when; this only records it (defined on first use, so
+    importing this module imports no HTTP library)."""
+    import httpx2
+
+    class WatchingTransport(httpx2.BaseTransport):
+        def __init__(self, state: _CallState, *, timeout_s: float, max_retries: int):
+            self.inner = httpx2.HTTPTransport()
+            self.state, self.timeout_s, self.max_retries = state, timeout_s, max_retries
+
+        def handle_request(self, request):
+            state = self.state
+            if state.attempts:
+                log.warning("script agent request failed (%s); retry %d/%d", state.attempts[-1],
+                            len(state.attempts), self.max_retries)
+            state.requests += 1
+            state.attempts.append(None)
+            try:
+                response = self.inner.handle_request(request)
+            except httpx2.TimeoutException:
+                state.attempts[-1] = f"no answer within {self.timeout_s:g} s"
+                raise
+            except httpx2.TransportError as error:
+                state.attempts[-1] = f"cannot reach the server: {error}"
+                raise
+            if response.status_code >= 400:
+                response.read()
+                state.attempts[-1] = f"HTTP {response.status_code}: {_error_text(response.content)}"
+            return response
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return WatchingTransport
 
 
 # --------------------------------------------------------------------------- the resource
 
 
-class LlmPlanner(Planner):
+class LlmPlanner(EnvConfigured, Planner):
     """The script agent: a MoviePlan from a chat-completions language model, validated and repaired.
 
-    Plain configuration (no client is held); see the module docstring for the
-    protocol, retries, errors and environment variables.
+    Plain configuration (a client lives only for one ``plan()`` call); see the
+    module docstring for the protocol, retries, errors and environment variables.
     """
 
-    model: str
-    base_url: str = DEFAULT_BASE_URL
-    api_key: str = ""
-    timeout_s: float = 300.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
-    max_repairs: int = 2
-    temperature: float = 0.4
-    max_tokens: int = 0
-    json_mode: bool = True
-    default_video_model: str = DEFAULT_VIDEO_MODEL
+    backend: ClassVar[str] = "llm"
 
+    model: str = env_field("SCRIPT_AGENT_MODEL", pattern=NOT_BLANK,
+                           expected="must name the model, e.g. llama3.1:8b or gpt-4o-mini")
+    base_url: str = env_field("SCRIPT_AGENT_BASE_URL", DEFAULT_BASE_URL)
+    api_key: str = env_field("SCRIPT_AGENT_API_KEY", "", secret=True)
+    timeout_s: float = env_field("SCRIPT_AGENT_TIMEOUT_S", 300.0, gt=0)
+    max_retries: int = env_field("SCRIPT_AGENT_MAX_RETRIES", 3, ge=0)
+    max_repairs: int = env_field("SCRIPT_AGENT_MAX_REPAIRS", 2, ge=0)
+    temperature: float = env_field("SCRIPT_AGENT_TEMPERATURE", 0.4, ge=0, le=2)
+    max_tokens: int = env_field("SCRIPT_AGENT_MAX_TOKENS", 0, ge=0)
+    json_mode: bool = env_field("SCRIPT_AGENT_JSON_MODE", True)
+    default_video_model: str = Field(DEFAULT_VIDEO_MODEL, pattern=NOT_BLANK)
+
+    @field_validator("base_url")
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LlmPlanner | None":
-        """The planner described by ``SCRIPT_AGENT_*`` variables, or None when ``SCRIPT_AGENT_MODEL`` is unset."""
-        env = os.environ if environ is None else environ
-        model = env.get(MODEL_ENV, "").strip()
-        if not model:
-            return None
-        kwargs: dict[str, Any] = {"model": model}
-        for suffix, (name, parse) in _ENV_FIELDS.items():
-            var = ENV_PREFIX + suffix
-            raw = env.get(var, "").strip()
-            if not raw:
-                continue
-            try:
-                kwargs[name] = parse(raw)
-            except ValueError as error:
-                message = str(error) if parse is parse_bool else f"expected {'an integer' if parse is int else 'a number'}"
-                raise ValueError(f"{var}={raw!r}: {message}") from None
-        if env.get(API_KEY_ENV, "").strip():
-            # From the process environment, keep a reference so the key is never shown as config.
-            kwargs["api_key"] = dg.EnvVar(API_KEY_ENV) if environ is None else env[API_KEY_ENV].strip()
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
-
-    def validate_settings(self) -> None:
-        """Check the plain settings (no network); raise ValueError naming the variable or field."""
-        if not self.model.strip():
-            raise ValueError(f"{_where('model')}: must name the model, e.g. llama3.1:8b or gpt-4o-mini")
-        parts = urllib.parse.urlsplit(self.base_url.strip())
+    def _http_url(cls, url: str) -> str:
+        parts = urllib.parse.urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{_where('base_url')} = {self.base_url!r}: expected an http(s) URL such as "
-                             f"{DEFAULT_BASE_URL} (Ollama) or https://api.openai.com/v1")
-        if not self.timeout_s > 0:
-            raise ValueError(f"{_where('timeout_s')} = {self.timeout_s}: must be more than 0 seconds")
-        if self.max_retries < 0:
-            raise ValueError(f"{_where('max_retries')} = {self.max_retries}: must not be negative")
-        if self.backoff_s < 0:
-            raise ValueError(f"{_where('backoff_s')} = {self.backoff_s}: must not be negative")
-        if self.max_repairs < 0:
-            raise ValueError(f"{_where('max_repairs')} = {self.max_repairs}: must not be negative")
-        if not 0 <= self.temperature <= 2:
-            raise ValueError(f"{_where('temperature')} = {self.temperature}: must be between 0 and 2")
-        if self.max_tokens < 0:
-            raise ValueError(f"{_where('max_tokens')} = {self.max_tokens}: must not be negative (0 = server default)")
-        if not self.default_video_model.strip():
-            raise ValueError(f"{_where('default_video_model')}: must not be empty")
+            raise ValueError(f"expected an http(s) URL such as {DEFAULT_BASE_URL} (Ollama) or https://api.openai.com/v1")
+        return url
+
+    def required_packages(self) -> tuple[str, ...]:
+        return ("openai",)
+
+    def describe(self, *, probe: bool = True) -> dict[str, Any]:
+        """The doctor's entry: settings checked, no request sent (a server may be started later)."""
+        entry = {"backend": self.backend, "ok": True, "device": "-", "model": self.model,
+                 "why": f"{self.variable('model')}={self.model} at {_redact(self.base_url.strip())} (the planner is "
+                        "only called by `plan`, `run --prompt` and inbox requests)"}
+        try:
+            self.validate_settings()
+        except ValueError as error:
+            entry.update(ok=False, problem=str(error))
+        return entry
 
     # ------------------------------------------------------------------ plan
 
@@ -438,44 +416,45 @@ class LlmPlanner(Planner):
         messages = list(base_messages)
         history: list[dict[str, Any]] = []
         attempts = self.max_repairs + 1
-        for attempt in range(1, attempts + 1):
-            content, finish_reason = self._complete(messages, seed=seed, state=state)
-            reply = strip_reasoning(content or "")
-            try:
-                candidate = extract_json(content or "")
-                candidate["title"] = title  # the request's title, whatever the model wrote
-                plan = validate_plan(candidate)
-            except ReplyFormatError as exc:
-                problem, issues = "invalid_json", [PlanIssue("", str(exc))]
-            except PlanValidationError as exc:
-                problem, issues = "invalid_plan", list(exc.issues)
-            else:
-                return self._envelope(plan.model_dump(mode="json"), title=title, prompt=prompt, seed=seed,
-                                      attempts=attempt, history=history, state=state,
-                                      elapsed=time.monotonic() - started)
-            entry: dict[str, Any] = {"attempt": attempt, "problem": problem, "finish_reason": finish_reason,
-                                     "issues": [{"path": i.path, "reason": i.reason} for i in issues]}
-            if problem == "invalid_json":
-                entry["reply_excerpt"] = reply[:300]
-            history.append(entry)
-            log.info("script agent attempt %d/%d: %s (%d problem(s))", attempt, attempts, problem, len(issues))
-            if attempt == attempts:
-                raise self._gave_up(issues, history, truncated=finish_reason == "length")
-            # Only the latest reply goes back: it is the whole plan to fix, and keeps the context short.
-            messages = base_messages + [
-                {"role": "assistant", "content": reply or "(empty reply)"},
-                {"role": "user", "content": repair_prompt(problem, issues, truncated=finish_reason == "length")},
-            ]
+        with self._client(state) as client:
+            for attempt in range(1, attempts + 1):
+                content, finish_reason = self._complete(client, messages, seed=seed, state=state)
+                reply = strip_reasoning(content or "")
+                try:
+                    candidate = extract_json(content or "")
+                    candidate["title"] = title  # the request's title, whatever the model wrote
+                    plan = validate_plan(candidate)
+                except ReplyFormatError as exc:
+                    problem, issues = "invalid_json", [PlanIssue("", str(exc))]
+                except PlanValidationError as exc:
+                    problem, issues = "invalid_plan", list(exc.issues)
+                else:
+                    return self._envelope(plan.model_dump(mode="json"), title=title, prompt=prompt, seed=seed,
+                                          attempts=attempt, history=history, state=state,
+                                          elapsed=time.monotonic() - started)
+                entry: dict[str, Any] = {"attempt": attempt, "problem": problem, "finish_reason": finish_reason,
+                                         "issues": [{"path": i.path, "reason": i.reason} for i in issues]}
+                if problem == "invalid_json":
+                    entry["reply_excerpt"] = reply[:300]
+                history.append(entry)
+                log.info("script agent attempt %d/%d: %s (%d problem(s))", attempt, attempts, problem, len(issues))
+                if attempt == attempts:
+                    raise self._gave_up(issues, history, truncated=finish_reason == "length")
+                # Only the latest reply goes back: it is the whole plan to fix, and keeps the context short.
+                messages = base_messages + [
+                    {"role": "assistant", "content": reply or "(empty reply)"},
+                    {"role": "user", "content": repair_prompt(problem, issues, truncated=finish_reason == "length")},
+                ]
         raise AssertionError("unreachable")
 
     def _gave_up(self, issues: list[PlanIssue], history: list[dict[str, Any]], *, truncated: bool) -> LlmPlanInvalidError:
         attempts = len(history)
         lines = "\n".join(f"  - {issue}" for issue in issues)
-        message = (f"{MODEL_ENV} {self.model!r} did not produce a valid MoviePlan in {attempts} attempt"
-                   f"{'s' * (attempts != 1)} (the first and {_env('max_repairs')}={self.max_repairs} repairs); "
-                   f"the last reply's problems:\n{lines}")
+        message = (f"{self.variable('model')} {self.model!r} did not produce a valid MoviePlan in {attempts} attempt"
+                   f"{'s' * (attempts != 1)} (the first and {self.variable('max_repairs')}={self.max_repairs} "
+                   f"repairs); the last reply's problems:\n{lines}")
         if truncated:
-            message += (f"\n  The last reply was cut off by the length limit: raise {_env('max_tokens')} "
+            message += (f"\n  The last reply was cut off by the length limit: raise {self.variable('max_tokens')} "
                         "or the server's context size.")
         return LlmPlanInvalidError(message, issues, history)
 
@@ -510,8 +489,11 @@ class LlmPlanner(Planner):
     # ------------------------------------------------------------------ chat completions
 
     def _endpoint(self) -> str:
+        return self._base_url() + "/chat/completions"
+
+    def _base_url(self) -> str:
         base = self.base_url.strip().rstrip("/")
-        return base if base.endswith("/chat/completions") else base + "/chat/completions"
+        return base.removesuffix("/chat/completions")
 
     def _api_key(self) -> str:
         key = self.api_key
@@ -519,8 +501,22 @@ class LlmPlanner(Planner):
             key = key.get_value() or ""
         return str(key).strip()
 
-    def _complete(self, messages: list[dict[str, str]], *, seed: int, state: _CallState) -> tuple[str | None, str | None]:
+    def _client(self, state: _CallState):
+        """An SDK client for one ``plan()`` call, its HTTP attempts watched into ``state``."""
+        import openai
+
+        transport = _watching_transport_class()(state, timeout_s=self.timeout_s, max_retries=self.max_retries)
+        http_client = openai.DefaultHttpx2Client(transport=transport, timeout=self.timeout_s,
+                                                 trust_env=not _is_loopback(self._base_url()))
+        return openai.OpenAI(api_key=self._api_key() or _NO_KEY, base_url=self._base_url(), timeout=self.timeout_s,
+                             max_retries=self.max_retries, http_client=http_client,
+                             default_headers={"User-Agent": "sparkle-motion-script-agent"})
+
+    def _complete(self, client, messages: list[dict[str, str]], *, seed: int,
+                  state: _CallState) -> tuple[str | None, str | None]:
         """One chat completion: (content, finish_reason). Drops optional fields a server refuses."""
+        import openai
+
         body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
                                 "stream": False}
         if self.max_tokens:
@@ -528,113 +524,81 @@ class LlmPlanner(Planner):
         optional: dict[str, Any] = {"seed": int(seed)}
         if self.json_mode:
             optional["response_format"] = {"type": "json_object"}
+        headers = None if self._api_key() else {"Authorization": openai.omit}
         while True:
             extras = {k: v for k, v in optional.items() if k not in state.dropped}
+            state.attempts = []
             try:
-                data = self._post({**body, **extras}, state)
-                break
-            except _HttpStatus as exc:
-                if exc.status in (400, 422) and extras:
-                    named = [k for k in extras if k in exc.message.lower()]
+                completion = client.chat.completions.create(**body, **extras, extra_headers=headers)
+            except openai.APIStatusError as exc:
+                message = _error_text(exc.body, exc.message)
+                if exc.status_code in (400, 422) and extras:
+                    named = [k for k in extras if k in message.lower()]
                     for key in named or list(extras):
-                        state.dropped[key] = f"HTTP {exc.status}: {exc.message}"
-                    log.warning("the model server refused %s (%s); asking without", ", ".join(named or extras), exc)
+                        state.dropped[key] = f"HTTP {exc.status_code}: {message}"
+                    log.warning("the model server refused %s (HTTP %d: %s); asking without",
+                                ", ".join(named or extras), exc.status_code, message)
                     continue
-                raise self._status_error(exc, dropped=state.dropped) from None
-        return self._parse_completion(data, state)
+                raise self._status_error(exc.status_code, message, state) from None
+            except openai.APIConnectionError as exc:  # timeouts too, after the SDK's retries
+                raise self._unreachable(exc, state) from None
+            except ValueError as exc:  # a 200 whose body is not JSON
+                raise LlmPlannerError(f"{_redact(self._endpoint())} answered with a body that is not JSON ({exc}); "
+                                      f"check {self.variable('base_url')}") from None
+            break
+        state.http_retries += len(state.attempts) - 1
+        state.retry_log.extend(problem[:200] for problem in state.attempts[:-1] if problem)
+        return self._parse_completion(completion, state)
 
-    def _parse_completion(self, data: Any, state: _CallState) -> tuple[str | None, str | None]:
-        try:
-            choice = data["choices"][0]
-            message = choice.get("message") or {}
-            content = message.get("content")
-            finish_reason = choice.get("finish_reason")
-        except (KeyError, IndexError, TypeError, AttributeError):
+    def _parse_completion(self, completion: Any, state: _CallState) -> tuple[str | None, str | None]:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            shown = completion if isinstance(completion, str) else getattr(completion, "model_extra", None) or {}
             raise LlmPlannerError(
                 f"{_redact(self._endpoint())} did not answer with a chat completion (no choices[0].message); "
-                f"check {BASE_URL_ENV}: {json.dumps(data)[:300]}") from None
+                f"check {self.variable('base_url')}: {str(shown)[:300]}")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
         if isinstance(content, list):  # content parts
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        if isinstance(data.get("model"), str):
-            state.served_model = data["model"]
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                if isinstance(usage.get(key), int):
-                    state.usage[key] = state.usage.get(key, 0) + usage[key]
-        return content if isinstance(content, str) else None, finish_reason
+        if isinstance(getattr(completion, "model", None), str):
+            state.served_model = completion.model
+        usage = getattr(completion, "usage", None)
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = getattr(usage, key, None)
+            if isinstance(value, int):
+                state.usage[key] = state.usage.get(key, 0) + value
+        return content if isinstance(content, str) else None, getattr(choice, "finish_reason", None)
 
-    def _status_error(self, exc: _HttpStatus, *, dropped: dict[str, str]) -> LlmPlannerError:
-        url = _redact(self._endpoint())
-        if exc.status == 401:
-            hint = (f"{API_KEY_ENV} is set but the server rejected it" if self._api_key()
-                    else f"the server wants an API key: set {API_KEY_ENV}")
-            text = f"{url} answered 401 Unauthorized ({exc.message}): {hint}"
-        elif exc.status == 403:
-            text = (f"{url} answered 403 Forbidden ({exc.message}): check that {API_KEY_ENV} may use "
-                    f"{MODEL_ENV}={self.model!r}")
-        elif exc.status == 404:
-            text = (f"{url} answered 404 Not Found ({exc.message}): check {BASE_URL_ENV} (the API root, usually "
-                    f"ending in /v1) and that {MODEL_ENV}={self.model!r} is served there")
+    def _attempts_text(self, state: _CallState) -> str:
+        count = len(state.attempts)
+        return (f"{_redact(self._endpoint())} failed {count} time{'s' * (count != 1)} "
+                f"({self.variable('max_retries')}={self.max_retries} retries)")
+
+    def _unreachable(self, error: Exception, state: _CallState) -> LlmPlannerError:
+        last = next((p for p in reversed(state.attempts) if p), f"cannot reach the server: {error}")
+        if last.startswith("no answer"):
+            hint = f" A slow model or a cold start needs a larger {self.variable('timeout_s')}."
         else:
-            text = f"{url} refused the request with HTTP {exc.status}: {exc.message}"
-        if dropped:
-            text += f" (already asked again without {', '.join(dropped)})"
-        return LlmPlannerError(text, status=exc.status)
+            hint = f" Is the server running at {self.variable('base_url')}={_redact(self.base_url.strip())!r}?"
+        return LlmPlannerError(f"{self._attempts_text(state)}; last: {last}.{hint}")
 
-    def _post(self, body: dict[str, Any], state: _CallState) -> Any:
-        """POST JSON with retries of transient failures; raise _HttpStatus for other HTTP errors."""
-        url = self._endpoint()
-        payload = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "User-Agent": "sparkle-motion-script-agent"}
-        if key := self._api_key():
-            headers["Authorization"] = f"Bearer {key}"
-        # A proxy from the environment must not swallow a server on this machine.
-        opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if _is_loopback(url) else []))
-        delay = self.backoff_s
-        for attempt in range(self.max_retries + 1):
-            state.requests += 1
-            wait: float | None = None
-            hint = ""
-            try:
-                request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
-                with opener.open(request, timeout=self.timeout_s) as response:
-                    raw = response.read()
-                try:
-                    return json.loads(raw)
-                except ValueError:
-                    raise LlmPlannerError(
-                        f"{_redact(url)} answered {response.status} with a body that is not JSON "
-                        f"({raw[:200].decode('utf-8', 'replace')!r}); check {BASE_URL_ENV}") from None
-            except urllib.error.HTTPError as exc:
-                try:
-                    message = _error_message(exc.read())
-                except (OSError, http.client.HTTPException):
-                    message = exc.reason or ""
-                if exc.code not in TRANSIENT_STATUS:
-                    raise _HttpStatus(exc.code, message) from None
-                problem, wait = f"HTTP {exc.code}: {message}", _retry_after(exc)
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, str) and "unknown url type" in exc.reason:
-                    raise LlmPlannerError(f"{_where('base_url')}: {exc.reason}") from None
-                problem = f"cannot reach the server: {exc.reason}"
-                hint = f" Is the server running at {BASE_URL_ENV}={_redact(self.base_url.strip())!r}?"
-            except (TimeoutError, socket.timeout):
-                problem = f"no answer within {self.timeout_s:g} s"
-                hint = f" A slow model or a cold start needs a larger {_env('timeout_s')}."
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                problem = f"connection failed: {type(exc).__name__}: {exc}"
-                hint = f" Is the server running at {BASE_URL_ENV}={_redact(self.base_url.strip())!r}?"
-            if attempt == self.max_retries:
-                raise LlmPlannerError(
-                    f"{_redact(url)} failed {attempt + 1} time{'s' * (attempt > 0)} ({_env('max_retries')}="
-                    f"{self.max_retries} retries); last: {problem}.{hint}")
-            pause = max(delay, wait) if wait is not None else delay
-            state.http_retries += 1
-            state.retry_log.append(problem[:200])
-            log.warning("script agent request failed (%s); retry %d/%d in %.2f s",
-                        problem, attempt + 1, self.max_retries, pause)
-            time.sleep(pause)
-            delay = min(delay * 2, MAX_BACKOFF_S)
-        raise AssertionError("unreachable")
+    def _status_error(self, status: int, message: str, state: _CallState) -> LlmPlannerError:
+        url, key, model = _redact(self._endpoint()), self.variable("api_key"), self.variable("model")
+        if status == 401:
+            hint = (f"{key} is set but the server rejected it" if self._api_key()
+                    else f"the server wants an API key: set {key}")
+            text = f"{url} answered 401 Unauthorized ({message}): {hint}"
+        elif status == 403:
+            text = f"{url} answered 403 Forbidden ({message}): check that {key} may use {model}={self.model!r}"
+        elif status == 404:
+            text = (f"{url} answered 404 Not Found ({message}): check {self.variable('base_url')} (the API root, "
+                    f"usually ending in /v1) and that {model}={self.model!r} is served there")
+        elif status in RETRIED_STATUS or status >= 500:
+            text = f"{self._attempts_text(state)}; last: HTTP {status}: {message}."
+        else:
+            text = f"{url} refused the request with HTTP {status}: {message}"
+        if state.dropped:
+            text += f" (already asked again without {', '.join(state.dropped)})"
+        return LlmPlannerError(text, status=status)

@@ -1,4 +1,4 @@
-"""The embedded planner: a deterministic template, not a language model.
+"""The embedded planner (``TemplatePlanner``): a deterministic template, not a language model.
 
 It turns a prompt and title into a valid MoviePlan (two characters, three shots,
 N+1 keyframe prompts with seeds, dialogue timed by a words-per-second estimate,
@@ -9,11 +9,11 @@ planner is another implementation of the same planner resource.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
 from sparkle_motion_dagster.film.plan import validate_plan
+from sparkle_motion_dagster.resources.planning import Planner, plan_envelope
 
 NAMES = ["Ava", "Miko", "Jun", "Rosa", "Theo", "Lena", "Omar", "Iris", "Kai", "Noor", "Sam", "Yara"]
 SHOT_TEMPLATES = [
@@ -89,13 +89,11 @@ def template_plan(prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
     return validate_plan(plan).model_dump(mode="json")
 
 
-def plan_envelope(plan: dict[str, Any], *, title: str, prompt: str, seed: int, tool: str) -> dict[str, Any]:
-    """The script agent's plan artifact shape: request, validated_plan and provenance."""
-    request_id = hashlib.sha256(f"{tool}\x00{title}\x00{prompt}\x00{seed}".encode()).hexdigest()[:32]
-    return {
-        "request": {"title": title, "prompt": prompt, "seed": seed},
-        "validated_plan": plan,
-        "generated_at": datetime.now(timezone.utc).isoformat(),
-        "metadata": {"tool": tool, "request_id": request_id, "shot_count": len(plan["shots"])},
-        "schema_uri": "sparkle-motion://schemas/MoviePlan.schema.json",
-    }
+class TemplatePlanner(Planner):
+    """Embedded planner: a deterministic template (no language model)."""
+
+    backend: ClassVar[str] = "template"
+
+    def plan(self, *, prompt, title, seed=0):
+        return plan_envelope(template_plan(prompt, title, seed), title=title, prompt=prompt, seed=seed,
+                             tool="template_planner")

@@ -1,14 +1,15 @@
 """Speech: one WAV per dialogue line, and its viseme stream.
 
-Engines (all ``SpeechEngine`` resources, chosen by :func:`speech_from_env`):
+The interface is here; each engine (a ``SpeechEngine`` resource, chosen from the
+environment by ``resources/selection.py``) has its own module:
 
-* ``EspeakSpeech`` (``resources/speech.py``): espeak-ng through ctypes, in
-  process, no weights. The default, when neither variable below is set.
-* ``VitsSpeech`` (``resources/vits.py``): transformers ``VitsModel``
-  (MMS-TTS), in process. Selected by ``TTS_VITS_MODEL``.
-* ``ChatterboxSpeech`` (``resources/chatterbox.py``): Chatterbox in a
-  long-lived worker (``speech_worker.py``) under another environment's
-  Python. Selected by ``TTS_CHATTERBOX_PYTHON``; wins over VITS.
+* ``EspeakSpeech`` (``espeak.py``): espeak-ng through ctypes, in process, no
+  weights. The default, when neither variable below is set.
+* ``VitsSpeech`` (``vits.py``): transformers ``VitsModel`` (MMS-TTS), in
+  process. Selected by ``TTS_VITS_MODEL``.
+* ``ChatterboxSpeech`` (``chatterbox.py``): Chatterbox in a long-lived worker
+  (``worker/speech_worker.py``) under another environment's Python. Selected
+  by ``TTS_CHATTERBOX_PYTHON``; wins over VITS.
 
 Every engine returns a :class:`SpeechResult` whose ``visemes`` is the line's
 viseme stream (see ``visemes.py``): from the synthesis events for espeak-ng,
@@ -17,15 +18,14 @@ from espeak-ng phonemes timed to the neural audio otherwise.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
-from sparkle_motion_dagster.film.dialogue import chunk_text, espeak_language, espeak_voice_for
+from sparkle_motion_dagster.film.dialogue import chunk_text
 from sparkle_motion_dagster.film.plan import VoiceProfile
 
 
@@ -63,15 +63,13 @@ class SpeechEngine(dg.ConfigurableResource):
 
     Engines implement ``synthesize_chunk`` (samples, rate, voice info) and may
     override ``synthesize_chunk_timed`` to supply their own viseme timing; the
-    default times espeak-ng's phonemes to the returned audio.
+    default times espeak-ng's phonemes to the returned audio. ``backend`` names
+    the engine in manifests.
     """
 
-    max_chunk_chars: int = 300
-    chunk_pause_sec: float = 0.08
-
-    @property
-    def backend(self) -> str:
-        raise NotImplementedError
+    backend: ClassVar[str] = ""
+    max_chunk_chars: int = Field(300, ge=1)
+    chunk_pause_sec: float = Field(0.08, ge=0)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the audio for the same text and voice."""
@@ -126,88 +124,5 @@ class SpeechEngine(dg.ConfigurableResource):
     ) -> tuple[np.ndarray, int, dict[str, Any]]:
         raise NotImplementedError
 
-
-class EspeakSpeech(SpeechEngine):
-    """Embedded speech: espeak-ng formant synthesis, a distinct voice per character.
-
-    Robotic but real, instant and weight-free; GPL-3 (see the README). Visemes
-    come from the synthesis's own phoneme events.
-    """
-
-    words_per_minute: int = 165
-
-    @property
-    def backend(self) -> str:
-        return "espeak-ng"
-
-    def _speak(self, text, character_id, voice_profile):
-        from sparkle_motion_dagster.media import espeak
-
-        engine = espeak.engine()
-        language = espeak_language(voice_profile.language, engine.has_voice)
-        voice = espeak_voice_for(character_id, voice_profile, language=language, base_wpm=self.words_per_minute)
-        samples, events = engine.synthesize_events(text, voice)
-        return samples, events, engine.sample_rate, {
-            "engine": f"espeak-ng {engine.version}",
-            "voice": voice.name,
-            "rate_wpm": voice.rate_wpm,
-            "pitch": voice.pitch,
-        }
-
-    def synthesize_chunk(self, text, *, character_id, voice_profile):
-        samples, _events, sample_rate, voice = self._speak(text, character_id, voice_profile)
-        return samples, sample_rate, voice
-
-    def synthesize_chunk_timed(self, text, *, character_id, voice_profile):
-        from sparkle_motion_dagster.film import visemes
-
-        samples, events, sample_rate, voice = self._speak(text, character_id, voice_profile)
-        stream = visemes.espeak_stream(events, len(samples) / sample_rate)
-        return ChunkSpeech(samples, sample_rate, voice, stream, "espeak-events")
-
-
-# --------------------------------------------------------------------------- choosing an engine
-
-
-def speech_from_env(environ: Mapping[str, str] | None = None) -> SpeechEngine | None:
-    """The neural engine the environment asks for, or None for the embedded espeak-ng.
-
-    ``TTS_CHATTERBOX_PYTHON`` (with ``TTS_CHATTERBOX_MODEL``, default the
-    ``ResembleAI/chatterbox`` weights in the Hugging Face cache) selects
-    Chatterbox through its worker; else ``TTS_VITS_MODEL`` selects VITS. Setting
-    ``TTS_CHATTERBOX_MODEL`` without ``TTS_CHATTERBOX_PYTHON`` is an error (the
-    pipeline's environment cannot import chatterbox-tts).
-    """
-    from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech
-    from sparkle_motion_dagster.resources.speech.vits import VitsSpeech
-
-    env = os.environ if environ is None else environ
-    chatterbox = ChatterboxSpeech.from_env(env)
-    if chatterbox is not None:
-        return chatterbox
-    return VitsSpeech.from_env(env)
-
-
-def describe(environ: Mapping[str, str] | None = None, *, probe: bool = True) -> dict[str, Any]:
-    """What ``sparkle-motion doctor`` reports for the dialogue stage: the engine the environment
-    selects, whether it can run, and why. Loads no model; ``probe`` lets Chatterbox's check run
-    its Python (a few seconds at most)."""
-    import importlib.metadata
-
-    env = os.environ if environ is None else environ
-    try:
-        engine = speech_from_env(env)
-    except ValueError as error:
-        return {"backend": "invalid", "ok": False, "problem": str(error), "why": "TTS_* settings are invalid"}
-    if engine is None:
-        try:
-            version = importlib.metadata.version("espeakng-loader")
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        entry: dict[str, Any] = {"backend": "espeak-ng", "ok": version is not None, "device": "cpu",
-                                 "why": "TTS_CHATTERBOX_PYTHON and TTS_VITS_MODEL are not set: embedded espeak-ng "
-                                        "speech (GPL-3)", "visemes": "espeak-ng phoneme events"}
-        if version is None:
-            entry["problem"] = "espeakng-loader is not installed"
-        return entry
-    return engine.describe(probe=probe)
+    def release(self) -> None:
+        """Free what the engine holds in this process (a model, a worker); speaking again restarts it."""

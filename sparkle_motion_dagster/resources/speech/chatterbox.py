@@ -48,7 +48,8 @@ Voices (``voice_profile`` keys; extra keys are allowed in plans)
     model stops at 1000 speech tokens (40 s) and drifts on long inputs.
     Chunks are joined with a short pause.
 
-Configuration (``ChatterboxSpeech.from_env()``; None when ``TTS_CHATTERBOX_PYTHON`` is unset)
+Configuration (``ChatterboxSpeech.from_env()``; None when ``TTS_CHATTERBOX_PYTHON`` is unset; each field
+names its variable, see ``resources/settings.py``)
     ============================  =======================================================
     TTS_CHATTERBOX_PYTHON         the python of Chatterbox's environment (required)
     TTS_CHATTERBOX_MODEL          checkpoint folder, or Hugging Face repo id (default
@@ -80,23 +81,22 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
 
 from sparkle_motion_dagster.film.dialogue import _stable_int, chunk_text, espeak_language, espeak_voice_for, estimate_speech_seconds
 from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.runs.storage import sha256_file
+from sparkle_motion_dagster.resources.settings import EnvConfigured, SettingProblem, SettingsError, env_field
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
 
 log = logging.getLogger(__name__)
 
 WORKER_SCRIPT = Path(__file__).resolve().parent / "worker" / "speech_worker.py"
 PROTOCOL = 1
-ENV_PREFIX = "TTS_CHATTERBOX_"
-PYTHON_ENV = "TTS_CHATTERBOX_PYTHON"
-MODEL_ENV = "TTS_CHATTERBOX_MODEL"
-DEVICE_ENV = "TTS_CHATTERBOX_DEVICE"
-TIMEOUT_ENV = "TTS_CHATTERBOX_TIMEOUT_SEC"
 DEFAULT_MODEL = "ResembleAI/chatterbox"
+WORKER_DEVICE = r"^(?i:auto|cpu|mps|cuda(:\d+)?)$"
 STYLE_EXAGGERATION = {"excited": 0.7, "angry": 0.7, "urgent": 0.7, "calm": 0.35, "sad": 0.35, "whisper": 0.35,
                       "confessional": 0.35}
 
@@ -234,7 +234,7 @@ class WorkerProcess:
 
     def synthesize(self, text: str, voice: dict[str, Any], *, timeout: float) -> tuple[Any, int, dict[str, Any]]:
         """int16 samples, sample rate and the worker's info for one generation."""
-        from sparkle_motion_dagster.film.stitching import read_wav
+        from sparkle_motion_dagster.media.wav import read_wav
 
         with self.lock:
             out = self.scratch / f"{os.getpid()}_{next(self._ids)}.wav"
@@ -332,6 +332,14 @@ def worker_for(python: str, engine: str, *, model: str = "", device: str = "auto
         return worker
 
 
+def release_worker(python: str, engine: str, *, model: str = "", device: str = "auto", threads: int = 0) -> None:
+    """Stop the process's worker for these settings, if it runs. Safe to call at any time."""
+    with _WORKERS_LOCK:
+        worker = _WORKERS.pop((python, engine, model, device, threads), None)
+    if worker is not None:
+        worker.close()
+
+
 def release() -> None:
     """Stop every speech worker of this process. Safe to call at any time."""
     with _WORKERS_LOCK:
@@ -355,17 +363,21 @@ class WorkerSpeech(SpeechEngine):
     engines map them, and sent with each request; visemes are timed here too.
     """
 
-    engine: str = "espeak"
+    engine: Literal["espeak", "vits", "chatterbox"] = "espeak"
     python: str = ""
     model: str = ""
-    device: str = "auto"
-    threads: int = 0
-    startup_timeout_sec: float = 900.0
-    request_timeout_sec: float = 900.0
+    device: str = Field("auto", pattern=WORKER_DEVICE)
+    threads: int = Field(0, ge=0)
+    startup_timeout_sec: float = Field(900.0, gt=0)
+    request_timeout_sec: float = Field(900.0, gt=0)
 
     @property
     def backend(self) -> str:
         return f"{self.engine} (worker)"
+
+    def release(self) -> None:
+        """Stop this engine's worker; the next line starts a fresh one (and loads the model again)."""
+        release_worker(self.interpreter(), self.engine, model=self.model, device=self.device, threads=self.threads)
 
     def fingerprint(self) -> dict[str, Any]:
         settings = self.model_dump(exclude={"python", "threads", "startup_timeout_sec", "request_timeout_sec"})
@@ -436,59 +448,43 @@ class WorkerSpeech(SpeechEngine):
         return entry
 
 
-class ChatterboxSpeech(WorkerSpeech):
+class ChatterboxSpeech(EnvConfigured, WorkerSpeech):
     """Resemble AI's Chatterbox through a worker in its own environment (see the module docstring)."""
 
-    engine: str = "chatterbox"
-    python: str
-    model: str = DEFAULT_MODEL
-    max_chunk_chars: int = 300
-    max_chunk_sec: float = 30.0
-    exaggeration: float = 0.5
-    cfg_weight: float = 0.5
-    temperature: float = 0.8
+    backend: ClassVar[str] = "chatterbox"
+    switch: ClassVar[str] = "python"
 
-    @property
-    def backend(self) -> str:
-        return "chatterbox"
+    engine: Literal["chatterbox"] = "chatterbox"
+    python: str = env_field("TTS_CHATTERBOX_PYTHON")
+    model: str = env_field("TTS_CHATTERBOX_MODEL", DEFAULT_MODEL)
+    device: str = env_field("TTS_CHATTERBOX_DEVICE", "auto", pattern=WORKER_DEVICE,
+                            expected="expected auto, cpu, cuda, cuda:N or mps")
+    request_timeout_sec: float = env_field("TTS_CHATTERBOX_TIMEOUT_SEC", 900.0, gt=0)
+    max_chunk_chars: int = Field(300, ge=20)
+    max_chunk_sec: float = Field(30.0, gt=0)
+    exaggeration: float = Field(0.5, ge=0, le=2)
+    cfg_weight: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(0.8, ge=0.05, le=5)
+
+    @field_validator("python")
+    @classmethod
+    def _interpreter_exists(cls, python: str) -> str:
+        if not Path(python).expanduser().exists() and shutil.which(python) is None:
+            raise ValueError("no such interpreter (make chatterbox-env builds .venv-chatterbox/bin/python)")
+        return python
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ChatterboxSpeech | None":
         """The resource described by ``TTS_CHATTERBOX_*`` variables, or None when ``TTS_CHATTERBOX_PYTHON``
-        is unset (an error when only ``TTS_CHATTERBOX_MODEL`` is set)."""
+        is unset (an error when only ``TTS_CHATTERBOX_MODEL`` is set: this environment cannot run it)."""
         env = os.environ if environ is None else environ
-        python = env.get(PYTHON_ENV, "").strip()
-        model = env.get(MODEL_ENV, "").strip()
-        if not python:
-            if model:
-                raise ValueError(f"{MODEL_ENV}={model!r} is set but {PYTHON_ENV} is not: Chatterbox runs in its own "
-                                 f"environment; set {PYTHON_ENV} to its python (make chatterbox-env builds "
-                                 ".venv-chatterbox/bin/python).")
-            return None
-        kwargs: dict[str, Any] = {"python": python, "model": model or DEFAULT_MODEL}
-        device = env.get(DEVICE_ENV, "").strip()
-        if device:
-            kwargs["device"] = device
-        timeout = env.get(TIMEOUT_ENV, "").strip()
-        if timeout:
-            try:
-                kwargs["request_timeout_sec"] = float(timeout)
-            except ValueError:
-                raise ValueError(f"{TIMEOUT_ENV}={timeout!r}: expected seconds") from None
-        resource = cls(**kwargs)
-        resource.validate_settings()
-        return resource
-
-    def validate_settings(self) -> None:
-        python = Path(self.python).expanduser()
-        if not python.exists() and shutil.which(self.python) is None:
-            raise ValueError(f"{PYTHON_ENV} (ChatterboxSpeech.python) = {self.python!r}: no such interpreter "
-                             "(make chatterbox-env builds .venv-chatterbox/bin/python)")
-        if self.device.strip().lower() not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise ValueError(f"{DEVICE_ENV} (ChatterboxSpeech.device) = {self.device!r}: expected auto, cpu, cuda, "
-                             "cuda:N or mps")
-        if self.request_timeout_sec <= 0:
-            raise ValueError(f"{TIMEOUT_ENV} (ChatterboxSpeech.request_timeout_sec) must be positive")
+        python, model = cls.variable("python"), cls.variable("model")
+        if not env.get(python, "").strip() and env.get(model, "").strip():
+            raise SettingsError([SettingProblem(
+                cls.__name__, "model", model, env[model].strip(),
+                f"is set but {python} is not: Chatterbox runs in its own environment; set {python} to its "
+                "python (make chatterbox-env builds .venv-chatterbox/bin/python).")])
+        return super().from_env(environ)
 
     def fingerprint(self) -> dict[str, Any]:
         report = self.check()
@@ -515,8 +511,8 @@ class ChatterboxSpeech(WorkerSpeech):
                                     cfg_weight=self.cfg_weight, temperature=self.temperature)
 
     def describe(self, *, probe: bool = True) -> dict[str, Any]:
-        entry = super().describe(probe=probe)
-        entry["why"] = f"{PYTHON_ENV}={self.python}, {MODEL_ENV}={self.model}"
+        entry = WorkerSpeech.describe(self, probe=probe)
+        entry["why"] = f"{self.variable('python')}={self.python}, {self.variable('model')}={self.model}"
         entry["visemes"] = "espeak-ng phonemes scaled to the speech found in the audio"
         return entry
 

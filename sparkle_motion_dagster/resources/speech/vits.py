@@ -35,7 +35,8 @@ Voices
     One model speaks one language (MMS: the ISO 639-3 code in the repo name);
     ``voice_profile.language`` only picks espeak-ng's phonemes for the visemes.
 
-Configuration (``VitsSpeech.from_env()``; None when ``TTS_VITS_MODEL`` is unset)
+Configuration (``VitsSpeech.from_env()``; None when ``TTS_VITS_MODEL`` is unset; each field names its
+variable, see ``resources/settings.py``)
     ========================  ===============================================================
     TTS_VITS_MODEL            a folder written by ``save_pretrained`` (``config.json`` with
                               ``model_type: vits`` and the tokenizer's ``vocab.json``) or a
@@ -51,7 +52,7 @@ Configuration (``VitsSpeech.from_env()``; None when ``TTS_VITS_MODEL`` is unset)
     first use (about 150 MB for MMS-TTS).
 
     The model is loaded once per process into a module-level cache
-    (``release()`` frees it); the resource itself is plain configuration.
+    (``VitsSpeech.release()`` frees it); the resource itself is plain configuration.
     Tokenizers with ``phonemize: true`` need the ``phonemizer`` package and
     MMS models for non-Latin scripts ``uroman``; neither is installed by the
     project.
@@ -67,32 +68,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from sparkle_motion_dagster.film.dialogue import DEFAULT_WPM, STYLE_RATE_OFFSET, _stable_int
 from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
+from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
 
-MODEL_ENV = "TTS_VITS_MODEL"
-DEVICE_ENV = "TTS_VITS_DEVICE"
-ENV_PREFIX = "TTS_VITS_"
 SILENCE_SEC = 0.1  # what a chunk with nothing speakable (e.g. "...") becomes
-
-
-# Environment variable suffix -> (field, parser).
-_ENV_FIELDS = {"DEVICE": ("device", str), "MAX_CHUNK_CHARS": ("max_chunk_chars", int),
-               "SPEAKING_RATE": ("speaking_rate", float)}
-
-
-def _where(field_name: str) -> str:
-    return f"{ENV_PREFIX}{field_name.upper()} (VitsSpeech.{field_name})"
 
 
 @dataclass(frozen=True)
@@ -118,48 +108,33 @@ class VitsAudio:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class VitsSpeech(SpeechEngine):
+class VitsSpeech(EnvConfigured, SpeechEngine):
     """Speech from a VITS / MMS-TTS model (see the module docstring).
 
     Plain configuration; the model is loaded once per process on first use.
     """
 
-    model: str
-    device: str = "auto"
-    max_chunk_chars: int = 200
-    speaking_rate: float = 1.0
-    noise_scale: float | None = None
-    noise_scale_duration: float | None = None
+    backend: ClassVar[str] = "vits"
 
-    @property
-    def backend(self) -> str:
-        return "vits"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "VitsSpeech | None":
-        """The resource described by ``TTS_VITS_*`` variables, or None when ``TTS_VITS_MODEL`` is unset."""
-        return model_support.resource_from_env(cls, environ, required_env=MODEL_ENV, required_field="model",
-                                               prefix=ENV_PREFIX, fields=_ENV_FIELDS)
-
-    # ------------------------------------------------------------------ checks
-
-    def validate_settings(self) -> None:
-        """Check the plain settings (no torch import, no file access); raise ValueError naming the field."""
-        model_support.check_device_setting(self.device, where=_where("device"))
-        if self.max_chunk_chars < 20:
-            raise ValueError(f"{_where('max_chunk_chars')} = {self.max_chunk_chars}: too small (at least 20)")
-        if not 0.1 <= self.speaking_rate <= 10:
-            raise ValueError(f"{_where('speaking_rate')} = {self.speaking_rate}: expected 0.1 to 10")
-        for name in ("noise_scale", "noise_scale_duration"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 5:
-                raise ValueError(f"VitsSpeech.{name} = {value}: expected 0 to 5")
+    model: str = env_field("TTS_VITS_MODEL", pattern=NOT_BLANK, expected="must name a folder or a repo id")
+    device: str = env_field("TTS_VITS_DEVICE", "auto", pattern=DEVICE, expected=DEVICE_CHOICES)
+    max_chunk_chars: int = env_field("TTS_VITS_MAX_CHUNK_CHARS", 200, ge=20)
+    speaking_rate: float = env_field("TTS_VITS_SPEAKING_RATE", 1.0, ge=0.1, le=10)
+    noise_scale: float | None = Field(None, ge=0, le=5)
+    noise_scale_duration: float | None = Field(None, ge=0, le=5)
 
     def runtime(self) -> dict[str, Any]:
         """Resolve the model source and device without loading weights; raise clear errors."""
         self.validate_settings()
-        model_support.require_packages("VITS speech", "torch", "transformers")
+        model_support.require_packages("VITS speech", *self.required_packages())
         return {"source": resolve_model_source(self.model), "device": resolve_device(self.device)}
+
+    def required_packages(self) -> tuple[str, ...]:
+        return ("torch", "transformers")
+
+    def release(self) -> None:
+        """Free this process's VITS model (and the CUDA cache); the next line loads it again."""
+        _MODEL.release()
 
     def fingerprint(self) -> dict[str, Any]:
         runtime = self.runtime()
@@ -173,14 +148,10 @@ class VitsSpeech(SpeechEngine):
 
     def describe(self, *, probe: bool = True) -> dict[str, Any]:
         """The doctor's entry: settings checked, weights located, nothing loaded."""
-        entry: dict[str, Any] = {"backend": self.backend, "model": self.model, "why": f"{MODEL_ENV}={self.model}",
-                                 "visemes": "espeak-ng phonemes anchored to VITS's per-character durations"}
-        try:
-            runtime = self.runtime()
-            entry.update(ok=True, device=runtime["device"], source=runtime["source"],
-                         weights=model_digest(runtime["source"]))
-        except Exception as error:  # noqa: BLE001 - the doctor reports every problem
-            entry.update(ok=False, problem=str(error))
+        entry = super().describe(probe=probe)
+        entry["visemes"] = "espeak-ng phonemes anchored to VITS's per-character durations"
+        if entry.get("source"):
+            entry["weights"] = model_digest(entry["source"])
         return entry
 
     # ------------------------------------------------------------------ speech
@@ -267,13 +238,13 @@ def vits_voice_for(character_id: str, profile: VoiceProfile, *, num_speakers: in
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; cuda/cuda:N checked against what torch sees."""
-    return model_support.resolve_device(device, where=_where("device"))
+    return model_support.resolve_device(device, where=VitsSpeech.where("device"))
 
 
 def resolve_model_source(model: str) -> str:
     """An existing folder (checked to hold a VITS model and its tokenizer) as an absolute path, else
     ``model`` unchanged as a Hugging Face repo id. Raises ValueError naming ``TTS_VITS_MODEL``."""
-    where = f"{MODEL_ENV} (VitsSpeech.model) = {model!r}"
+    where = f"{VitsSpeech.where('model')} = {model!r}"
     path = model_support.local_model_folder(model, where=where, expected="a folder written by save_pretrained",
                                             not_found=" (and it is not a repo id like facebook/mms-tts-eng)")
     if path is None:
@@ -325,14 +296,14 @@ def _load(key: tuple[str, str]) -> Loaded:
         model = VitsModel.from_pretrained(source)
     except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
         raise RuntimeError(
-            f"{MODEL_ENV} (VitsSpeech.model) = {source!r}: could not load a VITS model and tokenizer: {error}. "
+            f"{VitsSpeech.where('model')} = {source!r}: could not load a VITS model and tokenizer: {error}. "
             f"{model_support.HF_CACHE_HINT}"
         ) from error
     if tokenizer.phonemize:
         from importlib.util import find_spec
 
         if find_spec("phonemizer") is None:
-            raise RuntimeError(f"{MODEL_ENV} = {source!r}: its tokenizer phonemizes its input, which needs the "
+            raise RuntimeError(f"{VitsSpeech.where('model')} = {source!r}: its tokenizer phonemizes its input, which needs the "
                                "phonemizer package and a system espeak-ng (pip install phonemizer).")
     model.to(device).eval()
     config = model.config
