@@ -1,0 +1,71 @@
+"""What the commands open: the artifact store, the persistent Dagster instance, the definitions.
+
+Everything is imported when a command asks for it, so ``--help`` and ``validate`` never
+load Dagster or the asset graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from sparkle_motion_dagster.runs.storage import ArtifactStore
+
+
+def open_store() -> ArtifactStore:
+    """The artifact store at the configured root (ARTIFACTS_BACKEND checked first)."""
+    from sparkle_motion_dagster.runs import locations
+    from sparkle_motion_dagster.runs.storage import ArtifactStore
+
+    locations.artifacts_backend()
+    return ArtifactStore(locations.artifacts_root())
+
+
+def open_instance_and_store() -> tuple[Any, ArtifactStore]:
+    """The persistent Dagster instance and the artifact store."""
+    from sparkle_motion_dagster.runs.locations import dagster_instance
+
+    return dagster_instance(), open_store()
+
+
+def open_film_context() -> tuple[Any, Any, ArtifactStore]:
+    """The Dagster instance (persistent DAGSTER_HOME), the definitions and their artifact store."""
+    from sparkle_motion_dagster.runs.locations import artifacts_backend, dagster_instance
+
+    artifacts_backend()
+    instance = dagster_instance()
+    from sparkle_motion_dagster.definitions import defs
+
+    return instance, defs, defs.resources["artifact_store"].store()
+
+
+def submitted_run(instance: Any, run_id: str) -> str:
+    """``run_id``, once it is safe and was submitted to this Dagster instance."""
+    from sparkle_motion_dagster.runs.storage import check_run_id
+
+    check_run_id(run_id)
+    if not instance.has_dynamic_partition("run_id", run_id):
+        raise LookupError(f"unknown run_id {run_id!r}: it was never submitted to this Dagster instance")
+    return run_id
+
+
+def run_with_files(store: ArtifactStore, run_id: str) -> str:
+    """``run_id``, once it is safe and has a folder under the artifact root."""
+    from sparkle_motion_dagster.runs.storage import UnknownRunError, check_run_id
+
+    check_run_id(run_id)
+    if not store.run_dir(run_id).is_dir():
+        raise UnknownRunError(f"run_id: unknown run {run_id!r}: no files under {store.root}")
+    return run_id
+
+
+def warn_if_ephemeral(root: Path) -> None:
+    """Say on stderr when the artifact root lives where files vanish (a notebook VM, /tmp)."""
+    from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
+
+    warning = ephemeral_root_warning(root)
+    if warning:
+        click.echo(warning, err=True)

@@ -1,0 +1,184 @@
+"""Filming commands: ``submit``, ``run`` and ``demo``, and the helpers that film a run.
+
+A run starts from a plan file, a prompt (planned by the run's ``movie_plan`` stage with
+the configured planner) or the bundled sample; :func:`film` executes (some of) its stages in this process and prints
+one line per stage as it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sparkle_motion_dagster.cli.context import open_film_context
+from sparkle_motion_dagster.cli.errors import CliError
+from sparkle_motion_dagster.cli.options import FrameSize, at_most_one
+from sparkle_motion_dagster.cli.plans import echo_plan_summary
+
+SAMPLE_PLAN = Path(__file__).resolve().parents[1] / "samples" / "rooftop_revelations.json"
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """Where a new run's plan comes from, and how to render it."""
+
+    plan: str | None = None
+    prompt: str | None = None
+    title: str | None = None
+    seed: int = 0
+    sample: bool = False
+    size: tuple[int, int] | None = None
+    preview: bool = False
+
+
+def submit_new_run(instance, defs, store, source: PlanSource, *, check_backend: bool = True) -> str:
+    """Validate the plan and register a new run_id for it; nothing is written on bad input."""
+    from sparkle_motion_dagster.film.plan import read_json_file, with_video_size
+    from sparkle_motion_dagster.orchestration.runner import submit_prompt_run, submit_run
+
+    if source.plan:
+        document, origin = read_json_file(source.plan), str(Path(source.plan).resolve())
+    elif source.sample:
+        document, origin = read_json_file(SAMPLE_PLAN), f"sample:{SAMPLE_PLAN.name}"
+    else:
+        if not (source.prompt and source.title):
+            raise CliError("give --plan FILE, or both --prompt and --title")
+        # The movie_plan stage asks the planner, so planning is retried and cached like any stage.
+        return submit_prompt_run(store, instance, prompt=source.prompt, title=source.title, seed=source.seed,
+                                 size=source.size, preview=source.preview)
+    if source.size:
+        document = with_video_size(document, *source.size)
+    clips = defs.resources["clips"]
+    return submit_run(store, instance, document, source=origin, preview=source.preview,
+                      clip_model_ids=clips.model_ids, clip_backend=clips.backend, check_backend=check_backend)
+
+
+def echo_stage(stage: str, status: str, seconds: float) -> None:
+    """One line as a stage ends: ``  video_clips        ok       3.21 s``."""
+    mark = "ok" if status == "succeeded" else "FAILED"
+    try:
+        click.echo(f"  {stage:<18} {mark:<6} {seconds:6.2f} s")
+    except BrokenPipeError:  # the reader of our output has gone; the film goes on
+        pass
+
+
+def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
+    """Film (some stages of) a run, print progress, and report the outcome (0, or 1 when a stage failed)."""
+    from sparkle_motion_dagster.orchestration.runner import film_run
+    from sparkle_motion_dagster.runs.run_files import stage_file
+
+    started = time.monotonic()
+    result = film_run(defs, instance, run_id, on_stage=echo_stage, store=store, log_level="CRITICAL", **kwargs)
+    if "movie_plan" in result.stage_seconds:
+        report = stage_file(store, run_id, "movie_plan", "plan_validation.json")
+        if report.exists():
+            details = json.loads(report.read_text())
+            for note in details["warnings"] + [details["video"].get("substitution")]:
+                if note:
+                    click.echo(f"note: {note}")
+    if not result.success:
+        click.echo(f"error: stage {result.failed_stage} failed: {result.error}", err=True)
+        click.echo(f"continue it with: sparkle-motion resume {run_id}", err=True)
+        return 1
+    click.echo(f"done in {time.monotonic() - started:.1f} s")
+    click.echo(f"run_id: {run_id}")
+    if result.final_video:
+        click.echo(f"video_final: {result.final_video}")
+    return 0
+
+
+def dry_run(instance, defs, store, source: PlanSource, run_id: str | None) -> int:
+    """Plan intake only: validate, report warnings, render nothing."""
+    from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
+    from sparkle_motion_dagster.runs.run_files import stage_file
+
+    # An unconfigured video model is reported as a warning instead of refused.
+    run_id = run_id or submit_new_run(instance, defs, store, source, check_backend=False)
+    click.echo(f"run_id: {run_id} (dry run)")
+    status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=DRY_RUN_CONFIG)
+    if status == 0:
+        report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
+        report = json.loads(report_path.read_text())
+        echo_plan_summary(report["summary"])
+        for warning in report["warnings"]:
+            click.echo(f"warning: {warning}")
+        if not report["warnings"]:
+            click.echo("warnings: none")
+        click.echo(f"report: {report_path}")
+    return status
+
+
+def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run") -> int:
+    """``run``: film a submitted run_id, or submit a new one and film it (or only its intake)."""
+    instance, defs, store = open_film_context()
+    if mode == "dry":
+        return dry_run(instance, defs, store, source, run_id)
+    run_id = run_id or submit_new_run(instance, defs, store, source)
+    click.echo(f"run_id: {run_id}")
+    return film(instance, defs, store, run_id)
+
+
+def plan_source_options(command):
+    """The options that say which plan a new run films (shared by ``submit`` and ``run``)."""
+    options = [
+        click.option("--plan", help="a MoviePlan or plan artifact JSON file"),
+        click.option("--prompt", help="a story prompt for the planner (with --title)"),
+        click.option("--sample", is_flag=True, help="the bundled sample plan (Rooftop Revelations)"),
+        click.option("--title", help="the film's title (with --prompt)"),
+        click.option("--seed", type=int, default=0, show_default=True, help="the planner's seed (with --prompt)"),
+        click.option("--preview", is_flag=True,
+                     help="render the embedded animatic when the plan's video model is not configured"),
+        click.option("--size", type=FrameSize(),
+                     help="output size WxH (multiples of 2), e.g. 640x360 for a fast proof"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command("submit")
+@plan_source_options
+def submit(plan: str | None, prompt: str | None, sample: bool, title: str | None, seed: int, preview: bool,
+           size: tuple[int, int] | None) -> int:
+    """Register a new film run without filming it.
+
+    The run_id partition is added; film it with ``run --run-id`` or from the UI.
+    """
+    at_most_one(plan=plan, prompt=prompt, sample=sample)
+    source = PlanSource(plan=plan, prompt=prompt, title=title, seed=seed, sample=sample, size=size, preview=preview)
+    instance, defs, store = open_film_context()
+    run_id = submit_new_run(instance, defs, store, source)
+    click.echo(f"submitted {run_id}")
+    click.echo(f"film it with: sparkle-motion run --run-id {run_id}   (or materialize partition {run_id} in the UI)")
+    return 0
+
+
+@click.command("run")
+@plan_source_options
+@click.option("--run-id", help="film a run already submitted")
+@click.option("--mode", type=click.Choice(["run", "dry"]), default="run", show_default=True,
+              help="dry: plan intake only (validation report and warnings, nothing rendered)")
+def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, seed: int, preview: bool,
+        size: tuple[int, int] | None, run_id: str | None, mode: str) -> int:
+    """Make a film from a plan, a prompt or a submitted run.
+
+    A new run_id from --plan, --prompt/--title or --sample, or --run-id of a run
+    already submitted; prints the stages as they end and the video's path.
+    """
+    at_most_one(plan=plan, prompt=prompt, sample=sample, run_id=run_id)
+    source = PlanSource(plan=plan, prompt=prompt, title=title, seed=seed, sample=sample, size=size, preview=preview)
+    return film_a_run(source, run_id=run_id, mode=mode)
+
+
+@click.command("demo")
+def demo() -> int:
+    """Film the bundled sample plan on the embedded backends."""
+    return film_a_run(PlanSource(sample=True, preview=True))
+
+
+COMMANDS = (submit, run, demo)

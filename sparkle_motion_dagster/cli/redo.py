@@ -1,0 +1,117 @@
+"""Commands for a run already submitted: ``resume``, ``rerun``, ``regenerate`` and ``control``.
+
+Each records what it did in the run's event log (actor ``cli``) before filming.
+"""
+
+from __future__ import annotations
+
+import click
+
+from sparkle_motion_dagster.cli.context import open_film_context, submitted_run
+from sparkle_motion_dagster.cli.errors import CliError
+from sparkle_motion_dagster.cli.filming import film
+
+CONTROL_TARGETS = {"pause": "paused", "resume": "running", "stop": "stopped"}
+
+
+@click.command("resume")
+@click.argument("run_id")
+def resume(run_id: str) -> int:
+    """Materialize only what is missing or failed for a run."""
+    from sparkle_motion_dagster.orchestration.runner import mark_abandoned_runs, missing_stages
+    from sparkle_motion_dagster.runs.run_files import stage_file
+    from sparkle_motion_dagster.runs import control
+    from sparkle_motion_dagster.runs.events import write_event
+
+    instance, defs, store = open_film_context()
+    run_id = submitted_run(instance, run_id)
+    if control.read_state(store, run_id)["state"] != "running":
+        control.set_state(store, run_id, "running")
+    abandoned = mark_abandoned_runs(instance, run_id)
+    stages = missing_stages(instance, store, run_id)
+    write_event(store.root, run_id, "resume", {"stages": stages, "abandoned_dagster_runs": abandoned}, actor="cli")
+    if not stages:
+        click.echo(f"{run_id} is complete; nothing to do")
+        click.echo(f"video_final: {stage_file(store, run_id, 'video_final', 'video_final.mp4')}")
+        return 0
+    click.echo(f"resuming {run_id}: {', '.join(stages)}")
+    return film(instance, defs, store, run_id, stages=stages)
+
+
+@click.command("rerun")
+@click.argument("run_id")
+@click.option("--from", "from_stage", required=True, metavar="STAGE", help="the stage (asset) to redo")
+def rerun(run_id: str, from_stage: str) -> int:
+    """Redo a stage and everything downstream.
+
+    The stage renders every item again (forced); the stages after it reuse what did not change.
+    """
+    from sparkle_motion_dagster.orchestration.runner import downstream_of, force_config
+    from sparkle_motion_dagster.runs.events import write_event
+
+    instance, defs, store = open_film_context()
+    run_id = submitted_run(instance, run_id)
+    stages = downstream_of(from_stage)
+    write_event(store.root, run_id, "rerun", {"from": from_stage, "stages": stages}, actor="cli")
+    click.echo(f"re-materializing {', '.join(stages)} for {run_id}")
+    return film(instance, defs, store, run_id, stages=stages, run_config=force_config([from_stage]))
+
+
+@click.command("regenerate")
+@click.argument("run_id")
+@click.option("--shot", required=True, help="the shot id, e.g. shot_002")
+@click.option("--what", type=click.Choice(["clip", "keyframe"]), default="clip", show_default=True,
+              help="the shot's clip, or its two keyframes (and the neighbouring clips)")
+@click.option("--seed", type=int, help="the new seed (default: the current one + 1)")
+def regenerate(run_id: str, shot: str, what: str, seed: int | None) -> int:
+    """Re-render one shot's clip or keyframes.
+
+    Then assembly and the final cut; every other file stays as it is.
+    """
+    from sparkle_motion_dagster.runs.events import read_events, write_event
+    from sparkle_motion_dagster.runs.regenerate import plan_regeneration
+
+    instance, defs, store = open_film_context()
+    run_id = submitted_run(instance, run_id)
+    change = plan_regeneration(store, run_id, shot, what=what, seed=seed)
+    earlier = sum(1 for e in read_events(store.root, run_id, "regeneration") if e["payload"].get("shot_id") == shot)
+    count = earlier + 1
+    write_event(store.root, run_id, "regeneration", {**change, "count": count}, actor="cli")
+    click.echo(f"{shot}: regenerating the {what} with seed(s) {change['seeds']} (regenerations: {count})")
+    return film(instance, defs, store, run_id, stages=change["stages"])
+
+
+@click.command("control")
+@click.argument("action", type=click.Choice(list(CONTROL_TARGETS)))
+@click.argument("run_id")
+def control(action: str, run_id: str) -> int:
+    """Pause, resume or stop a film run.
+
+    pause: the running stage finishes, then the run holds; resume: it carries on;
+    stop: it ends at the next item or stage (continue it later with ``resume``).
+    """
+    import dagster as dg
+
+    from sparkle_motion_dagster.runs import control as run_control
+    from sparkle_motion_dagster.runs.events import write_event
+
+    instance, _, store = open_film_context()
+    run_id = submitted_run(instance, run_id)
+    current = run_control.read_state(store, run_id)["state"]
+    if action == "resume" and current == "stopped":
+        raise CliError(f"{run_id} was stopped; continue it with `sparkle-motion resume {run_id}`")
+    run_control.set_state(store, run_id, CONTROL_TARGETS[action])
+    write_event(store.root, run_id, f"control.{action}", {"previous": current}, actor="cli")
+    if action == "stop":
+        queued = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": run_id},
+                                                         statuses=[dg.DagsterRunStatus.QUEUED]))
+        for queued_run in queued:
+            instance.report_run_canceled(queued_run, message="stopped with sparkle-motion control stop")
+    click.echo({"pause": f"{run_id} paused: the running stage finishes, then the run holds",
+                "resume": f"{run_id} resumed",
+                "stop": f"{run_id} stopped: it ends at the next item or stage; continue later with "
+                        f"`sparkle-motion resume {run_id}`"}[action])
+    return 0
+
+
+COMMANDS = (resume, rerun, regenerate, control)
