@@ -8,12 +8,11 @@ import os
 import dagster as dg
 
 from sparkle_motion_dagster.runs import inbox
-from sparkle_motion_dagster.assets.movie_plan import submit_request
+from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document
 from sparkle_motion_dagster.resources.clips import ClipRenderer
-from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
 DEFAULT_BATCH = 5
@@ -41,7 +40,6 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
     def plan_inbox(
         context: dg.SensorEvaluationContext,
         artifact_store: ArtifactStoreResource,
-        planner: Planner,
         clips: ClipRenderer,
     ):
         folder = inbox.inbox_dir()
@@ -61,16 +59,18 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
                     notes.append(f"{drop.name}: same content as {run_id}, not filmed twice")
                     continue
                 item = inbox.classify(data)
-                document = item.document if item.kind == "plan" else planner.plan(
-                    prompt=item.prompt, title=item.title, seed=item.seed)
-                plan = parse_plan_document(document).plan
-                resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=item.preview)
+                if item.kind == "plan":
+                    plan = parse_plan_document(item.document).plan
+                    resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=item.preview)
             except (ValueError, OSError) as exc:
                 inbox.reject(folder, drop, _problems(exc))
                 context.log.warning(f"rejected {drop.name}: {'; '.join(_problems(exc))}")
                 notes.append(f"{drop.name}: rejected")
                 continue
-            submit_request(store, run_id, document=document, source=f"inbox:{drop.name}", preview=item.preview)
+            # A prompt is planned by the run's movie_plan stage, not here: a tick must stay short.
+            submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview,
+                           **({"document": item.document} if item.kind == "plan" else
+                              {"prompt": {"prompt": item.prompt, "title": item.title, "seed": item.seed}}))
             inbox.accept(folder, drop, run_id)
             new_keys.append(run_id)
             run_requests.append(dg.RunRequest(run_key=f"{run_id}:{digest[:16]}", partition_key=run_id,

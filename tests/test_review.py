@@ -66,9 +66,10 @@ def write(path: Path, data: bytes) -> Path:
 # --- the flag ----------------------------------------------------------------------------
 
 def test_qa_flags(monkeypatch):
-    assert qa_flags() == {"manual_review_required": True, "qa_mode": "disabled"}
+    assert qa_flags() == {"manual_review_required": True, "qa_mode": "disabled", "review_gate": "blocking"}
     monkeypatch.setenv("QA_AUTOMATION_REMOVED", "0")
-    assert qa_flags() == {"manual_review_required": False, "qa_mode": "enabled"}
+    # No automated QA exists, so nothing may claim it is enabled: the gate only becomes advisory.
+    assert qa_flags() == {"manual_review_required": False, "qa_mode": "disabled", "review_gate": "advisory"}
     monkeypatch.setenv("QA_AUTOMATION_REMOVED", "yes")
     with pytest.raises(ValueError, match="QA_AUTOMATION_REMOVED"):
         qa_flags()

@@ -7,8 +7,9 @@ import dagster as dg
 import pytest
 
 from sparkle_motion_dagster.definitions import defs
-from sparkle_motion_dagster.resources.clips import AnimaticClips
-from sparkle_motion_dagster.resources.planning import TemplatePlanner
+from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
+from sparkle_motion_dagster.resources.planning.template import TemplatePlanner
+from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
 
@@ -100,12 +101,30 @@ def test_an_unconfigured_model_is_rejected_unless_previewing(inbox, instance, sa
     assert "wan-2.1" in errors[0] and "preview" in errors[0]
 
 
-def test_a_planner_request_is_planned_and_filmed(inbox, instance):
+def test_a_planner_request_is_planned_by_the_run_not_by_the_tick(inbox, instance):
     (inbox / "idea.json").write_text(json.dumps({"title": "Keeper", "prompt": "A lighthouse keeper meets a storm."}))
     _, second, _ = two_ticks(instance)
     run_id = second.run_requests[0].partition_key
-    request = json.loads((inbox.parent / "artifacts" / "runs" / run_id / "request" / "plan_request.json").read_text())
-    assert request["document"]["validated_plan"]["metadata"]["planner"] == "template"
+    run_dir = inbox.parent / "artifacts" / "runs" / run_id
+    request = json.loads((run_dir / "request" / "plan_request.json").read_text())
+    # The tick only records the prompt: a slow language model must not overrun the sensor's timeout.
+    assert "document" not in request
+    assert request["prompt"] == {"prompt": "A lighthouse keeper meets a storm.", "title": "Keeper", "seed": 0}
+
+    resources = {"artifact_store": ArtifactStoreResource(), "planner": TemplatePlanner(), "clips": AnimaticClips(),
+                 "speech": EspeakSpeech()}
+    from sparkle_motion_dagster.assets.movie_plan import movie_plan
+    first = dg.materialize([movie_plan], partition_key=run_id, instance=instance, resources=resources)
+    artifact = run_dir / "plan_intake" / "plan_artifact.json"
+    planned = json.loads(artifact.read_text())
+    assert planned["validated_plan"]["metadata"]["planner"] == "template"
+    assert json.loads((run_dir / "plan_intake" / "movie_plan.json").read_text())["title"] == "Keeper"
+    assert first.success
+
+    # Materializing again reuses the plan instead of asking the planner again.
+    stamp = artifact.stat().st_mtime_ns
+    dg.materialize([movie_plan], partition_key=run_id, instance=instance, resources=resources)
+    assert artifact.stat().st_mtime_ns == stamp
 
 
 def test_the_same_content_twice_starts_one_run(inbox, instance, sample_envelope):

@@ -13,7 +13,7 @@ import pytest
 from helpers import wait_for
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
-from sparkle_motion_dagster.assets.movie_plan import submit_request
+from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.control import set_state
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.runs.events import write_event

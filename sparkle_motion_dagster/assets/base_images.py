@@ -5,17 +5,15 @@ import io
 import dagster as dg
 from PIL import Image
 
-from sparkle_motion_dagster.runs import cache
+from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
-from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
-from sparkle_motion_dagster.runs.parallel import results_in_order
-from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.items import Item, counts, render_items
+from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import image_seed, load_run_plan, output_size
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
-from sparkle_motion_dagster.assets.movie_plan import movie_plan
-from sparkle_motion_dagster.assets.render_config import RenderConfig
 
 
 class BaseImagesConfig(RenderConfig):
@@ -25,13 +23,9 @@ class BaseImagesConfig(RenderConfig):
     guidance: float | None = None
     scheduler: str | None = None
     negative_prompt: str | None = None
-from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
-
-STAGE = "base_images"
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan], kinds={"png"},
-          retry_policy=RENDER_RETRY, pool="gpu")
+@film_asset("base_images", kinds={"png"})
 def base_images(
     context: dg.AssetExecutionContext,
     config: BaseImagesConfig,
@@ -40,65 +34,50 @@ def base_images(
 ) -> dg.MaterializeResult:
     """One PNG per base image (N shots need N+1), rendered from its prompt and seed.
     Keyframes whose prompt, seed, size and renderer did not change are reused."""
-    with stage_run(context, artifact_store, STAGE) as stage:
-        store, run_id = stage.store, stage.run_id
-        plan = load_run_plan(store, run_id)
+    with stage_run(context, artifact_store, "base_images") as stage:
+        plan = load_run_plan(stage.store, stage.run_id)
         stage.plan_id = plan.plan_id()
-        overrides = read_overrides(store, run_id)
+        overrides = read_overrides(stage.store, stage.run_id)
         width, height = output_size(plan)
         profile = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
         chosen = {k: v for k, v in config.model_dump().items() if k != "force" and v is not None}
         keyframes = keyframes.with_settings({**profile, **chosen})
         renderer = keyframes.fingerprint()
 
-        def publish(image, seed, path, meta) -> None:
-            stage.publish(path, metadata={"base_image_id": image.id, "seed": seed, "backend": meta["backend"]})
-
-        images, pending = [], []
+        items = []
         for index, image in enumerate(plan.base_images):
             seed = seed_override(overrides, "base_images", image.id)
             seed = image_seed(plan, index) if seed is None else seed
-            path = stage.path(f"{image.id}.png")
-            key = cache.fingerprint({"renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]})
-            meta = None if config.force else cache.reusable(path, key)
-            images.append([image, seed, path, meta, None])
-            if meta is None:
-                pending.append((index, key))
-            else:
-                publish(image, seed, path, meta)
+            items.append(Item(image.id, stage.path(f"{image.id}.png"), request=image, inputs={
+                "renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]}))
 
-        def render(job) -> tuple[int, dict, str]:
-            index, key = job
-            image, seed, path = images[index][:3]
-            stage.check_stop()
-            picture = keyframes.render(image.prompt, seed=seed, width=width, height=height,
-                                       label=f"{image.id} · seed {seed}")
+        def render(item: Item):
+            seed = item.inputs["seed"]
+            picture = keyframes.render(item.request.prompt, seed=seed, width=width, height=height,
+                                       label=f"{item.id} · seed {seed}")
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
-            atomic_write_bytes(path, buffer.getvalue())
-            meta = cache.record(path, key, {"backend": keyframes.backend, "seed": seed})
-            return index, meta, thumbnail_markdown(picture, alt=image.id, width=160)
+            atomic_write_bytes(item.path, buffer.getvalue())
+            return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id, width=160)
 
-        rendered = []
-        for index, meta, thumbnail in results_in_order(render, pending, workers=keyframes.parallel_images):
-            images[index][3:] = [meta, thumbnail]
-            publish(*images[index][:4])  # in the catalog as soon as it exists
-            rendered.append(images[index][0].id)
+        def publish(done) -> None:
+            stage.publish(done.item.path, metadata={"base_image_id": done.item.id, "seed": done.record["seed"],
+                                                    "backend": done.record["backend"]})
 
-        entries = [{"id": image.id, "asset_path": str(path), "mime_type": "image/png", "seed": seed,
-                    "prompt": image.prompt, "width": width, "height": height, "backend": meta["backend"]}
-                   for image, seed, path, meta, _ in images]
-        thumbnails = [thumbnail or thumbnail_markdown(Image.open(path), alt=image.id, width=160)
-                      for image, _, path, _, thumbnail in images]
+        results = render_items(items, render, force=config.force, workers=keyframes.parallel_images,
+                               on_ready=publish, before_render=stage.check_stop)
 
+        entries = [{"id": r.item.id, "asset_path": str(r.item.path), "mime_type": "image/png",
+                    "seed": r.record["seed"], "prompt": r.item.request.prompt, "width": width, "height": height,
+                    "backend": r.record["backend"]} for r in results]
+        thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id, width=160)
+                      for r in results]
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),
-                                     {"run_id": run_id, "base_image_assets": entries})
+                                     {"run_id": stage.run_id, "base_image_assets": entries})
         stage.publish(manifest)
         return dg.MaterializeResult(metadata={
             "backend": keyframes.backend,
-            "count": len(entries),
-            "rendered": len(rendered),
-            "reused": len(entries) - len(rendered),
+            **counts(results),
             "size": f"{width}x{height}",
             "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
             "manifest": dg.MetadataValue.path(str(manifest)),

@@ -2,26 +2,25 @@
 
 import dagster as dg
 
-from sparkle_motion_dagster.runs import cache
+from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film import visemes
-from sparkle_motion_dagster.film.stitching import LineAudio, read_wav, resample_linear, stitch, wav_bytes
-from sparkle_motion_dagster.runs.events import write_event
-from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.film.stitching import LineAudio, stitch
+from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
+from sparkle_motion_dagster.media.wav import read_wav, resample, wav_bytes, wav_duration_s
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.events import write_event
+from sparkle_motion_dagster.runs.items import Item, counts, render_items
 from sparkle_motion_dagster.runs.run_files import load_run_plan
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
-from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
-from sparkle_motion_dagster.assets.movie_plan import movie_plan
-from sparkle_motion_dagster.assets.render_config import RenderConfig
-from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
 
-STAGE = "dialogue_audio"
 DEFAULT_SAMPLE_RATE = 22050
+OVERLONG_SPEECH_POLICY = ("runs on into the following silence; trimmed with a fade only at the next line "
+                          "or the film's end")
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", deps=[movie_plan], kinds={"wav"},
-          retry_policy=RENDER_RETRY)
+@film_asset("dialogue_audio", kinds={"wav"})
 def dialogue_audio(
     context: dg.AssetExecutionContext,
     config: RenderConfig,
@@ -31,51 +30,59 @@ def dialogue_audio(
     """One WAV per dialogue line, `tts_timeline.wav` with every line at its planned start
     (exactly the film's runtime long), `dialogue_timeline_audio.json` with the measured
     offsets, padding and trims, and subtitles (.srt, .vtt). Unchanged lines are reused."""
-    with stage_run(context, artifact_store, STAGE) as stage:
+    with stage_run(context, artifact_store, "dialogue_audio") as stage:
         store, run_id = stage.store, stage.run_id
         plan = load_run_plan(store, run_id)
         stage.plan_id = plan.plan_id()
         engine = speech.fingerprint()
 
-        lines, artifacts, reused = [], [], 0
-        sample_rate = 0
+        items = []
         for line_id, entry in plan.dialogue_lines():
-            stage.check_stop()
             voice_profile = plan.character(entry.character_id).voice_profile
-            path = stage.path(f"{line_id}.wav")
-            viseme_path = stage.path(f"{line_id}.viseme.json")
             inputs = {"engine": engine, "text": entry.text, "character_id": entry.character_id,
                       "voice_profile": voice_profile.model_dump(mode="json")}
             extra = speech.voice_fingerprint(entry.character_id, voice_profile)  # e.g. reference audio's hash
             if extra:
                 inputs["voice_extra"] = extra
-            key = cache.fingerprint(inputs)
-            meta = None if config.force or not viseme_path.exists() else cache.reusable(path, key)
-            if meta is None:
-                result = speech.synthesize_line(entry.text, character_id=entry.character_id, voice_profile=voice_profile)
-                atomic_write_bytes(path, wav_bytes(result.samples, result.sample_rate))
-                atomic_write_json(viseme_path, visemes.viseme_document(
-                    result.visemes, line_id=line_id, character_id=entry.character_id, text=entry.text,
-                    backend=speech.backend, source=result.viseme_source,
-                    sample_rate=result.sample_rate, duration_s=result.duration_s))
-                meta = cache.record(path, key, {"chunks": result.chunks, "voice": result.voice,
-                                                "backend": speech.backend, "viseme_source": result.viseme_source})
-            else:
-                reused += 1
-            samples, rate = read_wav(path)
+            viseme_path = stage.path(f"{line_id}.viseme.json")
+            items.append(Item(line_id, stage.path(f"{line_id}.wav"), inputs=inputs, request=(entry, voice_profile),
+                              also_needs=(viseme_path,)))
+
+        def render(item: Item) -> dict:
+            entry, voice_profile = item.request
+            result = speech.synthesize_line(entry.text, character_id=entry.character_id, voice_profile=voice_profile)
+            atomic_write_bytes(item.path, wav_bytes(result.samples, result.sample_rate))
+            atomic_write_json(item.also_needs[0], visemes.viseme_document(
+                result.visemes, line_id=item.id, character_id=entry.character_id, text=entry.text,
+                backend=speech.backend, source=result.viseme_source,
+                sample_rate=result.sample_rate, duration_s=result.duration_s))
+            return {"chunks": result.chunks, "voice": result.voice, "backend": speech.backend,
+                    "viseme_source": result.viseme_source}
+
+        def publish(done) -> None:
+            character_id = done.item.request[0].character_id
+            stage.publish(done.item.path, metadata={"line_id": done.item.id, "character_id": character_id,
+                                                    "backend": done.record.get("backend")},
+                          duration_s=round(wav_duration_s(done.item.path), 6))
+            stage.publish(done.item.also_needs[0], metadata={"line_id": done.item.id, "character_id": character_id})
+
+        # Lines render one at a time: engines keep one voice state per process.
+        results = render_items(items, render, force=config.force, workers=1, on_ready=publish,
+                               before_render=stage.check_stop)
+
+        lines, artifacts, sample_rate = [], [], 0
+        for done in results:  # plan order, so a resumed run stitches exactly what a fresh one does
+            entry, meta = done.item.request[0], done.record
+            samples, rate = read_wav(done.item.path)
             sample_rate = sample_rate or rate
-            lines.append(LineAudio(line_id, entry.start_time_sec, entry.duration_sec,
-                                   resample_linear(samples, rate, sample_rate)))
-            artifacts.append({"line_id": line_id, "character_id": entry.character_id, "text": entry.text,
-                              "audio_path": str(path), "duration_sec": round(len(samples) / rate, 6),
+            lines.append(LineAudio(done.item.id, entry.start_time_sec, entry.duration_sec,
+                                   resample(samples, rate, sample_rate)))
+            artifacts.append({"line_id": done.item.id, "character_id": entry.character_id, "text": entry.text,
+                              "audio_path": str(done.item.path), "duration_sec": round(len(samples) / rate, 6),
                               "planned_start_s": entry.start_time_sec, "planned_duration_s": entry.duration_sec,
                               "voice": meta.get("voice", {}), "chunks": meta.get("chunks", 1),
-                              "backend": meta.get("backend"), "viseme_stream_uri": str(viseme_path),
+                              "backend": meta.get("backend"), "viseme_stream_uri": str(done.item.also_needs[0]),
                               "viseme_source": meta.get("viseme_source")})
-            stage.publish(path, metadata={"line_id": line_id, "character_id": entry.character_id,
-                                          "backend": meta.get("backend")}, duration_s=round(len(samples) / rate, 6))
-            stage.publish(viseme_path, metadata={"line_id": line_id, "character_id": entry.character_id})
-
         sample_rate = sample_rate or DEFAULT_SAMPLE_RATE
         track, placed = stitch(lines, runtime_sec=plan.runtime_sec, sample_rate=sample_rate)
         timeline_path = atomic_write_bytes(stage.path("tts_timeline.wav"), wav_bytes(track, sample_rate))
@@ -85,8 +92,8 @@ def dialogue_audio(
         trimmed = [p.line_id for p in placed if p.timeline_trimmed_s > 0]
         overrun = [p.line_id for p in placed if p.timeline_overrun_s > 0]
         for line_id in trimmed:
-            message = f"{line_id}: speech trimmed by {offsets[line_id]['timeline_trimmed_s']}s to keep the next line on time"
-            context.log.warning(message)
+            context.log.warning(f"{line_id}: speech trimmed by {offsets[line_id]['timeline_trimmed_s']}s "
+                                "to keep the next line on time")
             write_event(store.root, run_id, "dialogue.trimmed", offsets[line_id])
         manifest_path = atomic_write_json(stage.path("dialogue_timeline_audio.json"), {
             "run_id": run_id,
@@ -94,8 +101,7 @@ def dialogue_audio(
             "sample_rate": sample_rate,
             "total_duration_s": plan.runtime_sec,
             "stitched_audio_path": str(timeline_path),
-            "overlong_speech_policy": "runs on into the following silence; trimmed with a fade only at the next line "
-                                      "or the film's end",
+            "overlong_speech_policy": OVERLONG_SPEECH_POLICY,
             "entry_count": len(artifacts),
             "line_artifacts": artifacts,
             "timeline_offsets": offsets,
@@ -112,7 +118,7 @@ def dialogue_audio(
         return dg.MaterializeResult(metadata={
             "backend": speech.backend,
             "lines": len(artifacts),
-            "reused_lines": reused,
+            "reused_lines": counts(results)["reused"],
             "trimmed_lines": len(trimmed),
             "overrun_lines": len(overrun),
             "sample_rate": sample_rate,

@@ -1,6 +1,6 @@
 """Plan intake: the submitted plan, validated and normalized, for one film run."""
 
-from datetime import datetime, timezone
+import json
 
 import dagster as dg
 from pydantic import Field
@@ -8,54 +8,76 @@ from pydantic import Field
 from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
 from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
-from sparkle_motion_dagster.partitions import run_partitions
-from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file
+from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.runs.items import Item, render_items
+from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import atomic_write_json
-from sparkle_motion_dagster.assets.stage import stage_run
-
-STAGE = "plan_intake"
-
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 
 class PlanIntakeConfig(dg.Config):
     plan_path: str = Field(default="", description="A plan file to submit for this run_id if none was submitted yet.")
+    prompt: str = Field(default="", description="Or a story prompt for the planner, when no plan was submitted yet.")
+    title: str = Field(default="", description="The film's title (with prompt).")
+    seed: int = Field(default=0, description="The planner's seed (with prompt).")
     preview: bool = Field(default=False, description="Render the animatic when the declared video model is not configured.")
     dry_run: bool = Field(default=False, description="Only validate: report problems as warnings, render nothing.")
+    force: bool = Field(default=False, description="Ask the planner again even when the prompt did not change.")
 
 
-def submit_request(store, run_id: str, *, document: dict, source: str, preview: bool) -> None:
-    """Record what a film run was asked to make (used by the CLI, the sensor and the launchpad)."""
-    store.write_request(run_id, {
-        "run_id": run_id,
-        "source": source,
-        "preview": preview,
-        "submitted_at": datetime.now(timezone.utc).isoformat(),
-        "document": document,
-    })
+def planned_document(stage, planner: Planner, prompt: dict, *, force: bool) -> dict:
+    """The plan artifact the planner writes for a prompt: made once, reused while the prompt,
+    title, seed and planner stay the same (a retry or a re-materialization does not pay again)."""
+    item = Item("plan_artifact", stage.path("plan_artifact.json"), inputs={"planner": planner.fingerprint(), **prompt})
+
+    def render(item: Item) -> dict:
+        document = planner.plan(prompt=prompt["prompt"], title=prompt["title"], seed=prompt.get("seed", 0))
+        parse_plan_document(document)  # a planner that returns a broken plan fails here, before it is kept
+        atomic_write_json(item.path, document)
+        return {"planner": type(planner).__name__}
+
+    done = render_items([item], render, force=force)[0]
+    stage.publish(item.path, artifact_type="plan_artifact", metadata={"planner": done.record["planner"],
+                                                                      "reused": not done.rendered})
+    return json.loads(item.path.read_text(encoding="utf-8"))
 
 
-@dg.asset(partitions_def=run_partitions, group_name="film", kinds={"json"})
+@film_asset("movie_plan", kinds={"json"}, retry=False)
 def movie_plan(
     context: dg.AssetExecutionContext,
     config: PlanIntakeConfig,
     artifact_store: ArtifactStoreResource,
     clips: ClipRenderer,
     speech: SpeechEngine,
+    planner: Planner,
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
-    (`plan_validation.json` lists the warnings a user wants before paying for GPU time)."""
-    with stage_run(context, artifact_store, STAGE) as stage:
+    (`plan_validation.json` lists the warnings a user wants before paying for GPU time).
+    A run submitted with a prompt gets its plan from the planner here (`plan_artifact.json`)."""
+    with stage_run(context, artifact_store, "movie_plan") as stage:
         store, run_id = stage.store, stage.run_id
-        if config.plan_path and not store.request_path(run_id).exists():
-            data = read_json_file(config.plan_path)
-            parse_plan_document(data)  # a bad file fails here, before it is recorded
-            submit_request(store, run_id, document=data, source=config.plan_path, preview=config.preview)
+        if not store.request_path(run_id).exists():
+            if config.plan_path:
+                data = read_json_file(config.plan_path)
+                parse_plan_document(data)  # a bad file fails here, before it is recorded
+                submit_request(store, run_id, document=data, source=config.plan_path, preview=config.preview)
+            elif config.prompt:
+                submit_request(store, run_id, source="launchpad", preview=config.preview,
+                               prompt={"prompt": config.prompt, "title": config.title or "Untitled", "seed": config.seed})
         request = store.read_request(run_id)
-        plan = parse_plan_document(request["document"]).plan
+        document = request.get("document")
+        if document is None:
+            prompt = request["prompt"]
+            document = planned_document(stage, planner, {k: prompt[k] for k in ("prompt", "title", "seed")},
+                                        force=config.force)
+            if prompt.get("size"):
+                document = with_video_size(document, *prompt["size"])
+        plan = parse_plan_document(document).plan
         preview = bool(request.get("preview") or config.preview)
         try:
             choice = resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=preview)

@@ -6,7 +6,7 @@ from pydantic import Field
 from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.review import review_state
-from sparkle_motion_dagster.assets.assembly import video_final
+from sparkle_motion_dagster.assets.video_final import video_final
 
 
 class ReviewGateConfig(dg.Config):

@@ -10,19 +10,29 @@ from pathlib import Path
 
 import dagster as dg
 
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.catalog import Catalog
+from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
-from sparkle_motion_dagster.runs.run_files import MissingUpstreamError
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources.settings import SettingsError
+from sparkle_motion_dagster.runs import control
+from sparkle_motion_dagster.runs.catalog import Catalog
+from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, stage_file
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, process_alive
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
-                    UnknownRunError, UnsafeIdError, control.RunStopped)
+                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped)
 
 # Transient errors (a busy GPU, a flaky network filesystem) get two more tries.
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def film_asset(key: str, *, kinds: set[str], retry: bool = True):
+    """The asset decorator of one stage: its key, dependencies and GPU pool come from the stage table."""
+    row = stages.stage(key)
+    return dg.asset(name=key, partitions_def=run_partitions, group_name="film", deps=list(row.deps), kinds=kinds,
+                    retry_policy=RENDER_RETRY if retry else None, pool="gpu" if row.gpu else None)
 
 
 @dataclass
@@ -30,12 +40,21 @@ class StageRun:
     context: dg.AssetExecutionContext
     store: ArtifactStore
     run_id: str
-    stage: str
+    key: str
     plan_id: str | None = None
     published: int = 0
 
+    @property
+    def stage(self) -> str:
+        """The stage's folder, which is also its name in the catalog."""
+        return stages.folder(self.key)
+
     def path(self, *names: str) -> Path:
         return self.store.path(self.run_id, self.stage, *names)
+
+    def upstream(self, stage: str, *names: str) -> Path:
+        """A file another stage (by asset key) wrote for this run."""
+        return stage_file(self.store, self.run_id, stage, *names)
 
     def check_stop(self) -> None:
         """Between items of a long stage: end now if the run was stopped."""
@@ -59,22 +78,25 @@ class StageRun:
 
 
 def _clear_stale_partials(folder: Path) -> None:
-    """Remove temporary files whose writer process is gone (it was killed mid-write)."""
+    """Remove temporary files whose writer process is gone (it was killed mid-write), beside
+    the outputs and among their sidecars in ``.meta/``."""
     if not folder.is_dir():
         return
-    for temp in folder.glob(f"*{TEMP_MARKER}*"):
+    for temp in [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]:
         pid_part = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
         if pid_part.isdigit() and int(pid_part) != os.getpid() and not process_alive(int(pid_part)):
             temp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def stage_run(context: dg.AssetExecutionContext, artifact_store, stage: str) -> Iterator[StageRun]:
+def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str) -> Iterator[StageRun]:
+    """The frame of one stage's materialization for one film run (``key`` is its asset key)."""
     store = artifact_store.store()
     run_id = context.partition_key
     try:
-        control.wait_at_gate(store, run_id, on_hold=lambda: context.log.info(f"{run_id} is paused; holding before {stage}"))
-        _clear_stale_partials(store.stage_dir(run_id, stage))
-        yield StageRun(context, store, run_id, stage)
+        control.wait_at_gate(store, run_id, on_hold=lambda: context.log.info(f"{run_id} is paused; holding before {key}"))
+        run = StageRun(context, store, run_id, key)
+        _clear_stale_partials(store.stage_dir(run_id, run.stage))
+        yield run
     except PERMANENT_ERRORS as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -350,6 +350,16 @@ def load_plan_document(path: str | Path) -> PlanDocument:
     return parse_plan_document(read_json_file(path))
 
 
+def with_video_size(document: dict, width: int, height: int) -> dict:
+    """The same plan document with render_profile.video width and height set (the envelope's or the bare plan's)."""
+    document = json.loads(json.dumps(document))
+    plan = document["validated_plan"] if isinstance(document.get("validated_plan"), dict) else document
+    video = plan.setdefault("render_profile", {}).setdefault("video", {})
+    if isinstance(video, dict):
+        video.update(width=width, height=height)
+    return document
+
+
 def plan_json_schema() -> dict[str, Any]:
     return TypeAdapter(MoviePlan).json_schema()
 

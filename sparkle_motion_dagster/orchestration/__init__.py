@@ -1,1 +1,1 @@
-"""orchestration"""
+"""Driving Dagster from Python: submitting and filming runs (runner) and reading where one stands (status)."""

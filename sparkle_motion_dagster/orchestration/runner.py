@@ -17,15 +17,17 @@ from typing import Any
 
 import dagster as dg
 
+from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
+from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import ArtifactStore, check_run_id, new_run_id, process_alive
 
 RUN_TAG = "sparkle/run_id"
 PID_TAG = "sparkle/pid"
 HOST_TAG = "sparkle/host"
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
-FILM_STAGES = ["movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"]
+FILM_STAGES = list(stage_table.STAGE_KEYS)
 
 
 @dataclass
@@ -49,10 +51,26 @@ def submit_run(
     parsed = parse_plan_document(document)
     if check_backend:
         resolve_video_backend(parsed.plan, served=clip_model_ids, backend=clip_backend, preview=preview)
-    from sparkle_motion_dagster.assets.movie_plan import submit_request
+    from sparkle_motion_dagster.runs.run_files import submit_request
 
     run_id = check_run_id(run_id) if run_id else new_run_id()
     submit_request(store, run_id, document=document, source=source, preview=preview)
+    instance.add_dynamic_partitions("run_id", [run_id])
+    return run_id
+
+
+def submit_prompt_run(
+    store: ArtifactStore, instance: dg.DagsterInstance, *, prompt: str, title: str, seed: int = 0,
+    size: tuple[int, int] | None = None, preview: bool, source: str = "prompt", run_id: str | None = None,
+) -> str:
+    """Register a new film run from a story prompt; its ``movie_plan`` stage asks the planner."""
+    from sparkle_motion_dagster.runs.run_files import submit_request
+
+    if not prompt.strip() or not title.strip():
+        raise ValueError("prompt and title: both must be non-empty")
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    request = {"prompt": prompt, "title": title, "seed": seed, **({"size": list(size)} if size else {})}
+    submit_request(store, run_id, prompt=request, source=source, preview=preview)
     instance.add_dynamic_partitions("run_id", [run_id])
     return run_id
 
@@ -82,7 +100,7 @@ def film_run(
         run_config=config,
     )
     times = clock.seconds
-    final = store.path(run_id, "finalize", "video_final.mp4")
+    final = stage_file(store, run_id, "video_final", "video_final.mp4")
     if result.success:
         return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times)
     failed_stage, error = None, None
@@ -94,38 +112,27 @@ def film_run(
     return FilmResult(run_id, dagster_run_id, False, None, failed_stage, error or "the run failed", times)
 
 
-def downstream_of(defs: dg.Definitions, stage: str) -> list[str]:
-    """``stage`` and every film stage that depends on it, in graph order."""
+def downstream_of(stage: str) -> list[str]:
+    """``stage`` and every film stage that depends on it, in film order."""
     if stage not in FILM_STAGES:
         raise ValueError(f"--from: unknown stage {stage!r}; stages are {', '.join(FILM_STAGES)}")
-    graph = defs.resolve_asset_graph()
-    selected = dg.AssetSelection.assets(stage).downstream().resolve(graph)
-    return [s for s in FILM_STAGES if dg.AssetKey(s) in selected]
+    return stage_table.downstream(stage)
 
 
 def force_config(stages: list[str]) -> dict:
     """Run config that makes the rendering stages among ``stages`` render every item again."""
-    renderers = {"dialogue_audio", "base_images", "video_clips"}
-    return {"ops": {s: {"config": {"force": True}} for s in stages if s in renderers}}
+    return {"ops": {s: {"config": {"force": True}} for s in stages if s in stage_table.RENDERING_STAGES}}
 
 
-def missing_stages(defs: dg.Definitions, instance: dg.DagsterInstance, store: ArtifactStore, run_id: str) -> list[str]:
+def missing_stages(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str) -> list[str]:
     """Stages with no materialization for the partition (or whose files are gone), and what depends on them."""
-    outputs = {
-        "movie_plan": ("plan_intake", "movie_plan.json"),
-        "dialogue_audio": ("dialogue_audio", "tts_timeline.wav"),
-        "base_images": ("base_images", "base_images_manifest.json"),
-        "video_clips": ("video_clips", "motion_manifest.json"),
-        "video_raw_concat": ("assembly", "video_raw_concat.mp4"),
-        "video_final": ("finalize", "video_final.mp4"),
-    }
     missing: set[str] = set()
-    for stage in FILM_STAGES:
+    for row in stage_table.STAGES:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=[run_id]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(row.key), asset_partitions=[run_id]), limit=1
         ).records
-        if not records or not store.path(run_id, *outputs[stage]).exists():
-            missing.update(downstream_of(defs, stage))
+        if not records or not store.path(run_id, row.folder, row.done_marker).exists():
+            missing.update(downstream_of(row.key))
     return [s for s in FILM_STAGES if s in missing]
 
 

@@ -34,21 +34,16 @@ from typing import Any
 
 import dagster as dg
 
+from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.runs.control import read_state
+from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.orchestration.runner import is_abandoned
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_id, check_run_id
 
 # (asset key, stage folder) in film order.
-STAGES = (
-    ("movie_plan", "plan_intake"),
-    ("dialogue_audio", "dialogue_audio"),
-    ("base_images", "base_images"),
-    ("video_clips", "video_clips"),
-    ("video_raw_concat", "assembly"),
-    ("video_final", "finalize"),
-)
+STAGES = tuple((row.key, row.folder) for row in stage_table.STAGES)
 STAGE_OF_ASSET = dict(STAGES)
 PARTITION_TAG = "dagster/partition"
 
@@ -97,7 +92,7 @@ def format_age(seconds: float | None) -> str:
 
 def run_title(store: ArtifactStore, run_id: str) -> str | None:
     """The plan's title: the normalized plan when intake ran, else the submitted document."""
-    plan = store.path(run_id, "plan_intake", "movie_plan.json")
+    plan = stage_file(store, run_id, "movie_plan", "movie_plan.json")
     try:
         return json.loads(plan.read_text(encoding="utf-8")).get("title")
     except (OSError, ValueError, AttributeError):

@@ -1,4 +1,10 @@
-"""The manual-review flag (the seed's ``QA_AUTOMATION_REMOVED``, default ``1``)."""
+"""The manual-review flag (the seed's ``QA_AUTOMATION_REMOVED``, default ``1``).
+
+There is no automated QA in Sparkle Motion, so manifests always record
+``qa_mode: "disabled"``. The flag decides what the review gate does: with ``1``
+a person must approve the final video before it is ready to share (the gate
+blocks); with ``0`` the gate is advisory (a missing approval is a warning).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ def qa_automation_removed() -> bool:
 
 
 def qa_flags() -> dict:
-    """What manifests record: a person must sign off while QA automation is removed."""
+    """What manifests record: whether a person must sign off, and that no automated QA ran."""
     removed = qa_automation_removed()
-    return {"manual_review_required": removed, "qa_mode": "disabled" if removed else "enabled"}
+    return {"manual_review_required": removed, "qa_mode": "disabled",
+            "review_gate": "blocking" if removed else "advisory"}

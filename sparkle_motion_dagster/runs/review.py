@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
-import os
 import re
-import secrets
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -37,7 +34,8 @@ from typing import Any
 
 from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, atomic_write_json, check_run_id, sha256_file
+from sparkle_motion_dagster.runs.run_files import stage_file
+from sparkle_motion_dagster.runs.storage import ArtifactStore, CopyMismatchError, UnknownRunError, atomic_write_json, check_run_id, copy_file_atomic, sha256_file
 
 EVENT_TYPE = "finalize_manual_review"
 REVIEW_STAGE = "review"
@@ -53,7 +51,7 @@ class NothingToReviewError(ValueError):
 
 
 def final_video_path(store: ArtifactStore, run_id: str) -> Path:
-    return store.path(run_id, "finalize", "video_final.mp4")
+    return stage_file(store, run_id, "video_final", "video_final.mp4")
 
 
 def reviews_path(store: ArtifactStore, run_id: str) -> Path:
@@ -131,21 +129,10 @@ def _copy_attachment(source: Path, review_dir: Path) -> dict[str, Any]:
             if candidate.is_file() and candidate.stat().st_size == size and sha256_file(candidate) == digest:
                 break  # the same file was attached before: reuse it
             continue
-        temp = review_dir / f"{stem}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
-        try:
-            with open(source, "rb") as src, open(temp, "wb") as dst:
-                hasher = hashlib.sha256()
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    hasher.update(chunk)
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-            if hasher.hexdigest() != digest:
-                raise OSError(f"attachments: {source} changed while it was being copied; try again")
-            os.replace(temp, candidate)  # safe: the review lock keeps other reviewers out
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+        try:  # renaming into place is safe: the review lock keeps other reviewers out
+            copy_file_atomic(source, candidate, expected_sha256=digest)
+        except CopyMismatchError:
+            raise OSError(f"attachments: {source} changed while it was being copied; try again") from None
         break
     else:
         raise ValueError(f"attachments: too many files named like {source.name} in {review_dir}")

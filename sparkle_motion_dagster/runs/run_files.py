@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
+
+from pathlib import Path
 
 from sparkle_motion_dagster.film.plan import MoviePlan, validate_plan
 from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.stages import folder
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 1280, 720
 
@@ -15,15 +19,33 @@ class MissingUpstreamError(FileNotFoundError):
     """A stage ran before the stage it reads from produced its file."""
 
 
+def submit_request(store: ArtifactStore, run_id: str, *, source: str, preview: bool,
+                   document: dict | None = None, prompt: dict | None = None) -> None:
+    """Record what a film run was asked to make: a plan ``document``, or a ``prompt``
+    (``{"prompt", "title", "seed"}``) that the ``movie_plan`` stage turns into a plan."""
+    if (document is None) == (prompt is None):
+        raise ValueError("a film run is submitted with either a plan document or a prompt")
+    request = {"run_id": run_id, "source": source, "preview": preview,
+               "submitted_at": datetime.now(timezone.utc).isoformat()}
+    request.update({"document": document} if document is not None else {"prompt": prompt})
+    store.write_request(run_id, request)
+
+
+def stage_file(store: ArtifactStore, run_id: str, stage: str, *names: str) -> Path:
+    """A file of one stage (by asset key) of one film run."""
+    return store.path(run_id, folder(stage), *names)
+
+
 def read_stage_json(store: ArtifactStore, run_id: str, stage: str, name: str) -> Any:
-    path = store.path(run_id, stage, name)
+    """A JSON file another stage (by asset key) wrote; a clear error when that stage has not run."""
+    path = stage_file(store, run_id, stage, name)
     if not path.exists():
-        raise MissingUpstreamError(f"{run_id}: {stage}/{name} does not exist yet; materialize {stage} first")
+        raise MissingUpstreamError(f"{run_id}: {folder(stage)}/{name} does not exist yet; materialize {stage} first")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_run_plan(store: ArtifactStore, run_id: str) -> MoviePlan:
-    return validate_plan(read_stage_json(store, run_id, "plan_intake", "movie_plan.json"))
+    return validate_plan(read_stage_json(store, run_id, "movie_plan", "movie_plan.json"))
 
 
 def output_size(plan: MoviePlan) -> tuple[int, int]:

@@ -1,0 +1,73 @@
+"""The final cut: the master with the dialogue track, after lipsync on talking closeups."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
+from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
+from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
+from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
+from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
+
+
+@film_asset("video_final", kinds={"mp4"})
+def video_final(
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    lipsync: LipsyncEngine,
+) -> dg.MaterializeResult:
+    """The deliverable: the master with the stitched dialogue as one AAC track, after lipsync
+    on talking closeups. It needs a person's review before it is shared (see the
+    `approved_by_reviewer` check)."""
+    with stage_run(context, artifact_store, "video_final") as stage:
+        store, run_id = stage.store, stage.run_id
+        plan = load_run_plan(store, run_id)
+        stage.plan_id = plan.plan_id()
+        raw = stage.upstream("video_raw_concat", "video_raw_concat.mp4")
+        audio = stage.upstream("dialogue_audio", "tts_timeline.wav")
+        audio_manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
+        assembly = read_stage_json(store, run_id, "video_raw_concat", "assembly_plan.json")
+        work_dir = store.stage_dir(run_id, *stages.stage("video_final").work_folders)
+        for stale in work_dir.glob("*.mp4") if work_dir.is_dir() else []:
+            stale.unlink()  # a shot that no longer changes must not keep an old lip-synced clip
+        out = stage.path("video_final.mp4")
+        with atomic_output(out) as temp:
+            result = lipsync.apply(raw, audio, temp, windows=lipsync_windows(plan, audio_manifest["line_artifacts"]),
+                                   fps=plan.fps, shots=lipsync_shots(plan, assembly), work_dir=work_dir)
+        alignment = atomic_write_json(stage.path("alignment_map.json"), {
+            "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
+        })
+        frames = assembly["total_frames"]
+        flags = qa_flags()
+        stage.publish(out, duration_s=round(frames / plan.fps, 6),
+                      metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
+                                **flags})
+        stage.publish(alignment)
+        for clip in result.get("lipsync_clips", []):
+            stage.publish(Path(clip["path"]), stage="lipsync", shot_id=clip["shot_id"],
+                          artifact_type=clip["artifact_type"], duration_s=round(clip["num_frames"] / plan.fps, 6),
+                          metadata={"changed_frames": clip["changed_frames"], "lipsync_backend": lipsync.backend})
+        thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=middle_shot_start_sec(assembly)),
+                                           alt="video_final")
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "duration_sec": round(frames / plan.fps, 6),
+            "frames": frames,
+            "lipsync_backend": lipsync.backend,
+            "lipsync_applied": result["lipsync_applied"],
+            "lipsync_mode": result.get("mode", "mux_only"),
+            "lipsync_changed_frames": len(result["changed_frames"]),
+            "lipsync_no_face_frames": len(result.get("no_face_frames", [])),
+            "lipsync_clips": len(result.get("lipsync_clips", [])),
+            "manual_review_required": flags["manual_review_required"],
+            "qa_mode": flags["qa_mode"],
+            "alignment_map": dg.MetadataValue.path(str(alignment)),
+            "preview": dg.MetadataValue.md(thumbnail),
+            **stage.catalog_metadata(),
+        })

@@ -1,0 +1,48 @@
+"""The silent master: every shot clip in plan order, joined without re-encoding."""
+
+import dagster as dg
+
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
+from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
+
+
+@film_asset("video_raw_concat", kinds={"mp4"})
+def video_raw_concat(
+    context: dg.AssetExecutionContext,
+    artifact_store: ArtifactStoreResource,
+    assembler: FfmpegAssembler,
+) -> dg.MaterializeResult:
+    """The silent master: every shot clip in plan order, joined without re-encoding."""
+    with stage_run(context, artifact_store, "video_raw_concat") as stage:
+        store, run_id = stage.store, stage.run_id
+        stage.plan_id = load_run_plan(store, run_id).plan_id()
+        motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
+        clips = [stage.upstream("video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
+        out = stage.path("video_raw_concat.mp4")
+        with atomic_output(stage.path("concat_list.txt")) as list_path, atomic_output(out) as temp:
+            assembler.concat(clips, temp, list_path)
+        frames = sum(c["num_frames"] for c in motion["clip_assets"])
+        duration = round(frames / motion["fps"], 6)
+        plan_path = atomic_write_json(stage.path("assembly_plan.json"), {
+            "run_id": run_id,
+            "clips": [{"shot_id": c["shot_id"], "path": c["asset_path"], "num_frames": c["num_frames"],
+                       "duration_sec": c["duration_sec"]} for c in motion["clip_assets"]],
+            "fps": motion["fps"],
+            "total_frames": frames,
+            "duration_sec": duration,
+            "video_raw_path": str(out),
+        })
+        stage.publish(out, duration_s=duration, width=motion["width"], height=motion["height"])
+        stage.publish(plan_path)
+        return dg.MaterializeResult(metadata={
+            "backend": assembler.backend,
+            "clips": len(clips),
+            "frames": frames,
+            "duration_sec": duration,
+            "path": dg.MetadataValue.path(str(out)),
+            "assembly_plan": dg.MetadataValue.path(str(plan_path)),
+            **stage.catalog_metadata(),
+        })

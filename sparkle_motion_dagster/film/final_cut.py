@@ -1,0 +1,46 @@
+"""The final cut's arithmetic: where lipsync has work to do, and which frame shows the film."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkle_motion_dagster.film.plan import MoviePlan
+
+
+def lipsync_windows(plan: MoviePlan, line_artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dialogue intervals (as measured on the stitched track) that fall on talking-closeup shots."""
+    shots, clock = [], 0.0
+    for shot in plan.shots:
+        shots.append((shot, clock, clock + shot.duration_sec))
+        clock += shot.duration_sec
+    windows = []
+    for line in line_artifacts:
+        for shot, start, end in shots:
+            lo, hi = max(start, line["start_time_actual_s"]), min(end, line["end_time_actual_s"])
+            if shot.is_talking_closeup and hi > lo:
+                windows.append({"line_id": line["line_id"], "shot_id": shot.id,
+                                "start_s": round(lo, 6), "end_s": round(hi, 6)})
+    return windows
+
+
+def lipsync_shots(plan: MoviePlan, assembly_plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each shot's frame range in the master and whether it is a talking closeup.
+
+    Frame ranges come from the clips the master was joined from (their real
+    frame counts, from ``assembly_plan.json``), the talking-closeup flags from the plan.
+    """
+    talking = {shot.id: bool(shot.is_talking_closeup) for shot in plan.shots}
+    shots, start = [], 0
+    for clip in assembly_plan["clips"]:
+        shots.append({"shot_id": clip["shot_id"], "start_frame": start, "num_frames": int(clip["num_frames"]),
+                      "is_talking_closeup": talking.get(clip["shot_id"], False), "clip_path": clip.get("path")})
+        start += int(clip["num_frames"])
+    return shots
+
+
+def middle_shot_start_sec(assembly_plan: dict[str, Any]) -> float:
+    """Where the middle shot begins. Every clip starts with a keyframe, so a decoder reads a
+    single frame there, where a frame mid-shot would cost decoding the shot up to it."""
+    clips = assembly_plan["clips"]
+    frames_before = sum(clip["num_frames"] for clip in clips[:len(clips) // 2])
+    return frames_before / assembly_plan["fps"]

@@ -1,0 +1,95 @@
+"""The stage table: every stage of a film, named once.
+
+Each row is one asset of the graph and the folder its files go to under
+``runs/<run_id>/``. The folder is the asset's own name except where the seed's
+stage names (``plan_intake``, ``assembly``, ``finalize``) are what users see in
+``/artifacts`` and on disk. Every list of stages in the code (definitions,
+runner, status, catalog ordering, regenerate, the assets' output paths) derives
+from this table. Dagster-free: the CLI, the service and the tests read it
+without loading the definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    """The asset key (and the name used by ``rerun --from`` and ``status``)."""
+    folder: str
+    """Where its files live under ``runs/<run_id>/``."""
+    outputs: tuple[str, ...]
+    """Its main files; the first one existing means the stage has finished."""
+    renders: bool
+    """Renders items (keyframes, clips, lines) that are reused when their inputs did not change."""
+    deps: tuple[str, ...] = ()
+    """The stages whose files it reads."""
+    gpu: bool = False
+    """Runs a model that wants the GPU to itself (one such stage at a time per GPU)."""
+    work_folders: tuple[str, ...] = ()
+    """Other folders it writes (intermediate files the catalog lists under their own stage)."""
+
+    @property
+    def done_marker(self) -> str:
+        return self.outputs[0]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("movie_plan", "plan_intake", ("movie_plan.json", "plan_validation.json"), renders=False),
+    Stage("dialogue_audio", "dialogue_audio",
+          ("tts_timeline.wav", "dialogue_timeline_audio.json", "dialogue.srt", "dialogue.vtt"),
+          renders=True, deps=("movie_plan",)),
+    Stage("base_images", "base_images", ("base_images_manifest.json",), renders=True, deps=("movie_plan",), gpu=True),
+    Stage("video_clips", "video_clips", ("motion_manifest.json",), renders=True, deps=("movie_plan", "base_images"),
+          gpu=True),
+    Stage("video_raw_concat", "assembly", ("video_raw_concat.mp4", "assembly_plan.json"), renders=False,
+          deps=("video_clips",)),
+    Stage("video_final", "finalize", ("video_final.mp4", "alignment_map.json"), renders=False,
+          deps=("video_raw_concat", "dialogue_audio"), gpu=True, work_folders=("lipsync",)),
+)
+
+STAGE_KEYS: tuple[str, ...] = tuple(stage.key for stage in STAGES)
+RENDERING_STAGES: tuple[str, ...] = tuple(stage.key for stage in STAGES if stage.renders)
+
+# The folder a run's submitted request is kept in; it comes before every stage.
+REQUEST_FOLDER = "request"
+
+_BY_KEY = {stage.key: stage for stage in STAGES}
+_BY_FOLDER = {stage.folder: stage for stage in STAGES}
+
+
+def stage(key: str) -> Stage:
+    """The row for an asset key; a clear error for anything else."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"{key!r} is not a stage; stages: {', '.join(STAGE_KEYS)}") from None
+
+
+def folder(key: str) -> str:
+    return stage(key).folder
+
+
+def stage_for_folder(name: str) -> Stage | None:
+    return _BY_FOLDER.get(name)
+
+
+def folder_order() -> tuple[str, ...]:
+    """Every folder of a run in the order the film makes them (how the catalog sorts stages)."""
+    order = [REQUEST_FOLDER]
+    for row in STAGES:
+        order.append(row.folder)
+        order.extend(row.work_folders)
+    return tuple(order)
+
+
+def downstream(key: str) -> list[str]:
+    """``key`` and every stage that depends on it, directly or not, in table order."""
+    stage(key)
+    chosen = {key}
+    for row in STAGES:
+        if any(dep in chosen for dep in row.deps):
+            chosen.add(row.key)
+    return [row.key for row in STAGES if row.key in chosen]
