@@ -35,6 +35,13 @@ test: $(VENV)/.test-installed
 	@$(COMPILE)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
+# Rewrite tests/snapshots/definitions.json (assets, deps, jobs, sensors, checks, resource keys) from the
+# loaded definitions, after a deliberate change; tests/test_definitions_snapshot.py compares against it.
+.PHONY: snapshot
+snapshot: $(VENV)/.core-installed
+	@$(COMPILE)
+	$(BIN)/python tests/definitions_snapshot.py
+
 # The Dagster UI on http://127.0.0.1:3000 with a persistent DAGSTER_HOME in state/.
 ui: $(VENV)/.core-installed
 	@$(COMPILE)

@@ -76,18 +76,29 @@ def test_kill_during_clips_then_resume_matches_an_uninterrupted_run(tmp_path, mo
     poll(lambda: (clips / ".meta" / "shot_001.mp4.json").exists(), "the first clip")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (clips / ".meta" / "shot_004.mp4.json").exists(), "the kill came too late to test anything"
-    finished_before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in clips.glob("shot_*.mp4")
-                       if TEMP_MARKER not in p.name}
+    meta = clips / ".meta"
+    assert not (meta / "shot_004.mp4.json").exists(), "the kill came too late to test anything"
+    under_final_names = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in clips.glob("shot_*.mp4")
+                         if TEMP_MARKER not in p.name}
     # Every file under a final name is whole: it decodes to its full frame count.
-    for name in finished_before:
+    for name in under_final_names:
         assert len(framemd5(clips / name)) == 72
+    # A clip is finished once its sidecar is written; the kill can land between a clip's rename and its
+    # sidecar, and such a clip is simply rendered again.
+    finished_before = {name: identity for name, identity in under_final_names.items()
+                       if (meta / f"{name}.json").exists()}
+    unrecorded = under_final_names.keys() - finished_before.keys()
+    # What a kill in the middle of writing a sidecar leaves in .meta/ (the killed process's pid in its name).
+    stale_sidecar = meta / f"shot_004.mp4{TEMP_MARKER}{proc.pid}-0badc0.json"
+    stale_sidecar.write_text("{")
 
     resumed = cli(state, "resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert "video_clips" in resumed.stdout and "movie_plan" not in resumed.stdout.split("resuming")[1].split("\n")[0]
     for name, identity in finished_before.items():  # finished clips were not rendered again
         assert ((clips / name).stat().st_ino, (clips / name).stat().st_mtime_ns) == identity
+    for name in unrecorded:
+        assert ((clips / name).stat().st_ino, (clips / name).stat().st_mtime_ns) != under_final_names[name]
     assert not list(clips.glob(f"*{TEMP_MARKER}*"))
     final = state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4"
     assert framemd5(final) == framemd5(reference_final)
@@ -97,6 +108,10 @@ def test_kill_during_clips_then_resume_matches_an_uninterrupted_run(tmp_path, mo
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"sparkle/run_id": run_id}))
         assert {r.status for r in runs} <= {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
+
+    # The stage clears a killed writer's temporaries among the sidecars in .meta/ too (the planted one
+    # above, or one a kill in the middle of a sidecar write really left).
+    assert not list(meta.glob(f"*{TEMP_MARKER}*")), "stale temporary files left in video_clips/.meta/"
 
 
 def test_regenerate_one_shot_keeps_every_other_file(tmp_path):
