@@ -397,6 +397,11 @@ def main(argv: list[str] | None = None) -> None:
         check_configs()
         return
     cases = args.only or list(FULL_CASES if args.full else TINY_CASES)
+    if args.full:
+        print("path: --full calls the diffusers pipelines directly with the adapters' settings; it bypasses "
+              "the adapters (no MP4 encoding, no resampling), so the figures are the models' compute alone")
+    else:
+        print("path: through the adapters (SdxlKeyframes, WanClips): loading, generation, resampling, MP4 encoding")
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     print(f"load average {load:.2f} on {cores} cores; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
           file=sys.stderr)
