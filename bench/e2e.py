@@ -30,9 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from sparkle_motion_dagster.media.ffmpeg import VIDEO_QUALITY_ARGS, ffmpeg_exe, probe
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips

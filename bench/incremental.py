@@ -39,8 +39,8 @@ def main() -> None:
         import dagster as dg
 
         from sparkle_motion_dagster.definitions import defs
-        from sparkle_motion_dagster.runs.regenerate import plan_regeneration
         from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+        from sparkle_motion_dagster.runs.regenerate import plan_regeneration
 
         instance = dg.DagsterInstance.get()
         store = defs.resources["artifact_store"].store()

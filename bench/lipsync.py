@@ -92,10 +92,10 @@ def run_lipsync_bench(*, full: bool = False, device: str = "auto", width: int = 
     """
     import torch
 
-    from sparkle_motion_dagster.resources.lipsync import mel as lipsync_audio, wav2lip_model
-    from sparkle_motion_dagster.media.wav import wav_bytes
     from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
-    from sparkle_motion_dagster.resources.lipsync import wav2lip
+    from sparkle_motion_dagster.media.wav import wav_bytes
+    from sparkle_motion_dagster.resources.lipsync import mel as lipsync_audio
+    from sparkle_motion_dagster.resources.lipsync import wav2lip, wav2lip_model
     from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync, resolve_device
 
     resolved = resolve_device(device)

@@ -4,10 +4,10 @@ import dagster as dg
 
 from sparkle_motion_dagster.assets import film_assets
 from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
-from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
-from sparkle_motion_dagster.sensors import build_plan_inbox_sensor
+from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
+from sparkle_motion_dagster.sensors import build_plan_inbox_sensor
 
 FILM_ASSETS = film_assets()
 

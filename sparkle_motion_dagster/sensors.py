@@ -7,13 +7,13 @@ import os
 
 import dagster as dg
 
-from sparkle_motion_dagster.runs import inbox
-from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.film.intake import resolve_video_backend
-from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document
+from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs import inbox
+from sparkle_motion_dagster.runs.run_files import submit_request
 
 DEFAULT_BATCH = 5
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from film_checks import sparkle
 
 ADAPTER_PREFIXES = ("SCRIPT_AGENT_", "IMAGES_SDXL_", "VIDEOS_WAN_", "TTS_VITS_", "TTS_CHATTERBOX_", "WAV2LIP_")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.film.stitching import LineAudio, stitch
 from sparkle_motion_dagster.film.dialogue import chunk_text, espeak_voice_for
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.film.stitching import LineAudio, stitch
 from sparkle_motion_dagster.media.wav import read_wav, wav_bytes
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparkle_motion_dagster.runs.catalog import ArtifactRecord, Catalog, CatalogBusyError, artifacts_payload, describe_file, infer_artifact_type
+from sparkle_motion_dagster.runs.catalog import (
+    ArtifactRecord,
+    Catalog,
+    CatalogBusyError,
+    artifacts_payload,
+    describe_file,
+    infer_artifact_type,
+)
 from sparkle_motion_dagster.runs.storage import UnsafeIdError
 
 REPO = Path(__file__).resolve().parents[1]

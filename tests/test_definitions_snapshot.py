@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-
 from definitions_snapshot import SNAPSHOT, current, flat_lines, write
 
 

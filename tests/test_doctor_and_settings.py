@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from sparkle_motion_dagster.cli import doctor
+from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan
 from sparkle_motion_dagster.media import ffmpeg
 from sparkle_motion_dagster.media.ffmpeg import probe
-
-from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan
-from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
+from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
 from sparkle_motion_dagster.resources.settings import SettingsError
 
 

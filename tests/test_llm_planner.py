@@ -14,8 +14,16 @@ import dagster as dg
 import pytest
 
 from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_document, validate_plan
-from sparkle_motion_dagster.resources.planning.llm import EXAMPLE_PLAN, LlmPlanInvalidError, LlmPlanner, LlmPlannerError, ReplyFormatError, extract_json, system_prompt
 from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.resources.planning.llm import (
+    EXAMPLE_PLAN,
+    LlmPlanInvalidError,
+    LlmPlanner,
+    LlmPlannerError,
+    ReplyFormatError,
+    extract_json,
+    system_prompt,
+)
 from sparkle_motion_dagster.resources.settings import SettingsError
 
 MODEL = "tiny-test-model"

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.media.ffmpeg import (FfmpegError, FrameEncoder, count_video_frames, iter_video_frames,
-                                                 mux_audio, probe, run_ffmpeg)
+from sparkle_motion_dagster.media.ffmpeg import (
+    FfmpegError,
+    FrameEncoder,
+    count_video_frames,
+    iter_video_frames,
+    mux_audio,
+    probe,
+    run_ffmpeg,
+)
 from sparkle_motion_dagster.media.wav import wav_bytes
 from sparkle_motion_dagster.runs.catalog import describe_file
 

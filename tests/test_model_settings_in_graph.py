@@ -8,9 +8,9 @@ from typing import ClassVar
 import dagster as dg
 import numpy as np
 import pytest
+from film_checks import decode_rgb, small_plan, streams
 from PIL import Image
 
-from film_checks import decode_rgb, small_plan, streams
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import submit_run
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer

@@ -11,17 +11,17 @@ import pytest  # noqa: E402
 
 pytest.importorskip("diffusers")
 
-from sparkle_motion_dagster.runs.catalog import Catalog  # noqa: E402
 from sparkle_motion_dagster.definitions import defs  # noqa: E402
-from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audio_seconds  # noqa: E402
-from sparkle_motion_dagster.film.intake import ModelNotConfiguredError  # noqa: E402
-from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes  # noqa: E402
-from sparkle_motion_dagster.resources.speech.vits import VitsSpeech  # noqa: E402
-from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync  # noqa: E402
-from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
-from sparkle_motion_dagster.orchestration.runner import submit_run  # noqa: E402
-from sparkle_motion_dagster.runs.storage import ArtifactStore  # noqa: E402
 from sparkle_motion_dagster.dev.tiny_models import build_all  # noqa: E402
+from sparkle_motion_dagster.film.intake import ModelNotConfiguredError  # noqa: E402
+from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audio_seconds  # noqa: E402
+from sparkle_motion_dagster.orchestration.runner import submit_run  # noqa: E402
+from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
+from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes  # noqa: E402
+from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync  # noqa: E402
+from sparkle_motion_dagster.resources.speech.vits import VitsSpeech  # noqa: E402
+from sparkle_motion_dagster.runs.catalog import Catalog  # noqa: E402
+from sparkle_motion_dagster.runs.storage import ArtifactStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,14 @@ pytest.importorskip("transformers")
 
 from sparkle_motion_dagster.film import visemes  # noqa: E402
 from sparkle_motion_dagster.film.plan import VoiceProfile  # noqa: E402
-from sparkle_motion_dagster.resources.speech import chatterbox, vits  # noqa: E402
-from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech, SpeechWorkerError, WorkerSpeech, chatterbox_voice_for
 from sparkle_motion_dagster.resources.selection import describe, speech_from_env  # noqa: E402
+from sparkle_motion_dagster.resources.speech import chatterbox, vits  # noqa: E402
+from sparkle_motion_dagster.resources.speech.chatterbox import (
+    ChatterboxSpeech,
+    SpeechWorkerError,
+    WorkerSpeech,
+    chatterbox_voice_for,
+)
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech  # noqa: E402
 from sparkle_motion_dagster.resources.speech.vits import VitsSpeech, build_tiny_vits  # noqa: E402
 

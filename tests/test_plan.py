@@ -5,7 +5,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkle_motion_dagster.film.plan import DialogueEntry, PlanValidationError, SilenceEntry, parse_plan_document, plan_json_schema, validate_plan
+from sparkle_motion_dagster.film.plan import (
+    DialogueEntry,
+    PlanValidationError,
+    SilenceEntry,
+    parse_plan_document,
+    plan_json_schema,
+    validate_plan,
+)
 
 
 def issues_of(data) -> dict[str, str]:

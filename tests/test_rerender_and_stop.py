@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import dagster as dg
 import pytest
-
 from film_checks import frame_md5s, identity, latest_metadata, sidecar, small_plan, sparkle, use_state
+
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run
 

@@ -12,15 +12,21 @@ import dagster as dg
 import pytest
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
-from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+from sparkle_motion_dagster.orchestration.status import catalog_missing_stages
+from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.runs.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention, read_log
-from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.orchestration.status import catalog_missing_stages
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, atomic_write_json, new_run_id, sha256_file
+from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention, read_log
+from sparkle_motion_dagster.runs.storage import (
+    ArtifactStore,
+    UnknownRunError,
+    atomic_write_json,
+    new_run_id,
+    sha256_file,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 

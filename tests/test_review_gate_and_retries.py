@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gate, submit_run
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
 from sparkle_motion_dagster.runs.review import record_review
-from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gate, submit_run
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.media.ffmpeg import run_ffmpeg
+from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, sha256_file
 
 pytestmark = pytest.mark.slow

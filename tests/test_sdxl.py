@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from sparkle_motion_dagster.dev.tiny_models import build_tiny_sdxl  # noqa: E402
 from sparkle_motion_dagster.resources.keyframes import sdxl  # noqa: E402
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes  # noqa: E402
-from sparkle_motion_dagster.dev.tiny_models import build_tiny_sdxl  # noqa: E402
 
 PROMPT = "a rooftop at night, rain, neon light"
 

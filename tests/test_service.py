@@ -14,11 +14,11 @@ import pytest
 from helpers import free_port, wait_for
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
-from sparkle_motion_dagster.service import app as service
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.service import app as service
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 TOKEN = "test-token-0123456789abcdef"

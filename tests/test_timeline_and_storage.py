@@ -3,10 +3,17 @@ import os
 
 import pytest
 
-from sparkle_motion_dagster.runs.storage import (TEMP_MARKER, ArtifactStore, CopyMismatchError, UnsafeIdError,
-                                                 atomic_output, check_run_id, copy_file_atomic)
 from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
 from sparkle_motion_dagster.film.timeline import format_timestamp, shot_frame_counts
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    ArtifactStore,
+    CopyMismatchError,
+    UnsafeIdError,
+    atomic_output,
+    check_run_id,
+    copy_file_atomic,
+)
 
 
 def test_frame_counts_are_exact_when_whole_and_never_drift():

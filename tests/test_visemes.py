@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.media import espeak
 from sparkle_motion_dagster.film import visemes
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.media import espeak
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 
 VOWELS = {"aa", "E", "ih", "oh", "ou"}

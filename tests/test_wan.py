@@ -17,11 +17,13 @@ from PIL import Image
 
 pytest.importorskip("diffusers")
 
-from sparkle_motion_dagster.media.ffmpeg import count_video_frames, probe  # noqa: E402
-from sparkle_motion_dagster.resources.clips import wan  # noqa: E402
-from sparkle_motion_dagster.resources.clips import ClipRequest  # noqa: E402
-from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
 from sparkle_motion_dagster.dev.tiny_models import build_tiny_wan  # noqa: E402
+from sparkle_motion_dagster.media.ffmpeg import count_video_frames, probe  # noqa: E402
+from sparkle_motion_dagster.resources.clips import (
+    ClipRequest,  # noqa: E402
+    wan,  # noqa: E402
+)
+from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
 
 SIZE = 32
 MAX_FRAMES = 9  # two 4-frame units per generation keeps the chained cases tiny

@@ -20,16 +20,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
+from film_checks import audio_seconds, frame_md5s, streams
 from PIL import Image
 
-from film_checks import audio_seconds, frame_md5s, streams
-
-from sparkle_motion_dagster.resources.lipsync import face_detect, mel as lipsync_audio, wav2lip_model
-from sparkle_motion_dagster.media.wav import wav_bytes
-from sparkle_motion_dagster.resources.lipsync.face_detect import Box
-from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, concat_copy, count_video_frames, probe
-from sparkle_motion_dagster.resources.lipsync import wav2lip
 from sparkle_motion_dagster.film.final_cut import lipsync_shots
+from sparkle_motion_dagster.media.ffmpeg import FrameEncoder, concat_copy, count_video_frames, probe
+from sparkle_motion_dagster.media.wav import wav_bytes
+from sparkle_motion_dagster.resources.lipsync import face_detect, wav2lip, wav2lip_model
+from sparkle_motion_dagster.resources.lipsync import mel as lipsync_audio
+from sparkle_motion_dagster.resources.lipsync.face_detect import Box
 from sparkle_motion_dagster.resources.lipsync.passthrough import PassthroughLipsync
 from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync, iter_video_frames
 

@@ -5,19 +5,20 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
-from sparkle_motion_dagster.runs.events import write_event
+from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
 from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
 from sparkle_motion_dagster.resources.clips import ClipRenderer
+from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.resources.planning import Planner
+from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
+from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, render_items
+from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import atomic_write_json
-from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+
 
 class PlanIntakeConfig(dg.Config):
     plan_path: str = Field(default="", description="A plan file to submit for this run_id if none was submitted yet.")
@@ -46,7 +47,7 @@ def planned_document(stage, planner: Planner, prompt: dict, *, force: bool) -> d
     return json.loads(item.path.read_text(encoding="utf-8"))
 
 
-@film_asset("movie_plan", kinds={"json"}, retry=False)
+@film_asset("movie_plan", kinds={"json"})
 def movie_plan(
     context: dg.AssetExecutionContext,
     config: PlanIntakeConfig,

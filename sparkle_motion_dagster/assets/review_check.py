@@ -3,10 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
-from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.assets.video_final import video_final
+from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.review import review_state
 
 
 class ReviewGateConfig(dg.Config):

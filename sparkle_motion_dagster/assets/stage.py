@@ -18,7 +18,13 @@ from sparkle_motion_dagster.resources.settings import SettingsError
 from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, stage_file
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, process_alive
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    ArtifactStore,
+    UnknownRunError,
+    UnsafeIdError,
+    process_alive,
+)
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
@@ -28,11 +34,12 @@ PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def film_asset(key: str, *, kinds: set[str], retry: bool = True):
-    """The asset decorator of one stage: its key, dependencies and GPU pool come from the stage table."""
+def film_asset(key: str, *, kinds: set[str]):
+    """The asset decorator of one stage: its key, dependencies and GPU pool come from the stage table.
+    Every stage retries transient errors (a busy GPU, a planner's server, a flaky filesystem)."""
     row = stages.stage(key)
     return dg.asset(name=key, partitions_def=run_partitions, group_name="film", deps=list(row.deps), kinds=kinds,
-                    retry_policy=RENDER_RETRY if retry else None, pool="gpu" if row.gpu else None)
+                    retry_policy=RENDER_RETRY, pool="gpu" if row.gpu else None)
 
 
 @dataclass

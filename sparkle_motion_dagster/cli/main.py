@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import click
 
-from sparkle_motion_dagster.cli import filming, files, inspection, installation, plans, redo
+from sparkle_motion_dagster.cli import files, filming, inspection, installation, plans, redo
 from sparkle_motion_dagster.cli.invocation import command_group, run_command
 
 DESCRIPTION = "Turn a story prompt into a short film."

@@ -19,9 +19,9 @@ CONTROL_TARGETS = {"pause": "paused", "resume": "running", "stop": "stopped"}
 def resume(run_id: str) -> int:
     """Materialize only what is missing or failed for a run."""
     from sparkle_motion_dagster.orchestration.runner import mark_abandoned_runs, missing_stages
-    from sparkle_motion_dagster.runs.run_files import stage_file
     from sparkle_motion_dagster.runs import control
     from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.runs.run_files import stage_file
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)

@@ -201,8 +201,8 @@ def build_tiny_wan(directory: str | Path, first_last_frame: bool) -> Path:
 def build_all(directory: str | Path) -> dict[str, Path]:
     """Build every tiny model under ``directory``: ``sdxl``, ``wan-i2v``, ``wan-flf2v``, ``vits``
     (speech) and ``wav2lip`` (a checkpoint file)."""
-    from sparkle_motion_dagster.resources.speech.vits import build_tiny_vits
     from sparkle_motion_dagster.resources.lipsync.wav2lip_model import save_random_checkpoint
+    from sparkle_motion_dagster.resources.speech.vits import build_tiny_vits
 
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ import hashlib
 import re
 from collections.abc import Callable
 
-from sparkle_motion_dagster.media.espeak import FEMALE_VARIANTS, MALE_VARIANTS, VARIANT_PREFIX, EspeakVoice
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.media.espeak import FEMALE_VARIANTS, MALE_VARIANTS, VARIANT_PREFIX, EspeakVoice
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 

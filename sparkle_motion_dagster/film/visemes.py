@@ -286,8 +286,8 @@ def align_spans(spans: Sequence[PhonemeSpan], samples: np.ndarray, sample_rate: 
 
 def espeak_phoneme_spans(text: str, language: str) -> list[PhonemeSpan]:
     """espeak-ng's phonemes for ``text`` (BCP 47 ``language``) with espeak's own timing."""
-    from sparkle_motion_dagster.media import espeak
     from sparkle_motion_dagster.film.dialogue import DEFAULT_WPM, espeak_language
+    from sparkle_motion_dagster.media import espeak
 
     engine = espeak.engine()
     voice_language = espeak_language(language, engine.has_voice)

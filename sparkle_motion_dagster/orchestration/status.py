@@ -35,11 +35,11 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
+from sparkle_motion_dagster.orchestration.runner import is_abandoned
 from sparkle_motion_dagster.runs.control import read_state
-from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.review import review_state
-from sparkle_motion_dagster.orchestration.runner import is_abandoned
+from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_id, check_run_id
 
 # (asset key, stage folder) in film order.

@@ -53,13 +53,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # DuckDB loads only when the index is opened: writers just spool files.
     import duckdb
 
-from sparkle_motion_dagster.stages import folder, folder_order
-from sparkle_motion_dagster.runs.storage import RUN_ID_PATTERN, TEMP_MARKER, ArtifactStore, atomic_write_bytes, check_id, check_run_id, sha256_file
+from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.runs.storage import (
+    RUN_ID_PATTERN,
+    TEMP_MARKER,
+    ArtifactStore,
+    atomic_write_bytes,
+    check_id,
+    check_run_id,
+    sha256_file,
+)
 
 INDEX_ENV = "ARTIFACTS_FS_INDEX"
 SPOOL_DIR = ".catalog"
 EVENTS_DIR = "events"  # the run's event log (see events.py), not a stage's output
-STAGE_ORDER = folder_order()
+STAGE_ORDER = stages.folder_order()
 PLAYABLE_VIDEO = {"video/mp4", "video/webm"}
 # Which artifact of a media type a stage preview shows first, when present.
 PREVIEW_FIRST = ("video_final", "video_raw", "shot_lipsync_video", "tts_timeline_audio")
@@ -462,7 +470,7 @@ def scan_runs(store_root: Path) -> list[dict[str, Any]]:
 
 def _plan_id(run_dir: Path) -> str | None:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        report = json.loads((run_dir / folder("movie_plan") / "plan_validation.json").read_text(encoding="utf-8"))
+        report = json.loads((run_dir / stages.folder("movie_plan") / "plan_validation.json").read_text(encoding="utf-8"))
         return report["summary"]["plan_id"]
     return None
 

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.runs.events import events_path, write_event
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_run_id, copy_file_atomic, sha256_file
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    ArtifactStore,
+    UnknownRunError,
+    check_run_id,
+    copy_file_atomic,
+    sha256_file,
+)
 
 EVENT_TYPE = "filesystem_artifacts.evacuate"
 PARTIAL = TEMP_MARKER + "evac-"  # contains TEMP_MARKER, so catalog scans and the file service ignore it

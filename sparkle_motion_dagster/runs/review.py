@@ -35,7 +35,15 @@ from typing import Any
 from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import ArtifactStore, CopyMismatchError, UnknownRunError, atomic_write_json, check_run_id, copy_file_atomic, sha256_file
+from sparkle_motion_dagster.runs.storage import (
+    ArtifactStore,
+    CopyMismatchError,
+    UnknownRunError,
+    atomic_write_json,
+    check_run_id,
+    copy_file_atomic,
+    sha256_file,
+)
 
 EVENT_TYPE = "finalize_manual_review"
 REVIEW_STAGE = "review"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from sparkle_motion_dagster.film.plan import MoviePlan, validate_plan
 from sparkle_motion_dagster.runs.storage import ArtifactStore

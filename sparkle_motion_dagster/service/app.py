@@ -29,8 +29,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
+from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, check_run_id
 
 TOKEN_ENV = "ARTIFACTS_FS_TOKEN"

@@ -74,13 +74,15 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import field_validator
 
-from sparkle_motion_dagster.media.ffmpeg import FrameEncoder as ClipEncoder  # the one encoder, under the name tests patch
-from sparkle_motion_dagster.media.ffmpeg import concat_copy, iter_video_frames, mux_audio, probe
 from sparkle_motion_dagster.film.plan import id_problem
-from sparkle_motion_dagster.runs.storage import atomic_output, sha256_file
+from sparkle_motion_dagster.media.ffmpeg import (
+    FrameEncoder as ClipEncoder,  # the one encoder, under the name tests patch
+)
+from sparkle_motion_dagster.media.ffmpeg import concat_copy, iter_video_frames, mux_audio, probe
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
+from sparkle_motion_dagster.runs.storage import atomic_output, sha256_file
 
 ARTIFACT_TYPE = "shot_lipsync_video"
 FACE_SIZE = 96

@@ -85,11 +85,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from sparkle_motion_dagster.film.dialogue import _stable_int, chunk_text, espeak_language, espeak_voice_for, estimate_speech_seconds
+from sparkle_motion_dagster.film.dialogue import (
+    _stable_int,
+    chunk_text,
+    espeak_language,
+    espeak_voice_for,
+    estimate_speech_seconds,
+)
 from sparkle_motion_dagster.film.plan import VoiceProfile
-from sparkle_motion_dagster.runs.storage import sha256_file
 from sparkle_motion_dagster.resources.settings import EnvConfigured, SettingProblem, SettingsError, env_field
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
+from sparkle_motion_dagster.runs.storage import sha256_file
 
 log = logging.getLogger(__name__)
 
