@@ -266,6 +266,21 @@ def test_worker_that_cannot_load_its_engine_says_why():
         engine.synthesize_line("Hello.", character_id="ava", voice_profile=VoiceProfile())
 
 
+def test_worker_check_exits_non_zero_when_it_finds_a_problem(tmp_path):
+    """make chatterbox-env relies on this exit status to fail when the environment cannot run the engine."""
+    def check(engine: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(chatterbox.WORKER_SCRIPT), "--engine", engine, "--check"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    missing = check("chatterbox")  # chatterbox-tts is not installed in the project's environment
+    report = json.loads(missing.stdout.strip().splitlines()[-1])
+    assert missing.returncode == 1 and report["ok"] is False
+    assert any("chatterbox-tts is not installed" in problem for problem in report["problems"])
+
+    fine = check("espeak")  # the project itself is importable here, without any sys.path edits
+    assert fine.returncode == 0 and json.loads(fine.stdout.strip().splitlines()[-1])["ok"] is True
+
+
 def test_worker_protocol_on_the_wire(tmp_path):
     """The script itself, driven by hand: hello, ready, a WAV per request, errors as messages, shutdown."""
     proc = subprocess.Popen([sys.executable, str(chatterbox.WORKER_SCRIPT), "--engine", "espeak"],
