@@ -1,9 +1,16 @@
-"""The plan drop-folder sensor: a file dropped in the inbox becomes a film run."""
+"""The plan drop-folder sensor: a file dropped in the inbox becomes a film run.
+
+A tick never raises, whatever the inbox holds: each file is filmed, rejected
+(moved to ``rejected/`` with its reasons), set aside as a duplicate, or left
+where it is with the reason in the tick's log and skip message. One file's
+trouble never stops the others.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -14,18 +21,130 @@ from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs import inbox
 from sparkle_motion_dagster.runs.run_files import submit_request
+from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 DEFAULT_BATCH = 5
+MAX_LOGGED_CHARS = 2000  # the full reasons are in the error file beside the rejected one
 
 
 def _batch_cap() -> int:
-    return max(1, int(os.environ.get("SPARKLE_INBOX_BATCH", DEFAULT_BATCH)))
+    """SPARKLE_INBOX_BATCH, or the default when it is not a number."""
+    try:
+        return max(1, int(os.environ.get("SPARKLE_INBOX_BATCH", DEFAULT_BATCH)))
+    except ValueError:
+        return DEFAULT_BATCH
+
+
+def _shown(name: str) -> str:
+    """A file name as messages and tags show it: undecodable bytes escaped, at most 200 characters."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:200]
 
 
 def _problems(exc: Exception) -> list[str]:
+    """The reasons a file is rejected: every plan problem, or the error's own message."""
     if isinstance(exc, PlanValidationError):
         return [str(issue) for issue in exc.issues]
-    return [str(exc)]
+    if isinstance(exc, ValueError):
+        return [str(exc)]
+    return [f"could not be checked: {type(exc).__name__}: {exc}"]
+
+
+def _read_cursor(cursor: str | None) -> dict[str, list[int]]:
+    """The files seen on the last tick; a cursor that cannot be read starts afresh."""
+    try:
+        seen = json.loads(cursor).get("seen", {}) if cursor else {}
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    return seen if isinstance(seen, dict) else {}
+
+
+@dataclass
+class Tick:
+    """What one tick did: the runs it requests, the partitions they need, notes for the skip
+    message, and the files that changed while they were read (looked at again later)."""
+
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+    new_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    changed: list[inbox.Drop] = field(default_factory=list)
+
+    def request(self, run_id: str, digest: str, **tags: str) -> None:
+        self.new_keys.append(run_id)
+        self.run_requests.append(dg.RunRequest(run_key=f"{run_id}:{digest[:16]}", partition_key=run_id,
+                                               tags={"sparkle/source": "inbox", **tags}))
+
+
+def _reject(context: dg.SensorEvaluationContext, folder, drop: inbox.Drop, problems: list[str], tick: Tick) -> None:
+    """Move a drop to rejected/ with its reasons; when even that fails, leave it and say why."""
+    name, reasons = _shown(drop.name), "; ".join(problems)[:MAX_LOGGED_CHARS]
+    try:
+        inbox.reject(folder, drop, problems)
+    except Exception as exc:  # noqa: BLE001 - the tick goes on with the other files
+        context.log.error(f"{name}: could not be moved to rejected/ ({type(exc).__name__}: {exc}); "
+                          f"left in the inbox. Its problems: {reasons}")
+        tick.notes.append(f"{name}: left in the inbox, it could not be moved to rejected/ ({exc})")
+        return
+    context.log.warning(f"rejected {name}: {reasons}")
+    tick.notes.append(f"{name}: rejected")
+
+
+def _take(context: dg.SensorEvaluationContext, folder, store: ArtifactStore, clips: ClipRenderer,
+          drop: inbox.Drop, tick: Tick) -> None:
+    """Film, reject, set aside or leave one stable drop. Never raises."""
+    name = _shown(drop.name)
+    try:
+        loaded = inbox.load_drop(drop)
+        item = inbox.classify(loaded.data)
+        if item.kind == "plan":
+            plan = parse_plan_document(item.document).plan
+            resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=item.preview)
+    except inbox.DropChanged:
+        tick.changed.append(drop)
+        tick.notes.append(f"{name}: changed while it was read; read again once it stops changing")
+        return
+    except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is rejected with the reason
+        _reject(context, folder, drop, _problems(exc), tick)
+        return
+
+    run_id, digest = inbox.content_run_id(loaded.raw)
+    try:
+        if store.request_path(run_id).exists():
+            inbox.mark_duplicate(folder, drop, run_id)
+            tick.notes.append(f"{name}: same content as {run_id}, not filmed twice")
+            return
+        # A prompt is planned by the run's movie_plan stage, not here: a tick must stay short.
+        submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview,
+                       **({"document": item.document} if item.kind == "plan" else
+                          {"prompt": {"prompt": item.prompt, "title": item.title, "seed": item.seed}}))
+    except Exception as exc:  # noqa: BLE001 - the storage, not the file: leave it for a later tick
+        context.log.error(f"{name}: left in the inbox, it could not be submitted ({type(exc).__name__}: {exc})")
+        tick.notes.append(f"{name}: left in the inbox, it could not be submitted ({exc})")
+        return
+    tick.request(run_id, digest, **{"sparkle/inbox_file": name})
+    try:
+        inbox.accept(folder, drop, run_id, loaded)
+    except Exception as exc:  # noqa: BLE001 - the run is submitted; the file waits as a duplicate
+        context.log.error(f"{name}: submitted as {run_id} but not moved to accepted/ ({type(exc).__name__}: {exc})")
+        return
+    context.log.info(f"{name} accepted as {run_id}")
+
+
+def _request_lost_runs(context: dg.SensorEvaluationContext, folder, store: ArtifactStore, tick: Tick) -> None:
+    """A request whose partition never got added (the daemon stopped mid-tick) is requested again."""
+    accepted_dir = folder / "accepted"
+    if not accepted_dir.is_dir():
+        return
+    for accepted in sorted(accepted_dir.glob("run_*.json")):
+        run_id = accepted.stem.split(".")[0]
+        try:
+            if run_id in tick.new_keys or not store.request_path(run_id).exists() \
+                    or context.instance.has_dynamic_partition("run_id", run_id):
+                continue
+            raw, _ = inbox.read_regular_file(accepted, name=accepted.name)
+        except Exception as exc:  # noqa: BLE001 - one odd file in accepted/ stops nothing
+            context.log.warning(f"accepted/{_shown(accepted.name)}: not requested again: {exc}")
+            continue
+        tick.request(run_id, inbox.content_run_id(raw)[1])
 
 
 def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -44,61 +163,69 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
     ):
         folder = inbox.inbox_dir()
         store = artifact_store.store()
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        drops = inbox.scan(folder)
-        ready, waiting = inbox.split_stable(drops, cursor.get("seen", {}))
+        try:
+            drops = inbox.scan(folder)
+        except OSError as exc:
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"the inbox {folder} cannot be read: {exc}"),
+                                   cursor=context.cursor)
+        ready, waiting = inbox.split_stable(drops, _read_cursor(context.cursor))
         batch, deferred = ready[:_batch_cap()], ready[_batch_cap():]
 
-        run_requests, new_keys, notes = [], [], []
+        tick = Tick()
         for drop in batch:
-            try:
-                raw, data = inbox.load_drop(drop)
-                run_id, digest = inbox.content_run_id(raw)
-                if store.request_path(run_id).exists():
-                    inbox.mark_duplicate(folder, drop, run_id)
-                    notes.append(f"{drop.name}: same content as {run_id}, not filmed twice")
-                    continue
-                item = inbox.classify(data)
-                if item.kind == "plan":
-                    plan = parse_plan_document(item.document).plan
-                    resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=item.preview)
-            except (ValueError, OSError) as exc:
-                inbox.reject(folder, drop, _problems(exc))
-                context.log.warning(f"rejected {drop.name}: {'; '.join(_problems(exc))}")
-                notes.append(f"{drop.name}: rejected")
-                continue
-            # A prompt is planned by the run's movie_plan stage, not here: a tick must stay short.
-            submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview,
-                           **({"document": item.document} if item.kind == "plan" else
-                              {"prompt": {"prompt": item.prompt, "title": item.title, "seed": item.seed}}))
-            inbox.accept(folder, drop, run_id)
-            new_keys.append(run_id)
-            run_requests.append(dg.RunRequest(run_key=f"{run_id}:{digest[:16]}", partition_key=run_id,
-                                              tags={"sparkle/source": "inbox", "sparkle/inbox_file": drop.name}))
-            context.log.info(f"{drop.name} accepted as {run_id}")
-
-        # A request whose partition never got added (the daemon stopped mid-tick) is picked up again.
-        for accepted in sorted((folder / "accepted").glob("run_*.json")):
-            run_id = accepted.stem.split(".")[0]
-            if run_id not in new_keys and store.request_path(run_id).exists() \
-                    and not context.instance.has_dynamic_partition("run_id", run_id):
-                digest = inbox.content_run_id(accepted.read_bytes())[1]
-                new_keys.append(run_id)
-                run_requests.append(dg.RunRequest(run_key=f"{run_id}:{digest[:16]}", partition_key=run_id,
-                                                  tags={"sparkle/source": "inbox"}))
+            _take(context, folder, store, clips, drop, tick)
+        _request_lost_runs(context, folder, store, tick)
 
         seen = {d.name: d.observation for d in waiting + deferred}
         new_cursor = json.dumps({"seen": seen})
-        if not run_requests:
-            reasons = notes + [f"{d.name}: waiting until it stops changing" for d in waiting]
+        if not tick.run_requests:
+            reasons = tick.notes + [f"{_shown(d.name)}: waiting until it stops changing" for d in waiting]
             if deferred:
                 reasons.append(f"{len(deferred)} more next tick (batch cap {_batch_cap()})")
             return dg.SensorResult(skip_reason=dg.SkipReason("; ".join(reasons) or f"no new plans in {folder}"),
                                    cursor=new_cursor)
         return dg.SensorResult(
-            run_requests=run_requests,
-            dynamic_partitions_requests=[run_partitions.build_add_request(new_keys)],
+            run_requests=tick.run_requests,
+            dynamic_partitions_requests=[run_partitions.build_add_request(tick.new_keys)],
             cursor=new_cursor,
         )
 
     return plan_inbox
+
+
+def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """The sensor that films what the ``new_film`` job registered: for every successful
+    ``new_film`` run it launches ``film`` once for the run_id in that run's tag. It looks at
+    the instance's runs rather than at run events, so a film submitted before the daemon's
+    first tick is not missed; the run key makes each film launch once."""
+    from datetime import datetime, timezone
+
+    from sparkle_motion_dagster.jobs.new_film import NEW_FILM_TAG
+
+    @dg.sensor(
+        name="new_film_launcher",
+        job=film,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches the film job for each run_id registered by a successful new_film run "
+                    "(the launchpad's way to start a film).",
+    )
+    def new_film_launcher(context: dg.SensorEvaluationContext):
+        after = float(context.cursor) if context.cursor else None
+        filters = dg.RunsFilter(job_name=new_film.name, statuses=[dg.DagsterRunStatus.SUCCESS],
+                                **({"updated_after": datetime.fromtimestamp(after - 5, timezone.utc)} if after else {}))
+        records = context.instance.get_run_records(filters=filters, limit=50, ascending=True)
+        requests, latest = [], after or 0.0
+        for record in records:
+            latest = max(latest, record.update_timestamp.timestamp())
+            run_id = record.dagster_run.tags.get(NEW_FILM_TAG)
+            if run_id and context.instance.has_dynamic_partition("run_id", run_id):
+                requests.append(dg.RunRequest(run_key=f"new_film:{run_id}", partition_key=run_id,
+                                              tags={"sparkle/source": "ui:new_film",
+                                                    "sparkle/new_film_dagster_run": record.dagster_run.run_id}))
+        if not requests:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new films from the new_film job"),
+                                   cursor=str(latest) if latest else context.cursor)
+        return dg.SensorResult(run_requests=requests, cursor=str(latest))
+
+    return new_film_launcher

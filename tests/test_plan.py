@@ -7,11 +7,14 @@ from hypothesis import strategies as st
 
 from sparkle_motion_dagster.film.plan import (
     DialogueEntry,
+    PlanInputError,
     PlanValidationError,
     SilenceEntry,
     parse_plan_document,
     plan_json_schema,
+    read_json_file,
     validate_plan,
+    with_video_size,
 )
 
 
@@ -192,3 +195,130 @@ def test_corrupted_plans_fail_only_with_validation_errors(sample_plan, path, val
 def test_arbitrary_json_never_raises_anything_else(value):
     with pytest.raises(PlanValidationError):
         validate_plan(value)
+
+
+@pytest.mark.parametrize("field,index", [("shots", 0), ("base_images", 1), ("characters", 0)])
+def test_ids_with_a_trailing_newline_are_refused(sample_plan, field, index):
+    sample_plan[field][index]["id"] += "\n"
+    assert "must be 1-128 characters" in issues_of(sample_plan)[f"{field}[{index}].id"]
+
+
+def test_a_field_error_does_not_hide_the_cross_reference_errors(sample_plan):
+    sample_plan["shots"][0]["duration_sec"] = -1
+    sample_plan["shots"][1]["start_base_image_id"] = "frame_000"
+    sample_plan["dialogue_timeline"][0]["character_id"] = "ghost"
+    found = issues_of(sample_plan)
+    assert found["shots[0].duration_sec"] == "Input should be greater than 0"
+    assert found["shots[1].start_base_image_id"] == "must be base_images[1].id 'frame_001', got 'frame_000'"
+    assert found["dialogue_timeline[0].character_id"].startswith("unknown character 'ghost'")
+    # the runtime is unknown while a duration is bad: no guess about where the film ends
+    assert not any(path.endswith(".duration_sec") and path.startswith("dialogue") for path in found)
+
+
+def test_an_item_that_is_not_an_object_hides_nothing_else(sample_plan):
+    sample_plan["characters"][1] = "miko"
+    sample_plan["base_images"][2]["prompt"] = ""
+    sample_plan["shots"][0]["end_base_image_id"] = "frame_009"
+    found = issues_of(sample_plan)
+    assert {"characters[1]", "base_images[2].prompt", "shots[0].end_base_image_id"} <= set(found)
+    # with a character unparsed, "unknown character" would be a guess: it is not reported
+    assert not any(path.endswith("character_id") for path in found)
+
+
+def test_a_shot_shorter_than_one_frame_is_refused(sample_plan):
+    sample_plan["shots"][0]["duration_sec"] = 0.01
+    sample_plan["dialogue_timeline"] = []
+    reason = issues_of(sample_plan)["shots[0].duration_sec"]
+    assert "no frames at 24 fps" in reason and "0.0416667 s" in reason
+
+
+def test_a_shot_of_one_frame_is_accepted(sample_plan):
+    sample_plan["shots"][0]["duration_sec"] = 1 / 24
+    sample_plan["dialogue_timeline"] = []
+    validate_plan(sample_plan)
+
+
+@pytest.mark.parametrize("fps", [1e-9, 0.5, 120.5, 1000])
+def test_fps_outside_what_the_encoder_accepts_is_refused(sample_plan, fps):
+    sample_plan["render_profile"]["video"]["max_fps"] = fps
+    reason = issues_of(sample_plan)["render_profile.video.max_fps"]
+    assert reason.startswith("must be between 1 and 120 frames per second")
+
+
+def test_fps_bounds_are_in_the_schema():
+    video = plan_json_schema()["$defs"]["VideoProfile"]["properties"]["max_fps"]
+    assert (video["minimum"], video["maximum"]) == (1, 120)
+
+
+@pytest.mark.parametrize("seed", ["\u00b2", "9" * 5000, 10**400, -1, 2**32, 1.5, True, "12a", " 5", [1]])
+def test_seeds_the_renderers_cannot_take_are_refused(sample_plan, seed):
+    sample_plan["base_images"][1]["metadata"]["seed"] = seed
+    assert "0 <= seed < 2**32" in issues_of(sample_plan)["base_images[1].metadata.seed"]
+
+
+@pytest.mark.parametrize("seed,expected", [(0, 0), (2**32 - 1, 2**32 - 1), ("99123", 99123), (None, None)])
+def test_seeds_in_range_are_accepted(sample_plan, seed, expected):
+    sample_plan["base_images"][1]["metadata"]["seed"] = seed
+    assert validate_plan(sample_plan).base_images[1].seed == expected
+
+
+@pytest.mark.parametrize("text", [" ", "\t\n", "...", "?! -- !", "\u00a0\u2026"])
+def test_dialogue_with_nothing_to_speak_is_refused(sample_plan, text):
+    sample_plan["dialogue_timeline"][1]["text"] = text
+    assert "has nothing to speak" in issues_of(sample_plan)["dialogue_timeline[1].text"]
+
+
+@pytest.mark.parametrize("text", ["Oui.", "42!", "\u4f60\u597d"])
+def test_short_dialogue_in_any_script_is_accepted(sample_plan, text):
+    sample_plan["dialogue_timeline"][1]["text"] = text
+    validate_plan(sample_plan)
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def test_metadata_beyond_a_sane_depth_or_size_is_refused(sample_plan):
+    sample_plan["metadata"] = nested(32)
+    sample_plan["base_images"][0]["metadata"] = {"notes": "x" * 64 * 1024}
+    found = issues_of(sample_plan)
+    assert "more than 8 levels deep" in found["metadata"]
+    assert "at most 16384" in found["base_images[0].metadata"]
+
+
+def test_metadata_of_a_sane_depth_and_size_is_kept(sample_plan):
+    sample_plan["metadata"]["tree"] = nested(7)
+    sample_plan["metadata"]["notes"] = "x" * 8 * 1024
+    assert validate_plan(sample_plan).metadata["tree"] == nested(7)
+
+
+@pytest.mark.parametrize("content,expected", [
+    ('{"title": ' + "7" * 5000 + "}", "a number has more than 4300 digits"),
+    ("[" * 100_000, "nest deeper than 64 levels"),
+    ('{"a": ' * 200 + "1" + "}" * 200, "nest deeper than 64 levels"),
+    (b"\xff\xfe\x00garbage", "is not UTF-8 text"),
+])
+def test_json_reading_errors_name_the_file_and_the_problem(tmp_path, content, expected):
+    path = tmp_path / "plan.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(PlanInputError) as info:
+        read_json_file(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+@pytest.mark.parametrize("document", [[1, 2], "plan", {"render_profile": "big"}, {"render_profile": {"video": 5}},
+                                      {"validated_plan": [1]}, {"validated_plan": {"render_profile": None}}])
+def test_frame_size_on_a_malformed_plan_leaves_it_for_validation(document):
+    sized = with_video_size(document, 64, 64)
+    assert sized == document
+    with pytest.raises(PlanValidationError):
+        parse_plan_document(sized)
+
+
+def test_frame_size_is_set_on_the_plan_of_an_envelope(sample_envelope):
+    sized = with_video_size(sample_envelope, 64, 96)
+    assert parse_plan_document(sized).plan.render_profile.video.width == 64
+    assert "width" not in sample_envelope["validated_plan"]["render_profile"]["video"]

@@ -167,3 +167,111 @@ def test_an_accepted_plan_whose_partition_was_never_added_is_requested_again(inb
     again, _ = tick(instance, lost.cursor)
     assert [r.partition_key for r in again.run_requests] == [run_id]
     assert instance.has_dynamic_partition("run_id", run_id)
+
+
+def rejection(inbox, name: str) -> list[str]:
+    return json.loads((inbox / "rejected" / f"{name}.error.json").read_text())["errors"]
+
+
+def test_no_file_stops_the_drop_folder(inbox, instance, sample_envelope, monkeypatch):
+    """Whatever a file holds, it is rejected with a reason; the good plan beside it is filmed."""
+    monkeypatch.setenv("SPARKLE_INBOX_BATCH", "20")
+    sample_envelope["preview"] = True
+    (inbox / "good.json").write_text(json.dumps(sample_envelope))
+    (inbox / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (inbox / "deepish.json").write_text('{"shots": ' * 300 + "1" + "}" * 300)
+    (inbox / "huge_number.json").write_text('{"title": "x", "prompt": "y", "seed": ' + "9" * 5000 + "}")
+    (inbox / "big_seed.json").write_text('{"title": "x", "prompt": "y", "seed": ' + "9" * 400 + "}")
+    (inbox / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (inbox / "unreadable.json").write_text(json.dumps(sample_envelope))
+    (inbox / "unreadable.json").chmod(0)
+    os.mkfifo(inbox / "pipe.json")
+    long_name = "n" * 240 + ".json"
+    (inbox / long_name).write_text("[]")
+    if os.geteuid() == 0:  # root reads anything: make the refusal happen as it would for a user
+        from sparkle_motion_dagster.runs import inbox as inbox_module
+        real_open = inbox_module._open_no_follow
+
+        def refuse_unreadable(path):
+            if path.name == "unreadable.json":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path)
+
+        monkeypatch.setattr(inbox_module, "_open_no_follow", refuse_unreadable)
+
+    first, second, _ = two_ticks(instance)
+    assert not first.run_requests
+    [request] = second.run_requests
+    assert (inbox / "accepted" / f"{request.partition_key}.json").exists()
+    assert "nest deeper than 64 levels" in rejection(inbox, "deep.json")[0]
+    assert "nest deeper than 64 levels" in rejection(inbox, "deepish.json")[0]
+    assert "a number has more than 4300 digits" in rejection(inbox, "huge_number.json")[0]
+    assert "0 <= seed < 2**32" in rejection(inbox, "big_seed.json")[0]
+    assert "binary.bin is not UTF-8 text" in rejection(inbox, "binary.bin")[0]
+    assert "unreadable.json cannot be opened: Permission denied" in rejection(inbox, "unreadable.json")[0]
+    assert "not a regular file" in rejection(inbox, "pipe.json")[0]
+    assert (inbox / "rejected" / "binary.bin").read_bytes() == bytes(range(256)) * 4  # kept byte for byte
+    kept_long = [p for p in (inbox / "rejected").iterdir() if p.name.startswith("n" * 50)]
+    assert len(kept_long) == 2 and any(p.name.endswith(".error.json") for p in kept_long)
+    assert [p.name for p in inbox.iterdir() if not p.is_dir()] == []
+
+
+def test_a_tick_survives_a_broken_cursor_and_an_odd_accepted_folder(inbox, instance):
+    (inbox / "accepted").mkdir()
+    (inbox / "accepted" / "run_nothex.json").write_text("{}")
+    (inbox / "idea.json").write_text(json.dumps({"title": "Keeper", "prompt": "A keeper and a storm."}))
+    _, cursor = tick(instance, cursor="not json")
+    result, _ = tick(instance, cursor)
+    assert len(result.run_requests) == 1
+
+
+def test_a_symlink_is_rejected_as_a_link_and_its_target_never_read(inbox, instance, sample_envelope, tmp_path,
+                                                                    monkeypatch):
+    from sparkle_motion_dagster.runs import inbox as inbox_module
+
+    sample_envelope["preview"] = True
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps(sample_envelope))  # a valid plan: filmed, were the link followed
+    (inbox / "link.json").symlink_to(target)
+    (inbox / "dangling.json").symlink_to(tmp_path / "nothing-here.json")
+    opened = []
+    real_open = inbox_module._open_no_follow
+    monkeypatch.setattr(inbox_module, "_open_no_follow", lambda path: opened.append(path) or real_open(path))
+
+    _, second, _ = two_ticks(instance)
+    assert not second.run_requests
+    kept = inbox / "rejected" / "link.json"
+    assert kept.is_symlink() and os.readlink(kept) == str(target)  # moved as a link
+    assert "symbolic link" in rejection(inbox, "link.json")[0]
+    assert (inbox / "rejected" / "dangling.json").is_symlink()
+    assert opened == [] and target.read_text() == json.dumps(sample_envelope)
+    assert not (inbox / "accepted").exists() or not any(p.is_symlink() for p in (inbox / "accepted").iterdir())
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_never_followed(inbox, tmp_path, sample_envelope):
+    from sparkle_motion_dagster.runs import inbox as inbox_module
+
+    target = tmp_path / "secret.json"
+    target.write_text(json.dumps(sample_envelope))
+    path = inbox / "swap.json"
+    path.write_text("{}")
+    [drop] = inbox_module.scan(inbox)
+    path.unlink()
+    path.symlink_to(target)
+    with pytest.raises(ValueError, match="symbolic link"):
+        inbox_module.load_drop(drop)
+
+
+def test_accepted_never_keeps_a_link_swapped_in_after_the_read(inbox, tmp_path):
+    from sparkle_motion_dagster.runs import inbox as inbox_module
+
+    path = inbox / "plan.json"
+    path.write_text('{"title": "T", "prompt": "P"}')
+    [drop] = inbox_module.scan(inbox)
+    loaded = inbox_module.load_drop(drop)
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere.json")
+    accepted = inbox_module.accept(inbox, drop, "run_0123abcd", loaded)
+    assert not accepted.is_symlink() and accepted.read_bytes() == loaded.raw
+    assert (inbox / "rejected" / "plan.json").is_symlink()
+    assert "replaced while it was being accepted" in rejection(inbox, "plan.json")[0]

@@ -32,17 +32,40 @@ def file_name_for(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")[:48] or "plan"
 
 
+def problems_as_json(file: str, exc: Exception) -> dict[str, Any]:
+    """``validate --json``'s answer for a plan that failed: every problem with its field path
+    (``""`` for the file as a whole)."""
+    from sparkle_motion_dagster.film.plan import PlanValidationError
+
+    issues = exc.issues if isinstance(exc, PlanValidationError) else []
+    problems = [{"path": issue.path, "reason": issue.reason} for issue in issues] or [{"path": "", "reason": str(exc)}]
+    return {"valid": False, "file": file, "problems": problems}
+
+
 @click.command("validate")
 @click.argument("file")
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print the summary, or the problems, as JSON")
 def validate(file: str, as_json: bool) -> int:
     """Check a plan file: its summary, or every problem.
 
     Every problem is listed with its field path; exit 2 when there is one.
     """
-    from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, summarize
+    from sparkle_motion_dagster.cli.errors import EXIT_BAD_INPUT
+    from sparkle_motion_dagster.film.plan import (
+        PlanInputError,
+        PlanValidationError,
+        parse_plan_document,
+        read_json_file,
+        summarize,
+    )
 
-    summary = summarize(parse_plan_document(read_json_file(file)).plan)
+    try:
+        summary = summarize(parse_plan_document(read_json_file(file)).plan)
+    except (PlanInputError, PlanValidationError) as exc:
+        if not as_json:
+            raise
+        click.echo(json.dumps(problems_as_json(file, exc), indent=2))
+        return EXIT_BAD_INPUT
     if as_json:
         click.echo(json.dumps({"valid": True, "summary": summary}, indent=2))
     else:

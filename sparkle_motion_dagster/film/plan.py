@@ -11,18 +11,40 @@ field (``shots[1].start_base_image_id``) and whose ``reason`` says what is wrong
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from sparkle_motion_dagster.film.timeline import shot_frame_counts
 
 # Times are compared with this tolerance so that 8.4 + 2.6 == 11.0 holds.
 TIME_EPSILON = 1e-6
-SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# Checked with fullmatch: a trailing newline is not part of a safe id.
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# The frame rates the encoder is given (ffmpeg takes far more; a film outside these is a mistake).
+MIN_FPS, MAX_FPS = 1, 120
+# Seeds reach numpy, torch and the storyboard's hash; every one of them takes 0 <= seed < 2**32.
+SEED_LIMIT = 2**32
+# ``metadata`` objects travel with every manifest: a few levels and a few KiB are plenty.
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_BYTES = 16 * 1024
+# Lists and objects nested deeper than this are refused when a plan file is read.
+MAX_JSON_DEPTH = 64
+
+
+def _frame_rate_in_range(value: float) -> float:
+    """max_fps within what the encoder accepts."""
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise ValueError(f"must be between {MIN_FPS} and {MAX_FPS} frames per second "
+                         f"(what the encoder accepts), got {value:g}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -63,8 +85,9 @@ class BaseImage(_Strict):
 
     @property
     def seed(self) -> int | None:
+        """The declared seed (``metadata.seed``, an integer or a string of digits), or None."""
         seed = self.metadata.get("seed")
-        return int(seed) if isinstance(seed, (int, str)) and str(seed).lstrip("-").isdigit() else None
+        return int(seed) if seed is not None and seed_problem(seed) is None else None
 
 
 class Shot(_Strict):
@@ -107,7 +130,8 @@ class VideoProfile(_Open):
     """The video stage's declared model; extra keys (``notes``, ``runtime``) are kept."""
 
     model_id: Annotated[str, Field(min_length=1)]
-    max_fps: Annotated[float, Field(gt=0, le=120)] = 24
+    max_fps: Annotated[float, AfterValidator(_frame_rate_in_range),
+                       Field(json_schema_extra={"minimum": MIN_FPS, "maximum": MAX_FPS})] = 24
     width: Annotated[int, Field(ge=64, le=7680, multiple_of=2)] | None = None
     height: Annotated[int, Field(ge=64, le=4320, multiple_of=2)] | None = None
 
@@ -197,80 +221,298 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return path
 
 
+def _schema_issues(exc: ValidationError) -> list[PlanIssue]:
+    """pydantic's errors as issues; a validator's own message is kept without pydantic's prefix."""
+    issues = []
+    for err in exc.errors():
+        own = err.get("ctx", {}).get("error") if err["type"] == "value_error" else None
+        issues.append(PlanIssue(_format_loc(err["loc"]), str(own) if own is not None else err["msg"]))
+    return issues
+
+
 def id_problem(value: str) -> str | None:
     """Why ``value`` is not safe as a path component, or None when it is."""
-    if not SAFE_ID.match(value):
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
         return "must be 1-128 characters of letters, digits, '_', '-' or '.'"
     if ".." in value or value in (".",):
         return "must not contain '..' or be '.'"
     return None
 
 
-def check_invariants(plan: MoviePlan) -> list[PlanIssue]:
-    """Cross-field rules the schema alone cannot express."""
+def _shown_integer(value: int) -> str:
+    """An integer as a message shows it: its digits when short, its size when huge."""
+    return str(value) if abs(value) < 10**20 else f"an integer of {value.bit_length()} bits"
+
+
+def seed_problem(value: Any) -> str | None:
+    """Why ``value`` cannot seed the renderers, or None: an integer (or a string of
+    digits) with ``0 <= seed < 2**32``."""
+    expected = f"must be an integer with 0 <= seed < 2**32 ({SEED_LIMIT})"
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            return f"{expected}, got the string {value!r:.48}"
+        if len(value) > len(str(SEED_LIMIT)):
+            return f"{expected}, got a string of {len(value)} digits"
+        value = int(value)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        return f"{expected}, got {type(value).__name__} {value!r:.48}"
+    if not 0 <= value < SEED_LIMIT:
+        return f"{expected}, got {_shown_integer(value)}"
+    return None
+
+
+def nesting_depth(value: Any, *, limit: int) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``{}`` is 1).
+
+    Measured level by level, without recursion, so any depth is safe; counting
+    stops one level past ``limit``.
+    """
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
+
+def metadata_problem(value: Any) -> str | None:
+    """Why a ``metadata`` object is too deep or too big to travel with every manifest, or None."""
+    if nesting_depth(value, limit=MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        return f"nests lists and objects more than {MAX_METADATA_DEPTH} levels deep"
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
+    except ValueError:  # an integer too long to write out
+        return "holds a number too long to write as JSON"
+    if size > MAX_METADATA_BYTES:
+        return f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} ({MAX_METADATA_BYTES // 1024} KiB) are allowed"
+    return None
+
+
+def speakable(text: str) -> bool:
+    """Whether ``text`` gives a speech engine something to say: a letter or a digit, in any script."""
+    return any(character.isalnum() for character in text)
+
+
+Fields = dict[str, Any]
+ENTRY_MODELS: dict[str, type[BaseModel]] = {"dialogue": DialogueEntry, "silence": SilenceEntry}
+
+
+def _fields_of(item: BaseModel) -> Fields:
+    """Every field of a parsed model, by name."""
+    return {name: getattr(item, name) for name in type(item).model_fields}
+
+
+def _valid_fields(model: type[BaseModel], raw: Any) -> Fields | None:
+    """The fields of ``raw`` that are valid on their own, parsed as ``model`` parses them
+    (defaults for the optional ones left out); None when ``raw`` is not an object."""
+    if not isinstance(raw, dict):
+        return None
+    fields: Fields = {}
+    for name, info in model.model_fields.items():
+        if name not in raw:
+            if not info.is_required():
+                fields[name] = info.get_default(call_default_factory=True)
+            continue
+        try:
+            checked = model.__pydantic_validator__.validate_assignment(model.model_construct(), name, raw[name])
+        except ValidationError:
+            continue
+        fields[name] = getattr(checked, name)
+    return fields
+
+
+def _entry_fields(raw: Any) -> Fields | None:
+    """A timeline entry's valid fields, parsed as the entry its ``type`` names."""
+    kind = raw.get("type", "dialogue") if isinstance(raw, dict) else None
+    model = ENTRY_MODELS.get(kind) if isinstance(kind, str) else None
+    return _valid_fields(model, raw) if model else None
+
+
+@dataclass(frozen=True)
+class PlanParts:
+    """What the cross-field checks look at, as far as it parsed.
+
+    Each list holds its items' valid fields (None for an item that is not an
+    object); a list is None when it is not a list, ``fps`` and ``metadata`` are
+    None when they did not parse. A whole plan gives every part.
+    """
+
+    characters: list[Fields | None] | None
+    base_images: list[Fields | None] | None
+    shots: list[Fields | None] | None
+    dialogue_timeline: list[Fields | None] | None
+    fps: float | None
+    metadata: Any
+
+    @classmethod
+    def of_plan(cls, plan: MoviePlan) -> PlanParts:
+        """Every part of a plan that parsed whole."""
+        return cls(
+            characters=[_fields_of(item) for item in plan.characters],
+            base_images=[_fields_of(item) for item in plan.base_images],
+            shots=[_fields_of(item) for item in plan.shots],
+            dialogue_timeline=[_fields_of(item) for item in plan.dialogue_timeline],
+            fps=plan.fps,
+            metadata=plan.metadata,
+        )
+
+    @classmethod
+    def of_raw(cls, data: dict[str, Any]) -> PlanParts:
+        """The parts of a plan object that failed the schema, each parsed on its own."""
+
+        def items(name: str, parse, default: Any = None) -> list[Fields | None] | None:
+            raw = data.get(name, default)
+            return [parse(item) for item in raw] if isinstance(raw, list) else None
+
+        profile = data.get("render_profile")
+        video = _valid_fields(VideoProfile, profile.get("video")) if isinstance(profile, dict) else None
+        metadata = data.get("metadata", {})
+        return cls(
+            characters=items("characters", lambda raw: _valid_fields(Character, raw), []),
+            base_images=items("base_images", lambda raw: _valid_fields(BaseImage, raw)),
+            shots=items("shots", lambda raw: _valid_fields(Shot, raw)),
+            dialogue_timeline=items("dialogue_timeline", _entry_fields, []),
+            fps=(video or {}).get("max_fps"),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+
+
+def _known(items: list[Fields | None] | None) -> list[tuple[int, Fields]]:
+    """(index, fields) of the items that are objects."""
+    return [(index, item) for index, item in enumerate(items or []) if item is not None]
+
+
+def _id_issues(parts: PlanParts) -> list[PlanIssue]:
+    """Ids that are unsafe as path components, or repeated within their list."""
     issues: list[PlanIssue] = []
     for field in ("characters", "base_images", "shots"):
         seen: set[str] = set()
-        for index, item in enumerate(getattr(plan, field)):
-            problem = id_problem(item.id)
+        for index, item in _known(getattr(parts, field)):
+            if "id" not in item:
+                continue
+            problem = id_problem(item["id"])
             if problem:
-                issues.append(PlanIssue(f"{field}[{index}].id", f"{item.id!r} {problem}"))
-            if item.id in seen:
-                issues.append(PlanIssue(f"{field}[{index}].id", f"duplicate id {item.id!r}"))
-            seen.add(item.id)
-
-    if not plan.shots:
-        issues.append(PlanIssue("shots", "a plan needs at least one shot"))
-    if len(plan.base_images) != len(plan.shots) + 1:
-        issues.append(
-            PlanIssue(
-                "base_images",
-                f"expected len(shots) + 1 = {len(plan.shots) + 1} base images, got {len(plan.base_images)}",
-            )
-        )
-    for index, shot in enumerate(plan.shots):
-        for field, image_index in (("start_base_image_id", index), ("end_base_image_id", index + 1)):
-            actual = getattr(shot, field)
-            if image_index < len(plan.base_images):
-                expected = plan.base_images[image_index].id
-                if actual != expected:
-                    issues.append(
-                        PlanIssue(
-                            f"shots[{index}].{field}",
-                            f"must be base_images[{image_index}].id {expected!r}, got {actual!r}",
-                        )
-                    )
-
-    character_ids = {c.id for c in plan.characters}
-    runtime = plan.runtime_sec
-    ordered = sorted(enumerate(plan.dialogue_timeline), key=lambda item: item[1].start_time_sec)
-    previous: tuple[int, float] | None = None
-    for index, entry in ordered:
-        if isinstance(entry, DialogueEntry) and entry.character_id not in character_ids:
-            issues.append(
-                PlanIssue(
-                    f"dialogue_timeline[{index}].character_id",
-                    f"unknown character {entry.character_id!r}; known: {sorted(character_ids)}",
-                )
-            )
-        if previous is not None and entry.start_time_sec < previous[1] - TIME_EPSILON:
-            issues.append(
-                PlanIssue(
-                    f"dialogue_timeline[{index}].start_time_sec",
-                    f"starts at {entry.start_time_sec}s, overlapping dialogue_timeline[{previous[0]}] "
-                    f"which ends at {round(previous[1], 6)}s",
-                )
-            )
-        if entry.end_time_sec > runtime + TIME_EPSILON:
-            issues.append(
-                PlanIssue(
-                    f"dialogue_timeline[{index}].duration_sec",
-                    f"ends at {round(entry.end_time_sec, 6)}s, after the total shot runtime {runtime}s",
-                )
-            )
-        if previous is None or entry.end_time_sec > previous[1]:
-            previous = (index, entry.end_time_sec)
+                issues.append(PlanIssue(f"{field}[{index}].id", f"{item['id']!r} {problem}"))
+            if item["id"] in seen:
+                issues.append(PlanIssue(f"{field}[{index}].id", f"duplicate id {item['id']!r}"))
+            seen.add(item["id"])
     return issues
+
+
+def _keyframe_issues(parts: PlanParts) -> list[PlanIssue]:
+    """N shots need N+1 base images, and shot i runs from base image i to i+1."""
+    issues: list[PlanIssue] = []
+    if parts.shots is not None and not parts.shots:
+        issues.append(PlanIssue("shots", "a plan needs at least one shot"))
+    if parts.shots is None or parts.base_images is None:
+        return issues
+    if len(parts.base_images) != len(parts.shots) + 1:
+        expected = len(parts.shots) + 1
+        issues.append(PlanIssue("base_images",
+                                f"expected len(shots) + 1 = {expected} base images, got {len(parts.base_images)}"))
+    for index, shot in _known(parts.shots):
+        for field, image_index in (("start_base_image_id", index), ("end_base_image_id", index + 1)):
+            image = parts.base_images[image_index] if image_index < len(parts.base_images) else None
+            if field not in shot or image is None or "id" not in image:
+                continue
+            if shot[field] != image["id"]:
+                issues.append(PlanIssue(f"shots[{index}].{field}",
+                                        f"must be base_images[{image_index}].id {image['id']!r}, got {shot[field]!r}"))
+    return issues
+
+
+def _runtime(parts: PlanParts) -> float | None:
+    """The total shot runtime, when every shot's duration parsed."""
+    if parts.shots is None or any(shot is None or "duration_sec" not in shot for shot in parts.shots):
+        return None
+    return round(sum(shot["duration_sec"] for shot in parts.shots), 6)
+
+
+def _character_ids(parts: PlanParts) -> set[str] | None:
+    """Every character id, when every character's id parsed."""
+    if parts.characters is None or any(c is None or "id" not in c for c in parts.characters):
+        return None
+    return {c["id"] for c in parts.characters}
+
+
+def _timeline_issues(parts: PlanParts) -> list[PlanIssue]:
+    """Dialogue by known characters, with something to say, on one clock without overlaps, within the runtime."""
+    issues: list[PlanIssue] = []
+    character_ids, runtime = _character_ids(parts), _runtime(parts)
+    entries = _known(parts.dialogue_timeline)
+    for index, entry in entries:
+        if entry.get("type") != "dialogue":
+            continue
+        if character_ids is not None and "character_id" in entry and entry["character_id"] not in character_ids:
+            issues.append(PlanIssue(f"dialogue_timeline[{index}].character_id",
+                                    f"unknown character {entry['character_id']!r}; known: {sorted(character_ids)}"))
+        if "text" in entry and not speakable(entry["text"]):
+            issues.append(PlanIssue(f"dialogue_timeline[{index}].text",
+                                    f"has nothing to speak: {entry['text']!r:.48} holds no letter or digit"))
+    timed = [(index, entry["start_time_sec"], entry["start_time_sec"] + entry["duration_sec"])
+             for index, entry in entries if "start_time_sec" in entry and "duration_sec" in entry]
+    previous: tuple[int, float] | None = None
+    for index, start, end in sorted(timed, key=lambda item: item[1]):
+        if previous is not None and start < previous[1] - TIME_EPSILON:
+            issues.append(PlanIssue(f"dialogue_timeline[{index}].start_time_sec",
+                                    f"starts at {start}s, overlapping dialogue_timeline[{previous[0]}] "
+                                    f"which ends at {round(previous[1], 6)}s"))
+        if runtime is not None and end > runtime + TIME_EPSILON:
+            issues.append(PlanIssue(f"dialogue_timeline[{index}].duration_sec",
+                                    f"ends at {round(end, 6)}s, after the total shot runtime {runtime}s"))
+        if previous is None or end > previous[1]:
+            previous = (index, end)
+    return issues
+
+
+def _frame_issues(parts: PlanParts) -> list[PlanIssue]:
+    """Every shot needs at least one frame at the plan's frame rate."""
+    if parts.fps is None or parts.shots is None:
+        return []
+    fps = parts.fps
+    durations = [shot.get("duration_sec") if shot else None for shot in parts.shots]
+    if all(duration is not None for duration in durations):
+        frames = shot_frame_counts(durations, fps)  # exactly what the clip stage renders
+    else:
+        frames = [None if duration is None else int(duration * fps + 1e-9) for duration in durations]
+    return [
+        PlanIssue(f"shots[{index}].duration_sec",
+                  f"{duration:g} s would have no frames at {fps:g} fps: a shot needs at least one frame "
+                  f"({1 / fps:.6g} s)")
+        for index, (duration, count) in enumerate(zip(durations, frames))
+        if duration is not None and count < 1
+    ]
+
+
+def _seed_and_metadata_issues(parts: PlanParts) -> list[PlanIssue]:
+    """Seeds the renderers accept, and metadata of a sane depth and size."""
+    issues: list[PlanIssue] = []
+    places = [("metadata", parts.metadata)]
+    places += [(f"base_images[{index}].metadata", image.get("metadata")) for index, image in _known(parts.base_images)]
+    for path, metadata in places:
+        if not isinstance(metadata, dict):
+            continue
+        problem = metadata_problem(metadata)
+        if problem:
+            issues.append(PlanIssue(path, problem))
+        elif path != "metadata" and metadata.get("seed") is not None:
+            problem = seed_problem(metadata["seed"])
+            if problem:
+                issues.append(PlanIssue(f"{path}.seed", problem))
+    return issues
+
+
+def check_parts(parts: PlanParts) -> list[PlanIssue]:
+    """Every cross-field rule, on whatever parsed."""
+    return (_id_issues(parts) + _keyframe_issues(parts) + _timeline_issues(parts) + _frame_issues(parts)
+            + _seed_and_metadata_issues(parts))
+
+
+def check_invariants(plan: MoviePlan) -> list[PlanIssue]:
+    """Cross-field rules the schema alone cannot express."""
+    return check_parts(PlanParts.of_plan(plan))
 
 
 def normalize(plan: MoviePlan) -> MoviePlan:
@@ -292,15 +534,19 @@ def normalize(plan: MoviePlan) -> MoviePlan:
 
 
 def validate_plan(data: Any) -> MoviePlan:
-    """Parse, check and normalize a MoviePlan, or raise PlanValidationError with every issue."""
+    """Parse, check and normalize a MoviePlan, or raise PlanValidationError with every issue.
+
+    When fields fail the schema, the cross-field rules still run on what parsed,
+    so one bad field does not hide the others' problems.
+    """
     if not isinstance(data, dict):
         raise PlanValidationError([PlanIssue("", f"a plan must be a JSON object, got {type(data).__name__}")])
     try:
         plan = MoviePlan.model_validate(data)
     except ValidationError as exc:
-        raise PlanValidationError(
-            [PlanIssue(_format_loc(err["loc"]), err["msg"]) for err in exc.errors()]
-        ) from None
+        issues = _schema_issues(exc)
+        issues += [issue for issue in check_parts(PlanParts.of_raw(data)) if issue not in issues]
+        raise PlanValidationError(issues) from None
     issues = check_invariants(plan)
     if issues:
         raise PlanValidationError(issues)
@@ -331,6 +577,27 @@ def parse_plan_document(data: Any) -> PlanDocument:
     return PlanDocument(validate_plan(data), None, {})
 
 
+def decode_json(data: bytes, *, source: str) -> Any:
+    """A JSON file's bytes as a value, or PlanInputError naming ``source`` and what is wrong."""
+    too_deep = f"{source} is not usable JSON: lists and objects nest deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanInputError(f"{source} is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanInputError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # json raises it for an integer longer than Python converts
+        raise PlanInputError(f"{source} is not usable JSON: a number has more than "
+                             f"{sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:
+        raise PlanInputError(too_deep) from None
+    if nesting_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise PlanInputError(too_deep)
+    return value
+
+
 def read_json_file(path: str | Path) -> Any:
     """Read JSON with errors that say which file and what is wrong."""
     path = Path(path)
@@ -339,22 +606,29 @@ def read_json_file(path: str | Path) -> Any:
     if not path.is_file():
         raise PlanInputError(f"not a file: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise PlanInputError(f"{path} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise PlanInputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PlanInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    return decode_json(data, source=str(path))
 
 
 def load_plan_document(path: str | Path) -> PlanDocument:
     return parse_plan_document(read_json_file(path))
 
 
-def with_video_size(document: dict, width: int, height: int) -> dict:
-    """The same plan document with render_profile.video width and height set (the envelope's or the bare plan's)."""
-    document = json.loads(json.dumps(document))
-    plan = document["validated_plan"] if isinstance(document.get("validated_plan"), dict) else document
-    video = plan.setdefault("render_profile", {}).setdefault("video", {})
+def with_video_size(document: Any, width: int, height: int) -> Any:
+    """The same plan document with render_profile.video width and height set (the envelope's or the bare plan's).
+
+    A document with no object to hold them (the document, its plan, render_profile
+    or video is missing or not an object) is returned unchanged, for validation to
+    name the field.
+    """
+    if not isinstance(document, dict):
+        return document
+    document = copy.deepcopy(document)
+    plan = document["validated_plan"] if "validated_plan" in document else document
+    profile = plan.get("render_profile") if isinstance(plan, dict) else None
+    video = profile.get("video") if isinstance(profile, dict) else None
     if isinstance(video, dict):
         video.update(width=width, height=height)
     return document
