@@ -23,7 +23,7 @@ from sparkle_motion_dagster.runs.catalog import (
     describe_file,
     infer_artifact_type,
 )
-from sparkle_motion_dagster.runs.storage import UnsafeIdError
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, UnsafeIdError
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "run_9c29599b"
@@ -180,6 +180,36 @@ def test_unreadable_spool_file_is_set_aside(tmp_path):
     (spool / "00000000000000000001-1-bad.json").write_text("{not json")
     assert len(catalog.artifacts(RUN)) == 1
     assert [p.name for p in (spool.parent / "rejected").iterdir()] == ["00000000000000000001-1-bad.json"]
+
+
+def _gone_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_spool_temporaries_of_killed_writers_are_removed_by_rebuild_and_the_next_record(tmp_path):
+    catalog = Catalog(tmp_path)
+    catalog.record({"run_id": RUN, "stage": "x", "local_path": "/tmp/a.png"})
+    spool = catalog.root / "runs" / RUN / ".catalog" / "inbox"
+
+    def temporary(pid: int) -> Path:
+        path = spool / f"00000000000000000002-{pid}-0a0b0c0d{TEMP_MARKER}{pid}-a1b2c3.json"
+        path.write_text('{"half": ')
+        return path
+
+    stale, live = temporary(_gone_pid()), temporary(os.getpid())
+    assert catalog.rebuild() == 0
+    assert not stale.exists() and live.exists()  # a writer still alive keeps its file
+    live.unlink()
+
+    # A killed film's next run (a new process) clears them with its first record, before any reader.
+    stale = temporary(_gone_pid())
+    script = ("import sys; from sparkle_motion_dagster.runs.catalog import Catalog; "
+              "Catalog(sys.argv[1]).record({'run_id': sys.argv[2], 'stage': 'x', 'local_path': '/tmp/b.png'})")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), RUN], check=True, cwd=tmp_path)
+    assert not stale.exists()
+    assert [row["local_path"] for row in catalog.artifacts(RUN)] == ["/tmp/b.png"]  # rebuild dropped a.png
 
 
 def test_stage_filter_runs_and_delete_run(tmp_path):

@@ -3,6 +3,9 @@
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -13,13 +16,15 @@ import pytest
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
-from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
-from sparkle_motion_dagster.orchestration.status import catalog_missing_stages
+from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, RUN_TAG, film_run, submit_run
+from sparkle_motion_dagster.orchestration.status import catalog_missing_stages, film_status
+from sparkle_motion_dagster.runs import retention
 from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.runs.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
 from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention, read_log
+from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import (
     ArtifactStore,
     UnknownRunError,
@@ -159,6 +164,125 @@ def test_retention_deletes_whole_old_runs_and_never_a_running_one(filmed, capsys
     assert [e["run_id"] for e in read_log(store.root)] == [old, busy]
 
 
+@pytest.fixture
+def bare(tmp_path):
+    """An ephemeral Dagster instance and an empty artifact root (nothing is filmed)."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance, ArtifactStore(tmp_path / "root")
+
+
+def submit_only(store, instance, age=timedelta(days=10)) -> str:
+    """A run submitted (request and partition) ``age`` ago and never filmed."""
+    run_id = new_run_id()
+    submit_request(store, run_id, document=json.loads(SAMPLE.read_text()), source="test", preview=True)
+    instance.add_dynamic_partitions("run_id", [run_id])
+    backdate(store, run_id, age)
+    return run_id
+
+
+def cli_dagster_run(instance, run_id, pid: int, **extra_tags):
+    """A Dagster run of the film job created the way the CLI creates one, not started yet."""
+    tags = {"dagster/partition": run_id, RUN_TAG: run_id, PID_TAG: str(pid), HOST_TAG: socket.gethostname(),
+            **extra_tags}
+    return instance.create_run_for_job(defs.resolve_job_def("film"), tags=tags, status=dg.DagsterRunStatus.NOT_STARTED)
+
+
+def gone_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_retention_keeps_a_submitted_run_until_it_is_filmed_unless_asked(bare):
+    instance, store = bare
+    waiting = submit_only(store, instance)  # `submit`, with `run --run-id` still to come
+    starting = submit_only(store, instance)
+    cli_dagster_run(instance, starting, os.getpid())  # `run --plan` between creating its Dagster run and starting it
+    assert plan_retention(store, instance, older_than=timedelta(days=7)) == []
+    report = apply_retention(store, instance, keep_last=0, catalog=Catalog(store.root))
+    assert report["deleted"] == [] and store.request_path(waiting).is_file()
+    assert [d["run_id"] for d in plan_retention(store, instance, older_than=timedelta(days=7),
+                                                include_unfilmed=True)] == [waiting]
+    report = apply_retention(store, instance, keep_last=0, catalog=Catalog(store.root), include_unfilmed=True)
+    assert [d["run_id"] for d in report["deleted"]] == [waiting] and not store.run_dir(waiting).exists()
+    assert store.request_path(starting).is_file() and instance.has_dynamic_partition("run_id", starting)
+
+
+def test_a_dry_run_counts_as_not_filmed_yet(bare):
+    instance, store = bare
+    planned = submit_only(store, instance)
+    atomic_write_json(store.path(planned, "plan_intake", "plan_validation.json"), {"mode": "dry"})
+    instance.create_run_for_job(defs.resolve_job_def("film"), tags={"dagster/partition": planned},
+                                status=dg.DagsterRunStatus.SUCCESS)
+    assert plan_retention(store, instance, keep_last=0) == []
+    assert [d["run_id"] for d in plan_retention(store, instance, keep_last=0, include_unfilmed=True)] == [planned]
+    atomic_write_json(store.path(planned, "plan_intake", "plan_validation.json"), {"mode": "run"})
+    assert [d["run_id"] for d in plan_retention(store, instance, keep_last=0)] == [planned]
+
+
+@pytest.mark.slow
+def test_retention_racing_a_film_from_submit_to_start_never_deletes_it(isolated_state):
+    """Retention runs over and over while `run --plan` submits and starts a film in another process."""
+    ensure_dagster_home()
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(isolated_state), "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    film = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli", "run", "--plan", str(SAMPLE),
+                             "--preview", "--size", "160x90"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    store = ArtifactStore(artifacts_root())
+    passes = 0
+    with dg.DagsterInstance.get() as instance:
+        while film.poll() is None and not instance.get_runs(
+                filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.SUCCESS])):
+            report = apply_retention(store, instance, keep_last=0, catalog=Catalog(store.root))
+            assert report["deleted"] == []
+            passes += 1
+        output, _ = film.communicate(timeout=600)
+    assert film.returncode == 0, output
+    assert passes > 0 and len(store.run_ids()) == 1
+
+
+def test_retention_command_include_unfilmed(isolated_state, capsys):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        store = ArtifactStore(artifacts_root())
+        waiting = submit_only(store, instance)
+        assert cli_inspect.main(["retention", "--older-than", "7d", "--yes"]) == 0
+        assert "nothing to delete" in capsys.readouterr().out and store.request_path(waiting).is_file()
+        assert cli_inspect.main(["retention", "--older-than", "7d", "--include-unfilmed", "--yes"]) == 0
+        assert "deleted 1 run(s)" in capsys.readouterr().out and not store.run_dir(waiting).exists()
+
+
+def test_a_deletion_is_undone_when_a_dagster_run_appears_meanwhile(bare):
+    instance, store = bare
+    run_id = submit_only(store, instance)
+    seen = retention._dagster_run_ids(instance, run_id)
+    cli_dagster_run(instance, run_id, os.getpid())  # created after retention looked
+    why = retention._delete_run(store, instance, Catalog(store.root), run_id, seen)
+    assert "created" in why and store.request_path(run_id).is_file()
+    assert instance.has_dynamic_partition("run_id", run_id)
+    assert not list((store.root / "runs").glob(".deleting-*"))
+
+
+def test_a_film_killed_before_its_dagster_run_started_reads_failed_and_can_be_deleted(bare):
+    instance, store = bare
+    killed = submit_only(store, instance)
+    cli_dagster_run(instance, killed, gone_pid())
+    status = film_status(instance, store, killed)
+    assert status["status"] == "failed" and status["dagster_runs"][-1]["status"] == "ABANDONED"
+    assert "gone" in status["detail"]
+    alive = submit_only(store, instance)
+    cli_dagster_run(instance, alive, os.getpid())
+    assert film_status(instance, store, alive)["status"] == "queued"
+    reexecuted = submit_only(store, instance)  # a UI re-execution inherits the pid of the CLI run it copies
+    cli_dagster_run(instance, reexecuted, gone_pid(), **{"dagster/parent_run_id": "a-parent"})
+    assert film_status(instance, store, reexecuted)["status"] == "queued"
+
+    doomed = plan_retention(store, instance, older_than=timedelta(days=7))
+    assert [d["run_id"] for d in doomed] == [killed]
+    report = apply_retention(store, instance, older_than=timedelta(days=7), catalog=Catalog(store.root))
+    assert [d["run_id"] for d in report["deleted"]] == [killed] and not store.run_dir(killed).exists()
+
+
 def test_an_interrupted_deletion_is_finished_next_time(tmp_path):
     store = ArtifactStore(tmp_path)
     leftover = store.root / "runs" / ".deleting-run_0a1b2c3d-abc123"
@@ -193,7 +317,7 @@ def test_evacuation_copies_verifies_and_is_incremental(filmed, tmp_path):
     assert [e["status"] for e in events][-2:] == ["pending_copy", "completed"]
     assert events[-1] == {"artifacts_fs_root": str(store.root), "destination": str(copy), "backend": "filesystem",
                           "status": "completed", "files_copied": len(source_files), "files_skipped": 0,
-                          "bytes_copied": report["bytes_copied"]}
+                          "bytes_copied": report["bytes_copied"], "links_copied": 0, "left_out": []}
     assert [e["payload"]["status"] for e in read_events(dest, run_id, EVENT_TYPE)][-2:] == ["pending_copy", "completed"]
 
     # Again: only the event log changed. A damaged copy (same size) and a stray temp file are repaired.
@@ -255,13 +379,75 @@ def test_evacuate_command(filmed, tmp_path, capsys):
     dest = tmp_path / "drive"
     assert cli_inspect.main(["evacuate", "--all", "--to", str(dest)]) == 0
     captured = capsys.readouterr()
-    assert "evacuating [" in captured.err and "all verified" in captured.out
+    assert "evacuating" in captured.err and "all verified" in captured.out
     for run_id in filmed.store.run_ids():
         assert (dest / "runs" / run_id / "request" / "plan_request.json").is_file()
     assert cli_inspect.main(["evacuate", filmed.run_id, "--all", "--to", str(dest)]) == 2
     assert cli_inspect.main(["evacuate", "--to", str(dest)]) == 2
     assert cli_inspect.main(["evacuate", "run_0badc0de", "--to", str(dest)]) == 2
     assert "run_0badc0de" in capsys.readouterr().err
+
+
+def test_evacuation_copies_links_inside_the_run_as_links_and_leaves_out_the_rest(tmp_path):
+    store = ArtifactStore(tmp_path / "root")
+    run_id = "run_0a1b2c3d"
+    run = store.run_dir(run_id)
+    (run / "finalize").mkdir(parents=True)
+    (run / "plan_intake").mkdir()
+    (run / ".catalog").mkdir()
+    (run / "finalize" / "video_final.mp4").write_bytes(b"the film")
+    (run / "plan_intake" / "movie_plan.json").write_text('{"title": "inside"}')
+    secret = tmp_path / "secret.txt"
+    secret.write_text("CLASSIFIED: outside the run")
+    (tmp_path / "outside_dir").mkdir()
+    (tmp_path / "outside_dir" / "more.txt").write_text("CLASSIFIED: in an outside folder")
+    (store.root / "index.duckdb").write_text("CLASSIFIED: the catalog")
+    links = {
+        "finalize/same.mp4": "video_final.mp4",
+        "finalize/plan.json": str(run / "plan_intake" / "movie_plan.json"),  # absolute, inside the run
+        "finalize/plans": "../plan_intake",  # a folder inside the run
+        "finalize/via_folder.json": "plans/movie_plan.json",  # through another link, still inside
+        "finalize/passwd": "/etc/passwd",
+        "finalize/secret.txt": str(secret),
+        "finalize/index.duckdb": "../../../index.duckdb",
+        "finalize/outside_dir": str(tmp_path / "outside_dir"),
+        "finalize/round.json": "../finalize/round.json",  # a loop on itself
+        "finalize/ping": "pong",
+        "finalize/pong": "ping",
+        "finalize/gone.json": "missing.json",
+        "finalize/spool": "../.catalog",
+    }
+    for name, text in links.items():
+        (run / name).symlink_to(text)
+
+    report = evacuate(store, [run_id], tmp_path / "dest")
+    copy = tmp_path / "dest" / "runs" / run_id
+    run_report = report["runs"][0]
+    assert run_report["status"] == "completed" and run_report["links_copied"] == 4
+    assert os.readlink(copy / "finalize" / "same.mp4") == "video_final.mp4"
+    assert os.readlink(copy / "finalize" / "plan.json") == "../plan_intake/movie_plan.json"
+    assert os.readlink(copy / "finalize" / "plans") == "../plan_intake"
+    assert os.readlink(copy / "finalize" / "via_folder.json") == "../plan_intake/movie_plan.json"
+    assert (copy / "finalize" / "same.mp4").read_bytes() == b"the film"
+    assert json.loads((copy / "finalize" / "via_folder.json").read_text())["title"] == "inside"
+    reasons = {entry["path"]: entry["reason"] for entry in run_report["left_out"]}
+    outside = ("passwd", "secret.txt", "index.duckdb", "outside_dir")
+    assert set(reasons) == {f"finalize/{name}" for name in (*outside, "round.json", "ping", "pong", "gone.json",
+                                                                   "spool")}
+    assert all("outside the run" in reasons[f"finalize/{name}"] for name in outside)
+    assert all("loop" in reasons[f"finalize/{name}"] for name in ("round.json", "ping", "pong"))
+    assert "does not exist" in reasons["finalize/gone.json"] and "not evacuated" in reasons["finalize/spool"]
+    assert report["left_out"] == len(reasons)
+    for dirpath, _, files in os.walk(copy):
+        for name in files:
+            path = Path(dirpath) / name
+            assert not path.is_symlink() or name in ("same.mp4", "plan.json", "via_folder.json"), path
+            if not path.is_symlink():
+                assert b"CLASSIFIED" not in path.read_bytes() and b"root:" not in path.read_bytes(), path
+    assert not (copy / "finalize" / "passwd").exists() and not (copy / "finalize" / "outside_dir").exists()
+
+    again = evacuate(store, [run_id], tmp_path / "dest")["runs"][0]  # only the event log changed
+    assert again["links_copied"] == 0 and again["files_copied"] == 1 and len(again["left_out"]) == len(reasons)
 
 
 def test_evacuation_refuses_bad_destinations_and_runs(tmp_path):

@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Server:
     store: ArtifactStore
     run_id: str
     outside: Path
+    log_lines: list[str]
 
     def request(self, path: str, token: str | None = TOKEN, headers: dict | None = None):
         """A raw request (the path is sent exactly as given): (status, headers, body)."""
@@ -51,6 +53,12 @@ class Server:
     def json(self, path: str, **kwargs):
         status, headers, body = self.request(path, **kwargs)
         return status, json.loads(body)
+
+
+def _collect_lines(stream, lines: list[str]) -> None:
+    """Keep every line the server prints, as it prints it."""
+    while line := stream.readline():
+        lines.append(line)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +86,15 @@ def server(tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.inspection", "serve-artifacts",
                                  "--host", "127.0.0.1", "--port", str(port)], env=child_env, cwd=base,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        srv = Server(port, store, run_id, outside)
+        srv = Server(port, store, run_id, outside, [])
+        # Drain the server's output as it comes: a full pipe would block the server.
+        drain = threading.Thread(target=_collect_lines, args=(proc.stdout, srv.log_lines), daemon=True)
+        drain.start()
         try:
             def up():
                 if proc.poll() is not None:
-                    pytest.fail(f"the service exited: {proc.stdout.read()}")
+                    drain.join(timeout=5)
+                    pytest.fail(f"the service exited: {''.join(srv.log_lines)}")
                 try:
                     return srv.request("/healthz", token=None)[0] == 200
                 except OSError:
@@ -208,6 +220,62 @@ def test_paths_outside_the_run_folders_are_refused(server):
         assert b"secret" not in body and b"root:" not in body, path
     status, _, body = server.request(f"/files/runs/{server.run_id}/finalize/inside.json")
     assert status == 200 and json.loads(body)["run_id"] == server.run_id
+
+
+@pytest.mark.slow
+def test_a_link_inside_the_runs_to_a_hidden_file_is_refused(server):
+    run_dir = server.store.run_dir(server.run_id)
+    hidden = next((run_dir / "base_images" / ".meta").glob("*.json"))
+    (run_dir / "finalize" / "sidecar.json").symlink_to(hidden)
+    (run_dir / "finalize" / "spool").symlink_to(run_dir / ".catalog", target_is_directory=True)
+    (run_dir / ".catalog").mkdir(exist_ok=True)
+    (run_dir / ".catalog" / "note.json").write_text('{"hidden": true}')
+    for path in ("finalize/sidecar.json", "finalize/spool/note.json"):
+        status, _, body = server.request(f"/files/runs/{server.run_id}/{path}")
+        assert status == 404 and b"hidden" not in body and b"fingerprint" not in body, path
+
+
+@pytest.mark.slow
+def test_swapping_a_file_for_a_link_during_requests_never_serves_the_link(server):
+    """A thread keeps replacing a served file by a symlink to a file outside the root and back;
+    no response may carry the outside file, and every body matches its Content-Length."""
+    inside = b"inside the run folder\n" * 50  # a different length from the outside file
+    target = server.store.run_dir(server.run_id) / "finalize" / "swapped.txt"
+    target.write_bytes(inside)
+    stop = threading.Event()
+
+    def swap():
+        spare_link, spare_file = target.with_name(".swap-link"), target.with_name(".swap-file")
+        while not stop.is_set():
+            spare_link.unlink(missing_ok=True)
+            spare_link.symlink_to(server.outside)
+            os.replace(spare_link, target)
+            spare_file.write_bytes(inside)
+            os.replace(spare_file, target)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    log_start = len(server.log_lines)
+    swapper.start()
+    served = refused = 0
+    try:
+        for _ in range(400):
+            try:
+                status, headers, body = server.request(f"/files/runs/{server.run_id}/finalize/swapped.txt")
+            except http.client.IncompleteRead as exc:
+                pytest.fail(f"a body shorter than its Content-Length: {exc!r}")
+            assert b"secret" not in body
+            if status == 200:
+                assert body == inside and int(headers["content-length"]) == len(body)
+                served += 1
+            else:
+                assert status == 404
+                refused += 1
+    finally:
+        stop.set()
+        swapper.join(timeout=10)
+    assert served > 0 and served + refused == 400
+    log = "".join(server.log_lines[log_start:])
+    assert "Content-Length" not in log and "Traceback" not in log
 
 
 @pytest.mark.slow

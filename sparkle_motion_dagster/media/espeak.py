@@ -9,8 +9,8 @@ before it (a resumed run must match an uninterrupted one). espeak-ng's pitch
 "flutter" and "breath" noise vary from call to call and its gain carries over
 between utterances, so we speak through our own voice variants (``sm_f1`` ...
 ``sm_m7``: the stock variants with flutter, breath and echo off, installed into
-a private overlay of the wheel's data folder) and load the library afresh for
-each utterance.
+a private overlay of the wheel's data folder, kept in the state folder's scratch
+space) and load the library afresh for each utterance.
 
 Events: the library is initialised with phoneme events in IPA
 (``espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_PHONEME_IPA``), which
@@ -26,7 +26,6 @@ import atexit
 import contextlib
 import ctypes
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +97,17 @@ class EspeakVoice:
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
 VARIANT_PREFIX = "sm_"
+_MAX_DATA_PATH = 150  # espeak-ng keeps its data path in a fixed buffer: longer paths fail to load (checked: ~160)
 
 
 def _overlay_data_dir(data_dir: Path) -> Path:
-    """A folder that mirrors the wheel's data (symlinks) plus our steady variants."""
-    overlay = Path(tempfile.mkdtemp(prefix="sparkle-espeak-"))
+    """A folder that mirrors the wheel's data (symlinks) plus our steady variants.
+
+    It lives in the state folder's scratch space, named with this process's pid: removed at
+    exit, and by the next process that makes one (or clears the scratch) when this one is killed."""
+    from sparkle_motion_dagster.runs.storage import make_scratch_dir
+
+    overlay = make_scratch_dir("espeak", max_path_length=_MAX_DATA_PATH)
     atexit.register(shutil.rmtree, overlay, True)
     for entry in data_dir.iterdir():
         if entry.name != "voices":

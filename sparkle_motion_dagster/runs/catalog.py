@@ -61,6 +61,8 @@ from sparkle_motion_dagster.runs.storage import (
     atomic_write_bytes,
     check_id,
     check_run_id,
+    clear_stale_scratch,
+    remove_stale_temps,
     sha256_file,
 )
 
@@ -77,6 +79,8 @@ MIME_OVERRIDES = {".wav": "audio/wav", ".srt": "application/x-subrip", ".vtt": "
                   ".txt": "text/plain", ".md": "text/markdown"}
 JSON_MIMES = {"application/json", "application/x-ndjson"}
 TEXT_MIMES = {"application/x-subrip"}
+_SWEPT: set[str] = set()  # the spools this process has cleared of stale temporaries
+_SWEPT_LOCK = threading.Lock()
 
 COLUMNS = ("run_id", "plan_id", "stage", "shot_id", "artifact_type", "artifact_uri", "local_path", "media_type",
            "mime_type", "size_bytes", "sha256", "duration_s", "width", "height", "created_at", "dagster_run_id",
@@ -250,6 +254,7 @@ class Catalog:
         Returns the normalized record. Does not read the file (see :meth:`record_file`)."""
         row = self._normalize(entry)
         spool = self._spool(row["run_id"])
+        self._sweep_once(row["run_id"])
         name = f"{row['recorded_ns']:020d}-{os.getpid()}-{secrets.token_hex(4)}.json"
         atomic_write_bytes(spool / name, json.dumps(row, default=str).encode())
         return row
@@ -295,6 +300,25 @@ class Catalog:
     def _spool(self, run_id: str) -> Path:
         return self.store.run_dir(run_id) / SPOOL_DIR / "inbox"
 
+    def _sweep_once(self, run_id: str) -> None:
+        """The first record a process spools for a run clears what killed writers left behind:
+        that run's stale spool temporaries and, once per process, the state folder's stale scratch."""
+        key = str(self._spool(run_id))
+        with _SWEPT_LOCK:
+            first_in_process = not _SWEPT
+            if key in _SWEPT:
+                return
+            _SWEPT.add(key)
+        with contextlib.suppress(OSError):  # tidying up must never fail a record
+            if first_in_process:
+                clear_stale_scratch()
+            self.clear_stale_spool(run_id)
+
+    def clear_stale_spool(self, run_id: str | None = None) -> int:
+        """Remove spool temporaries whose writer is gone (killed between writing a record and renaming
+        it into place): one run's, or every run's. Returns how many were removed."""
+        return remove_stale_temps([p for p in self._spool_files(run_id) if TEMP_MARKER in p.name])
+
     # reading ---------------------------------------------------------------
     def artifacts(self, run_id: str, stage: str | None = None) -> list[dict[str, Any]]:
         """The run's rows (optionally one stage's), in stage order, then by path."""
@@ -339,8 +363,8 @@ class Catalog:
     def rebuild(self, store_root: str | Path | None = None) -> int:
         """Recreate the rows from the files under ``<store_root>/runs/*/`` (default: this
         catalog's root). Rows whose file is unchanged (same sha256) keep what was recorded;
-        other files get inferred rows; rows whose file is gone are dropped. Returns the
-        number of files found."""
+        other files get inferred rows; rows whose file is gone are dropped; spool temporaries
+        left by killed writers are removed. Returns the number of files found."""
         found = scan_runs(Path(store_root).expanduser().resolve() if store_root else self.root)
         with self._session() as con:
             existing = {(row["run_id"], row["local_path"]): row for row in map(self._entry, con.execute(
@@ -397,16 +421,23 @@ class Catalog:
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 1.0)
 
-    def _spooled(self, run_id: str | None = None) -> list[Path]:
+    def _spool_files(self, run_id: str | None = None) -> list[Path]:
+        """Every ``.json`` in the spool of one run (or of every run), temporaries included."""
         runs = self.root / "runs"
         pattern = f"{run_id or '*'}/{SPOOL_DIR}/inbox/*.json"
-        return sorted(p for p in runs.glob(pattern) if TEMP_MARKER not in p.name
-                      and RUN_ID_PATTERN.match(p.parent.parent.parent.name))
+        return sorted(p for p in runs.glob(pattern) if RUN_ID_PATTERN.fullmatch(p.parent.parent.parent.name))
+
+    def _spooled(self, run_id: str | None = None) -> list[Path]:
+        """The spooled records (whole files) of one run, or of every run."""
+        return [p for p in self._spool_files(run_id) if TEMP_MARKER not in p.name]
 
     def _ingest(self, con: duckdb.DuckDBPyConnection) -> list[Path]:
-        """Load spooled records into the open index; returns the spool files consumed."""
+        """Load spooled records into the open index; returns the spool files consumed. Temporaries
+        whose writer is gone are removed on the way."""
         consumed, rows = [], []
-        for path in self._spooled():
+        files = self._spool_files()
+        remove_stale_temps([p for p in files if TEMP_MARKER in p.name])
+        for path in (p for p in files if TEMP_MARKER not in p.name):
             try:
                 row = json.loads(path.read_bytes())
                 rows.append({column: row[column] for column in ALL_COLUMNS})

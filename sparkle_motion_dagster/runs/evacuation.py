@@ -11,6 +11,13 @@ deleted. The catalog spool (``.catalog/``) and half-written temporary files are
 not copied; run ``sparkle-motion catalog rebuild`` against the destination to
 index it.
 
+Symbolic links are never followed. A link that leads to a file or folder inside
+the same run is copied as a link (relative, so it works at the destination); a
+link that leads outside the run, to nothing, to something not evacuated, or
+round a loop is left out, with the reason in the run's ``left_out`` list. Only
+links inside the run are read to find out, and files are read through
+descriptors opened without following links, so nothing outside the run is read.
+
 Every run's event log gets ``filesystem_artifacts.evacuate`` events: status
 ``pending_copy`` before the copy, then ``completed`` or ``failed``; the log is
 copied again after the last event so the destination has the whole history.
@@ -22,19 +29,26 @@ vanishes with the machine (Colab's ``/content`` outside Drive, the temp folder).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sparkle_motion_dagster.runs.confined import NotConfinedError, open_beneath
 from sparkle_motion_dagster.runs.events import events_path, write_event
 from sparkle_motion_dagster.runs.storage import (
+    COPY_CHUNK_BYTES,
     TEMP_MARKER,
     ArtifactStore,
+    CopyMismatchError,
     UnknownRunError,
+    atomic_output,
     check_run_id,
-    copy_file_atomic,
     sha256_file,
 )
 
@@ -42,22 +56,101 @@ EVENT_TYPE = "filesystem_artifacts.evacuate"
 PARTIAL = TEMP_MARKER + "evac-"  # contains TEMP_MARKER, so catalog scans and the file service ignore it
 SKIP_DIRS = {".catalog"}
 PREFIXES_ENV = "SPARKLE_EPHEMERAL_PREFIXES"
+MAX_LINK_HOPS = 40  # as the kernel does: more links than this in one lookup is a loop
 
 Progress = Callable[[dict[str, Any]], None]
 
 
-def _run_files(run_dir: Path) -> list[tuple[Path, int]]:
-    """(path relative to the run folder, size) of every file to copy, in a stable order."""
+@dataclass(frozen=True)
+class _Entry:
+    """One thing to evacuate: a regular file, a link to recreate, or something left out (``note``)."""
+
+    relative: Path
+    size: int = 0
+    link: str | None = None
+    note: str | None = None
+
+
+class _LeftOut(Exception):
+    """A link (or other entry) that evacuation does not copy; the message says why."""
+
+
+def _run_entries(run_dir: Path) -> list[_Entry]:
+    """Every entry of the run folder to evacuate, in a stable order; links are not followed."""
     found = []
     for dirpath, dirs, files in os.walk(run_dir):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(files):
+        folder = Path(dirpath)
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        linked_dirs = [d for d in dirs if (folder / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if d not in linked_dirs)
+        for name in sorted(files + linked_dirs):
             if TEMP_MARKER in name:
                 continue
-            path = Path(dirpath) / name
-            with contextlib.suppress(FileNotFoundError):
-                found.append((path.relative_to(run_dir), path.stat().st_size))
+            try:
+                found.append(_entry(run_dir, (folder / name).relative_to(run_dir)))
+            except FileNotFoundError:
+                continue
     return found
+
+
+def _entry(run_dir: Path, relative: Path) -> _Entry:
+    """What to do with one name found in the run folder."""
+    info = os.lstat(run_dir / relative)
+    if stat.S_ISREG(info.st_mode):
+        return _Entry(relative, info.st_size)
+    if not stat.S_ISLNK(info.st_mode):
+        return _Entry(relative, note="not a regular file or a symbolic link")
+    try:
+        target = _resolve_in_run(run_dir, relative)
+    except _LeftOut as reason:
+        return _Entry(relative, note=f"symbolic link left out: {reason}")
+    if (target and target[0] in SKIP_DIRS) or any(TEMP_MARKER in part for part in target):
+        return _Entry(relative, note="symbolic link left out: its target is not evacuated")
+    text = os.path.relpath(run_dir.joinpath(*target), run_dir.joinpath(*relative.parts[:-1]))
+    return _Entry(relative, link=text)
+
+
+def _resolve_in_run(run_dir: Path, relative: Path) -> tuple[str, ...]:
+    """Where the link at ``run_dir/relative`` leads, as components under ``run_dir``, following
+    links one at a time and reading only those inside the run. Raises :class:`_LeftOut` for a
+    target outside the run, a missing target, or a loop."""
+    resolved, pending, hops = list(relative.parts[:-1]), [relative.name], 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise _LeftOut("it points outside the run")
+            resolved.pop()
+            continue
+        path = run_dir.joinpath(*resolved, part)
+        try:
+            info = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _LeftOut("its target does not exist") from None
+        except OSError as exc:
+            raise _LeftOut(f"its target cannot be looked at ({exc.strerror})") from None
+        if not stat.S_ISLNK(info.st_mode):
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            raise _LeftOut("it is part of a symbolic link loop")
+        text = os.readlink(path)  # a link inside the run: reading its text reads nothing outside
+        if os.path.isabs(text):
+            resolved = []
+            text = _inside_run(run_dir, text)
+        pending = list(PurePosixPath(text).parts) + pending
+    return tuple(resolved)
+
+
+def _inside_run(run_dir: Path, absolute: str) -> str:
+    """An absolute link text as a path relative to the run folder (compared as text, never resolved)."""
+    try:
+        return PurePosixPath(absolute).relative_to(PurePosixPath(run_dir)).as_posix()
+    except ValueError:
+        raise _LeftOut("it points outside the run") from None
 
 
 def _check_destination(store: ArtifactStore, dest: str | Path) -> Path:
@@ -72,18 +165,77 @@ def _check_destination(store: ArtifactStore, dest: str | Path) -> Path:
     return target
 
 
-def sync_file(source: Path, destination: Path) -> tuple[str, int]:
-    """Make ``destination`` a verified copy of ``source``. Returns (``copied``|``skipped``|``vanished``,
-    bytes copied)."""
+def sync_file(run_dir: Path, relative: Path, destination: Path) -> tuple[str, int]:
+    """Make ``destination`` a verified copy of the regular file ``run_dir/relative``, read through a
+    descriptor opened without following links. Returns (``copied``|``skipped``|``vanished``, bytes
+    copied); raises :class:`NotConfinedError` when the file became a link (or something else)."""
     try:
-        size = source.stat().st_size
+        descriptor = open_beneath(run_dir, relative.parts)
     except FileNotFoundError:
         return "vanished", 0
-    if destination.is_file() and destination.stat().st_size == size and \
-            sha256_file(destination) == sha256_file(source):
-        return "skipped", 0
-    _, copied = copy_file_atomic(source, destination, read_back=True, keep_metadata=True, marker=PARTIAL)
-    return "copied", copied
+    with os.fdopen(descriptor, "rb") as source:
+        if _same_copy(source, destination):
+            return "skipped", 0
+        return "copied", _copy_verified(source, destination)
+
+
+def _hash_stream(stream) -> str:
+    """The sha256 of what is left to read in ``stream``."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(COPY_CHUNK_BYTES), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same_copy(source, destination: Path) -> bool:
+    """Whether ``destination`` is already a regular file with the source's size and sha256."""
+    try:
+        info = os.lstat(destination)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != os.fstat(source.fileno()).st_size:
+        return False
+    source.seek(0)
+    same = sha256_file(destination) == _hash_stream(source)
+    source.seek(0)
+    return same
+
+
+def _copy_verified(source, destination: Path) -> int:
+    """Copy the open ``source`` to ``destination`` through a temporary name, read the copy back
+    against the bytes read, keep the mode and times, rename it into place; returns the bytes copied."""
+    info = os.fstat(source.fileno())
+    source.seek(0)
+    with atomic_output(destination, marker=PARTIAL) as temp:
+        digest, copied = hashlib.sha256(), 0
+        with open(temp, "wb") as copy:
+            for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
+                digest.update(chunk)
+                copy.write(chunk)
+                copied += len(chunk)
+        if sha256_file(temp) != digest.hexdigest():
+            raise CopyMismatchError(f"the copy at {temp} does not match the sha256 of the bytes read for {destination}")
+        os.chmod(temp, stat.S_IMODE(info.st_mode))
+        os.utime(temp, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return copied
+
+
+def sync_link(destination: Path, text: str) -> str:
+    """Make ``destination`` a symbolic link reading ``text`` (through a temporary name, renamed into
+    place). Returns ``linked`` or ``skipped`` (already that link); a real folder there is left alone."""
+    if destination.is_symlink() and os.readlink(destination) == text:
+        return "skipped"
+    if destination.is_dir() and not destination.is_symlink():
+        raise _LeftOut("the destination has a folder under that name")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temp = destination.with_name(f"{destination.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(3)}")
+    os.symlink(text, temp)
+    try:
+        os.replace(temp, destination)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    return "linked"
 
 
 def _clear_partials(folder: Path) -> None:
@@ -96,12 +248,13 @@ def _clear_partials(folder: Path) -> None:
 
 def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, progress: Progress | None = None,
              *, actor: str = "cli") -> dict[str, Any]:
-    """Copy each run to ``dest/runs/<run_id>/``; returns a report with per-run counts.
+    """Copy each run to ``dest/runs/<run_id>/``; returns a report with per-run counts and, per run,
+    ``left_out``: ``{"path", "reason"}`` of each link (or other entry) not copied.
 
-    ``progress`` is called after every file with ``run_id``, ``path`` (relative to the run),
-    ``action`` (copied, skipped or vanished), ``files_done``, ``files_total``, ``bytes_done``
-    and ``bytes_total``. An exception (from the copy or from ``progress``) is logged as a
-    ``failed`` event for that run and re-raised; calling again picks up where it stopped.
+    ``progress`` is called after every entry with ``run_id``, ``path`` (relative to the run),
+    ``action`` (copied, skipped, vanished, linked or left_out), ``files_done``, ``files_total``,
+    ``bytes_done`` and ``bytes_total``. An exception (from the copy or from ``progress``) is logged
+    as a ``failed`` event for that run and re-raised; calling again picks up where it stopped.
     """
     target_root = _check_destination(store, dest)
     ids = list(dict.fromkeys(check_run_id(run_id) for run_id in run_ids))
@@ -110,30 +263,28 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
     for run_id in ids:
         if not store.run_dir(run_id).is_dir():
             raise UnknownRunError(f"run_id: unknown run {run_id!r}: no files under {store.root}")
-    plan = {run_id: _run_files(store.run_dir(run_id)) for run_id in ids}
+    plan = {run_id: _run_entries(store.run_dir(run_id)) for run_id in ids}
     totals = {"files_total": sum(len(f) for f in plan.values()),
-              "bytes_total": sum(size for f in plan.values() for _, size in f)}
+              "bytes_total": sum(entry.size for f in plan.values() for entry in f)}
     done = {"files_done": 0, "bytes_done": 0}
     report: dict[str, Any] = {"artifacts_fs_root": str(store.root), "destination": str(target_root),
-                              "runs": [], "files_copied": 0, "files_skipped": 0, "bytes_copied": 0}
+                              "runs": [], "files_copied": 0, "files_skipped": 0, "bytes_copied": 0,
+                              "links_copied": 0, "left_out": 0}
     for run_id in ids:
         source, target = store.run_dir(run_id), target_root / "runs" / run_id
-        counts = {"files_copied": 0, "files_skipped": 0, "bytes_copied": 0}
+        counts: dict[str, Any] = {"files_copied": 0, "files_skipped": 0, "bytes_copied": 0, "links_copied": 0,
+                                  "left_out": []}
         base = {"artifacts_fs_root": str(store.root), "destination": str(target), "backend": "filesystem"}
         write_event(store.root, run_id, EVENT_TYPE, {**base, "status": "pending_copy", **counts}, actor=actor)
         try:
             _clear_partials(target)
-            for relative, size in plan[run_id]:
-                action, copied = sync_file(source / relative, target / relative)
-                if action == "copied":
-                    counts["files_copied"] += 1
-                    counts["bytes_copied"] += copied
-                elif action == "skipped":
-                    counts["files_skipped"] += 1
+            for entry in plan[run_id]:
+                action = _evacuate_entry(source, target, entry, counts)
                 done["files_done"] += 1
-                done["bytes_done"] += size
+                done["bytes_done"] += entry.size
                 if progress:
-                    progress({"run_id": run_id, "path": relative.as_posix(), "action": action, **done, **totals})
+                    progress({"run_id": run_id, "path": entry.relative.as_posix(), "action": action,
+                              **done, **totals})
             write_event(store.root, run_id, EVENT_TYPE, {**base, "status": "completed", **counts}, actor=actor)
             _copy_event_log(store, run_id, target)
         except BaseException as exc:
@@ -143,15 +294,38 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
                 _copy_event_log(store, run_id, target)
             raise
         report["runs"].append({"run_id": run_id, "status": "completed", "destination": str(target), **counts})
-        for key in counts:
+        for key in ("files_copied", "files_skipped", "bytes_copied", "links_copied"):
             report[key] += counts[key]
+        report["left_out"] += len(counts["left_out"])
     report["status"] = "completed"
     return report
 
 
+def _evacuate_entry(source: Path, target: Path, entry: _Entry, counts: dict[str, Any]) -> str:
+    """Copy one entry of the run (a file, or a link as a link), count it, and return the action."""
+    try:
+        if entry.note is not None:
+            raise _LeftOut(entry.note)
+        if entry.link is not None:
+            action = sync_link(target / entry.relative, entry.link)
+            counts["links_copied"] += action == "linked"
+            counts["files_skipped"] += action == "skipped"
+            return action
+        action, copied = sync_file(source, entry.relative, target / entry.relative)
+    except (_LeftOut, NotConfinedError) as reason:
+        counts["left_out"].append({"path": entry.relative.as_posix(), "reason": str(reason)})
+        return "left_out"
+    if action == "copied":
+        counts["files_copied"] += 1
+        counts["bytes_copied"] += copied
+    elif action == "skipped":
+        counts["files_skipped"] += 1
+    return action
+
+
 def _copy_event_log(store: ArtifactStore, run_id: str, target: Path) -> None:
-    log = events_path(store.root, run_id)
-    sync_file(log, target / log.relative_to(store.run_dir(run_id)))
+    relative = events_path(store.root, run_id).relative_to(store.run_dir(run_id))
+    sync_file(store.run_dir(run_id), relative, target / relative)
 
 
 # --- ephemeral roots ---------------------------------------------------------------

@@ -3,13 +3,20 @@
 :func:`plan_retention` lists what a policy would delete; :func:`apply_retention`
 deletes it. A policy keeps the ``keep_last`` newest runs and/or the runs newer
 than ``older_than``; with both, a run goes only when both say so. A run that is
-running or paused (or has a queued Dagster run) is never touched.
+running or paused, or has a Dagster run that was created and has not ended
+(queued, starting, started), is never touched; nor is a run that was submitted
+but never filmed (nothing rendered and no Dagster run but a dry run's:
+``run --plan`` between its submit and its start, ``submit`` or ``run --mode dry``
+waiting for a later ``run --run-id``) unless ``include_unfilmed``
+(``--include-unfilmed``) says so. A run whose Dagster run was left behind by a
+killed process reads ``failed`` and is treated like any failed run.
 
 A run is deleted whole: its folder is first renamed to a hidden name under
-``runs/`` (so it stops being a run at once), then its catalog rows and its
-``run_id`` partition are removed, then the folder. An event cannot be written
-into a deleted run, so each deletion is appended to ``<root>/retention.log.jsonl``
-and returned in the report. A deletion interrupted after the rename is finished
+``runs/`` (so it stops being a run at once); if a Dagster run was created for it
+since it was checked, the folder is put back and the run is kept. Then its
+catalog rows and its ``run_id`` partition are removed, then the folder. An
+event cannot be written into a deleted run, so each deletion is appended to
+``<root>/retention.log.jsonl`` and returned in the report. A deletion interrupted after the rename is finished
 by the next :func:`apply_retention`.
 """
 
@@ -27,11 +34,16 @@ from typing import Any
 
 import dagster as dg
 
+from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.status import film_status, format_age, known_run_ids, run_title, submitted_at
+from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 LOG_NAME = "retention.log.jsonl"
 TRASH_PREFIX = ".deleting-"
+KEPT_PREFIX = ".kept-"
+PARTITION_TAG = "dagster/partition"
+ACTIVE_DAGSTER_STATUSES = ("QUEUED", "STARTING", "STARTED", "CANCELING")
 PROTECTED = {"running", "paused"}
 AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$", re.IGNORECASE)
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -66,20 +78,54 @@ def _size(folder: Path) -> int:
     return total
 
 
-def _protected(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str) -> str | None:
+def _protected(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str, *,
+               include_unfilmed: bool = False) -> str | None:
     """Why the run must not be deleted now, or None."""
     status = film_status(instance, store, run_id, log_lines=0, artifacts=False)
     if status["status"] in PROTECTED:
         return status["status"]
-    if status["status"] == "queued" and status["dagster_runs"]:
+    runs = status["dagster_runs"]
+    if runs and runs[-1]["status"] == "NOT_STARTED":  # created, not abandoned: it is about to start
         return "a Dagster run is about to start"
-    active = [r for r in status["dagster_runs"] if r["status"] in ("QUEUED", "STARTING", "STARTED", "CANCELING")]
-    return f"Dagster run {active[0]['dagster_run_id']} is {active[0]['status'].lower()}" if active else None
+    active = [r for r in runs if r["status"] in ACTIVE_DAGSTER_STATUSES]
+    if active:
+        return f"Dagster run {active[0]['dagster_run_id']} is {active[0]['status'].lower()}"
+    if not include_unfilmed and _unfilmed(store, run_id, status):
+        return "submitted but not filmed yet (--include-unfilmed deletes it)"
+    return None
+
+
+def _unfilmed(store: ArtifactStore, run_id: str, status: dict[str, Any]) -> bool:
+    """Submitted and waiting to be filmed: nothing rendered (no stage folder after plan intake), and
+    no Dagster run in this instance or only a dry run's (the plan was checked, ``run --run-id`` films it)."""
+    run_dir = store.run_dir(run_id)
+    intake = stage_table.folder("movie_plan")
+    later = [name for row in stage_table.STAGES for name in (row.folder, *row.work_folders) if name != intake]
+    if any((run_dir / name).exists() for name in later):
+        return False
+    runs = status["dagster_runs"]
+    return not runs or (runs[-1]["status"] == "SUCCESS" and _intake_mode(store, run_id) == "dry")
+
+
+def _intake_mode(store: ArtifactStore, run_id: str) -> str | None:
+    """``dry`` or ``run``: how the run's latest plan intake ran (``plan_validation.json``), if it did."""
+    try:
+        report = json.loads(stage_file(store, run_id, "movie_plan", "plan_validation.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report.get("mode") if isinstance(report, dict) else None
+
+
+def _dagster_run_ids(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """Every Dagster run created for the film run's partition, whatever its status."""
+    return set(instance.get_run_ids(filters=dg.RunsFilter(tags={PARTITION_TAG: run_id})))
 
 
 def plan_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_last: int | None = None,
-                   older_than: timedelta | None = None, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The runs the policy would delete, oldest first: run_id, title, age, size_bytes, reason."""
+                   older_than: timedelta | None = None, *, now: datetime | None = None,
+                   include_unfilmed: bool = False) -> list[dict[str, Any]]:
+    """The runs the policy would delete, oldest first: run_id, title, age, size_bytes, reason.
+    Runs submitted but not filmed yet are kept unless ``include_unfilmed``."""
     if keep_last is None and older_than is None:
         raise ValueError("give --keep-last N or --older-than AGE (e.g. 7d)")
     if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 0):
@@ -107,7 +153,7 @@ def plan_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_last
             if age is None or age <= older_than:
                 continue
             reasons.append(f"older than {describe_age(older_than)}")
-        if _protected(instance, store, run_id):
+        if _protected(instance, store, run_id, include_unfilmed=include_unfilmed):
             continue
         folder = store.run_dir(run_id)
         doomed.append({
@@ -124,19 +170,20 @@ def plan_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_last
 
 def apply_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_last: int | None = None,
                     older_than: timedelta | None = None, *, catalog=None, now: datetime | None = None,
-                    actor: str = "cli") -> dict[str, Any]:
+                    actor: str = "cli", include_unfilmed: bool = False) -> dict[str, Any]:
     """Delete what :func:`plan_retention` lists; returns ``{"deleted", "skipped", "freed_bytes", "log"}``."""
     from sparkle_motion_dagster.runs.catalog import Catalog
 
     catalog = catalog or Catalog(store.root)
     _finish_interrupted(store)
     deleted, skipped = [], []
-    for run in plan_retention(store, instance, keep_last, older_than, now=now):
-        why = _protected(instance, store, run["run_id"])  # it may have started since the plan
+    for run in plan_retention(store, instance, keep_last, older_than, now=now, include_unfilmed=include_unfilmed):
+        seen = _dagster_run_ids(instance, run["run_id"])
+        why = _protected(instance, store, run["run_id"], include_unfilmed=include_unfilmed)  # it may have started
+        why = why or _delete_run(store, instance, catalog, run["run_id"], seen)
         if why:
             skipped.append({**run, "skipped_because": why})
             continue
-        _delete_run(store, instance, catalog, run["run_id"])
         entry = {**run, "deleted_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
                  "actor": actor, "artifacts_fs_root": str(store.root)}
         _append_log(store.root / LOG_NAME, entry)
@@ -145,17 +192,36 @@ def apply_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_las
             "log": str(store.root / LOG_NAME)}
 
 
-def _delete_run(store: ArtifactStore, instance: dg.DagsterInstance, catalog, run_id: str) -> None:
+def _delete_run(store: ArtifactStore, instance: dg.DagsterInstance, catalog, run_id: str,
+                seen: set[str]) -> str | None:
+    """Delete the run; returns why it was kept instead (a Dagster run not in ``seen`` was created
+    for it while its folder was being taken away), else None."""
     folder = store.run_dir(run_id)
     trash = None
     if folder.is_dir():
         trash = folder.with_name(f"{TRASH_PREFIX}{run_id}-{secrets.token_hex(3)}")
         os.replace(folder, trash)  # from here on the run no longer exists under runs/
+        if _dagster_run_ids(instance, run_id) - seen:
+            _put_back(trash, folder)
+            return "a Dagster run was created for it while it was being deleted"
     catalog.delete_run(run_id)
     if instance.has_dynamic_partition("run_id", run_id):
         instance.delete_dynamic_partition("run_id", run_id)
     if trash is not None:
         shutil.rmtree(trash)
+    return None
+
+
+def _put_back(trash: Path, folder: Path) -> None:
+    """Return a run folder taken away for deletion; when something took its place meanwhile, keep it
+    under a name that no later deletion removes and say where."""
+    try:
+        os.replace(trash, folder)
+    except OSError as exc:
+        kept = folder.with_name(f"{KEPT_PREFIX}{folder.name}-{secrets.token_hex(3)}")
+        os.replace(trash, kept)
+        raise RuntimeError(f"run_id: {folder.name} started while it was being deleted and {folder} was "
+                           f"created again ({exc.strerror}); its files are kept in {kept}") from exc
 
 
 def _finish_interrupted(store: ArtifactStore) -> None:

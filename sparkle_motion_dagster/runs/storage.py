@@ -16,13 +16,15 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.film.plan import id_problem
 
-RUN_ID_PATTERN = re.compile(r"^run_[0-9a-f]{8,32}$")
+# \Z, not $: "$" also matches before a trailing newline. Callers use fullmatch; \Z keeps .match safe too.
+RUN_ID_PATTERN = re.compile(r"run_[0-9a-f]{8,32}\Z")
 TEMP_MARKER = ".partial-"
 
 
@@ -49,7 +51,7 @@ def check_id(value: str, *, field: str) -> str:
 
 def check_run_id(run_id: str) -> str:
     check_id(run_id, field="run_id")
-    if not RUN_ID_PATTERN.match(run_id):
+    if not RUN_ID_PATTERN.fullmatch(run_id):
         raise UnsafeIdError(f"run_id: {run_id!r} must look like run_<8-32 hex digits>, e.g. run_9c29599b")
     return run_id
 
@@ -63,6 +65,81 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --- temporary files and folders: named with their writer's pid ---------------------------
+
+SCRATCH_FOLDER = "tmp"  # under the state folder: scratch files that are not artifacts
+SYSTEM_TEMP_PREFIX = "sparkle-"  # scratch folders that had to go to the system temp folder
+
+
+def temp_writer_pid(name: str) -> int | None:
+    """The pid of the process writing a temporary file or folder, read from its name
+    (``<anything>.partial-<pid>-<anything>``), or None when the name is not a temporary one."""
+    if TEMP_MARKER not in name:
+        return None
+    pid = name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def is_stale_temp(name: str) -> bool:
+    """A temporary name whose writer is gone: another process, and none with that pid is alive."""
+    pid = temp_writer_pid(name)
+    return pid is not None and pid != os.getpid() and not process_alive(pid)
+
+
+def remove_stale_temps(paths) -> int:
+    """Remove the stale temporary files and folders among ``paths`` (links are unlinked, never
+    followed); returns how many were removed."""
+    removed = 0
+    for path in paths:
+        if not is_stale_temp(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def scratch_root() -> Path:
+    """This host's scratch folder, ``<state folder>/tmp/<host>/``: temporary files that are not
+    artifacts (the espeak-ng data overlay, ...). Per host, because a pid says nothing about
+    another machine's processes."""
+    import socket
+
+    from sparkle_motion_dagster.runs.locations import state_dir
+
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+    return state_dir() / SCRATCH_FOLDER / host
+
+
+def clear_stale_scratch() -> int:
+    """Remove what writers that are gone left in :func:`scratch_root` (and scratch folders that had
+    to go to the system temp folder, see :func:`make_scratch_dir`); returns how many entries."""
+    root, system = scratch_root(), Path(tempfile.gettempdir())
+    found = list(root.iterdir()) if root.is_dir() else []
+    with contextlib.suppress(OSError):
+        found += [p for p in system.iterdir() if p.name.startswith(SYSTEM_TEMP_PREFIX)]
+    return remove_stale_temps(found)
+
+
+def make_scratch_dir(kind: str, *, max_path_length: int | None = None) -> Path:
+    """A new private folder ``<kind>.partial-<pid>-<random>`` in :func:`scratch_root` (which is
+    first cleared of stale entries). The owner removes it when done; if the owner is killed,
+    the next process that clears the scratch folder does. Only when that path would be longer
+    than ``max_path_length`` (a library with a fixed-size path buffer) does the folder go to
+    the system temp folder instead, as ``sparkle-<kind>.partial-<pid>-<random>``, cleared the same way."""
+    check_id(kind, field="kind")
+    root = scratch_root()
+    with contextlib.suppress(OSError):  # tidying up must never stop the new owner
+        clear_stale_scratch()
+    prefix = f"{kind}{TEMP_MARKER}{os.getpid()}-"
+    if max_path_length is not None and len(str(root / prefix)) + 8 > max_path_length:
+        return Path(tempfile.mkdtemp(prefix=SYSTEM_TEMP_PREFIX + prefix))
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 COPY_CHUNK_BYTES = 1 << 20
@@ -176,7 +253,7 @@ class ArtifactStore:
         runs = self.root / "runs"
         if not runs.is_dir():
             return []
-        return sorted(p.name for p in runs.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name))
+        return sorted(p.name for p in runs.iterdir() if p.is_dir() and RUN_ID_PATTERN.fullmatch(p.name))
 
     # The request a film run was submitted with (plan + run options).
     def request_path(self, run_id: str) -> Path:

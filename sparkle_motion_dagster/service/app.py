@@ -7,9 +7,11 @@ Routes:
   review state as ``review_summary``; every row gets a ``download_url``;
 * ``GET /status?run_id=`` — :func:`status.film_status`;
 * ``GET|HEAD /files/<path>`` — a file under ``<root>/runs/``, with HTTP Range
-  support (Starlette's ``FileResponse`` answers ``206`` with ``Content-Range``).
-  Paths that leave the run folders, directly or through a symlink, hidden files
-  and half-written temporary files are answered ``404``.
+  support (``206`` with ``Content-Range``). Paths that leave the run folders,
+  directly or through a symlink, hidden files (also when a link resolves to one)
+  and half-written temporary files are answered ``404``. The file is sent from
+  the descriptor opened after the check, without following links, so swapping
+  a file for a link during a request cannot serve anything outside ``runs/``.
 
 With a token (``ARTIFACTS_FS_TOKEN``) every route but ``/healthz`` requires
 ``Authorization: Bearer <token>``. :func:`serve` refuses to listen on a
@@ -27,11 +29,19 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
 from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, UnsafeIdError, check_run_id
+from sparkle_motion_dagster.runs.confined import open_beneath
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    ArtifactStore,
+    UnknownRunError,
+    UnsafeIdError,
+    check_run_id,
+)
+from sparkle_motion_dagster.service.descriptor_response import DescriptorResponse
 
 TOKEN_ENV = "ARTIFACTS_FS_TOKEN"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7077
@@ -58,22 +68,45 @@ def _run_id(value: str | None) -> str:
     return check_run_id(value)
 
 
+def _servable(parts: tuple[str, ...]) -> bool:
+    """Whether path components under ``runs/`` name a file the service may send: no hidden
+    component, nothing that is not a plain name, no half-written temporary file."""
+    return bool(parts) and TEMP_MARKER not in parts[-1] and not any(
+        part in ("", ".", "..") or part.startswith(".") or "\\" in part or "\x00" in part for part in parts)
+
+
 def resolve_served_file(root: Path, requested: str) -> Path | None:
-    """The file ``requested`` names under ``<root>/runs/``, or None when it may not be served."""
+    """The file ``requested`` names under ``<root>/runs/`` after following its links, or None when it
+    may not be served: the request and the resolved path both stay inside ``runs/`` with no hidden
+    or temporary name. Open it with :func:`open_served_file`, never by this path."""
     relative = PurePosixPath(requested)
-    if relative.is_absolute() or not relative.parts or relative.parts[0] != "runs":
-        return None
-    if any(part in ("", ".", "..") or part.startswith(".") or "\\" in part or "\x00" in part
-           for part in relative.parts) or TEMP_MARKER in relative.name:
+    if relative.is_absolute() or not relative.parts or relative.parts[0] != "runs" \
+            or not _servable(relative.parts[1:]):
         return None
     runs = (root / "runs").resolve()
     try:
         resolved = (root / Path(*relative.parts)).resolve(strict=True)  # follows every symlink
     except (OSError, RuntimeError):
         return None
-    if runs not in resolved.parents or not resolved.is_file():
+    if runs not in resolved.parents or not _servable(resolved.relative_to(runs).parts):
         return None
     return resolved
+
+
+def open_served_file(root: Path, requested: str) -> tuple[int, Path] | None:
+    """``(descriptor, resolved path)`` of the file ``requested`` names, or None when it may not be served.
+
+    The resolved path is opened one component at a time without following links
+    (:func:`open_beneath`), so a component swapped for a link after the check fails the open
+    instead of leading out of ``runs/``. The caller owns the descriptor."""
+    resolved = resolve_served_file(root, requested)
+    if resolved is None:
+        return None
+    runs = (root / "runs").resolve()
+    try:
+        return open_beneath(runs, resolved.relative_to(runs).parts), resolved
+    except OSError:
+        return None
 
 
 def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token: str | None = None) -> FastAPI:
@@ -119,11 +152,12 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
             return film_status(instance_getter(), store, run_id, log_lines=log_lines)
 
     @app.api_route("/files/{file_path:path}", methods=["GET", "HEAD"], dependencies=[guard])
-    def files(file_path: str) -> FileResponse:
-        path = resolve_served_file(root, file_path)
-        if path is None:
+    def files(file_path: str) -> DescriptorResponse:
+        opened = open_served_file(root, file_path)
+        if opened is None:
             raise HTTPException(status_code=404, detail="not found")
-        return FileResponse(path, media_type=guess_mime(path) or "application/octet-stream")
+        descriptor, path = opened
+        return DescriptorResponse(descriptor, media_type=guess_mime(path) or "application/octet-stream")
 
     return app
 
