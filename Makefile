@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATE := $(CURDIR)/state
 export SPARKLE_STATE_DIR ?= $(STATE)
 
-.PHONY: demo test ui bench clean-state
+.PHONY: demo test ui bench clean-state models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ $(VENV)/.test-installed: $(VENV)/.core-installed
 demo: $(VENV)/.core-installed
 	@$(COMPILE)
 	$(BIN)/sparkle-motion demo
+	@$(BIN)/python -m sparkle_motion_dagster.cli.next_steps
+
+# The real-model adapters (SDXL, Wan, VITS, Wav2Lip) and `sparkle-motion dev make-tiny-models`.
+# torch goes first, pinned (as for the tests), then the extra.
+models: $(VENV)/.models-installed
+
+$(VENV)/.models-installed: $(VENV)/.core-installed
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[models]'
+	touch $@
 
 test: $(VENV)/.test-installed
 	@$(COMPILE)
@@ -45,7 +55,7 @@ snapshot: $(VENV)/.core-installed
 # The Dagster UI on http://127.0.0.1:3000 with a persistent DAGSTER_HOME in state/.
 ui: $(VENV)/.core-installed
 	@$(COMPILE)
-	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/sparkle-motion paths >/dev/null
+	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/sparkle-motion paths --create >/dev/null
 	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(VENV)/.core-installed

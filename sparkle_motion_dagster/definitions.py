@@ -4,10 +4,11 @@ import dagster as dg
 
 from sparkle_motion_dagster.assets import film_assets
 from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
+from sparkle_motion_dagster.jobs.new_film import new_film_job
 from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
-from sparkle_motion_dagster.sensors import build_plan_inbox_sensor
+from sparkle_motion_dagster.sensors import build_new_film_sensor, build_plan_inbox_sensor
 
 FILM_ASSETS = film_assets()
 
@@ -15,7 +16,12 @@ film_job = dg.define_asset_job(
     "film",
     selection=dg.AssetSelection.assets(*FILM_ASSETS).without_checks(),
     partitions_def=run_partitions,
-    description="Make the whole film for one run_id: plan intake through the final video.",
+    description="Make the whole film for one run_id: plan intake through the final video. "
+                "A new film starts with the new_film job (paste a plan or give a prompt), or pick a run_id "
+                "partition already submitted (`sparkle-motion submit`). To resume a failed or stopped film, "
+                "launch this job again for its partition: finished items are reused and only what is missing "
+                "or failed is rendered; to redo from a stage, select that asset and choose "
+                "*Materialize selected and downstream* (`force: true` in its config renders it all again).",
 )
 
 review_gate_job = dg.define_asset_job(
@@ -37,8 +43,8 @@ plan_dry_run_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=FILM_ASSETS,
     asset_checks=[approved_by_reviewer],
-    jobs=[film_job, plan_dry_run_job, review_gate_job],
-    sensors=[build_plan_inbox_sensor(film_job)],
+    jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job],
+    sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job)],
     resources=configured_resources(),
     # One process per film run: a process per step costs ~1.7 s here and models
     # load once per process. Multiprocess or cluster executors are configuration.

@@ -103,8 +103,13 @@ def test_regenerate_a_keyframe_rerenders_the_clips_that_use_it_and_reuses_the_re
     for name in frames.keys() - new_frames:
         assert identity(run / "base_images" / name) == frames[name][1], f"{name} was written again"
     manifest = json.loads((run / "base_images" / "base_images_manifest.json").read_text())
-    assert {e["id"]: e["seed"] for e in manifest["base_image_assets"]} == {
-        **seeds, "frame_001": seeds["frame_001"] + 1, "frame_002": seeds["frame_002"] + 1}
+    now = {e["id"]: e["seed"] for e in manifest["base_image_assets"]}
+    regenerated = {"frame_001", "frame_002"}
+    assert {k: v for k, v in now.items() if k not in regenerated} == {k: v for k, v in seeds.items() if k not in regenerated}
+    # Each new seed is higher than the old one and used by no other keyframe of the run.
+    for name in regenerated:
+        assert now[name] > seeds[name]
+    assert len(set(now.values())) == len(now)
 
     # shot_001 ends on frame_001, shot_003 starts on frame_002: with shot_002 they are rendered again;
     # shot_004 uses neither and is reused as it was.

@@ -138,7 +138,7 @@ def test_a_failed_stage_reports_its_error_and_stop_wins(filmed):
     run_id = new_run_id()
     submit_request(filmed.store, run_id, document=json.loads(SAMPLE.read_text()), source="test", preview=False)
     filmed.instance.add_dynamic_partitions("run_id", [run_id])
-    assert film_status(filmed.instance, filmed.store, run_id)["status"] == "queued"
+    assert film_status(filmed.instance, filmed.store, run_id)["status"] == "submitted"
     assert not film_run(defs, filmed.instance, run_id, store=filmed.store).success
 
     status = film_status(filmed.instance, filmed.store, run_id)
@@ -164,7 +164,7 @@ def test_precedence_of_control_state_and_dagster_runs(bare):
     def status():
         return film_status(instance, store, run_id)["status"]
 
-    assert status() == "queued"
+    assert status() == "submitted"  # registered, never launched
     # A launched run that has not started yet (QUEUED runs need a code location to create).
     queued = instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.NOT_STARTED)
     assert status() == "queued"

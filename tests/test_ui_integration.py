@@ -78,3 +78,74 @@ def _try(call):
         return call()
     except Exception:
         return None
+
+
+LANTERN = ROOT / "sparkle_motion_dagster" / "samples" / "lantern_walk.json"
+
+
+def _new_film_config(**fields) -> dict:
+    return {"ops": {"submit_new_film": {"config": fields}}}
+
+
+def test_new_film_job_films_a_pasted_plan_from_the_ui_api_alone(tmp_path):
+    """The launchpad path: nothing but the webserver's GraphQL API and the daemon. A pasted
+    (YAML) plan is validated, gets a run_id partition, and the sensor films it."""
+    import yaml
+    from dagster_graphql import DagsterGraphQLClient
+
+    state = tmp_path / "state"
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    env.pop("ARTIFACTS_FS_ROOT", None)
+    subprocess.run([str(BIN / "sparkle-motion"), "paths", "--create"], env=env, capture_output=True, check=True)
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+                               "-p", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def up():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_for(up, "the webserver")
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+
+        def finished(dagster_run_id):
+            return wait_for(lambda: (s := client.get_run_status(dagster_run_id).value)
+                            in ("SUCCESS", "FAILURE", "CANCELED") and s, "the new_film run to finish")
+
+        plan = json.loads(LANTERN.read_text())
+        broken = {**plan, "shots": [{**plan["shots"][0], "duration_sec": -1}, plan["shots"][1]]}
+        bad_run = wait_for(lambda: _try(lambda: client.submit_job_execution(
+            "new_film", run_config=_new_film_config(plan_text=json.dumps(broken)))), "the code location to load")
+        assert finished(bad_run) == "FAILURE"
+
+        good_run = client.submit_job_execution(
+            "new_film", run_config=_new_film_config(plan_text=yaml.safe_dump(plan), size="160x90"))
+        assert finished(good_run) == "SUCCESS"
+
+        import dagster as dg
+
+        instance = dg.DagsterInstance.from_config(str(state / "dagster_home"))
+        try:
+            failure = [e for e in instance.all_logs(bad_run) if e.dagster_event and e.dagster_event.is_step_failure]
+            assert "shots[0].duration_sec" in failure[0].dagster_event.step_failure_data.error.message
+            run_id = instance.get_run_by_id(good_run).tags["sparkle/new_film_run_id"]
+            final = state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4"
+            wait_for(final.exists, "the sensor's film run to make video_final")
+            film_runs = instance.get_runs(dg.RunsFilter(job_name="film", tags={"dagster/partition": run_id}))
+            wait_for(lambda: instance.get_run_by_id(film_runs[0].run_id).is_finished, "the film run to end")
+            assert instance.get_run_by_id(film_runs[0].run_id).status == dg.DagsterRunStatus.SUCCESS
+            event = instance.get_latest_materialization_event(dg.AssetKey("video_final"))
+            play = event.asset_materialization.metadata["play"].value
+            assert play == f"http://127.0.0.1:7077/files/runs/{run_id}/finalize/video_final.mp4"
+        finally:
+            instance.dispose()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

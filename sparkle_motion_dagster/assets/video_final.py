@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
 from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
@@ -57,6 +58,7 @@ def video_final(
                                            alt="video_final")
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(out)),
+            **play_metadata(store, [("play", out)]),
             "duration_sec": round(frames / plan.fps, 6),
             "frames": frames,
             "lipsync_backend": lipsync.backend,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
@@ -43,6 +44,7 @@ def video_raw_concat(
             "frames": frames,
             "duration_sec": duration,
             "path": dg.MetadataValue.path(str(out)),
+            **play_metadata(store, [("play", out)]),
             "assembly_plan": dg.MetadataValue.path(str(plan_path)),
             **stage.catalog_metadata(),
         })

@@ -15,20 +15,25 @@ if TYPE_CHECKING:
     from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 
-def open_store() -> ArtifactStore:
-    """The artifact store at the configured root (ARTIFACTS_BACKEND checked first)."""
+def open_store(*, read_only: bool = False) -> ArtifactStore:
+    """The artifact store at the configured root (ARTIFACTS_BACKEND checked first).
+
+    ``read_only``: for commands that only look (``artifacts``, ``events``); the project's
+    state must already exist, and a clear error says where it was looked for."""
     from sparkle_motion_dagster.runs import locations
     from sparkle_motion_dagster.runs.storage import ArtifactStore
 
     locations.artifacts_backend()
-    return ArtifactStore(locations.artifacts_root())
+    return ArtifactStore(locations.existing_artifacts_root() if read_only else locations.artifacts_root())
 
 
-def open_instance_and_store() -> tuple[Any, ArtifactStore]:
-    """The persistent Dagster instance and the artifact store."""
+def open_instance_and_store(*, read_only: bool = False) -> tuple[Any, ArtifactStore]:
+    """The persistent Dagster instance and the artifact store; ``read_only`` opens existing
+    state only (``status``, ``runs``) and never creates a Dagster home."""
     from sparkle_motion_dagster.runs.locations import dagster_instance
 
-    return dagster_instance(), open_store()
+    store = open_store(read_only=read_only)
+    return dagster_instance(create=not read_only), store
 
 
 def open_film_context() -> tuple[Any, Any, ArtifactStore]:

@@ -13,7 +13,7 @@ import click
 
 from sparkle_motion_dagster.cli.context import open_instance_and_store, open_store, warn_if_ephemeral
 from sparkle_motion_dagster.cli.options import exactly_one
-from sparkle_motion_dagster.cli.output import CopyProgress, echo_table, human_bytes
+from sparkle_motion_dagster.cli.output import CopyProgress, echo_table, human_bytes, is_terminal
 
 # The same values as in service/app.py, repeated so that the CLI loads without FastAPI installed.
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7077
@@ -120,8 +120,10 @@ catalog = click.Group("catalog", help="Maintain the artifact catalog.", commands
 @click.command("retention")
 @click.option("--keep-last", type=int, metavar="N", help="keep the N newest runs")
 @click.option("--older-than", metavar="AGE", help="delete runs older than AGE: 7d, 12h, 30m")
+@click.option("--include-unfilmed", is_flag=True,
+              help="also delete runs submitted but never filmed (kept by default: they may be about to start)")
 @click.option("--yes", is_flag=True, help="really delete (default: only list)")
-def retention(keep_last: int | None, older_than: str | None, yes: bool) -> int:
+def retention(keep_last: int | None, older_than: str | None, include_unfilmed: bool, yes: bool) -> int:
     """Delete old film runs (a dry run unless --yes)."""
     from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention
 
@@ -130,7 +132,7 @@ def retention(keep_last: int | None, older_than: str | None, yes: bool) -> int:
     if keep_last is not None and keep_last < 0:
         raise ValueError(f"--keep-last: must be 0 or more, got {keep_last}")
     instance, store = open_instance_and_store()
-    doomed = plan_retention(store, instance, keep_last=keep_last, older_than=age)
+    doomed = plan_retention(store, instance, keep_last=keep_last, older_than=age, include_unfilmed=include_unfilmed)
     if not doomed:
         click.echo("nothing to delete")
         return 0
@@ -140,12 +142,40 @@ def retention(keep_last: int | None, older_than: str | None, yes: bool) -> int:
     if not yes:
         click.echo(f"dry run: {len(doomed)} run(s), {total}, would be deleted; pass --yes to delete them")
         return 0
-    report = apply_retention(store, instance, keep_last=keep_last, older_than=age)
+    report = apply_retention(store, instance, keep_last=keep_last, older_than=age, include_unfilmed=include_unfilmed)
     for skipped in report["skipped"]:
         click.echo(f"kept {skipped['run_id']}: {skipped['skipped_because']}")
     click.echo(f"deleted {len(report['deleted'])} run(s), freed {human_bytes(report['freed_bytes'])}; "
                f"logged to {report['log']}")
     return 0
+
+
+class RunLineProgress:
+    """Evacuation progress for a log, not a terminal: one plain line per run as it is done
+    (no carriage returns, no redrawn bar)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._run: dict | None = None
+
+    def __call__(self, info: dict) -> None:
+        if self._run and self._run["run_id"] != info["run_id"]:
+            self._say()
+        if not self._run or self._run["run_id"] != info["run_id"]:
+            self._run = {"run_id": info["run_id"], "files": 0, "start_bytes": info["bytes_done"]}
+        self._run.update(files=self._run["files"] + 1, bytes_done=info["bytes_done"], files_done=info["files_done"],
+                         files_total=info["files_total"])
+
+    def _say(self) -> None:
+        run = self._run
+        click.echo(f"{self.label} {run['run_id']}: {run['files']} file(s), "
+                   f"{human_bytes(run['bytes_done'] - run['start_bytes'])} "
+                   f"({run['files_done']}/{run['files_total']} files in all)", err=True)
+
+    def close(self) -> None:
+        if self._run:
+            self._say()
+            self._run = None
 
 
 @click.command("evacuate")
@@ -169,14 +199,19 @@ def evacuate(run_ids: tuple[str, ...], every_run: bool, destination: str) -> int
     if not chosen:
         click.echo(f"no film runs under {store.root}")
         return 0
-    progress = CopyProgress("evacuating")
+    import sys
+
+    progress = CopyProgress("evacuating") if is_terminal(sys.stderr) else RunLineProgress("evacuating")
     try:
         report = copy_runs(store, chosen, destination, progress=progress)
     finally:
         progress.close()
     for run in report["runs"]:
-        click.echo(f"{run['run_id']}: {run['files_copied']} copied, {run['files_skipped']} already there "
+        links = f", {run['links_copied']} link(s) copied as links" if run["links_copied"] else ""
+        click.echo(f"{run['run_id']}: {run['files_copied']} copied, {run['files_skipped']} already there{links} "
                    f"-> {run['destination']}")
+        for left in run["left_out"]:
+            click.echo(f"  left out {left['path']}: {left['reason']}")
     click.echo(f"evacuated {len(report['runs'])} run(s) to {report['destination']}: {report['files_copied']} "
                f"file(s) copied ({human_bytes(report['bytes_copied'])}), {report['files_skipped']} unchanged, "
                "all verified")

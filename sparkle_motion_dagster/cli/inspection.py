@@ -30,19 +30,30 @@ def _seconds(value: float | None) -> str | None:
     return f"{value:.2f} s" if value is not None else None
 
 
+def stage_folder(name: str) -> str:
+    """The folder the catalog files a stage under, for an asset key (``video_final``) or a
+    folder name (``finalize``, ``lipsync``, ``review``); both name the same stage."""
+    from sparkle_motion_dagster import stages
+
+    if name in stages.STAGE_KEYS:
+        return stages.folder(name)
+    if name in (*stages.folder_order(), "review"):
+        return name
+    raise ValueError(f"--stage: unknown stage {name!r}; give an asset ({', '.join(stages.STAGE_KEYS)}) "
+                     f"or a folder ({', '.join((*stages.folder_order(), 'review'))})")
+
+
 @click.command("artifacts")
 @click.argument("run_id")
-@click.option("--stage", help="only this stage (e.g. dialogue_audio, finalize)")
+@click.option("--stage", help="only this stage: an asset (video_final) or its folder (finalize)")
 @json_option
 def artifacts(run_id: str, stage: str | None, as_json: bool) -> int:
     """List a run's artifacts (the /artifacts payload)."""
     from sparkle_motion_dagster.orchestration.status import artifacts_view
-    from sparkle_motion_dagster.runs.catalog import STAGE_ORDER
 
-    store = open_store()
+    stage = stage_folder(stage) if stage else None
+    store = open_store(read_only=True)
     payload = artifacts_view(store, run_with_files(store, run_id), stage)
-    if stage and not payload["artifacts"] and stage not in (*STAGE_ORDER, "review"):
-        raise ValueError(f"--stage: unknown stage {stage!r}; stages are {', '.join(STAGE_ORDER)}, review")
     if as_json:
         echo_json(payload)
         return 0
@@ -106,7 +117,7 @@ def status(run_id: str, as_json: bool, log_lines: int) -> int:
     """
     from sparkle_motion_dagster.orchestration.status import film_status
 
-    instance, store = open_instance_and_store()
+    instance, store = open_instance_and_store(read_only=True)
     payload = film_status(instance, store, run_id, log_lines=log_lines)
     if as_json:
         echo_json(payload)
@@ -120,8 +131,15 @@ def status(run_id: str, as_json: bool, log_lines: int) -> int:
 def runs(as_json: bool) -> int:
     """Every film run with its status, progress and age."""
     from sparkle_motion_dagster.orchestration.status import list_runs
+    from sparkle_motion_dagster.runs.locations import NoStateError
 
-    instance, store = open_instance_and_store()
+    try:
+        instance, store = open_instance_and_store(read_only=True)
+    except NoStateError as missing:
+        if as_json:
+            echo_json([])
+        click.echo(f"no film runs: {missing}", err=as_json)
+        return 0
     listed = list_runs(instance, store)
     if as_json:
         echo_json(listed)
@@ -146,7 +164,7 @@ def events(run_id: str, as_json: bool) -> int:
     """
     from sparkle_motion_dagster.runs.events import read_events
 
-    store = open_store()
+    store = open_store(read_only=True)
     logged = read_events(store.root, run_with_files(store, run_id))
     if as_json:
         echo_json(logged)

@@ -13,6 +13,20 @@ import click
 
 from sparkle_motion_dagster.cli.output import echo_json, echo_table
 
+MODELS_INSTALL = "make models  (or: .venv/bin/pip install torch==2.13.0 && .venv/bin/pip install -e '.[models]')"
+"""How to install the ``models`` extra: torch first, pinned, then the extra (as ``make models`` does)."""
+
+
+def state_found() -> str:
+    """Where the project's state is, or where it was looked for; nothing is created."""
+    from sparkle_motion_dagster.runs.locations import NoStateError, existing_dagster_home, state_dir
+
+    try:
+        existing_dagster_home()
+    except NoStateError as missing:
+        return f"{state_dir()} (not created yet) — {missing}"
+    return str(state_dir())
+
 
 def echo_doctor_report(report: dict[str, Any]) -> None:
     """The doctor's report for a person: a line per stage, then ffmpeg, CUDA and packages on
@@ -37,7 +51,7 @@ def echo_doctor_report(report: dict[str, Any]) -> None:
     absent = [name for name, version in packages.items() if not version]
     if absent:
         click.echo("not installed: " + ", ".join(absent)
-                   + " (the [models] extra adds torch, diffusers, transformers)")
+                   + f" (the models extra adds torch, diffusers, transformers; install it with: {MODELS_INSTALL})")
     for warning in report.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     for problem in report.get("missing", []):
@@ -58,21 +72,30 @@ def doctor(as_json: bool) -> int:
         echo_json(report)
     else:
         echo_doctor_report(report)
+        click.echo(f"state: {state_found()}")
     return 0 if report.get("ok") else 1
 
 
 @click.command("paths")
-def paths() -> int:
-    """Print (and create) the state and artifact folders.
+@click.option("--create", is_flag=True, help="create the state folder and the Dagster home's storage here")
+def paths(create: bool) -> int:
+    """Print where the state, DAGSTER_HOME and the artifact root are.
 
-    The state folder, DAGSTER_HOME and the artifact root.
+    The state is SPARKLE_STATE_DIR, or the nearest state/ with a dagster_home in this folder or one
+    above it; nothing is created without --create.
     """
-    from sparkle_motion_dagster.runs.locations import artifacts_root, dagster_instance, ensure_dagster_home, state_dir
+    from sparkle_motion_dagster.runs import locations
 
-    dagster_instance().dispose()  # creates the storage of a new home, once
-    click.echo(f"state:         {state_dir()}")
-    click.echo(f"DAGSTER_HOME:  {ensure_dagster_home()}")
-    click.echo(f"artifact root: {artifacts_root()}")
+    if create:
+        locations.dagster_instance().dispose()  # creates the storage of a new home, once
+    try:
+        home = str(locations.existing_dagster_home())
+    except locations.NoStateError as missing:
+        home = f"{locations.state_dir() / locations.HOME_FOLDER} (not created yet)"
+        click.echo(f"{missing} (`sparkle-motion paths --create` creates it)", err=True)
+    click.echo(f"state:         {locations.state_dir()}")
+    click.echo(f"DAGSTER_HOME:  {home}")
+    click.echo(f"artifact root: {locations.artifacts_root()}")
     return 0
 
 
@@ -80,6 +103,14 @@ def paths() -> int:
 @click.argument("directory", metavar="DIR")
 def make_tiny_models(directory: str) -> int:
     """Build tiny random SDXL, Wan, VITS and Wav2Lip models in DIR to try the real adapters."""
+    from importlib.util import find_spec
+
+    absent = [name for name in ("torch", "diffusers", "transformers") if find_spec(name) is None]
+    if absent:
+        from sparkle_motion_dagster.cli.errors import CliError
+
+        raise CliError(f"make-tiny-models needs the models extra ({', '.join(absent)} not installed); "
+                       f"install it with: {MODELS_INSTALL}")
     from sparkle_motion_dagster.dev.tiny_models import build_all
 
     built = build_all(Path(directory))

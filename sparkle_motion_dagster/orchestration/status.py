@@ -13,13 +13,14 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
   -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused``; an
   active Dagster run -> ``running`` (``queued`` when none has started yet); all
   six stages materialized -> ``succeeded``; the latest Dagster run failed ->
-  ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``queued``; an
-  idle, incomplete run (a dry run, a partial materialization) -> ``stopped``,
+  ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``submitted``; a
+  dry run -> ``planned``; an idle, incomplete run (a partial materialization) -> ``stopped``,
   with ``detail`` saying what is missing.
 
-A CLI process that was killed leaves its Dagster run "started" forever; a run
-tagged with a pid on this host whose process is gone is reported as
-``abandoned`` and not counted as active.
+A CLI process that was killed leaves its Dagster run "started" forever, or "not
+started" when it was killed between creating the run and starting it; such a run,
+tagged with a pid on this host whose process is gone, is reported as
+``abandoned`` and not counted as active (the film run reads ``failed``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,17 +37,25 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.orchestration.runner import is_abandoned
+from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, is_abandoned
 from sparkle_motion_dagster.runs.control import read_state
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, UnknownRunError, check_id, check_run_id
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    ArtifactStore,
+    UnknownRunError,
+    check_id,
+    check_run_id,
+    process_alive,
+)
 
 # (asset key, stage folder) in film order.
 STAGES = tuple((row.key, row.folder) for row in stage_table.STAGES)
 STAGE_OF_ASSET = dict(STAGES)
 PARTITION_TAG = "dagster/partition"
+PARENT_RUN_TAG = "dagster/parent_run_id"
 
 RunStatus = dg.DagsterRunStatus
 STARTED = {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
@@ -148,9 +158,17 @@ def _source(tags: dict[str, str]) -> str:
     return "dagster"
 
 
+def _abandoned_before_start(run: dg.DagsterRun) -> bool:
+    """A run the CLI created on this host and never started because its process is gone. A run
+    re-executed from the UI inherits its parent's tags (the pid among them), so it does not count."""
+    pid = run.tags.get(PID_TAG, "")
+    return (run.status == RunStatus.NOT_STARTED and PARENT_RUN_TAG not in run.tags
+            and run.tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)))
+
+
 def _run_summary(record) -> dict[str, Any]:
     run = record.dagster_run
-    abandoned = is_abandoned(run)
+    abandoned = is_abandoned(run) or _abandoned_before_start(run)
     return {
         "dagster_run_id": run.run_id,
         "status": "ABANDONED" if abandoned else run.status.value,
@@ -327,7 +345,7 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     done = sum(stage["status"] == "succeeded" for stage in stages)
     has_files = store.run_dir(run_id).is_dir()
     control = read_state(store, run_id).get("state", "running") if has_files else "running"
-    status, detail = _overall(run_id, control, runs, stages, registered)
+    status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id))
     submitted = submitted_at(store, run_id)
     return {
         "run_id": run_id,
@@ -350,7 +368,17 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     }
 
 
-def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool) -> tuple[str, str]:
+def _dry_run(store: ArtifactStore, run_id: str) -> bool:
+    """The run's latest plan intake was a dry run (``plan_validation.json`` mode ``dry``)."""
+    try:
+        report = json.loads(stage_file(store, run_id, "movie_plan", "plan_validation.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and report.get("mode") == "dry"
+
+
+def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool, *,
+             dry_run: bool = False) -> tuple[str, str]:
     active = [r for r in runs if r["_active"]]
     done = sum(s["status"] == "succeeded" for s in stages)
     if state == "stopped":
@@ -375,7 +403,10 @@ def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], regi
     if not runs:
         if not registered:
             return "queued", "files exist but this Dagster instance has no partition for the run"
-        return "queued", "submitted; no Dagster run yet"
+        return "submitted", f"submitted; never launched (film it with `sparkle-motion run --run-id {run_id}`)"
+    if dry_run and runs[-1]["status"] == "SUCCESS":
+        return "planned", (f"a dry run: the plan is validated, nothing is rendered; "
+                           f"film it with `sparkle-motion run --run-id {run_id}`")
     return "stopped", (f"idle after {done}/{len(stages)} stages (a dry run or a partial materialization); "
                        f"finish with `sparkle-motion resume {run_id}`")
 

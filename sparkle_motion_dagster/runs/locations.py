@@ -6,6 +6,13 @@ import fcntl
 import os
 from pathlib import Path
 
+RUN_MONITORING_YAML = """\
+run_monitoring:
+  enabled: true
+  # A run that ended without handing back its concurrency slots (the gpu pool's) frees them after this long.
+  free_slots_after_run_end_seconds: 30
+"""
+
 DAGSTER_YAML = """\
 # Written by sparkle-motion on first use; edit freely.
 telemetry:
@@ -13,7 +20,24 @@ telemetry:
 concurrency:
   pools:
     default_limit: 1
-"""
+""" + RUN_MONITORING_YAML
+
+
+def upgrade_dagster_yaml(config: Path) -> bool:
+    """Bring a dagster.yaml written by an older sparkle-motion up to date, keeping every edit:
+    add the ``run_monitoring`` block when the file has none (appended, so nothing else moves).
+    A file that has its own ``run_monitoring`` block is the user's and is left as it is
+    (add ``free_slots_after_run_end_seconds`` there by hand). Returns whether it changed."""
+    import re
+
+    text = config.read_text()
+    if "free_slots_after_run_end_seconds" in text or re.search(r"^run_monitoring\s*:", text, re.M):
+        return False
+    upgraded = text + ("" if text.endswith("\n") or not text else "\n") + RUN_MONITORING_YAML
+    temp = config.with_name(f".{config.name}.{os.getpid()}.tmp")
+    temp.write_text(upgraded)
+    os.replace(temp, config)
+    return True
 
 
 ARTIFACT_BACKENDS = ("filesystem",)
@@ -27,9 +51,67 @@ def artifacts_backend() -> str:
     return value
 
 
+STATE_FOLDER = "state"
+HOME_FOLDER = "dagster_home"
+
+
+class NoStateError(LookupError):
+    """A command that only reads found no project state; its message says where it looked."""
+
+
+def find_state_dir(start: Path | None = None) -> Path | None:
+    """The nearest existing project state: ``state/`` holding a ``dagster_home`` in ``start``
+    (default the current folder) or a folder above it, the way git finds its repository."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / STATE_FOLDER
+        if (candidate / HOME_FOLDER).is_dir():
+            return candidate
+    return None
+
+
 def state_dir() -> Path:
-    """The project's state folder: the Dagster home and, by default, the artifacts."""
-    return Path(os.environ.get("SPARKLE_STATE_DIR") or Path.cwd() / "state").expanduser().resolve()
+    """The project's state folder: the Dagster home and, by default, the artifacts.
+
+    SPARKLE_STATE_DIR when set; else the nearest existing ``state/`` found by walking up from
+    the current folder; else ``./state`` (created only by a command that writes)."""
+    configured = os.environ.get("SPARKLE_STATE_DIR")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return find_state_dir() or Path.cwd().resolve() / STATE_FOLDER
+
+
+def where_state_was_looked_for() -> str:
+    """Where :func:`state_dir` looks, in words, for messages that say nothing was found."""
+    if os.environ.get("SPARKLE_STATE_DIR"):
+        return f"SPARKLE_STATE_DIR={state_dir()}"
+    return (f"{STATE_FOLDER}/{HOME_FOLDER} in {Path.cwd().resolve()} and every folder above it "
+            "(SPARKLE_STATE_DIR is not set)")
+
+
+def _home_path() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or state_dir() / HOME_FOLDER).expanduser().resolve()
+
+
+def existing_dagster_home() -> Path:
+    """The project's Dagster home, only when it already exists; a command that only reads
+    uses this and never creates state. Raises :class:`NoStateError` saying where it looked."""
+    home = _home_path()
+    if not (home / "dagster.yaml").is_file():
+        raise NoStateError(f"no Sparkle Motion state found: looked for {where_state_was_looked_for()}"
+                           + (f"; DAGSTER_HOME={home} has no dagster.yaml" if os.environ.get("DAGSTER_HOME") else "")
+                           + ". Run this from the project's folder (or below it), set SPARKLE_STATE_DIR, "
+                             "or film something first (`sparkle-motion demo`).")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def existing_artifacts_root() -> Path:
+    """The artifact root of existing state (ARTIFACTS_FS_ROOT, or the found state's); never created."""
+    if os.environ.get("ARTIFACTS_FS_ROOT"):
+        return artifacts_root()
+    existing_dagster_home()
+    return artifacts_root()
 
 
 def artifacts_root() -> Path:
@@ -39,20 +121,23 @@ def artifacts_root() -> Path:
 
 def ensure_dagster_home() -> Path:
     """Point DAGSTER_HOME at a persistent folder (never a temporary one) and create it."""
-    home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home").expanduser().resolve()
+    home = _home_path()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     os.environ["DAGSTER_HOME"] = str(home)
     if not config.exists():
         config.write_text(DAGSTER_YAML)
+    else:
+        upgrade_dagster_yaml(config)
     return home
 
 
-def dagster_instance():
+def dagster_instance(*, create: bool = True):
     """The persistent Dagster instance. The first process to open a new home creates its
     storage under a lock: two processes doing it at once on a new SQLite home can both
-    stamp the schema version, which breaks `dagster dev` later."""
-    home = ensure_dagster_home()
+    stamp the schema version, which breaks `dagster dev` later. ``create=False`` (commands
+    that only read) opens an existing home or raises :class:`NoStateError`."""
+    home = ensure_dagster_home() if create else existing_dagster_home()
     import dagster as dg
 
     marker = home / ".storage-created"

@@ -23,6 +23,24 @@ def _current_seed(store: ArtifactStore, run_id: str, what: str, item_id: str) ->
     return next(e["seed"] for e in read_stage_json(store, run_id, stage, manifest)[entries] if e[id_key] == item_id)
 
 
+def seeds_in_use(store: ArtifactStore, run_id: str, what: str) -> dict[str, int]:
+    """Every keyframe's (or clip's) seed in the run, ``{item id: seed}``: the manifest's seeds
+    with the recorded overrides on top."""
+    stage, manifest, entries, id_key, kind = TARGETS[what]
+    overrides = read_overrides(store, run_id)
+    seeds = {}
+    for entry in read_stage_json(store, run_id, stage, manifest)[entries]:
+        override = seed_override(overrides, kind, entry[id_key])
+        seeds[entry[id_key]] = entry["seed"] if override is None else override
+    return seeds
+
+
+def _free_seed(seed: int, taken: set[int]) -> int:
+    while seed in taken:
+        seed += 1
+    return seed
+
+
 def plan_regeneration(store: ArtifactStore, run_id: str, shot_id: str, *, what: str, seed: int | None) -> dict:
     """Record the new seed(s) for the shot and say which stages must run.
 
@@ -40,9 +58,17 @@ def plan_regeneration(store: ArtifactStore, run_id: str, shot_id: str, *, what: 
     if not stage_file(store, run_id, stage, manifest).exists():
         raise ValueError(f"{run_id} has no {what}s yet; film it first (sparkle-motion resume {run_id})")
     items = [shot_id] if what == "clip" else [shot.start_base_image_id, shot.end_base_image_id]
+    # A new seed is never another keyframe's (or clip's) seed in this run: a neighbour's is often
+    # the current one + 1. An explicit --seed is kept as given for the first item.
+    taken = {seed for item, seed in seeds_in_use(store, run_id, what).items() if item not in items}
     seeds = {}
     for offset, item_id in enumerate(items):
-        new = seed + offset if seed is not None else _current_seed(store, run_id, what, item_id) + 1
+        if seed is not None and offset == 0:
+            new = seed
+        else:
+            start = seed + offset if seed is not None else _current_seed(store, run_id, what, item_id) + 1
+            new = _free_seed(start, taken)
         set_seed(store, run_id, kind, item_id, new)
         seeds[item_id] = new
+        taken.add(new)
     return {"shot_id": shot_id, "what": what, "seeds": seeds, "stages": downstream(stage)}

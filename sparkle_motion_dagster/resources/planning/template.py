@@ -9,6 +9,8 @@ planner is another implementation of the same planner resource.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 from typing import Any, ClassVar
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
@@ -27,12 +29,39 @@ KEYFRAME_TEMPLATES = [
     "Closeup of {b}, {prompt}, shallow depth of field",
     "Final frame, {prompt}, lingering wide shot",
 ]
-LINES = [
-    ("a", "{b}, there is something I have to tell you."),
-    ("b", "Then tell me. I am listening."),
-    ("a", "I was afraid this would change everything between us."),
-    ("b", "It changes nothing that matters."),
+# Dialogue built from the prompt and the characters: {story} is the prompt's first sentence (at most
+# 14 words), {one} and {two} words from it (see _story_words), {title} the film's title, {a} and {b}
+# the two characters; the seed picks the set.
+LINE_SETS = [
+    [("a", "{b}, {story_lc}."), ("b", "Then tell me about the {one}, {a}. I am listening."),
+     ("a", "I was afraid the {two} would change everything between us."),
+     ("b", "Not between us. Not over {title}.")],
+    [("b", "{a}, do you remember how this began? {story}."), ("a", "I remember the {one}, {b}."),
+     ("b", "And the {two}? Tell me you remember that too."), ("a", "Every moment of {title}.")],
+    [("a", "So this is where it ends, {b}. {story}."), ("b", "Only if we let the {one} decide, {a}."),
+     ("a", "Then we decide. The {two} can wait."), ("b", "Then let this be {title}.")],
 ]
+STOP_WORDS = frozenset("""a an the and or but of on in at to for from with by into onto over under before after
+    while when then than that this these those their there they them his her its our your who whom whose which
+    what where why how are was were been being have has had does did will would could should about across
+    just only very some each every other another again""".split())
+
+
+def _story_words(prompt: str, title: str) -> dict[str, str]:
+    """What the dialogue says about this story: its first sentence, the first word after an
+    article (usually who or what it is about) and its last meaningful word (often where or when)."""
+    first = re.split(r"(?<=[.!?])\s+", prompt.strip(), maxsplit=1)[0].rstrip(".!? ")
+    story = " ".join(first.split()[:14])
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", first)
+    meaningful = [w.lower() for w in words if len(w) > 3 and w.lower() not in STOP_WORDS]
+    after_article = [w.lower() for before, w in itertools.pairwise(words)
+                     if before.lower() in ("a", "an", "the", "my", "our", "his", "her", "their")
+                     and w.lower() not in STOP_WORDS]
+    one = (after_article or meaningful or ["moment"])[0]
+    two = next((w for w in reversed(meaningful) if w != one), "night")
+    lowered = story[:1].lower() + story[1:] if not story[:2].isupper() else story
+    return {"story": story[:1].upper() + story[1:], "story_lc": lowered, "one": one, "two": two,
+            "title": title.strip()}
 
 
 def _seed_from(*parts: Any) -> int:
@@ -67,8 +96,9 @@ def template_plan(prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
     ]
     timeline = []
     clock = SHOT_TEMPLATES[0][3] + 0.5  # the establishing shot plays without dialogue
-    for speaker, text in LINES:
-        line = text.format(**fill)
+    words = {**fill, **_story_words(prompt, title)}
+    for speaker, text in LINE_SETS[(base >> 16) % len(LINE_SETS)]:
+        line = text.format(**words)
         duration = estimate_speech_seconds(line)
         timeline.append({"type": "dialogue", "character_id": names[speaker].lower(), "text": line,
                          "start_time_sec": round(clock, 2), "duration_sec": duration})
