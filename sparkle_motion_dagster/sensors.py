@@ -198,7 +198,7 @@ def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJo
     ``new_film`` run it launches ``film`` once for the run_id in that run's tag. It looks at
     the instance's runs rather than at run events, so a film submitted before the daemon's
     first tick is not missed; the run key makes each film launch once."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sparkle_motion_dagster.jobs.new_film import NEW_FILM_TAG
 
@@ -211,13 +211,19 @@ def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJo
                     "(the launchpad's way to start a film).",
     )
     def new_film_launcher(context: dg.SensorEvaluationContext):
-        after = float(context.cursor) if context.cursor else None
+        # The cursor is the last seen run's update time, exactly as stored (an ISO timestamp); an
+        # unreadable one starts over, and the run keys still launch each film once.
+        try:
+            after = datetime.fromisoformat(context.cursor) if context.cursor else None
+        except ValueError:
+            after = None
         filters = dg.RunsFilter(job_name=new_film.name, statuses=[dg.DagsterRunStatus.SUCCESS],
-                                **({"updated_after": datetime.fromtimestamp(after - 5, timezone.utc)} if after else {}))
-        records = context.instance.get_run_records(filters=filters, limit=50, ascending=True)
-        requests, latest = [], after or 0.0
+                                **({"updated_after": after} if after else {}))
+        records = context.instance.get_run_records(filters=filters, limit=50, order_by="update_timestamp",
+                                                   ascending=True)
+        requests, latest = [], after
         for record in records:
-            latest = max(latest, record.update_timestamp.timestamp())
+            latest = record.update_timestamp if latest is None else max(latest, record.update_timestamp)
             run_id = record.dagster_run.tags.get(NEW_FILM_TAG)
             if run_id and context.instance.has_dynamic_partition("run_id", run_id):
                 requests.append(dg.RunRequest(run_key=f"new_film:{run_id}", partition_key=run_id,
@@ -225,7 +231,7 @@ def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJo
                                                     "sparkle/new_film_dagster_run": record.dagster_run.run_id}))
         if not requests:
             return dg.SensorResult(skip_reason=dg.SkipReason("no new films from the new_film job"),
-                                   cursor=str(latest) if latest else context.cursor)
-        return dg.SensorResult(run_requests=requests, cursor=str(latest))
+                                   cursor=latest.isoformat() if latest else None)
+        return dg.SensorResult(run_requests=requests, cursor=latest.isoformat())
 
     return new_film_launcher

@@ -78,4 +78,5 @@ def test_tiny_real_models_make_a_film_of_the_exact_runtime(tiny, sample_envelope
     alignment = json.loads(store.path(run_id, "finalize", "alignment_map.json").read_text())
     assert alignment["backend"] == "wav2lip"
     intake = json.loads(store.path(run_id, "plan_intake", "plan_validation.json").read_text())
-    assert intake["video"] == {"declared_model_id": "wan-2.1", "video_backend": "wan-2.1", "substituted": False}
+    assert intake["video"] == {"declared_model_id": "wan-2.1", "video_backend": "wan-2.1", "substituted": False,
+                               "preview": False}

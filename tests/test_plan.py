@@ -289,6 +289,15 @@ def test_metadata_beyond_a_sane_depth_or_size_is_refused(sample_plan):
     assert "at most 16384" in found["base_images[0].metadata"]
 
 
+def test_metadata_json_cannot_carry_is_refused(sample_plan):
+    """Infinity and NaN parse from Python but do not survive the manifests' JSON round trip."""
+    sample_plan["metadata"]["extra"] = float("inf")
+    sample_plan["base_images"][0]["metadata"] = {"weight": float("nan")}
+    found = issues_of(sample_plan)
+    assert "infinity or NaN" in found["metadata"]
+    assert "infinity or NaN" in found["base_images[0].metadata"]
+
+
 def test_metadata_of_a_sane_depth_and_size_is_kept(sample_plan):
     sample_plan["metadata"]["tree"] = nested(7)
     sample_plan["metadata"]["notes"] = "x" * 8 * 1024

@@ -128,7 +128,8 @@ def test_regenerate_one_shot_keeps_every_other_file(tmp_path):
     assert changed == {"video_clips/shot_002.mp4", "assembly/video_raw_concat.mp4", "finalize/video_final.mp4"}
     events = read_events(state / "artifacts", run_id, "regeneration")
     assert [e["payload"]["count"] for e in events] == [1, 2]
-    assert events[-1]["payload"]["seeds"] == {"shot_002": 103}  # 101, then +1 twice
+    # 101, then the next seed no other clip uses, twice: 102 and 103 are shot_003's and shot_004's.
+    assert events[-1]["payload"]["seeds"] == {"shot_002": 105}
 
     bad = cli(state, "regenerate", run_id, "--shot", "shot_999")
     assert bad.returncode == 2 and "shot_001, shot_002" in bad.stderr
@@ -147,26 +148,37 @@ def test_rerun_from_a_stage_and_resume_when_complete(tmp_path):
     assert unknown.returncode == 2 and "unknown stage" in unknown.stderr
 
 
+def filming_process(state: Path, run_id: str):
+    """`run --run-id` in the background, once it has marked itself as filming the run (so `control` acts on it)."""
+    proc = cli(state, "run", "--run-id", run_id, wait=False)
+    active = state / "artifacts" / "runs" / run_id / "control" / "active"
+    poll(lambda: any(active.glob("*.json")), "the run to start")
+    return proc
+
+
 def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     state = tmp_path / "state"
     plan = four_shot_plan(tmp_path)
     run_id = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
+    hold = state / "artifacts" / "runs" / run_id / "control" / "hold.json"
+    proc = filming_process(state, run_id)
     assert cli(state, "control", "pause", run_id).returncode == 0
-    proc = cli(state, "run", "--run-id", run_id, wait=False)
-    intake = state / "artifacts" / "runs" / run_id / "plan_intake" / "movie_plan.json"
+    poll(hold.exists, "the run to hold at its gate")
     # While paused nothing starts; we look a few times to be sure it is holding.
+    held_before = json.loads(hold.read_text())["stage"]
     for _ in range(20):
         time.sleep(0.1)
-        assert proc.poll() is None and not intake.exists()
+        assert proc.poll() is None and json.loads(hold.read_text())["stage"] == held_before
     assert cli(state, "control", "resume", run_id).returncode == 0
     out, err = proc.communicate()
     assert proc.returncode == 0, err
+    assert f"is paused: holding before {held_before}" in err
     assert (state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4").exists()
 
     second = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
+    proc = filming_process(state, second)
     cli(state, "control", "pause", second)
-    proc = cli(state, "run", "--run-id", second, wait=False)
-    time.sleep(0.5)
+    poll((state / "artifacts" / "runs" / second / "control" / "hold.json").exists, "the run to hold")
     assert cli(state, "control", "stop", second).returncode == 0
     out, err = proc.communicate()
     assert proc.returncode == 1 and "stopped" in err

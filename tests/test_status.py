@@ -258,7 +258,7 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     assert [r["source"] for r in done["dagster_runs"]] == ["cli"]
     statuses = [s["status"] for s in seen]
     assert statuses.index("running") < statuses.index("succeeded")
-    assert set(statuses) <= {"queued", "running", "succeeded"}
+    assert set(statuses) <= {"submitted", "queued", "running", "succeeded"}
 
 
 @pytest.mark.slow

@@ -87,6 +87,8 @@ def movie_plan(
                 raise
             choice = {"declared_model_id": plan.render_profile.video.model_id, "video_backend": None,
                       "substituted": False, "problem": str(exc)}
+        # What was asked for, preview or not: video_clips checks the model against it again before rendering.
+        choice["preview"] = preview
         report = validation_report(plan, choice, max_line_chars=speech.max_chunk_chars,
                                    max_generation_sec=clips.max_seconds_per_generation)
         report.update(mode="dry" if config.dry_run else "run", **qa_flags())

@@ -1,8 +1,10 @@
 """What every stage does around its own work: wait at the run's control gate,
 clear temporary files a killed process left behind, catalog what it publishes,
-and turn permanent problems into failures that are not retried."""
+and turn permanent problems into failures that are not retried (the one place
+that tells permanent from transient: :func:`is_permanent`)."""
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
+from sparkle_motion_dagster.media.ffmpeg import FfmpegError
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.settings import SettingsError
 from sparkle_motion_dagster.runs import control
@@ -29,6 +32,11 @@ from sparkle_motion_dagster.runs.storage import (
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
                     UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped)
+# ValueErrors that can come from a read at the wrong moment (a file or a reply cut short), not from the input.
+UNSETTLED_VALUE_ERRORS = (UnicodeDecodeError, json.JSONDecodeError)
+
+# Set on the failure of a stage that ended because the run was stopped (the runner reports it as stopped).
+STOPPED_METADATA = "stopped"
 
 # Transient errors (a busy GPU, a flaky network filesystem) get two more tries.
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -95,15 +103,66 @@ def _clear_stale_partials(folder: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """Whether another attempt at the stage would fail the same way, so it fails at once.
+
+    The rule: an error is permanent when it comes from what the stage was given, not from
+    the moment it ran in:
+
+    * the project's own input errors (:data:`PERMANENT_ERRORS`: a bad plan, id or setting,
+      an unconfigured model, a missing upstream file, a stop);
+    * a tool refusing its input or arguments (an :class:`FfmpegError` whose ``refused_input``
+      is set: ffmpeg said the clip is empty or broken, or an option is wrong);
+    * a ``ValueError`` or ``TypeError`` (an argument a function rejects, such as a seed out of
+      range), except decoding errors, which a read cut short can cause.
+
+    Everything else is transient and retried: ``OSError`` (disk, network, a closed pipe), a
+    tool killed or out of memory, CUDA errors, a planner's server. A real transient failure
+    misread as permanent would cost a film; the reverse costs two retries, so anything
+    unknown counts as transient."""
+    if isinstance(exc, PERMANENT_ERRORS):
+        return True
+    if isinstance(exc, FfmpegError):
+        return exc.refused_input
+    return isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, UNSETTLED_VALUE_ERRORS)
+
+
+def failure_for(exc: Exception, store: ArtifactStore, run_id: str) -> BaseException:
+    """What a stage raises for an error: a failure that is not retried when the run was stopped
+    (a stop that interrupted a tool shows as that tool failing) or the error is permanent;
+    the error itself, to be retried, otherwise."""
+    if isinstance(exc, (dg.Failure, dg.RetryRequested)):
+        return exc
+    if isinstance(exc, control.RunStopped) or control.read_state(store, run_id)["state"] == "stopped":
+        return dg.Failure(description=control.stopped_message(run_id), allow_retries=False,
+                          metadata={STOPPED_METADATA: True})
+    if is_permanent(exc):
+        return dg.Failure(description=str(exc) or type(exc).__name__, allow_retries=False)
+    return exc
+
+
+def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_id: str, key: str) -> None:
+    """Hold while the run is paused, saying so in the run's log; the time held is recorded as
+    ``held_seconds`` on the materialization, apart from the stage's own time."""
+    held = control.wait_at_gate(store, run_id, stage=key, on_hold=context.log.warning)
+    if held:
+        context.log.info(f"{run_id} resumed after {held:.1f} s held before {key}")
+        context.add_output_metadata({"held_seconds": round(held, 2)})
+
+
 @contextlib.contextmanager
 def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str) -> Iterator[StageRun]:
     """The frame of one stage's materialization for one film run (``key`` is its asset key)."""
     store = artifact_store.store()
     run_id = context.partition_key
     try:
-        control.wait_at_gate(store, run_id, on_hold=lambda: context.log.info(f"{run_id} is paused; holding before {key}"))
+        control.mark_active(store, run_id)
+        _wait_at_gate(context, store, run_id, key)
         run = StageRun(context, store, run_id, key)
         _clear_stale_partials(store.stage_dir(run_id, run.stage))
         yield run
-    except PERMANENT_ERRORS as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except Exception as exc:
+        failure = failure_for(exc, store, run_id)
+        if failure is exc:
+            raise
+        raise failure from None

@@ -2,16 +2,40 @@
 
 import dagster as dg
 
+from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.render_config import RenderConfig
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.film.intake import resolve_video_backend
+from sparkle_motion_dagster.film.plan import MoviePlan
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.items import Item, counts, render_items
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
-from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json, sha256_file
+from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_output, atomic_write_json, sha256_file
+
+
+def checked_video_backend(store: ArtifactStore, run_id: str, plan: MoviePlan, clips: ClipRenderer) -> dict:
+    """The model check once more, right before any clip is rendered, against what the run asked
+    for (preview or not, as movie_plan recorded it; the submitted request for an older record).
+
+    Every path that renders comes through here: resume after a dry run, rerun, regenerate, the
+    UI materializing this asset alone, a sensor's run. An unconfigured model without preview
+    fails permanently with the message saying how to configure it; a substitution is recorded
+    as a ``backend.substitution`` event when movie_plan did not record one."""
+    recorded = read_stage_json(store, run_id, "movie_plan", "plan_validation.json").get("video", {})
+    preview = recorded.get("preview")
+    if preview is None:
+        preview = bool(store.read_request(run_id).get("preview"))
+    choice = resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=preview)
+    if choice["substituted"] and not read_events(store.root, run_id, "backend.substitution"):
+        write_event(store.root, run_id, "backend.substitution",
+                    {"stage": "video_clips", "declared_model_id": choice["declared_model_id"],
+                     "backend": choice["video_backend"]})
+    return choice
 
 
 @film_asset("video_clips", kinds={"mp4"})
@@ -30,6 +54,9 @@ def video_clips(
         store, run_id = stage.store, stage.run_id
         plan = load_run_plan(store, run_id)
         stage.plan_id = plan.plan_id()
+        choice = checked_video_backend(store, run_id, plan, clips)
+        if choice["substituted"]:
+            context.log.warning(choice["substitution"])
         overrides = read_overrides(store, run_id)
         keyframe_seeds = {e["id"]: e["seed"] for e in read_stage_json(
             store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
@@ -77,11 +104,13 @@ def video_clips(
                             "end_base_image_id": shot.end_base_image_id, "motion_prompt": shot.motion_prompt,
                             "backend": done.record["backend"], "continuity_mode": done.record.get("continuity_mode")})
         manifest = atomic_write_json(stage.path("motion_manifest.json"), {
-            "run_id": run_id, "fps": fps, "width": width, "height": height, "clip_assets": entries})
+            "run_id": run_id, "fps": fps, "width": width, "height": height, "video": choice, "clip_assets": entries})
         stage.publish(manifest)
         tally = counts(results)
         return dg.MaterializeResult(metadata={
             "backend": clips.backend,
+            "declared_model_id": choice["declared_model_id"],
+            "substituted": choice["substituted"],
             "shots": tally["count"],
             "rendered": tally["rendered"],
             "reused": tally["reused"],
@@ -90,5 +119,6 @@ def video_clips(
             "fps": fps,
             "size": f"{width}x{height}",
             "manifest": dg.MetadataValue.path(str(manifest)),
+            **play_metadata(store, ((f"play_{r.item.id}", r.item.path) for r in results)),
             **stage.catalog_metadata(),
         })

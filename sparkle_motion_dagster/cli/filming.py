@@ -60,20 +60,43 @@ def submit_new_run(instance, defs, store, source: PlanSource, *, check_backend: 
 
 def echo_stage(stage: str, status: str, seconds: float) -> None:
     """One line as a stage ends: ``  video_clips        ok       3.21 s``."""
-    mark = "ok" if status == "succeeded" else "FAILED"
+    mark = {"succeeded": "ok", "stopped": "stopped"}.get(status, "FAILED")
     try:
         click.echo(f"  {stage:<18} {mark:<6} {seconds:6.2f} s")
     except BrokenPipeError:  # the reader of our output has gone; the film goes on
         pass
 
 
+def echo_notice(message: str) -> None:
+    """Something to know while the film runs (it holds at a pause, it is stopping), on stderr."""
+    click.echo(message, err=True)
+
+
+def stopped_status(result, run_id: str) -> int:
+    """Say that the film was stopped and how to continue it (one line); the exit status:
+    128 + the signal that stopped it (130 for Ctrl-C, 143 for SIGTERM), 1 for ``control stop``."""
+    import signal
+
+    how = f" ({signal.Signals(result.stop_signal).name})" if result.stop_signal else ""
+    where = f" at {result.failed_stage}" if result.failed_stage else ""
+    click.echo(f"stopped {run_id}{how}{where}; continue it with: sparkle-motion resume {run_id}", err=True)
+    return 128 + result.stop_signal if result.stop_signal else 1
+
+
 def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
-    """Film (some stages of) a run, print progress, and report the outcome (0, or 1 when a stage failed)."""
+    """Film (some stages of) a run, print progress, and report the outcome (0; 1 when a stage failed
+    or the run was stopped with ``control stop``; 128 + the signal when Ctrl-C or SIGTERM stopped it).
+
+    Starting a film starts a stopped run again; a paused one holds at its gate, saying so."""
     from sparkle_motion_dagster.orchestration.runner import film_run
+    from sparkle_motion_dagster.runs import control
     from sparkle_motion_dagster.runs.run_files import stage_file
 
+    if control.read_state(store, run_id)["state"] == "stopped":
+        control.set_state(store, run_id, "running")
     started = time.monotonic()
-    result = film_run(defs, instance, run_id, on_stage=echo_stage, store=store, log_level="CRITICAL", **kwargs)
+    result = film_run(defs, instance, run_id, on_stage=echo_stage, store=store, log_level="CRITICAL",
+                      stop_on_signals=True, on_notice=echo_notice, **kwargs)
     if "movie_plan" in result.stage_seconds:
         report = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report.exists():
@@ -81,6 +104,8 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
             for note in details["warnings"] + [details["video"].get("substitution")]:
                 if note:
                     click.echo(f"note: {note}")
+    if result.stopped:
+        return stopped_status(result, run_id)
     if not result.success:
         click.echo(f"error: stage {result.failed_stage} failed: {result.error}", err=True)
         click.echo(f"continue it with: sparkle-motion resume {run_id}", err=True)

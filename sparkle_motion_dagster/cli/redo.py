@@ -85,32 +85,35 @@ def regenerate(run_id: str, shot: str, what: str, seed: int | None) -> int:
 @click.argument("action", type=click.Choice(list(CONTROL_TARGETS)))
 @click.argument("run_id")
 def control(action: str, run_id: str) -> int:
-    """Pause, resume or stop a film run.
+    """Pause, resume or stop a film run that is being filmed.
 
     pause: the running stage finishes, then the run holds; resume: it carries on;
     stop: it ends at the next item or stage (continue it later with ``resume``).
+    A run that nothing is filming is left as it is (start it with ``resume``).
     """
-    import dagster as dg
-
+    from sparkle_motion_dagster.cli.context import open_store, run_with_files
     from sparkle_motion_dagster.runs import control as run_control
     from sparkle_motion_dagster.runs.events import write_event
 
-    instance, _, store = open_film_context()
-    run_id = submitted_run(instance, run_id)
+    # Dagster-free: the state file and the filming processes' markers say everything, at once.
+    store = open_store()
+    run_id = run_with_files(store, run_id)
     current = run_control.read_state(store, run_id)["state"]
     if action == "resume" and current == "stopped":
-        raise CliError(f"{run_id} was stopped; continue it with `sparkle-motion resume {run_id}`")
+        raise CliError(run_control.stopped_message(run_id))
+    running = run_control.is_running(store, run_id)
+    if not running and not (action == "resume" and current == "paused"):
+        raise CliError(f"{run_id} is not running (nothing is filming it), so there is nothing to {action}; "
+                       f"start it with `sparkle-motion resume {run_id}`")
     run_control.set_state(store, run_id, CONTROL_TARGETS[action])
     write_event(store.root, run_id, f"control.{action}", {"previous": current}, actor="cli")
-    if action == "stop":
-        queued = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": run_id},
-                                                         statuses=[dg.DagsterRunStatus.QUEUED]))
-        for queued_run in queued:
-            instance.report_run_canceled(queued_run, message="stopped with sparkle-motion control stop")
-    click.echo({"pause": f"{run_id} paused: the running stage finishes, then the run holds",
-                "resume": f"{run_id} resumed",
-                "stop": f"{run_id} stopped: it ends at the next item or stage; continue later with "
-                        f"`sparkle-motion resume {run_id}`"}[action])
+    hold = run_control.read_hold(store, run_id)
+    click.echo({"pause": f"{run_id} paused: the running stage finishes, then the run holds; continue it with "
+                         f"`sparkle-motion control resume {run_id}`",
+                "resume": f"{run_id} resumed" + ("" if running else " (nothing is filming it now; start it with "
+                                                                     f"`sparkle-motion resume {run_id}`)"),
+                "stop": f"{run_id} stopped: it ends " + ("at its gate now" if hold else "at the next item or stage")
+                        + f"; continue later with `sparkle-motion resume {run_id}`"}[action])
     return 0
 
 

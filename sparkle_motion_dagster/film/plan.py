@@ -282,9 +282,12 @@ def metadata_problem(value: Any) -> str | None:
     if nesting_depth(value, limit=MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
         return f"nests lists and objects more than {MAX_METADATA_DEPTH} levels deep"
     try:
-        size = len(json.dumps(value, ensure_ascii=False, default=repr).encode("utf-8", "surrogatepass"))
-    except ValueError:  # an integer too long to write out
+        text = json.dumps(value, ensure_ascii=False, default=repr, allow_nan=False)
+    except ValueError as error:  # infinity or NaN, or an integer too long to write out
+        if "float" in str(error):
+            return "holds infinity or NaN, which JSON cannot carry"
         return "holds a number too long to write as JSON"
+    size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_METADATA_BYTES:
         return f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} ({MAX_METADATA_BYTES // 1024} KiB) are allowed"
     return None

@@ -29,7 +29,41 @@ RAW_PIXEL_BYTES = {"rgb24": 3.0, "yuv420p": 1.5}
 
 
 class FfmpegError(RuntimeError):
-    pass
+    """ffmpeg failed. :attr:`refused_input` tells a refusal of what it was given from a failure
+    of the moment (see its docstring)."""
+
+    # What ffmpeg prints when it refuses its input or arguments: the same call fails the same way again.
+    REFUSALS = ("Invalid data found when processing input", "No such file or directory", "Invalid argument",
+                "matches no streams", "does not contain any stream", "Output file is empty, nothing was encoded",
+                "moov atom not found", "Unrecognized option", "Option not found", "Unknown encoder",
+                "Unknown decoder", "Invalid frame dimensions", "not divisible by 2",
+                "Error splitting the argument list")
+    # What it prints when the machine, not the input, was the problem: another attempt may succeed.
+    CIRCUMSTANCES = ("No space left on device", "Cannot allocate memory", "Resource temporarily unavailable",
+                     "Input/output error", "received signal", "Connection", "timed out")
+    _STATUS = re.compile(r"\((?:exit status )?(-?\d+)[);]")
+
+    @property
+    def refused_input(self) -> bool:
+        """True when ffmpeg ended by itself with an error status and said it refuses its input or
+        arguments (an empty or broken clip, a missing file, an option it does not take), and said
+        nothing about the machine (disk full, out of memory, a signal). An ffmpeg killed by a
+        signal (negative status, or 255 after it caught one) is never a refusal."""
+        text = str(self)
+        status = self._STATUS.search(text)
+        if status and (int(status.group(1)) < 0 or int(status.group(1)) == 255):
+            return False
+        if any(marker in text for marker in self.CIRCUMSTANCES):
+            return False
+        return any(marker in text for marker in self.REFUSALS)
+
+
+class FfmpegInputError(FfmpegError, ValueError):
+    """Arguments or input ffmpeg can never accept, found before it runs (a caller's own check)."""
+
+    @property
+    def refused_input(self) -> bool:
+        return True
 
 
 @functools.cache

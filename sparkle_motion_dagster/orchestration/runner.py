@@ -9,7 +9,11 @@ shows in the Dagster UI afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,16 +22,20 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
+from sparkle_motion_dagster.assets.stage import STOPPED_METADATA
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
+from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import ArtifactStore, check_run_id, new_run_id, process_alive
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id, process_alive
 
 RUN_TAG = "sparkle/run_id"
 PID_TAG = "sparkle/pid"
 HOST_TAG = "sparkle/host"
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
 FILM_STAGES = list(stage_table.STAGE_KEYS)
+# The signals that stop a film filmed in the foreground (Ctrl-C, and what `kill` and service managers send).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -39,6 +47,12 @@ class FilmResult:
     failed_stage: str | None = None
     error: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Each stage's own time, without the time it held at a pause."""
+    held_seconds: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
+    """The run ended because it was stopped (``control stop``, or a signal)."""
+    stop_signal: int | None = None
+    """The signal that stopped it, when one did."""
 
 
 def submit_run(
@@ -79,13 +93,18 @@ def film_run(
     defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str, *,
     on_stage: Callable[[str, str, float], None] | None = None, store: ArtifactStore, log_level: str = "WARNING",
     stages: list[str] | None = None, run_config: dict | None = None, job_name: str = "film",
+    stop_on_signals: bool = False, on_notice: Callable[[str], None] | None = None,
 ) -> FilmResult:
     """Execute the film job (or some of its stages) for one run_id in this process,
-    reporting each stage as it ends."""
+    reporting each stage as it ends (``on_stage``) and what a person should know on the way
+    (``on_notice``: the run holds at a pause, resumes, is stopping).
+
+    With ``stop_on_signals`` (the foreground CLI), SIGINT and SIGTERM stop the film instead of
+    interrupting Dagster's step: see :func:`execute_stoppably`."""
     check_run_id(run_id)
     if not instance.has_dynamic_partition("run_id", run_id):
         raise LookupError(f"unknown run_id {run_id!r}: it was never submitted to this Dagster instance")
-    mark_abandoned_runs(instance, run_id)
+    mark_abandoned_runs(instance)
     job = defs.resolve_job_def(job_name)
     if stages is not None:
         # Only these stages, and none of the checks (the review gate runs on its own).
@@ -94,22 +113,133 @@ def film_run(
     clock = _StageClock(on_stage)
     instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
-    result = job.execute_in_process(
-        instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-        tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-        run_config=config,
-    )
-    times = clock.seconds
+
+    def execute() -> dg.ExecuteInProcessResult:
+        return job.execute_in_process(
+            instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
+            tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+            run_config=config,
+        )
+
+    control.mark_active(store, run_id)
+    try:
+        if stop_on_signals and threading.current_thread() is threading.main_thread():
+            result, signum = execute_stoppably(execute, store, run_id, on_notice=on_notice)
+        else:
+            result, signum = execute(), None
+    finally:
+        control.clear_active(store, run_id)
+    if signum is not None and result.success:  # the signal came after the last item: nothing was stopped
+        control.set_state(store, run_id, "running")
+    return _film_result(result, store, run_id, dagster_run_id, clock, signum)
+
+
+def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
+                 clock: _StageClock, signum: int | None) -> FilmResult:
+    """What the film job's execution came to: success and the video, or the first failed stage."""
+    times, held = clock.seconds, clock.held
     final = stage_file(store, run_id, "video_final", "video_final.mp4")
     if result.success:
-        return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times)
-    failed_stage, error = None, None
+        return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times,
+                          held_seconds=held)
+    failed_stage, error, stopped = None, None, False
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed_stage = event.step_key
             error = _user_message(event.step_failure_data.error)
+            stopped = _is_stop(event)
             break
-    return FilmResult(run_id, dagster_run_id, False, None, failed_stage, error or "the run failed", times)
+    return FilmResult(run_id, dagster_run_id, False, None, failed_stage, error or "the run failed", times, held,
+                      stopped=stopped or signum is not None, stop_signal=signum)
+
+
+def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: ArtifactStore, run_id: str, *,
+                      on_notice: Callable[[str], None] | None = None) -> tuple[dg.ExecuteInProcessResult, int | None]:
+    """Run ``execute`` so that the first SIGINT or SIGTERM stops the film cleanly; returns its result
+    and the signal that stopped it (None when none came).
+
+    Dagster turns an interrupt inside a step into a retry of that step (its retry policy counts
+    it as transient), so the film runs on. Here the execution runs in a worker thread, where
+    Dagster leaves signal handling alone, with SIGINT blocked, so that neither the worker nor
+    any process it starts (ffmpeg, Dagster's log tailers) sees a terminal's Ctrl-C. This main
+    thread takes the signal and sets the run's control state to ``stopped``: the running item
+    finishes, the stage ends at the next item (or at the gate, if the run is held at a pause),
+    without a retry, and temporary files go as they do on any error. A second signal leaves at
+    once (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run
+    failed and frees its slots."""
+    outcome: dict[str, Any] = {}
+    received: list[int] = []
+
+    def work() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            outcome["result"] = execute()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            outcome["error"] = exc
+
+    def on_signal(signum: int, _frame) -> None:
+        if received:
+            _leave_now(store, run_id, signum, on_notice)
+        received.append(signum)
+        control.set_state(store, run_id, "stopped", actor=f"signal:{signal.Signals(signum).name}")
+        _notify(on_notice, f"stopping {run_id}: the running item finishes first (press Ctrl-C again to quit at once)")
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    worker = threading.Thread(target=work, name=f"film-{run_id}", daemon=True)
+    watch = _HoldWatch(store, run_id, on_notice)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            watch.look()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"], (received[0] if received else None)
+
+
+def _leave_now(store: ArtifactStore, run_id: str, signum: int, on_notice: Callable[[str], None] | None) -> None:
+    """A second signal: remove this process's temporary files and exit at once (128 + signal)."""
+    _notify(on_notice, f"quitting now; continue {run_id} with `sparkle-motion resume {run_id}`")
+    for temp in store.run_dir(run_id).rglob(f"*{TEMP_MARKER}{os.getpid()}-*"):
+        temp.unlink(missing_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(128 + signum)
+
+
+def _notify(on_notice: Callable[[str], None] | None, message: str) -> None:
+    if on_notice:
+        try:
+            on_notice(message)
+        except Exception:  # noqa: BLE001 - telling the user (on a closed pipe, say) must never break the film
+            pass
+
+
+class _HoldWatch:
+    """Tells the foreground user when the run starts holding at a closed gate and when it goes on."""
+
+    def __init__(self, store: ArtifactStore, run_id: str, on_notice: Callable[[str], None] | None):
+        self.store, self.run_id, self.on_notice = store, run_id, on_notice
+        self.holding: str | None = None
+        self.since = 0.0
+
+    def look(self) -> None:
+        """Called a few times a second: compare ``control/hold.json`` with what was last seen."""
+        hold = control.read_hold(self.store, self.run_id)
+        stage = hold.get("stage") if hold and hold.get("pid") == os.getpid() else None
+        if stage and stage != self.holding:
+            self.since = time.monotonic()
+            _notify(self.on_notice, control.hold_message(self.run_id, stage))
+        elif self.holding and not stage and control.read_state(self.store, self.run_id)["state"] == "running":
+            _notify(self.on_notice, f"{self.run_id} resumed after {time.monotonic() - self.since:.1f} s held "
+                                    f"before {self.holding}")
+        self.holding = stage
 
 
 def downstream_of(stage: str) -> list[str]:
@@ -143,10 +273,15 @@ def is_abandoned(run: dg.DagsterRun) -> bool:
             and run.tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)))
 
 
-def mark_abandoned_runs(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """Mark as failed the Dagster runs of this film run that a killed CLI process left 'started'."""
+def mark_abandoned_runs(instance: dg.DagsterInstance, run_id: str | None = None) -> list[str]:
+    """Mark as failed the Dagster runs that a killed CLI process on this host left 'started'
+    (of one film run, or of every film run when ``run_id`` is None), and free their slots.
+
+    Every film start does it for all of them: a dead run of another film would otherwise hold
+    the gpu pool's slot and this film would wait for it forever."""
     abandoned = []
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_TAG: run_id},
+    tags = {RUN_TAG: run_id} if run_id else {HOST_TAG: socket.gethostname()}
+    runs = instance.get_runs(filters=dg.RunsFilter(tags=tags,
                                                    statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
     for run in filter(is_abandoned, runs):
         instance.report_run_failed(run, message=f"the process running it (pid {run.tags[PID_TAG]}) is gone")
@@ -170,14 +305,23 @@ def _user_message(error) -> str:
     return message
 
 
+def _is_stop(event: dg.DagsterEvent) -> bool:
+    """Whether a step failed because the run was stopped (see assets/stage.py)."""
+    user_data = event.step_failure_data.user_failure_data
+    return bool(user_data and STOPPED_METADATA in (user_data.metadata or {}))
+
+
 class _StageClock:
-    """An event listener on the run: times each step from its start to its end and reports it
-    as it ends. The instance calls it right after storing each event, in the executing thread."""
+    """An event listener on the run: times each step from its start to its end, less the time it
+    held at a pause (its materialization's ``held_seconds``), and reports it as it ends
+    (``succeeded``, ``failed`` or ``stopped``). The instance calls it right after storing each
+    event, in the executing thread."""
 
     def __init__(self, on_stage: Callable[[str, str, float], None] | None):
         self.on_stage = on_stage
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.held: dict[str, float] = {}
 
     def __call__(self, entry) -> None:
         event = entry.dagster_event
@@ -185,13 +329,21 @@ class _StageClock:
             return
         if event.event_type == dg.DagsterEventType.STEP_START:
             self.started[event.step_key] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            held = event.event_specific_data.materialization.metadata.get("held_seconds")
+            if held is not None:
+                self.held[event.step_key] = float(held.value)
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            seconds = entry.timestamp - self.started.get(event.step_key, entry.timestamp)
+            started = self.started.get(event.step_key, entry.timestamp)
+            seconds = max(0.0, entry.timestamp - started - self.held.get(event.step_key, 0.0))
             self.seconds[event.step_key] = seconds
+            if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                status = "succeeded"
+            else:
+                status = "stopped" if _is_stop(event) else "failed"
             if self.on_stage:
-                succeeded = event.event_type == dg.DagsterEventType.STEP_SUCCESS
                 try:
-                    self.on_stage(event.step_key, "succeeded" if succeeded else "failed", seconds)
+                    self.on_stage(event.step_key, status, seconds)
                 except Exception:  # noqa: BLE001 - reporting progress (to a closed pipe, say) must never fail the film
                     self.on_stage = None
 
