@@ -1,5 +1,6 @@
 """The Dagster UI path for real: `dagster dev` on loopback, a run launched through its GraphQL API."""
 
+import contextlib
 import json
 import os
 import signal
@@ -16,9 +17,34 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
+@contextlib.contextmanager
+def dagster_dev(env: dict, cwd: Path):
+    """`dagster dev` (webserver and daemon) on a free loopback port, and a GraphQL client for it."""
     from dagster_graphql import DagsterGraphQLClient
 
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+                               "-p", str(port)], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, "the webserver")
+        yield DagsterGraphQLClient("127.0.0.1", port_number=port)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
     state = tmp_path / "state"
     inbox = tmp_path / "inbox"
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
@@ -28,19 +54,7 @@ def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
                                capture_output=True, text=True, check=True)
     run_id = submitted.stdout.split()[1]
 
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                               "-p", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def up():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_for(up, "the webserver")
-        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    with dagster_dev(env, tmp_path) as client:
         dagster_run_id = wait_for(
             lambda: _try(lambda: client.submit_job_execution("film", tags={"dagster/partition": run_id})),
             "the code location to load",
@@ -65,12 +79,6 @@ def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
         dropped_final = state / "artifacts" / "runs" / accepted.stem / "finalize" / "video_final.mp4"
         wait_for(dropped_final.exists, "the dropped plan's film")
         assert json.loads(accepted.read_text())["validated_plan"]["title"] == "Dropped Revelations"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 def _try(call):
@@ -91,27 +99,13 @@ def test_new_film_job_films_a_pasted_plan_from_the_ui_api_alone(tmp_path):
     """The launchpad path: nothing but the webserver's GraphQL API and the daemon. A pasted
     (YAML) plan is validated, gets a run_id partition, and the sensor films it."""
     import yaml
-    from dagster_graphql import DagsterGraphQLClient
 
     state = tmp_path / "state"
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
     env.pop("ARTIFACTS_FS_ROOT", None)
     subprocess.run([str(BIN / "sparkle-motion"), "paths", "--create"], env=env, capture_output=True, check=True)
 
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                               "-p", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def up():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_for(up, "the webserver")
-        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-
+    with dagster_dev(env, tmp_path) as client:
         def finished(dagster_run_id):
             return wait_for(lambda: (s := client.get_run_status(dagster_run_id).value)
                             in ("SUCCESS", "FAILURE", "CANCELED") and s, "the new_film run to finish")
@@ -143,9 +137,3 @@ def test_new_film_job_films_a_pasted_plan_from_the_ui_api_alone(tmp_path):
             assert play == f"http://127.0.0.1:7077/files/runs/{run_id}/finalize/video_final.mp4"
         finally:
             instance.dispose()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
