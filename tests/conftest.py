@@ -30,6 +30,24 @@ def isolated_state(tmp_path, monkeypatch) -> Path:
     return state
 
 
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An artifact store in the test's own folder (and ARTIFACTS_FS_ROOT pointing at it)."""
+    from sparkle_motion_dagster.runs.storage import ArtifactStore
+
+    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def instance():
+    """An ephemeral Dagster instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads and lose a lot to contention on a shared CPU

@@ -15,19 +15,6 @@ from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import submit_run
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
-from sparkle_motion_dagster.runs.storage import ArtifactStore
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
-    return ArtifactStore(tmp_path / "artifacts")
-
-
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 def submit(store, instance, plan_path: Path) -> str:

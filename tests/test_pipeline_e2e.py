@@ -12,21 +12,9 @@ from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audio_seconds, probe
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.storage import ArtifactStore, sha256_file
+from sparkle_motion_dagster.runs.storage import sha256_file
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
-    return ArtifactStore(tmp_path / "artifacts")
-
-
-@pytest.fixture
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 def submit(store, instance, document, preview=True):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import wait_for
 
 from sparkle_motion_dagster.media.ffmpeg import run_ffmpeg
 from sparkle_motion_dagster.runs.events import read_events
@@ -32,12 +33,9 @@ def run_id_of(output: str) -> str:
     return next(line.split(": ")[1].split()[0] for line in output.splitlines() if line.startswith("run_id: "))
 
 
-def poll(predicate, what, attempts=2000, interval=0.01):
-    for _ in range(attempts):
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
+def poll(predicate, what):
+    """Wait for ``predicate`` in small steps (bounded by attempts, not by a clock)."""
+    return wait_for(predicate, what, attempts=2000, interval=0.01)
 
 
 def framemd5(path: Path) -> list[str]:

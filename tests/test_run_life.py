@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from sparkle_motion_dagster.assets.stage import is_permanent
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, FrameEncoder, run_ffmpeg
@@ -42,12 +43,9 @@ def cli(state: Path, *args, wait=True):
     return subprocess.run(command, env=environment(state), capture_output=True, text=True)
 
 
-def poll(predicate, what, attempts=5000, interval=0.01):
-    for _ in range(attempts):
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}")
+def poll(predicate, what):
+    """Wait for ``predicate`` in small steps (bounded by attempts, not by a clock)."""
+    return wait_for(predicate, what, attempts=5000, interval=0.01)
 
 
 def harbour_plan(folder: Path, *, title="Harbour", model_id="animatic") -> Path:
