@@ -1,47 +1,18 @@
 """The Dagster UI path for real: `dagster dev` on loopback, a run launched through its GraphQL API."""
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for
+from helpers import dagster_dev, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-
-@contextlib.contextmanager
-def dagster_dev(env: dict, cwd: Path):
-    """`dagster dev` (webserver and daemon) on a free loopback port, and a GraphQL client for it."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                               "-p", str(port)], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def up():
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, "the webserver")
-        yield DagsterGraphQLClient("127.0.0.1", port_number=port)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
@@ -54,7 +25,7 @@ def test_film_launched_from_the_ui_api_and_from_the_drop_folder(tmp_path):
                                capture_output=True, text=True, check=True)
     run_id = submitted.stdout.split()[1]
 
-    with dagster_dev(env, tmp_path) as client:
+    with dagster_dev(env, tmp_path) as (client, _):
         dagster_run_id = wait_for(
             lambda: _try(lambda: client.submit_job_execution("film", tags={"dagster/partition": run_id})),
             "the code location to load",
@@ -105,7 +76,7 @@ def test_new_film_job_films_a_pasted_plan_from_the_ui_api_alone(tmp_path):
     env.pop("ARTIFACTS_FS_ROOT", None)
     subprocess.run([str(BIN / "sparkle-motion"), "paths", "--create"], env=env, capture_output=True, check=True)
 
-    with dagster_dev(env, tmp_path) as client:
+    with dagster_dev(env, tmp_path) as (client, _):
         def finished(dagster_run_id):
             return wait_for(lambda: (s := client.get_run_status(dagster_run_id).value)
                             in ("SUCCESS", "FAILURE", "CANCELED") and s, "the new_film run to finish")
