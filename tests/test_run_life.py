@@ -19,6 +19,7 @@ from helpers import wait_for
 
 from sparkle_motion_dagster.assets.stage import is_permanent
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, FrameEncoder, run_ffmpeg
+from sparkle_motion_dagster.orchestration.status import film_status
 from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.locations import DAGSTER_YAML, upgrade_dagster_yaml
@@ -281,6 +282,9 @@ def test_a_run_starting_at_a_closed_gate_says_it_is_paused_and_reports_time_held
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("movie_plan"), asset_partitions=[run_id]), limit=1).records[0]
         assert record.asset_materialization.metadata["held_seconds"].value >= 2.0
+        # status reports the hold apart from the stage's own time too
+        intake = film_status(instance, store, run_id)["stages"][0]
+        assert intake["held_s"] >= 2.0 and intake["duration_s"] < 1.5, intake
 
 
 @pytest.mark.slow

@@ -253,6 +253,14 @@ def _latest_materialization(instance: dg.DagsterInstance, asset: str, run_id: st
 
 # --- stages -------------------------------------------------------------------------
 
+def _held_seconds(materialization) -> float:
+    """How long the stage's materialization waited at a paused run's gate (``held_seconds``)."""
+    if materialization is None or materialization.asset_materialization is None:
+        return 0.0
+    value = materialization.asset_materialization.metadata.get("held_seconds")
+    return float(value.value) if value is not None else 0.0
+
+
 def _stage_record(asset: str, attempts: list[dict], materialization, active_runs: set[str]) -> dict[str, Any]:
     latest = attempts[-1] if attempts else None
     failures = [a["ended"] for a in attempts if a.get("outcome") == "failed"]
@@ -273,6 +281,9 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
     if status == "succeeded" and latest is None:
         completed = materialized_at  # materialized outside a step (reported, or from another instance)
     duration = round(completed - started, 3) if started is not None and completed is not None else None
+    held = _held_seconds(materialization) if status == "succeeded" else 0.0
+    if duration is not None and held:
+        duration = round(max(0.0, duration - held), 3)  # time held at a pause is not the stage's time
     return {
         "name": STAGE_OF_ASSET[asset],
         "asset": asset,
@@ -280,6 +291,7 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
         "started_at": iso(started),
         "completed_at": iso(completed) if status != "running" else None,
         "duration_s": duration if status != "running" else None,
+        "held_s": held,
         "attempts": len(attempts),
         "dagster_run_id": (latest or {}).get("dagster_run_id") or (
             materialization.run_id if materialization is not None else None),
