@@ -57,7 +57,6 @@ RENDERING_STAGES: tuple[str, ...] = tuple(stage.key for stage in STAGES if stage
 REQUEST_FOLDER = "request"
 
 _BY_KEY = {stage.key: stage for stage in STAGES}
-_BY_FOLDER = {stage.folder: stage for stage in STAGES}
 
 
 def stage(key: str) -> Stage:
@@ -70,10 +69,6 @@ def stage(key: str) -> Stage:
 
 def folder(key: str) -> str:
     return stage(key).folder
-
-
-def stage_for_folder(name: str) -> Stage | None:
-    return _BY_FOLDER.get(name)
 
 
 def folder_order() -> tuple[str, ...]:

@@ -58,14 +58,6 @@ class FfmpegError(RuntimeError):
         return any(marker in text for marker in self.REFUSALS)
 
 
-class FfmpegInputError(FfmpegError, ValueError):
-    """Arguments or input ffmpeg can never accept, found before it runs (a caller's own check)."""
-
-    @property
-    def refused_input(self) -> bool:
-        return True
-
-
 @functools.cache
 def ffmpeg_exe() -> str:
     """The ffmpeg binary: ``FFMPEG_PATH`` when set, else the one in the imageio-ffmpeg wheel.
