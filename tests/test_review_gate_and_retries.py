@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 import pytest
+from helpers import wait_for
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gate, submit_run
@@ -115,6 +116,9 @@ class OneShotFails(AnimaticClips):
         with Path(self.log).open("a") as log:
             log.write(request.shot_id + "\n")
         if request.shot_id == self.failing:
+            # Fail only once the shot beside it has started: a shot not started yet is cancelled.
+            wait_for(lambda: any(line != self.failing for line in Path(self.log).read_text().split()),
+                     "the other shot to start")
             raise RuntimeError(f"{request.shot_id}: out of memory")
         return super().render(request, out_path)
 
