@@ -11,11 +11,11 @@ from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.film.speech_fit import SpeechPace
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
 
-# espeak-ng's pace at its rate R (words per minute): 9.5 / R seconds a character, 0.35 s a clause
-# break, 0.3 s of lead, measured on the template planner's lines and others at rates 140-190; it
-# errs long (within 0.25 s short of the measured length on those lines, except digits, which are
-# spoken as words).
-CHARS_PER_RATE = 9.5
+# espeak-ng's pace at its rate R (words per minute): 10 / R seconds a character, 0.35 s a clause
+# break, 0.3 s of lead. Measured on the template planner's lines at rates 80 to 300, it errs long
+# (on average by 0.7 s; at most 0.65 s short, at the slowest rates), except for digits, which are
+# spoken as words.
+CHARS_PER_RATE = 10.0
 
 
 class EspeakSpeech(SpeechEngine):
