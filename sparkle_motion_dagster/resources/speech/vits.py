@@ -159,7 +159,9 @@ class VitsSpeech(EnvConfigured, SpeechEngine):
 
     def pace(self, voice_profile: VoiceProfile | None = None) -> SpeechPace:
         """The neural default pace (``NEURAL_PACE``), at the voice's speaking rate."""
-        rate = self.voice_for("", voice_profile or VoiceProfile()).speaking_rate
+        profile = voice_profile or VoiceProfile()
+        own = profile_number(profile, "speaking_rate", float, low=0.1, high=10)
+        rate = (own if own is not None else profile_rate(profile)) * self.speaking_rate
         return replace(NEURAL_PACE, seconds_per_char=NEURAL_PACE.seconds_per_char / rate)
 
     def voice_for(self, character_id: str, voice_profile: VoiceProfile, *, num_speakers: int = 1) -> VitsVoice:
