@@ -95,7 +95,8 @@ class SpeechTiming:
     policy: FitPolicy = FitPolicy()
 
     def seconds(self, text: str, voice_profile: VoiceProfile | dict | None = None) -> float:
-        profile = voice_profile if isinstance(voice_profile, VoiceProfile) else VoiceProfile.model_validate(voice_profile or {})
+        profile = voice_profile if isinstance(voice_profile, VoiceProfile) \
+            else VoiceProfile.model_validate(voice_profile or {})
         return self.pace_for(profile).seconds(text)
 
     def fingerprint(self) -> dict[str, Any]:

@@ -81,7 +81,13 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
-from sparkle_motion_dagster.film.plan import PlanIssue, PlanValidationError, VoiceProfile, plan_json_schema, validate_plan
+from sparkle_motion_dagster.film.plan import (
+    PlanIssue,
+    PlanValidationError,
+    VoiceProfile,
+    plan_json_schema,
+    validate_plan,
+)
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, predicted_losses
 from sparkle_motion_dagster.resources.planning import Planner, plan_envelope
 from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field

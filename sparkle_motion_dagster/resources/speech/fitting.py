@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from sparkle_motion_dagster.film.plan import MoviePlan
 from sparkle_motion_dagster.film.speech_fit import (
     DEFAULT_MAX_TEMPO,
     MAX_TEMPO_LIMIT,
@@ -27,7 +28,6 @@ from sparkle_motion_dagster.film.speech_fit import (
     line_windows,
     needed_tempo,
 )
-from sparkle_motion_dagster.film.plan import MoviePlan
 from sparkle_motion_dagster.resources.settings import SettingsError, env_field, env_values, problems_from
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 
