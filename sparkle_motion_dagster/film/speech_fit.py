@@ -13,6 +13,7 @@ the dry run and planners (in seconds, on measured or estimated speech).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,7 @@ MAX_TEMPO_LIMIT = 2.0  # beyond this a time stretch no longer sounds like speech
 OVERRUN_POLICIES = ("trim", "fail")
 MAX_TEMPO_VARIABLE = "SPARKLE_SPEECH_MAX_TEMPO"
 OVERRUN_VARIABLE = "SPARKLE_SPEECH_OVERRUN"
+WIDE_CHAR_WEIGHT = 2
 _PAUSE_MARKS = re.compile(r"[.!?;:,\u3002\uff01\uff1f\u3001]+")
 
 
@@ -80,7 +82,9 @@ class SpeechPace:
     def seconds(self, text: str) -> float:
         spoken = " ".join(text.split())
         pauses = len(_PAUSE_MARKS.findall(spoken.rstrip(".!?\u3002\uff01\uff1f ")))
-        return round(self.lead_s + len(spoken) * self.seconds_per_char + pauses * self.pause_s, 3)
+        # A wide character (kana, kanji, hangul) is a syllable or more: it counts as two letters.
+        letters = sum(WIDE_CHAR_WEIGHT if unicodedata.east_asian_width(c) in "WF" else 1 for c in spoken)
+        return round(self.lead_s + letters * self.seconds_per_char + pauses * self.pause_s, 3)
 
     def as_dict(self) -> dict[str, float]:
         return {"seconds_per_char": round(self.seconds_per_char, 6), "pause_s": self.pause_s, "lead_s": self.lead_s}
