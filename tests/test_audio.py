@@ -3,6 +3,7 @@ import pytest
 
 from sparkle_motion_dagster.film.dialogue import chunk_text, espeak_voice_for
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.film.speech_fit import FitPolicy
 from sparkle_motion_dagster.film.stitching import LineAudio, stitch
 from sparkle_motion_dagster.media.wav import read_wav, wav_bytes
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
@@ -23,18 +24,19 @@ def test_stitched_track_is_the_runtime_to_the_sample():
     assert line.timeline_padding_s == 0.5 and line.timeline_trimmed_s == 0 and line.timeline_overrun_s == 0
 
 
-def test_overlong_speech_runs_into_silence_then_is_trimmed_at_the_next_line():
+def test_overlong_speech_runs_into_silence_then_is_trimmed_at_the_next_line_when_no_speed_up_is_allowed():
     lines = [
         LineAudio("line_000", 0.0, 1.0, tone(1.5)),  # 0.5 s into the silence before line_001: kept
         LineAudio("line_001", 2.0, 1.0, tone(2.0)),  # would cross line_002's start at 3.5 s: trimmed
         LineAudio("line_002", 3.5, 0.5, tone(1.0)),  # would pass the film's end at 4.0 s: trimmed
     ]
-    track, placed = stitch(lines, runtime_sec=4.0, sample_rate=RATE)
+    track, placed = stitch(lines, runtime_sec=4.0, sample_rate=RATE, policy=FitPolicy(max_tempo=1.0))
     assert len(track) == 4000
     first, second, third = placed
     assert first.timeline_overrun_s == 0.5 and first.timeline_trimmed_s == 0 and first.end_time_actual_s == 1.5
     assert second.end_time_actual_s == 3.5 and second.timeline_trimmed_s == 0.5 and second.timeline_overrun_s == 0.5
     assert third.end_time_actual_s == 4.0 and third.timeline_trimmed_s == 0.5
+    assert {line.tempo for line in placed} == {1.0}
     # the trimmed end fades out instead of clicking
     assert track[3499] < 1000 and track[3000] == 1000
 

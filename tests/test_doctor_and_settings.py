@@ -73,7 +73,8 @@ def test_doctor_reports_every_problem_at_once(monkeypatch, tmp_path):
     bad = {"SCRIPT_AGENT_MODEL": "m", "SCRIPT_AGENT_TEMPERATURE": "9", "IMAGES_SDXL_MODEL": "x",
            "IMAGES_SDXL_STEPS": "many", "IMAGES_SDXL_DEVICE": "tpu", "VIDEOS_WAN_MODEL": "y",
            "VIDEOS_WAN_MAX_FRAMES": "80", "WAV2LIP_CHECKPOINT": "x.pth", "WAV2LIP_FACE_DETECTOR": "magic",
-           "TTS_VITS_MODEL": "facebook/mms-tts-eng", "TTS_CHATTERBOX_DEVICE": "cpu", "ARTIFACTS_BACKEND": "tape"}
+           "TTS_VITS_MODEL": "facebook/mms-tts-eng", "TTS_CHATTERBOX_DEVICE": "cpu", "ARTIFACTS_BACKEND": "tape",
+           "SPARKLE_SPEECH_MAX_TEMPO": "0.5"}
     for name, value in bad.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(ffmpeg, "ffmpeg_exe", lambda: str(tmp_path / "no-ffmpeg"))  # as FFMPEG_PATH would say
@@ -82,7 +83,10 @@ def test_doctor_reports_every_problem_at_once(monkeypatch, tmp_path):
     report = doctor.diagnose(probe=False)
     settings = {p["variable"]: p for p in report["problems"] if p["kind"] == "setting"}
     assert set(settings) == {"SCRIPT_AGENT_TEMPERATURE", "IMAGES_SDXL_STEPS", "IMAGES_SDXL_DEVICE",
-                             "VIDEOS_WAN_MAX_FRAMES", "WAV2LIP_FACE_DETECTOR", "ARTIFACTS_BACKEND"}
+                             "VIDEOS_WAN_MAX_FRAMES", "WAV2LIP_FACE_DETECTOR", "ARTIFACTS_BACKEND",
+                             "SPARKLE_SPEECH_MAX_TEMPO"}
+    tempo = settings["SPARKLE_SPEECH_MAX_TEMPO"]
+    assert (tempo["stage"], tempo["value"], tempo["reason"]) == ("dialogue_audio", "0.5", "must be at least 1")
     steps = settings["IMAGES_SDXL_STEPS"]
     assert (steps["stage"], steps["value"], steps["reason"]) == ("base_images", "many", "expected an integer")
     assert steps["message"] == "IMAGES_SDXL_STEPS (SdxlKeyframes.steps) = 'many': expected an integer"

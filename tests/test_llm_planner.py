@@ -265,6 +265,26 @@ def test_invariant_issues_fixed_on_repair(server):
     assert "- dialogue_timeline[1].duration_sec: ends at 18.2s, after the total shot runtime 13.0s" in feedback
 
 
+def test_a_line_that_would_lose_words_is_a_problem_to_repair(server):
+    from sparkle_motion_dagster.film.speech_fit import FitPolicy
+    from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
+
+    timing = EspeakSpeech().timing(FitPolicy())
+    plan = copy.deepcopy(GOOD_PLAN)  # 2.8 s before Miko's line: room for 3.5 s of speech at tempo 1.25
+    plan["dialogue_timeline"][0]["text"] = ("I was scared of losing us, of losing every single thing we built up "
+                                            "here on this rooftop, night after night.")
+    assert_envelope(make_plan(server, [reply(json.dumps(plan))]), attempts=1)  # untimed, it passes
+    server.requests.clear()
+    server.script.extend([reply(json.dumps(plan)), reply(GOOD)])
+    envelope = planner(server).plan(prompt=PROMPT, title=TITLE, seed=7, speech=timing)
+    assert_envelope(envelope, attempts=2)
+    feedback = last_user_message(server.requests[1]["body"])
+    assert "- dialogue_timeline[0]: its text takes about" in feedback and "would be cut" in feedback
+    assert envelope["metadata"]["repair_history"][0]["issues"][0]["path"] == "dialogue_timeline[0]"
+    assert "characters a second" in server.requests[0]["body"]["messages"][0]["content"]
+    assert envelope["metadata"]["speech_timing"] == timing.fingerprint()
+
+
 def test_reply_in_json_fence(server):
     fenced = f"Here is your plan:\n```json\n{json.dumps(GOOD_PLAN, indent=2)}\n```\nEnjoy the film!"
     envelope = make_plan(server, [reply(fenced)])

@@ -182,7 +182,8 @@ def test_the_plan_dry_run_job_writes_the_validation_report_and_renders_nothing(s
     report = json.loads((run / "plan_intake" / "plan_validation.json").read_text())
     assert report["mode"] == "dry"
     assert report["summary"]["shots"] == SHOTS and report["summary"]["base_images"] == SHOTS + 1
-    assert any("identical" in warning for warning in report["warnings"]), report["warnings"]
+    assert any(w["kind"] == "identical_keyframes" and "identical" in w["message"] for w in report["warnings"]), \
+        report["warnings"]
     assert latest_metadata(studio.instance, "movie_plan", run_id)["mode"] == "dry"
     for stage in ("dialogue_audio", "base_images", "video_clips", "assembly", "finalize"):
         assert not (run / stage).exists(), f"a dry run wrote {stage}/"

@@ -223,4 +223,8 @@ def test_dry_run_reports_warnings_and_renders_nothing(tmp_path, sample_plan):
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["events", "plan_intake", "request"] \
         or sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["plan_intake", "request"]
     report = json.loads((run / "plan_intake" / "plan_validation.json").read_text())
-    assert report["mode"] == "dry" and len(report["warnings"]) == 3
+    assert report["mode"] == "dry"
+    assert [w["kind"] for w in report["warnings"]] == ["video_model", "identical_keyframes", "line_too_long", "overrun"]
+    assert [w["field"] for w in report["warnings"]] == ["render_profile.video.model_id", "shots[1]",
+                                                      "dialogue_timeline[0].text", "dialogue_timeline[0]"]
+    assert all(w["message"] in result.stdout for w in report["warnings"])

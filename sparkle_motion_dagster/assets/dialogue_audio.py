@@ -1,23 +1,29 @@
 """Dialogue audio: one WAV per line, stitched onto one track at the plan's timestamps."""
 
+import json
+from pathlib import Path
+
 import dagster as dg
 
 from sparkle_motion_dagster.assets.render_config import RenderConfig
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film import visemes
-from sparkle_motion_dagster.film.stitching import LineAudio, stitch
+from sparkle_motion_dagster.film.speech_fit import line_fields
+from sparkle_motion_dagster.film.stitching import LineAudio, PlacedLine, stitch
 from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
 from sparkle_motion_dagster.media.wav import read_wav, resample, wav_bytes, wav_duration_s
 from sparkle_motion_dagster.resources.speech import SpeechEngine
+from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, counts, render_items
-from sparkle_motion_dagster.runs.run_files import load_run_plan
+from sparkle_motion_dagster.runs.run_files import load_run_plan, submitted_document
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
 
 DEFAULT_SAMPLE_RATE = 22050
-OVERLONG_SPEECH_POLICY = ("runs on into the following silence; trimmed with a fade only at the next line "
-                          "or the film's end")
+OVERLONG_SPEECH_POLICY = ("runs on into the following silence; where it would reach the next line or the film's "
+                          "end it is sped up (pitch kept) by the smallest tempo that fits, up to max_tempo; beyond "
+                          "that it is trimmed with a fade (overrun: trim) or refused (overrun: fail)")
 
 
 @film_asset("dialogue_audio", kinds={"wav"})
@@ -28,13 +34,17 @@ def dialogue_audio(
     speech: SpeechEngine,
 ) -> dg.MaterializeResult:
     """One WAV per dialogue line, `tts_timeline.wav` with every line at its planned start
-    (exactly the film's runtime long), `dialogue_timeline_audio.json` with the measured
-    offsets, padding and trims, and subtitles (.srt, .vtt). Unchanged lines are reused."""
+    (exactly the film's runtime long; speech longer than the time before the next line sped
+    up to fit, up to `SPARKLE_SPEECH_MAX_TEMPO`), `dialogue_timeline_audio.json` with the
+    measured offsets, tempo, padding and trims, and subtitles (.srt, .vtt) and viseme streams
+    that follow the placed audio. Unchanged lines are reused."""
     with stage_run(context, artifact_store, "dialogue_audio") as stage:
         store, run_id = stage.store, stage.run_id
         plan = load_run_plan(store, run_id)
         stage.plan_id = plan.plan_id()
         engine = speech.fingerprint()
+        policy = fit_policy_from_env()
+        fields = line_fields(submitted_document(store, run_id))
 
         items = []
         for line_id, entry in plan.dialogue_lines():
@@ -76,7 +86,7 @@ def dialogue_audio(
             samples, rate = read_wav(done.item.path)
             sample_rate = sample_rate or rate
             lines.append(LineAudio(done.item.id, entry.start_time_sec, entry.duration_sec,
-                                   resample(samples, rate, sample_rate)))
+                                   resample(samples, rate, sample_rate), field=fields.get(done.item.id, "")))
             artifacts.append({"line_id": done.item.id, "character_id": entry.character_id, "text": entry.text,
                               "audio_path": str(done.item.path), "duration_sec": round(len(samples) / rate, 6),
                               "planned_start_s": entry.start_time_sec, "planned_duration_s": entry.duration_sec,
@@ -84,11 +94,16 @@ def dialogue_audio(
                               "backend": meta.get("backend"), "viseme_stream_uri": str(done.item.also_needs[0]),
                               "viseme_source": meta.get("viseme_source")})
         sample_rate = sample_rate or DEFAULT_SAMPLE_RATE
-        track, placed = stitch(lines, runtime_sec=plan.runtime_sec, sample_rate=sample_rate)
+        track, placed = stitch(lines, runtime_sec=plan.runtime_sec, sample_rate=sample_rate, policy=policy)
         timeline_path = atomic_write_bytes(stage.path("tts_timeline.wav"), wav_bytes(track, sample_rate))
         offsets = {p.line_id: p.as_dict() for p in placed}
+        by_id = {p.line_id: p for p in placed}
         for artifact in artifacts:
             artifact.update(offsets[artifact["line_id"]])
+            fitted_visemes(stage, artifact, by_id[artifact["line_id"]])
+        fitted = [p.line_id for p in placed if p.tempo > 1]
+        for line_id in fitted:
+            context.log.info(f"{line_id}: sped up {offsets[line_id]['tempo']}x to end before the next line")
         trimmed = [p.line_id for p in placed if p.timeline_trimmed_s > 0]
         overrun = [p.line_id for p in placed if p.timeline_overrun_s > 0]
         for line_id in trimmed:
@@ -102,6 +117,7 @@ def dialogue_audio(
             "total_duration_s": plan.runtime_sec,
             "stitched_audio_path": str(timeline_path),
             "overlong_speech_policy": OVERLONG_SPEECH_POLICY,
+            "speech_fit": policy.as_dict(),
             "entry_count": len(artifacts),
             "line_artifacts": artifacts,
             "timeline_offsets": offsets,
@@ -114,11 +130,16 @@ def dialogue_audio(
         stage.publish(timeline_path, duration_s=round(len(track) / sample_rate, 6))
         for path in (manifest_path, srt_path, vtt_path):
             stage.publish(path)
+        for artifact in artifacts:
+            if artifact.get("viseme_stream_raw_uri"):
+                stage.publish(Path(artifact["viseme_stream_uri"]), metadata={"line_id": artifact["line_id"],
+                                                                             "tempo": artifact["tempo"]})
 
         return dg.MaterializeResult(metadata={
             "backend": speech.backend,
             "lines": len(artifacts),
             "reused_lines": counts(results)["reused"],
+            "fitted_lines": len(fitted),
             "trimmed_lines": len(trimmed),
             "overrun_lines": len(overrun),
             "sample_rate": sample_rate,
@@ -129,3 +150,22 @@ def dialogue_audio(
             "subtitles_vtt": dg.MetadataValue.path(str(vtt_path)),
             **stage.catalog_metadata(),
         })
+
+
+def fitted_visemes(stage, artifact: dict, line: PlacedLine) -> None:
+    """Point the line's viseme stream at one that follows its placed audio: for a line sped up or
+    trimmed, ``<line_id>.fitted.viseme.json`` (its times scaled, cut where the audio ends); the
+    spoken line's own stream (beside its WAV) stays as the engine made it."""
+    path = stage.path(f"{line.line_id}.fitted.viseme.json")
+    if line.tempo == 1 and line.timeline_trimmed_s == 0:
+        path.unlink(missing_ok=True)  # fitted by an earlier plan, no longer
+        return
+    raw_path = artifact["viseme_stream_uri"]
+    document = json.loads(Path(raw_path).read_text(encoding="utf-8"))
+    placed_s = line.end_time_actual_s - line.start_time_actual_s
+    scale = line.duration_audio_fitted_s / line.duration_audio_raw_s if line.duration_audio_raw_s else 1.0
+    document.update(visemes=visemes.fit_stream(document["visemes"], scale=scale, end_s=round(placed_s, 3)),
+                    duration_s=round(placed_s, 6), tempo=line.tempo, trimmed_s=round(line.timeline_trimmed_s, 6),
+                    spoken_stream_uri=raw_path)
+    atomic_write_json(path, document)
+    artifact.update(viseme_stream_uri=str(path), viseme_stream_raw_uri=raw_path)

@@ -8,9 +8,11 @@ from pydantic import Field
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
 from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
+from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
+from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env, line_speech, refused_lines
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
 from sparkle_motion_dagster.runs.events import write_event
@@ -30,13 +32,16 @@ class PlanIntakeConfig(dg.Config):
     force: bool = Field(default=False, description="Ask the planner again even when the prompt did not change.")
 
 
-def planned_document(stage, planner: Planner, prompt: dict, *, force: bool) -> dict:
-    """The plan artifact the planner writes for a prompt: made once, reused while the prompt,
-    title, seed and planner stay the same (a retry or a re-materialization does not pay again)."""
-    item = Item("plan_artifact", stage.path("plan_artifact.json"), inputs={"planner": planner.fingerprint(), **prompt})
+def planned_document(stage, planner: Planner, prompt: dict, *, force: bool, timing: SpeechTiming) -> dict:
+    """The plan artifact the planner writes for a prompt, its lines timed for the speech engine:
+    made once, reused while the prompt, title, seed, planner and speech timing stay the same
+    (a retry or a re-materialization does not pay again)."""
+    item = Item("plan_artifact", stage.path("plan_artifact.json"),
+                inputs={"planner": planner.fingerprint(), "speech_timing": timing.fingerprint(), **prompt})
 
     def render(item: Item) -> dict:
-        document = planner.plan(prompt=prompt["prompt"], title=prompt["title"], seed=prompt.get("seed", 0))
+        document = planner.plan(prompt=prompt["prompt"], title=prompt["title"], seed=prompt.get("seed", 0),
+                                speech=timing)
         parse_plan_document(document)  # a planner that returns a broken plan fails here, before it is kept
         atomic_write_json(item.path, document)
         return {"planner": type(planner).__name__}
@@ -58,7 +63,9 @@ def movie_plan(
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
-    (`plan_validation.json` lists the warnings a user wants before paying for GPU time).
+    (`plan_validation.json` lists the warnings a user wants before paying for GPU time, among
+    them every line whose speech will not fit before the next line: refused under
+    `SPARKLE_SPEECH_OVERRUN=fail`).
     A run submitted with a prompt gets its plan from the planner here (`plan_artifact.json`)."""
     with stage_run(context, artifact_store, "movie_plan") as stage:
         store, run_id = stage.store, stage.run_id
@@ -71,11 +78,12 @@ def movie_plan(
                 submit_request(store, run_id, source="launchpad", preview=config.preview,
                                prompt={"prompt": config.prompt, "title": config.title or "Untitled", "seed": config.seed})
         request = store.read_request(run_id)
+        policy = fit_policy_from_env()
         document = request.get("document")
         if document is None:
             prompt = request["prompt"]
             document = planned_document(stage, planner, {k: prompt[k] for k in ("prompt", "title", "seed")},
-                                        force=config.force)
+                                        force=config.force, timing=speech.timing(policy))
             if prompt.get("size"):
                 document = with_video_size(document, *prompt["size"])
         plan = parse_plan_document(document).plan
@@ -89,16 +97,24 @@ def movie_plan(
                       "substituted": False, "problem": str(exc)}
         # What was asked for, preview or not: video_clips checks the model against it again before rendering.
         choice["preview"] = preview
+        lines = line_speech(plan, speech, line_fields(document))
         report = validation_report(plan, choice, max_line_chars=speech.max_chunk_chars,
-                                   max_generation_sec=clips.max_seconds_per_generation)
-        report.update(mode="dry" if config.dry_run else "run", **qa_flags())
+                                   max_generation_sec=clips.max_seconds_per_generation, speech=lines, policy=policy)
+        report.update(mode="dry" if config.dry_run else "run", **qa_flags(),
+                      speech_fit={**policy.as_dict(), "engine": speech.backend,
+                                  "basis": sorted({line.basis for line in lines})})
         stage.plan_id = plan.plan_id()
         plan_path = atomic_write_json(stage.path("movie_plan.json"), plan.model_dump(mode="json"))
         report_path = atomic_write_json(stage.path("plan_validation.json"), report)
         stage.publish(plan_path, artifact_type="movie_plan")
         stage.publish(report_path, artifact_type="plan_validation")
         for warning in report["warnings"]:
-            context.log.warning(warning)
+            context.log.warning(warning["message"])
+        # Under the fail policy a dry run refuses what would fail; a run refuses it here when it was
+        # measured (an estimate is not worth refusing a render for: the dialogue stage decides then).
+        refused = refused_lines(lines, policy, estimates=config.dry_run) if policy.overrun == "fail" else []
+        if refused:
+            raise overrun_failure(refused)
         ephemeral = ephemeral_root_warning(store.root)
         if ephemeral:
             context.log.warning(ephemeral)

@@ -63,6 +63,20 @@ def _stages(problems: list[dict[str, Any]], *, probe: bool) -> dict[str, Any]:
     return stages
 
 
+def _speech_fit(problems: list[dict[str, Any]], entry: dict[str, Any] | None) -> None:
+    """How overlong speech will be fitted (SPARKLE_SPEECH_MAX_TEMPO, SPARKLE_SPEECH_OVERRUN), or their problems."""
+    from sparkle_motion_dagster.resources.settings import SettingsError
+    from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env
+
+    try:
+        policy = fit_policy_from_env()
+    except SettingsError as error:
+        problems.extend(_problem("setting", stage="dialogue_audio", **p.as_dict()) for p in error.problems)
+        return
+    if entry is not None:
+        entry["speech_fit"] = policy.as_dict()
+
+
 def _ffmpeg(problems: list[dict[str, Any]]) -> str:
     from sparkle_motion_dagster.media.ffmpeg import ffmpeg_exe
 
@@ -110,6 +124,7 @@ def diagnose(*, probe: bool = True) -> dict[str, Any]:
 
     problems: list[dict[str, Any]] = []
     stages = _stages(problems, probe=probe)
+    _speech_fit(problems, stages.get("dialogue_audio"))
     ffmpeg = _ffmpeg(problems)
     packages = {name: _version(name) for name in PACKAGES}
     for name in CORE_PACKAGES:

@@ -101,7 +101,7 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
         report = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report.exists():
             details = json.loads(report.read_text())
-            for note in details["warnings"] + [details["video"].get("substitution")]:
+            for note in [w["message"] for w in details["warnings"]] + [details["video"].get("substitution")]:
                 if note:
                     click.echo(f"note: {note}")
     if result.stopped:
@@ -117,32 +117,45 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
     return 0
 
 
-def dry_run(instance, defs, store, source: PlanSource, run_id: str | None) -> int:
-    """Plan intake only: validate, report warnings, render nothing."""
+def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, as_json: bool = False) -> int:
+    """Plan intake only: validate, report warnings, render nothing. ``as_json`` prints the
+    validation report (its warnings as dicts) on stdout, and the progress on stderr."""
+    import contextlib
+    import sys
+
     from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
     from sparkle_motion_dagster.runs.run_files import stage_file
 
     # An unconfigured video model is reported as a warning instead of refused.
     run_id = run_id or submit_new_run(instance, defs, store, source, check_backend=False)
-    click.echo(f"run_id: {run_id} (dry run)")
-    status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=DRY_RUN_CONFIG)
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        click.echo(f"run_id: {run_id} (dry run)")
+        status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=DRY_RUN_CONFIG)
+    if as_json:
+        report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
+        if report_path.exists():
+            click.echo(json.dumps({"run_id": run_id, "ok": status == 0, "report": str(report_path),
+                                   **json.loads(report_path.read_text())}, indent=2))
+        return status
     if status == 0:
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         report = json.loads(report_path.read_text())
         echo_plan_summary(report["summary"])
         for warning in report["warnings"]:
-            click.echo(f"warning: {warning}")
+            click.echo(f"warning: {warning['message']}")
         if not report["warnings"]:
             click.echo("warnings: none")
         click.echo(f"report: {report_path}")
     return status
 
 
-def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run") -> int:
+def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run", as_json: bool = False) -> int:
     """``run``: film a submitted run_id, or submit a new one and film it (or only its intake)."""
+    if as_json and mode != "dry":
+        raise CliError("--json goes with --mode dry (the validation report as JSON)")
     instance, defs, store = open_film_context()
     if mode == "dry":
-        return dry_run(instance, defs, store, source, run_id)
+        return dry_run(instance, defs, store, source, run_id, as_json)
     run_id = run_id or submit_new_run(instance, defs, store, source)
     click.echo(f"run_id: {run_id}")
     return film(instance, defs, store, run_id)
@@ -188,8 +201,9 @@ def submit(plan: str | None, prompt: str | None, sample: bool, title: str | None
 @click.option("--run-id", help="film a run already submitted")
 @click.option("--mode", type=click.Choice(["run", "dry"]), default="run", show_default=True,
               help="dry: plan intake only (validation report and warnings, nothing rendered)")
+@click.option("--json", "as_json", is_flag=True, help="with --mode dry: print the validation report as JSON")
 def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, seed: int, preview: bool,
-        size: tuple[int, int] | None, run_id: str | None, mode: str) -> int:
+        size: tuple[int, int] | None, run_id: str | None, mode: str, as_json: bool) -> int:
     """Make a film from a plan, a prompt or a submitted run.
 
     A new run_id from --plan, --prompt/--title or --sample, or --run-id of a run
@@ -197,7 +211,7 @@ def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, s
     """
     at_most_one(plan=plan, prompt=prompt, sample=sample, run_id=run_id)
     source = PlanSource(plan=plan, prompt=prompt, title=title, seed=seed, sample=sample, size=size, preview=preview)
-    return film_a_run(source, run_id=run_id, mode=mode)
+    return film_a_run(source, run_id=run_id, mode=mode, as_json=as_json)
 
 
 @click.command("demo")

@@ -61,8 +61,14 @@ def espeak_voice_for(character_id: str, profile: VoiceProfile, *, language: str,
             f"voice_profile.variant {profile.variant!r} is not one of {', '.join(FEMALE_VARIANTS + MALE_VARIANTS)}"
         )
     pitch = profile.pitch if profile.pitch is not None else 35 + (pick >> 8) % 31
+    return EspeakVoice(name=f"{language}+{VARIANT_PREFIX}{variant}", rate_wpm=espeak_rate(profile, base_wpm),
+                       pitch=int(pitch))
+
+
+def espeak_rate(profile: VoiceProfile, base_wpm: int = DEFAULT_WPM) -> int:
+    """The espeak-ng rate (words per minute) a voice profile speaks at: its own, or the style's."""
     rate = profile.rate if profile.rate is not None else base_wpm + STYLE_RATE_OFFSET.get((profile.style or "").lower(), 0)
-    return EspeakVoice(name=f"{language}+{VARIANT_PREFIX}{variant}", rate_wpm=int(rate), pitch=int(pitch))
+    return int(rate)
 
 
 def estimate_speech_seconds(text: str, words_per_second: float = 2.6) -> float:

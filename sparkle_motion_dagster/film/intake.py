@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sparkle_motion_dagster.film.plan import MoviePlan, summarize
+from sparkle_motion_dagster.film.speech_fit import FitPolicy, LineSpeech, overrun_warning
 
 # How to configure the real backends users declare in render_profile.video.model_id.
 MODEL_HINTS = {
@@ -32,25 +33,44 @@ def resolve_video_backend(plan: MoviePlan, *, served: tuple[str, ...], backend: 
     )
 
 
+def warning(field: str, kind: str, message: str, **details: Any) -> dict[str, Any]:
+    """One dry-run warning: the field it is about, its kind, what a person reads, and its figures."""
+    return {"field": field, "kind": kind, "message": message, **details}
+
+
 def validation_report(
     plan: MoviePlan, backend_choice: dict[str, Any], *, max_line_chars: int | None = None,
-    max_generation_sec: float | None = None,
+    max_generation_sec: float | None = None, speech: list[LineSpeech] | None = None,
+    policy: FitPolicy | None = None,
 ) -> dict[str, Any]:
-    """The summary a user reads before paying for a render: counts, the chosen backend and warnings."""
+    """The summary a user reads before paying for a render: counts, the chosen backend and warnings.
+
+    Each warning is a dict (:func:`warning`). ``speech`` (each line's measured or estimated
+    length) adds an ``overrun`` warning for every line longer than its window, saying what the
+    stitcher will do under ``policy`` (``speech_s``, ``window_s``, ``tempo``, ``lost_s``)."""
     warnings = []
     if backend_choice.get("problem"):
-        warnings.append(backend_choice["problem"])
+        warnings.append(warning("render_profile.video.model_id", "video_model", backend_choice["problem"]))
     for index, shot in enumerate(plan.shots):
         start, end = plan.base_image(shot.start_base_image_id), plan.base_image(shot.end_base_image_id)
         if start.prompt.strip() == end.prompt.strip():
-            warnings.append(f"shots[{index}] ({shot.id}): start and end keyframe prompts are identical; "
-                            "the clip will be static")
+            warnings.append(warning(f"shots[{index}]", "identical_keyframes",
+                                    f"shots[{index}] ({shot.id}): start and end keyframe prompts are identical; "
+                                    "the clip will be static"))
         if max_generation_sec and shot.duration_sec > max_generation_sec:
-            warnings.append(f"shots[{index}] ({shot.id}): {shot.duration_sec:g} s is longer than one video "
-                            f"generation ({max_generation_sec:g} s); it will be made of chained segments")
+            warnings.append(warning(f"shots[{index}].duration_sec", "shot_too_long",
+                                    f"shots[{index}] ({shot.id}): {shot.duration_sec:g} s is longer than one video "
+                                    f"generation ({max_generation_sec:g} s); it will be made of chained segments"))
+    fields = {line.window.line_id: line.window.field for line in speech or []}
     if max_line_chars:
         for line_id, entry in plan.dialogue_lines():
             if len(entry.text) > max_line_chars:
-                warnings.append(f"{line_id} ({entry.character_id}): {len(entry.text)} characters is longer than "
-                                f"the speech engine's {max_line_chars}; it will be spoken in chunks")
+                field = f"{fields[line_id]}.text" if line_id in fields else line_id
+                warnings.append(warning(field, "line_too_long",
+                                        f"{line_id} ({entry.character_id}): {len(entry.text)} characters is longer "
+                                        f"than the speech engine's {max_line_chars}; it will be spoken in chunks"))
+    for line in speech or []:
+        overrun = overrun_warning(line, policy or FitPolicy())
+        if overrun:
+            warnings.append(overrun)
     return {"summary": summarize(plan), "video": backend_choice, "warnings": warnings}

@@ -189,6 +189,21 @@ def join_streams(parts: Sequence[tuple[float, Sequence[dict[str, Any]]]]) -> lis
     return stream or [{"t": 0.0, "viseme": "sil", "phoneme": ""}]
 
 
+def fit_stream(stream: Sequence[dict[str, Any]], *, scale: float, end_s: float) -> list[dict[str, Any]]:
+    """The stream of a line as the stitcher placed it: its times multiplied by ``scale`` (the
+    fitted length over the spoken length; below 1 for speech sped up) and cut where the placed
+    audio ends (``end_s``), where it ends in silence."""
+    fitted: list[dict[str, Any]] = []
+    for entry in stream:
+        t = round(entry["t"] * scale, 3)
+        if t >= end_s and fitted:
+            break
+        _append(fitted, min(t, end_s), entry["viseme"], entry["phoneme"])
+    if not fitted or fitted[-1]["viseme"] != "sil":
+        _append(fitted, round(end_s, 3), "sil", "")
+    return fitted
+
+
 def espeak_stream(events: Iterable[Any], duration_s: float) -> list[dict[str, Any]]:
     """The stream of an espeak utterance from its own events."""
     return stream_from_spans(spans_from_events(events, duration_s))

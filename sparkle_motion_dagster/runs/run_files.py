@@ -30,6 +30,16 @@ def submit_request(store: ArtifactStore, run_id: str, *, source: str, preview: b
     store.write_request(run_id, request)
 
 
+def submitted_document(store: ArtifactStore, run_id: str) -> Any:
+    """The plan document a run was submitted with, or for a prompt the planner's plan artifact
+    (None when neither exists yet): where field paths such as ``dialogue_timeline[3]`` point."""
+    document = store.read_request(run_id).get("document")
+    if document is None:
+        artifact = stage_file(store, run_id, "movie_plan", "plan_artifact.json")
+        document = json.loads(artifact.read_text(encoding="utf-8")) if artifact.exists() else None
+    return document
+
+
 def stage_file(store: ArtifactStore, run_id: str, stage: str, *names: str) -> Path:
     """A file of one stage (by asset key) of one film run."""
     return store.path(run_id, folder(stage), *names)

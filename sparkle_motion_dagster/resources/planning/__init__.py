@@ -13,16 +13,20 @@ from typing import Any, ClassVar
 
 import dagster as dg
 
+from sparkle_motion_dagster.film.speech_fit import SpeechTiming
+
 
 class Planner(dg.ConfigurableResource):
     """Interface: write a plan artifact (the seed's envelope, see :func:`plan_envelope`) for a prompt and title.
 
+    ``speech`` is the configured speech engine's timing: with it, a planner gives each line
+    the ``duration_sec`` that engine needs, so the plan has no overrun to begin with.
     ``backend`` names the planner in reports.
     """
 
     backend: ClassVar[str] = ""
 
-    def plan(self, *, prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
+    def plan(self, *, prompt: str, title: str, seed: int = 0, speech: SpeechTiming | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:

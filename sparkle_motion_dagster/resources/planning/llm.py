@@ -16,7 +16,9 @@ One ``plan()`` call:
    fields its error names (all of them when it names none), and the rest of
    the call goes without;
 3. takes the JSON out of the reply (bare, inside a ```` ```json ```` fence, after
-   prose or a ``<think>`` block) and checks it with :func:`validate_plan`;
+   prose or a ``<think>`` block) and checks it with :func:`validate_plan`, and,
+   given the speech engine's timing, that no line's speech is predicted to be
+   cut (longer than the time before the next line even at the fit's tempo limit);
 4. sends every problem back (field path and reason, or the JSON error) and asks
    for the whole corrected plan, at most ``max_repairs`` times;
 5. returns the seed's plan artifact envelope (``request``, ``validated_plan``
@@ -79,7 +81,14 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
-from sparkle_motion_dagster.film.plan import PlanIssue, PlanValidationError, plan_json_schema, validate_plan
+from sparkle_motion_dagster.film.plan import (
+    PlanIssue,
+    PlanValidationError,
+    VoiceProfile,
+    plan_json_schema,
+    validate_plan,
+)
+from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, predicted_losses
 from sparkle_motion_dagster.resources.planning import Planner, plan_envelope
 from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field
 
@@ -161,10 +170,23 @@ def _compact_schema(node: Any, *, names: bool = False) -> Any:
             for key, value in node.items() if not (key == "title" and isinstance(value, str))}
 
 
-def system_prompt(default_video_model: str = DEFAULT_VIDEO_MODEL) -> str:
+def line_length_rule(speech: SpeechTiming | None) -> str:
+    """How long a line lasts, for the model: the speech engine's pace when known."""
+    if speech is None:
+        six_words = estimate_speech_seconds("one two three four five six")
+        return f"A line lasts about words / 2.6 + 0.3 seconds (at least 0.8; a six-word line lasts {six_words} s)."
+    pace = speech.pace_for(VoiceProfile())
+    sample = "I was afraid the night would change everything."
+    return (f"The speech engine speaks about {1 / pace.seconds_per_char:.0f} characters a second, plus "
+            f"{pace.pause_s:g} s at each comma or sentence break and {pace.lead_s:g} s to start: a line of "
+            f"{len(sample)} characters like {sample!r} lasts about {speech.seconds(sample):.2f} s. Give each line "
+            "at least that duration_sec and start the next entry after it; speech longer than the time before the "
+            f"next line is sped up by at most {speech.policy.max_tempo:g}x, beyond that its last words are cut.")
+
+
+def system_prompt(default_video_model: str = DEFAULT_VIDEO_MODEL, speech: SpeechTiming | None = None) -> str:
     schema = json.dumps(_compact_schema(plan_json_schema()), separators=(",", ":"))
     example = json.dumps(EXAMPLE_PLAN, separators=(",", ":"))
-    six_words = estimate_speech_seconds("one two three four five six")
     return f"""You are the script agent of Sparkle Motion. You turn a story prompt into a MoviePlan for a short film.
 Reply with one JSON object that matches the MoviePlan JSON Schema below. Output JSON only: no prose, no markdown.
 
@@ -173,7 +195,7 @@ Rules the schema cannot express (a plan that breaks one is rejected):
 2. shots: N shots (usually 3 to 6), each duration_sec between 3 and 10 seconds. The film's runtime is the sum of all shots' duration_sec.
 3. base_images: exactly N+1 keyframes, one more than the shots. Shot i (counting from 0) runs from base image i to base image i+1: shots[i].start_base_image_id == base_images[i].id and shots[i].end_base_image_id == base_images[i+1].id, so consecutive shots share a keyframe. Each base image prompt describes that single frame for an image model (subject, framing, lighting); metadata.seed is an optional integer.
 4. characters: every speaker, with a voice_profile (style such as "calm", language as a BCP 47 tag such as "en-US", gender "female", "male" or "neutral").
-5. dialogue_timeline: one clock for the whole film, in seconds from the start of the first shot. Each entry is {{"type":"dialogue","character_id","text","start_time_sec","duration_sec"}} with the id of a declared character, or {{"type":"silence","start_time_sec","duration_sec"}}. Entries must not overlap, and every entry must end (start_time_sec + duration_sec) by the runtime. A line lasts about words / 2.6 + 0.3 seconds (at least 0.8; a six-word line lasts {six_words} s). Gaps may be left out: they become silence.
+5. dialogue_timeline: one clock for the whole film, in seconds from the start of the first shot. Each entry is {{"type":"dialogue","character_id","text","start_time_sec","duration_sec"}} with the id of a declared character, or {{"type":"silence","start_time_sec","duration_sec"}}. Entries must not overlap, and every entry must end (start_time_sec + duration_sec) by the runtime. {line_length_rule(speech)} Gaps may be left out: they become silence.
 6. render_profile.video.model_id is required. Use "{default_video_model}" unless the request asks for a particular video model (for example "wan-2.1"). max_fps is 24 unless asked otherwise.
 7. Every id (characters, base_images, shots) becomes a file name: 1 to 128 letters, digits, "_", "-" or "." with no "..". Use ids like "ava", "frame_000", "shot_001". Ids are unique within their list.
 8. No fields beyond the schema's, except inside metadata, voice_profile and render_profile.
@@ -400,7 +422,7 @@ class LlmPlanner(EnvConfigured, Planner):
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self, *, prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
+    def plan(self, *, prompt: str, title: str, seed: int = 0, speech: SpeechTiming | None = None) -> dict[str, Any]:
         if not str(prompt).strip():
             raise ValueError("prompt: must not be empty")
         if not str(title).strip():
@@ -410,7 +432,7 @@ class LlmPlanner(EnvConfigured, Planner):
         started = time.monotonic()
         state = _CallState()
         base_messages = [
-            {"role": "system", "content": system_prompt(self.default_video_model)},
+            {"role": "system", "content": system_prompt(self.default_video_model, speech)},
             {"role": "user", "content": user_prompt(title=title, prompt=prompt, seed=seed)},
         ]
         messages = list(base_messages)
@@ -424,6 +446,10 @@ class LlmPlanner(EnvConfigured, Planner):
                     candidate = extract_json(content or "")
                     candidate["title"] = title  # the request's title, whatever the model wrote
                     plan = validate_plan(candidate)
+                    if speech is not None:  # a line that would lose words is a problem to fix like any other
+                        losses = predicted_losses(plan, speech, line_fields(candidate))
+                        if losses:
+                            raise PlanValidationError(losses)
                 except ReplyFormatError as exc:
                     problem, issues = "invalid_json", [PlanIssue("", str(exc))]
                 except PlanValidationError as exc:
@@ -431,7 +457,7 @@ class LlmPlanner(EnvConfigured, Planner):
                 else:
                     return self._envelope(plan.model_dump(mode="json"), title=title, prompt=prompt, seed=seed,
                                           attempts=attempt, history=history, state=state,
-                                          elapsed=time.monotonic() - started)
+                                          elapsed=time.monotonic() - started, speech=speech)
                 entry: dict[str, Any] = {"attempt": attempt, "problem": problem, "finish_reason": finish_reason,
                                          "issues": [{"path": i.path, "reason": i.reason} for i in issues]}
                 if problem == "invalid_json":
@@ -459,7 +485,8 @@ class LlmPlanner(EnvConfigured, Planner):
         return LlmPlanInvalidError(message, issues, history)
 
     def _envelope(self, plan: dict[str, Any], *, title: str, prompt: str, seed: int, attempts: int,
-                  history: list[dict[str, Any]], state: _CallState, elapsed: float) -> dict[str, Any]:
+                  history: list[dict[str, Any]], state: _CallState, elapsed: float,
+                  speech: SpeechTiming | None = None) -> dict[str, Any]:
         metadata = plan.get("metadata") if isinstance(plan.get("metadata"), dict) else {}
         plan["metadata"] = {**metadata, "source": f"{TOOL}.generate_plan", "planner": "llm",
                             "model": self.model, "seed": seed}
@@ -482,7 +509,8 @@ class LlmPlanner(EnvConfigured, Planner):
             "usage": dict(state.usage),
             "temperature": self.temperature,
             "elapsed_s": round(elapsed, 3),
-            "prompt_sha256": hashlib.sha256(system_prompt(self.default_video_model).encode()).hexdigest()[:16],
+            "prompt_sha256": hashlib.sha256(system_prompt(self.default_video_model, speech).encode()).hexdigest()[:16],
+            **({"speech_timing": speech.fingerprint()} if speech else {}),
         })
         return envelope
 

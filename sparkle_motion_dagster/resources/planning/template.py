@@ -1,8 +1,8 @@
 """The embedded planner (``TemplatePlanner``): a deterministic template, not a language model.
 
 It turns a prompt and title into a valid MoviePlan (two characters, three shots,
-N+1 keyframe prompts with seeds, dialogue timed by a words-per-second estimate,
-silences between) so the whole pipeline runs with no model at all. An LLM
+N+1 keyframe prompts with seeds, dialogue timed by the speech engine's pace or a
+words-per-second estimate, silences between) so the whole pipeline runs with no model at all. An LLM
 planner is another implementation of the same planner resource.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from sparkle_motion_dagster.film.dialogue import estimate_speech_seconds
 from sparkle_motion_dagster.film.plan import validate_plan
+from sparkle_motion_dagster.film.speech_fit import SpeechTiming
 from sparkle_motion_dagster.resources.planning import Planner, plan_envelope
 
 NAMES = ["Ava", "Miko", "Jun", "Rosa", "Theo", "Lena", "Omar", "Iris", "Kai", "Noor", "Sam", "Yara"]
@@ -68,8 +69,9 @@ def _seed_from(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
-def template_plan(prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
-    """A MoviePlan (as JSON data) for the prompt; the same inputs give the same plan."""
+def template_plan(prompt: str, title: str, seed: int = 0, speech: SpeechTiming | None = None) -> dict[str, Any]:
+    """A MoviePlan (as JSON data) for the prompt; the same inputs give the same plan. Lines last
+    what ``speech`` (the configured engine's pace) says they take, else a words-per-second estimate."""
     if not prompt.strip():
         raise ValueError("prompt: must not be empty")
     if not title.strip():
@@ -99,7 +101,8 @@ def template_plan(prompt: str, title: str, seed: int = 0) -> dict[str, Any]:
     words = {**fill, **_story_words(prompt, title)}
     for speaker, text in LINE_SETS[(base >> 16) % len(LINE_SETS)]:
         line = text.format(**words)
-        duration = estimate_speech_seconds(line)
+        profile = characters[0 if speaker == "a" else 1]["voice_profile"]
+        duration = round(speech.seconds(line, profile), 2) if speech else estimate_speech_seconds(line)
         timeline.append({"type": "dialogue", "character_id": names[speaker].lower(), "text": line,
                          "start_time_sec": round(clock, 2), "duration_sec": duration})
         clock += duration + 0.4
@@ -124,6 +127,6 @@ class TemplatePlanner(Planner):
 
     backend: ClassVar[str] = "template"
 
-    def plan(self, *, prompt, title, seed=0):
-        return plan_envelope(template_plan(prompt, title, seed), title=title, prompt=prompt, seed=seed,
+    def plan(self, *, prompt, title, seed=0, speech=None):
+        return plan_envelope(template_plan(prompt, title, seed, speech), title=title, prompt=prompt, seed=seed,
                              tool="template_planner")

@@ -14,6 +14,11 @@ environment by ``resources/selection.py``) has its own module:
 Every engine returns a :class:`SpeechResult` whose ``visemes`` is the line's
 viseme stream (see ``visemes.py``): from the synthesis events for espeak-ng,
 from espeak-ng phonemes timed to the neural audio otherwise.
+
+Before rendering (the dry run, the planners), an engine tells how long a line
+will be: ``measure_seconds`` speaks it where that is cheap (espeak-ng: a few
+milliseconds a line), and ``pace`` estimates it otherwise (see
+:data:`NEURAL_PACE`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from pydantic import Field
 
 from sparkle_motion_dagster.film.dialogue import chunk_text
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.film.speech_fit import FitPolicy, SpeechPace, SpeechTiming
+
+# The pace assumed for neural engines (VITS, Chatterbox), whose speed depends on the voice and the
+# model: read English runs at 13 to 15 characters a second, a little slower with expressive
+# voices, plus a breath at each comma or sentence end and the model's lead-in. An estimate only:
+# the stitcher fits what the engine really says.
+NEURAL_PACE = SpeechPace(seconds_per_char=0.07, pause_s=0.3, lead_s=0.3)
 
 
 @dataclass
@@ -74,6 +86,18 @@ class SpeechEngine(dg.ConfigurableResource):
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the audio for the same text and voice."""
         return {"backend": self.backend, **self.model_dump()}
+
+    def pace(self, voice_profile: VoiceProfile | None = None) -> SpeechPace:
+        """How fast this engine speaks in a voice, to estimate a line before it is spoken."""
+        return NEURAL_PACE
+
+    def measure_seconds(self, text: str, *, character_id: str, voice_profile: VoiceProfile) -> float | None:
+        """A line's exact length when speaking it is cheap (None: estimate it from :meth:`pace`)."""
+        return None
+
+    def timing(self, policy: FitPolicy) -> SpeechTiming:
+        """What a planner needs to time lines for this engine."""
+        return SpeechTiming(self.backend, self.pace, policy)
 
     def voice_fingerprint(self, character_id: str, voice_profile: VoiceProfile) -> dict[str, Any]:
         """What changes one character's audio beyond the profile's own values (e.g. the content of a

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,10 +77,11 @@ from pydantic import Field
 
 from sparkle_motion_dagster.film.dialogue import DEFAULT_WPM, STYLE_RATE_OFFSET, _stable_int
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.film.speech_fit import SpeechPace
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
-from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
+from sparkle_motion_dagster.resources.speech import NEURAL_PACE, ChunkSpeech, SpeechEngine
 
 SILENCE_SEC = 0.1  # what a chunk with nothing speakable (e.g. "...") becomes
 
@@ -155,6 +156,13 @@ class VitsSpeech(EnvConfigured, SpeechEngine):
         return entry
 
     # ------------------------------------------------------------------ speech
+
+    def pace(self, voice_profile: VoiceProfile | None = None) -> SpeechPace:
+        """The neural default pace (``NEURAL_PACE``), at the voice's speaking rate."""
+        profile = voice_profile or VoiceProfile()
+        own = profile_number(profile, "speaking_rate", float, low=0.1, high=10)
+        rate = (own if own is not None else profile_rate(profile)) * self.speaking_rate
+        return replace(NEURAL_PACE, seconds_per_char=NEURAL_PACE.seconds_per_char / rate)
 
     def voice_for(self, character_id: str, voice_profile: VoiceProfile, *, num_speakers: int = 1) -> VitsVoice:
         return vits_voice_for(character_id, voice_profile, num_speakers=num_speakers, base_rate=self.speaking_rate,
