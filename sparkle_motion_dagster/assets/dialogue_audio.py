@@ -35,6 +35,7 @@ def dialogue_audio(
         plan = load_run_plan(store, run_id)
         stage.plan_id = plan.plan_id()
         engine = speech.fingerprint()
+        stage.made_by = speech
 
         items = []
         for line_id, entry in plan.dialogue_lines():
@@ -63,8 +64,9 @@ def dialogue_audio(
             character_id = done.item.request[0].character_id
             stage.publish(done.item.path, metadata={"line_id": done.item.id, "character_id": character_id,
                                                     "backend": done.record.get("backend")},
-                          duration_s=round(wav_duration_s(done.item.path), 6))
-            stage.publish(done.item.also_needs[0], metadata={"line_id": done.item.id, "character_id": character_id})
+                          duration_s=round(wav_duration_s(done.item.path), 6), settings=done.item.inputs)
+            stage.publish(done.item.also_needs[0], metadata={"line_id": done.item.id, "character_id": character_id},
+                          sources=[done.item.path], settings=done.item.inputs)
 
         # Lines render one at a time: engines keep one voice state per process.
         results = render_items(items, render, force=config.force, workers=1, on_ready=publish,
@@ -111,9 +113,10 @@ def dialogue_audio(
                 for a in artifacts]
         srt_path = atomic_write_bytes(stage.path("dialogue.srt"), to_srt(cues).encode())
         vtt_path = atomic_write_bytes(stage.path("dialogue.vtt"), to_vtt(cues).encode())
-        stage.publish(timeline_path, duration_s=round(len(track) / sample_rate, 6))
+        line_files = [r.item.path for r in results]
+        stage.publish(timeline_path, duration_s=round(len(track) / sample_rate, 6), sources=line_files)
         for path in (manifest_path, srt_path, vtt_path):
-            stage.publish(path)
+            stage.publish(path, sources=line_files)
 
         return dg.MaterializeResult(metadata={
             "backend": speech.backend,

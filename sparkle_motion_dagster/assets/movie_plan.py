@@ -42,8 +42,10 @@ def planned_document(stage, planner: Planner, prompt: dict, *, force: bool) -> d
         return {"planner": type(planner).__name__}
 
     done = render_items([item], render, force=force)[0]
+    stage.made_by = planner
     stage.publish(item.path, artifact_type="plan_artifact", metadata={"planner": done.record["planner"],
-                                                                      "reused": not done.rendered})
+                                                                      "reused": not done.rendered},
+                  sources=[], settings=item.inputs)
     return json.loads(item.path.read_text(encoding="utf-8"))
 
 
@@ -95,8 +97,8 @@ def movie_plan(
         stage.plan_id = plan.plan_id()
         plan_path = atomic_write_json(stage.path("movie_plan.json"), plan.model_dump(mode="json"))
         report_path = atomic_write_json(stage.path("plan_validation.json"), report)
-        stage.publish(plan_path, artifact_type="movie_plan")
-        stage.publish(report_path, artifact_type="plan_validation")
+        stage.publish(plan_path, artifact_type="movie_plan", sources=[store.request_path(run_id)])
+        stage.publish(report_path, artifact_type="plan_validation", sources=[plan_path])
         for warning in report["warnings"]:
             context.log.warning(warning)
         ephemeral = ephemeral_root_warning(store.root)
