@@ -9,9 +9,12 @@ from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
 from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
 from sparkle_motion_dagster.resources.clips import ClipRenderer
+from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.estimates import estimate_for_run
 from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
 from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, render_items
@@ -28,6 +31,7 @@ class PlanIntakeConfig(dg.Config):
     preview: bool = Field(default=False, description="Render the animatic when the declared video model is not configured.")
     dry_run: bool = Field(default=False, description="Only validate: report problems as warnings, render nothing.")
     force: bool = Field(default=False, description="Ask the planner again even when the prompt did not change.")
+    budget: str = Field(default="", description="Warn when the estimated film time exceeds this (e.g. 30m, 90s, 2h).")
 
 
 def planned_document(stage, planner: Planner, prompt: dict, *, force: bool) -> dict:
@@ -57,6 +61,8 @@ def movie_plan(
     clips: ClipRenderer,
     speech: SpeechEngine,
     planner: Planner,
+    keyframes: KeyframeRenderer,
+    lipsync: LipsyncEngine,
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
@@ -94,6 +100,10 @@ def movie_plan(
         report = validation_report(plan, choice, max_line_chars=speech.max_chunk_chars,
                                    max_generation_sec=clips.max_seconds_per_generation)
         report.update(mode="dry" if config.dry_run else "run", **qa_flags())
+        report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
+                                                                 "keyframes": keyframes, "lipsync": lipsync},
+                                              budget=config.budget)
+        report["warnings"] += report["estimate"]["warnings"]
         stage.plan_id = plan.plan_id()
         plan_path = atomic_write_json(stage.path("movie_plan.json"), plan.model_dump(mode="json"))
         report_path = atomic_write_json(stage.path("plan_validation.json"), report)

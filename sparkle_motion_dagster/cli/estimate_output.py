@@ -1,0 +1,31 @@
+"""How the dry run shows a film's estimated cost: one row per stage, then the total."""
+
+from __future__ import annotations
+
+import click
+
+from sparkle_motion_dagster.cli.output import echo_table, human_bytes
+
+
+def echo_estimate(estimate: dict | None) -> None:
+    """The estimate's table (stage, backend, seconds, peak memory, basis) and its total."""
+    if not estimate:
+        return
+    from sparkle_motion_dagster.runs.estimates import format_seconds
+
+    rows = []
+    for stage, figure in estimate["stages"].items():
+        seconds = None if figure["seconds"] is None else format_seconds(figure["seconds"])
+        basis = figure["basis"] + (f" ({figure['measurements']} films)" if figure.get("measurements") else "")
+        rows.append([stage, figure["backend"], figure["device"], seconds,
+                     human_bytes(figure["peak_memory_bytes"]) if figure["peak_memory_bytes"] else None, basis])
+    echo_table(["STAGE", "BACKEND", "DEVICE", "TIME", "PEAK MEMORY", "BASIS"], rows)
+    total = estimate["total_seconds"]
+    overhead = estimate.get("overhead_seconds")
+    click.echo("estimate: " + ("unknown" if total is None else format_seconds(total))
+               + (f" (with {format_seconds(overhead)} fixed overhead)" if overhead else "")
+               + (f", peak memory {human_bytes(estimate['peak_memory_bytes'])}" if estimate["peak_memory_bytes"] else ""))
+    for source in sorted({f["source"] for f in estimate["stages"].values() if f.get("source")}):
+        click.echo(f"published figure: {source}")
+    if estimate.get("note"):
+        click.echo(f"note: {estimate['note']}")
