@@ -91,6 +91,9 @@ def replay(run_id: str, compare: bool) -> int:
         differing = [r for r in rows if not r["identical"]]
         click.echo(f"identical: {len(rows) - len(differing)}/{len(rows)} file(s)")
         for row in differing:
+            if row.get("only_estimate"):
+                click.echo(f"differs only in its cost estimate (the history has grown): {row['path']}")
+                continue
             what = "missing" if row.get("missing") else ", ".join(sorted(row["differences"])) or "contents"
             click.echo(f"differs: {row['path']} ({what})")
     return status

@@ -10,6 +10,7 @@ from the recorded ones is reported, not hidden. Dagster-free.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +96,9 @@ def backend_differences(source: ReplaySource, configured: dict[str, Any]) -> lis
 
 def compare_runs(store: ArtifactStore, original: str, replay: str) -> list[dict[str, Any]]:
     """Per file of the original: whether the replay's file is byte-identical, and what differs in
-    their records when not. Files that name their run (manifests) are compared with the run id swapped."""
+    their records when not. Files that name their run (manifests) are compared with the run id swapped;
+    the plan intake report's cost estimate depends on the history at the time, so a report that differs
+    only there is marked ``only_estimate``."""
     mine = {r["path"]: r for r in provenance.read_records(store, replay)}
     rows = []
     for record in provenance.read_records(store, original):
@@ -108,6 +111,14 @@ def compare_runs(store: ArtifactStore, original: str, replay: str) -> list[dict[
             a = (store.run_dir(original) / record["path"]).read_bytes().replace(original.encode(), replay.encode())
             b = (store.run_dir(replay) / record["path"]).read_bytes()
             same = a == b
+            if not same and record["path"].endswith(".json"):
+                with contextlib.suppress(ValueError):
+                    old_json, new_json = json.loads(a), json.loads(b)
+                    if isinstance(old_json, dict) and "estimate" in old_json and isinstance(new_json, dict):
+                        old_json.pop("estimate"), new_json.pop("estimate", None)
+                        if old_json == new_json:
+                            rows.append({"path": record["path"], "identical": False, "only_estimate": True})
+                            continue
         rows.append({"path": record["path"], "identical": same,
                      **({} if same else {"differences": provenance.differences(record, other)})})
     return rows
