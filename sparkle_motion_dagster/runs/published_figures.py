@@ -18,8 +18,9 @@ FIGURES: dict[str, list[dict]] = {
     ],
     "sdxl": [
         {"model": "stable-diffusion-xl-base-1.0", "frames": 1, "width": 1024, "height": 1024, "steps": 30,
-         "seconds": 2.5, "peak_memory_bytes": None, "device": "NVIDIA A100 (bf16)",
-         "source": "diffusers SDXL inference figure: 1024x1024, 30 steps, about 2.5 s on an A100 in bf16"},
+         "seconds": 2.5, "peak_memory_bytes": None, "device": "NVIDIA A100/H100 (bf16)",
+         "source": "plain diffusers SDXL, 1024x1024, 30 steps: about 2.5 s on an A100-class GPU in bf16 "
+                   "(the figure this README's benchmark notes cite for an H100)"},
     ],
 }
 
