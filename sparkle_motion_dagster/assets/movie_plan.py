@@ -135,6 +135,7 @@ def movie_plan(
             "video_backend": choice["video_backend"] or "not configured",
             "substituted": choice["substituted"],
             "warnings": dg.MetadataValue.json(report["warnings"]),
+            "estimate": dg.MetadataValue.json(report["estimate"]),
             "path": dg.MetadataValue.path(str(plan_path)),
             "validation_report": dg.MetadataValue.path(str(report_path)),
             **stage.catalog_metadata(),

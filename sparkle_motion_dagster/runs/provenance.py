@@ -182,7 +182,7 @@ def build_record(
         "schema": SCHEMA,
         "run_id": run_id,
         "path": _relative(path, run_dir),
-        "sha256": sha256_file(path),
+        "sha256": file_digest(path),
         "size_bytes": path.stat().st_size,
         "stage": stage,
         "shot_id": shot_id,
@@ -191,7 +191,7 @@ def build_record(
         "backend": backend or (model or {}).get("backend"),
         "seed": seed,
         "prompt": prompt,
-        "inputs": [{"path": _relative(Path(s), run_dir), "sha256": sha256_file(Path(s))} for s in sources
+        "inputs": [{"path": _relative(Path(s), run_dir), "sha256": file_digest(Path(s))} for s in sources
                    if Path(s).is_file()],
         "model": model,
         "settings": json.loads(json.dumps(settings, default=str)),
