@@ -127,3 +127,19 @@ def test_time_left_counts_the_stages_still_to_come():
     assert time_left(estimate, done=set()) == 47.0
     assert time_left(estimate, done={"movie_plan"}, running="base_images", running_for=4.0) == 6 + 30 + 4.0
     assert time_left(estimate, done={"movie_plan", "base_images"}, running="video_clips", running_for=99) == 2.0
+
+
+def test_history_at_other_sizes_fits_how_time_grows_with_pixels():
+    from sparkle_motion_dagster.runs import estimates
+
+    def film(width, height, frames):  # clips whose time grows with the square root of the pixels
+        seconds = 0.2 + 1e-4 * frames * (width * height) ** 0.5
+        return {"size": [width, height], "overhead_seconds": 0.5, "stages": {"video_clips": {
+            "backend": "animatic", "device": "cpu", "steps": None, "units": frames, "seconds": seconds}}}
+
+    history = [film(160, 90, 48), film(160, 90, 144), film(640, 360, 96), film(640, 360, 288)]
+    plan = _plan(24, 4.0, 320, 180)  # 96 frames at a size never filmed
+    clips = estimates.estimate(plan, {"video_clips": {"backend": "animatic", "device": "cpu"}}, history,
+                               free=lambda d: None)["stages"]["video_clips"]
+    assert clips["basis"] == "history" and clips["same_size"] is False and clips["measurements"] == 4
+    assert clips["seconds"] == pytest.approx(0.2 + 1e-4 * 96 * (320 * 180) ** 0.5, rel=0.02)

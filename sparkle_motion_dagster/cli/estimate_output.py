@@ -16,7 +16,9 @@ def echo_estimate(estimate: dict | None) -> None:
     rows = []
     for stage, figure in estimate["stages"].items():
         seconds = None if figure["seconds"] is None else format_seconds(figure["seconds"])
-        basis = figure["basis"] + (f" ({figure['measurements']} films)" if figure.get("measurements") else "")
+        basis = figure["basis"] + (f" ({figure['measurements']} films" + ("" if figure.get("same_size") else
+                                                                           ", other sizes") + ")"
+                                   if figure.get("measurements") else "")
         rows.append([stage, figure["backend"], figure["device"], seconds,
                      human_bytes(figure["peak_memory_bytes"]) if figure["peak_memory_bytes"] else None, basis])
     echo_table(["STAGE", "BACKEND", "DEVICE", "TIME", "PEAK MEMORY", "BASIS"], rows)

@@ -199,10 +199,29 @@ def record_film(root: Path, *, run_id: str, plan, backends: Mapping[str, Mapping
 
 # --- the estimate -----------------------------------------------------------------------
 
-def _work(stage: str, units: float, size: tuple[int, int], steps: int | None) -> float:
-    """The amount of work a stage's time is proportional to: units, times pixels where size matters."""
-    scaled = units * (size[0] * size[1] if UNITS[stage][1] else 1)
+SIZE_EXPONENTS = tuple(i / 8 for i in range(13))  # how a stage's time may grow with pixels: pixels ** 0 ... 1.5
+
+
+def _work(stage: str, units: float, size: tuple[int, int], steps: int | None, exponent: float = 1.0) -> float:
+    """The amount of work a stage's time is proportional to: units, times pixels (to ``exponent``)
+    where size matters, times steps."""
+    scaled = units * ((size[0] * size[1]) ** exponent if UNITS[stage][1] else 1)
     return scaled * (steps or 1)
+
+
+def _size_exponent(stage: str, chosen: list[tuple[dict, dict]]) -> float:
+    """How the stage's time grows with pixels, fitted when the measurements span several sizes (the
+    exponent with the least squared error); 1 (proportional, as for a model's compute) otherwise."""
+    if not UNITS[stage][1] or len({tuple(film["size"]) for film, _ in chosen}) < 2:
+        return 1.0
+
+    def error(exponent: float) -> float:
+        points = [(_work(stage, m["units"], tuple(film["size"]), m.get("steps"), exponent), m["seconds"])
+                  for film, m in chosen]
+        predict = _fit(points)
+        return sum((predict(x) - y) ** 2 for x, y in points)
+
+    return min(SIZE_EXPONENTS, key=error)
 
 
 def _fit(points: list[tuple[float, float]]) -> Callable[[float], float]:
@@ -230,10 +249,13 @@ def _from_history(stage: str, units: float, size: tuple[int, int], backend: Mapp
                 and film["stages"][stage].get("device") == backend.get("device", "cpu")]
     if not matching:
         return None
-    closest = [m for m in matching if tuple(m[0]["size"]) == tuple(size) and m[1].get("steps") == backend.get("steps")]
+    closest = [m for m in matching if (not UNITS[stage][1] or tuple(m[0]["size"]) == tuple(size))
+               and m[1].get("steps") == backend.get("steps")]
     chosen = (closest or matching)[-RECENT:]
-    points = [(_work(stage, m["units"], tuple(film["size"]), m.get("steps")), m["seconds"]) for film, m in chosen]
-    seconds = max(0.0, _fit(points)(_work(stage, units, size, backend.get("steps"))))
+    exponent = 1.0 if closest else _size_exponent(stage, chosen)
+    points = [(_work(stage, m["units"], tuple(film["size"]), m.get("steps"), exponent), m["seconds"])
+              for film, m in chosen]
+    seconds = max(0.0, _fit(points)(_work(stage, units, size, backend.get("steps"), exponent)))
     memory_key = "peak_cuda_bytes" if str(backend.get("device", "cpu")).startswith("cuda") else "peak_rss_bytes"
     peaks = [m[memory_key] for _, m in chosen if m.get(memory_key)]
     return {"seconds": round(seconds, 3), "peak_memory_bytes": max(peaks) if peaks else None, "basis": "history",
