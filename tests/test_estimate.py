@@ -3,10 +3,9 @@
 import copy
 import json
 import re
-from pathlib import Path
 
 import pytest
-from test_provenance import LANTERN, cli, run_id_of
+from test_provenance import LANTERN, cli
 
 GB = 1_000_000_000
 
@@ -97,6 +96,22 @@ def test_without_history_a_real_model_is_estimated_from_published_figures_and_sa
     assert sdxl["stages"]["base_images"]["seconds"] == pytest.approx(2 * 2.5)  # two keyframes
     assert sdxl["stages"]["base_images"]["basis"] == "published"
     assert result["stages"]["dialogue_audio"]["basis"] == "none" and result["complete"] is False
+
+
+def test_a_configured_model_without_history_is_estimated_from_its_published_figure(tmp_path):
+    pytest.importorskip("diffusers")  # the models extra
+    from test_provenance import _tiny_sdxl_folder
+
+    from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
+    from sparkle_motion_dagster.runs import estimates
+
+    sdxl = SdxlKeyframes(model=str(_tiny_sdxl_folder(tmp_path / "sdxl")), device="cpu", steps=15)
+    result = estimates.estimate_for_run(tmp_path / "artifacts", _plan(24, 2.0, 1024, 512), {"keyframes": sdxl})
+    keyframes = result["stages"]["base_images"]
+    assert keyframes["backend"] == "sdxl" and keyframes["device"] == "cpu" and keyframes["basis"] == "published"
+    assert "A100" in keyframes["measured_on"] and "30 steps" in keyframes["source"]
+    assert keyframes["seconds"] == pytest.approx(2 * 2.5 * 0.5 * 0.5)  # two keyframes, half the pixels and steps
+    assert result["stages"]["video_clips"]["basis"] == "none"  # nothing filmed yet, nothing published
 
 
 def test_a_peak_above_the_free_memory_warns_with_the_preset_that_fits(monkeypatch):
