@@ -103,8 +103,11 @@ def _tiny_sdxl_folder(folder: Path) -> Path:
     return folder
 
 
-def test_weights_digest_follows_the_weights_not_the_folder_name(tmp_path):
+def test_weights_digest_follows_the_weights_not_the_folder_name(tmp_path, isolated_state, monkeypatch):
     pytest.importorskip("diffusers")  # the models extra: the SDXL adapter resolves its folder with it
+    from sparkle_motion_dagster.runs import provenance
+
+    monkeypatch.setattr(provenance, "REMEMBERED_BYTES", 1)  # remember even these small weights on disk
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -121,6 +124,13 @@ def test_weights_digest_follows_the_weights_not_the_folder_name(tmp_path):
     renamed = tmp_path / "another-name"
     shutil.move(folder, renamed)
     assert weights_digest(renamed) == first  # the folder's name is not the weights
+
+    # A new process reads big files once per change: the digests are remembered in the state folder.
+    assert (isolated_state / "cache" / "file_digests.json").is_file()
+    provenance._DIGESTS.clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(provenance, "sha256_file", lambda path: pytest.fail(f"read {path} again"))
+        assert weights_digest(renamed) == first
 
     save_file({"weight": np.full((4, 4), 9, dtype=np.float32)}, str(renamed / "unet" / "model.safetensors"))
     changed = weights_digest(renamed)

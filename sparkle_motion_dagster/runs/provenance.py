@@ -96,19 +96,58 @@ def versions() -> dict[str, Any]:
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 _DIGESTS_LOCK = threading.Lock()
+# Files at least this big (weights) have their digest remembered across processes, in the state
+# folder, so a 10 GB model is read once per change, not once per film.
+REMEMBERED_BYTES = 64 * 1024 * 1024
+DIGEST_CACHE = Path("cache") / "file_digests.json"
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's contents, remembered per (path, size, mtime) so a big weight file is read once."""
+    """sha256 of a file's contents, remembered per (path, size, mtime): in this process for every file,
+    and in the state folder for big ones."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     with _DIGESTS_LOCK:
         known = _DIGESTS.get(key)
+    if known is None and stat.st_size >= REMEMBERED_BYTES:
+        known = _remembered(key)
     if known is None:
         known = sha256_file(path)
-        with _DIGESTS_LOCK:
-            _DIGESTS[key] = known
+        if stat.st_size >= REMEMBERED_BYTES:
+            _remember(key, known)
+    with _DIGESTS_LOCK:
+        _DIGESTS[key] = known
     return known
+
+
+def _digest_cache() -> Path:
+    from sparkle_motion_dagster.runs.locations import state_dir
+
+    return state_dir() / DIGEST_CACHE
+
+
+def _remembered(key: tuple[str, int, int]) -> str | None:
+    try:
+        return json.loads(_digest_cache().read_text(encoding="utf-8")).get("\x00".join(map(str, key)))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remember(key: tuple[str, int, int], digest: str) -> None:
+    import contextlib
+    import fcntl
+
+    path = _digest_cache()
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs a re-read
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            except ValueError:
+                known = {}
+            known["\x00".join(map(str, key))] = digest
+            atomic_write_json(path, known)
 
 
 def weights_digest(source: str | Path) -> str | None:
