@@ -109,7 +109,8 @@ class StageRun:
         backend = metadata.get("backend") or metadata.get("lipsync_backend")
         record = provenance.build_record(
             path, store=self.store, run_id=self.run_id, stage=stage, shot_id=shot_id,
-            line_id=metadata.get("line_id"), item_id=metadata.get("base_image_id"), backend=backend, seed=metadata.get("seed"), prompt=prompt,
+            line_id=metadata.get("line_id"), item_id=metadata.get("base_image_id"), backend=backend,
+            seed=metadata.get("seed"), prompt=prompt,
             sources=list(sources), model=self._model, settings=settings, dagster_run_id=self.context.run_id)
         record = provenance.write_record(self.store, record)
         self.records.append(record)

@@ -74,7 +74,8 @@ def video_clips(
             request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
                                   width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
                                   prompt=shot.visual_description)
-            items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), sources=(start, end), inputs={
+            items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), sources=(start, end),
+                              inputs={
                 "renderer": renderer, "frames": frames, "fps": fps, "size": [width, height], "seed": seed,
                 "motion_prompt": shot.motion_prompt, "start": sha256_file(start), "end": sha256_file(end)}))
 

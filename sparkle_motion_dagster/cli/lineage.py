@@ -16,7 +16,7 @@ def _short(digest: str | None) -> str | None:
 
 @click.command("provenance")
 @click.argument("run_id")
-@click.option("--file", "wanted", metavar="PATH", help="one file (its path, or its name): its whole lineage to the plan")
+@click.option("--file", "wanted", metavar="PATH", help="one file (its path or name): its whole lineage to the plan")
 @click.option("--json", "as_json", is_flag=True, help="the records as JSON")
 def provenance_command(run_id: str, wanted: str | None, as_json: bool) -> int:
     """What made each file of a run: backend, model, seed and inputs.

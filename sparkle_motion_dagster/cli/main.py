@@ -29,8 +29,8 @@ DESCRIPTION = "Turn a story prompt into a short film."
 
 def build_cli() -> click.Group:
     """The whole command tree."""
-    return command_group(DESCRIPTION, (*plans.COMMANDS, *filming.COMMANDS, *redo.COMMANDS, *lineage.COMMANDS, *inspection.COMMANDS,
-                                       *files.COMMANDS, *installation.COMMANDS))
+    return command_group(DESCRIPTION, (*plans.COMMANDS, *filming.COMMANDS, *redo.COMMANDS, *lineage.COMMANDS,
+                                       *inspection.COMMANDS, *files.COMMANDS, *installation.COMMANDS))
 
 
 cli = build_cli()

@@ -49,7 +49,7 @@ RESOURCE_STAGES = {"planner": "movie_plan", "speech": "dialogue_audio", "keyfram
 EMBEDDED_DEFAULTS = {"video_raw_concat": "ffmpeg-concat-copy"}
 # What to set when a model's estimated peak memory does not fit, per backend.
 FITTING_PRESETS = {
-    "wan-2.1": "VIDEOS_WAN_DEVICE_PRESET=cuda-offload (model CPU offload: each sub-model on the GPU only while it runs)",
+    "wan-2.1": "VIDEOS_WAN_DEVICE_PRESET=cuda-offload (each sub-model on the GPU only while it runs)",
     "sdxl": "IMAGES_SDXL_CPU_OFFLOAD=1 and IMAGES_SDXL_DTYPE=float16",
     "wav2lip": "WAV2LIP_DTYPE=float16 and a smaller WAV2LIP_BATCH_SIZE",
     "vits": "TTS_VITS_DEVICE=cpu",

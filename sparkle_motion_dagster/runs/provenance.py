@@ -206,7 +206,8 @@ def record_path(store: ArtifactStore, run_id: str, stage: str, path: Path) -> Pa
 
 def build_record(
     path: Path, *, store: ArtifactStore, run_id: str, stage: str, shot_id: str | None = None,
-    line_id: str | None = None, item_id: str | None = None, backend: str | None = None, seed: int | None = None, prompt: str | None = None,
+    line_id: str | None = None, item_id: str | None = None, backend: str | None = None, seed: int | None = None,
+    prompt: str | None = None,
     sources: list[Path] | tuple[Path, ...] = (), model: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None, dagster_run_id: str | None = None,
 ) -> dict[str, Any]:
