@@ -18,7 +18,7 @@ def echo_estimate(estimate: dict | None) -> None:
         seconds = None if figure["seconds"] is None else format_seconds(figure["seconds"])
         count = figure.get("measurements")
         basis = figure["basis"] + (f" ({count} film{'s' if count > 1 else ''}"
-                                   + ("" if figure.get("same_size") else ", other sizes") + ")" if count else "")
+                                   + ("" if figure.get("same_size") else ", across sizes") + ")" if count else "")
         rows.append([stage, figure["backend"], figure["device"], seconds,
                      human_bytes(figure["peak_memory_bytes"]) if figure["peak_memory_bytes"] else None, basis])
     echo_table(["STAGE", "BACKEND", "DEVICE", "TIME", "PEAK MEMORY", "BASIS"], rows)

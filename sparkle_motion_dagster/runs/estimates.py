@@ -251,6 +251,8 @@ def _from_history(stage: str, units: float, size: tuple[int, int], backend: Mapp
         return None
     closest = [m for m in matching if (not UNITS[stage][1] or tuple(m[0]["size"]) == tuple(size))
                and m[1].get("steps") == backend.get("steps")]
+    if len(closest) < 2 and len(matching) > len(closest):
+        closest = []  # one film at this size says less than several at others (with how size matters)
     chosen = (closest or matching)[-RECENT:]
     exponent = 1.0 if closest else _size_exponent(stage, chosen)
     points = [(_work(stage, m["units"], tuple(film["size"]), m.get("steps"), exponent), m["seconds"])
