@@ -43,6 +43,7 @@ def base_images(
         chosen = {k: v for k, v in config.model_dump().items() if k != "force" and v is not None}
         keyframes = keyframes.with_settings({**profile, **chosen})
         renderer = keyframes.fingerprint()
+        stage.made_by = keyframes
 
         items = []
         for index, image in enumerate(plan.base_images):
@@ -62,7 +63,8 @@ def base_images(
 
         def publish(done) -> None:
             stage.publish(done.item.path, metadata={"base_image_id": done.item.id, "seed": done.record["seed"],
-                                                    "backend": done.record["backend"]})
+                                                    "backend": done.record["backend"]},
+                          settings=done.item.inputs)
 
         results = render_items(items, render, force=config.force, workers=keyframes.parallel_images,
                                on_ready=publish, before_render=stage.check_stop)
@@ -74,7 +76,7 @@ def base_images(
                       for r in results]
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),
                                      {"run_id": stage.run_id, "base_image_assets": entries})
-        stage.publish(manifest)
+        stage.publish(manifest, sources=[r.item.path for r in results])
         return dg.MaterializeResult(metadata={
             "backend": keyframes.backend,
             **counts(results),

@@ -45,6 +45,7 @@ def dialogue_audio(
         engine = speech.fingerprint()
         policy = fit_policy_from_env()
         fields = line_fields(submitted_document(store, run_id))
+        stage.made_by = speech
 
         items = []
         for line_id, entry in plan.dialogue_lines():
@@ -73,8 +74,9 @@ def dialogue_audio(
             character_id = done.item.request[0].character_id
             stage.publish(done.item.path, metadata={"line_id": done.item.id, "character_id": character_id,
                                                     "backend": done.record.get("backend")},
-                          duration_s=round(wav_duration_s(done.item.path), 6))
-            stage.publish(done.item.also_needs[0], metadata={"line_id": done.item.id, "character_id": character_id})
+                          duration_s=round(wav_duration_s(done.item.path), 6), settings=done.item.inputs)
+            stage.publish(done.item.also_needs[0], metadata={"line_id": done.item.id, "character_id": character_id},
+                          sources=[done.item.path], settings=done.item.inputs)
 
         # Lines render one at a time: engines keep one voice state per process.
         results = render_items(items, render, force=config.force, workers=1, on_ready=publish,
@@ -127,9 +129,10 @@ def dialogue_audio(
                 for a in artifacts]
         srt_path = atomic_write_bytes(stage.path("dialogue.srt"), to_srt(cues).encode())
         vtt_path = atomic_write_bytes(stage.path("dialogue.vtt"), to_vtt(cues).encode())
-        stage.publish(timeline_path, duration_s=round(len(track) / sample_rate, 6))
+        line_files = [r.item.path for r in results]
+        stage.publish(timeline_path, duration_s=round(len(track) / sample_rate, 6), sources=line_files)
         for path in (manifest_path, srt_path, vtt_path):
-            stage.publish(path)
+            stage.publish(path, sources=line_files)
         for artifact in artifacts:
             if artifact.get("viseme_stream_raw_uri"):
                 stage.publish(Path(artifact["viseme_stream_uri"]), metadata={"line_id": artifact["line_id"],

@@ -10,10 +10,13 @@ from sparkle_motion_dagster.film.intake import resolve_video_backend, validation
 from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
 from sparkle_motion_dagster.resources.clips import ClipRenderer
+from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env, line_speech, refused_lines
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs.estimates import estimate_for_run
 from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
 from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, render_items
@@ -30,6 +33,7 @@ class PlanIntakeConfig(dg.Config):
     preview: bool = Field(default=False, description="Render the animatic when the declared video model is not configured.")
     dry_run: bool = Field(default=False, description="Only validate: report problems as warnings, render nothing.")
     force: bool = Field(default=False, description="Ask the planner again even when the prompt did not change.")
+    budget: str = Field(default="", description="Warn when the estimated film time exceeds this (e.g. 30m, 90s, 2h).")
 
 
 def planned_document(stage, planner: Planner, prompt: dict, *, force: bool, timing: SpeechTiming) -> dict:
@@ -47,8 +51,10 @@ def planned_document(stage, planner: Planner, prompt: dict, *, force: bool, timi
         return {"planner": type(planner).__name__}
 
     done = render_items([item], render, force=force)[0]
+    stage.made_by = planner
     stage.publish(item.path, artifact_type="plan_artifact", metadata={"planner": done.record["planner"],
-                                                                      "reused": not done.rendered})
+                                                                      "reused": not done.rendered},
+                  sources=[], settings=item.inputs)
     return json.loads(item.path.read_text(encoding="utf-8"))
 
 
@@ -60,6 +66,8 @@ def movie_plan(
     clips: ClipRenderer,
     speech: SpeechEngine,
     planner: Planner,
+    keyframes: KeyframeRenderer,
+    lipsync: LipsyncEngine,
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
@@ -103,11 +111,15 @@ def movie_plan(
         report.update(mode="dry" if config.dry_run else "run", **qa_flags(),
                       speech_fit={**policy.as_dict(), "engine": speech.backend,
                                   "basis": sorted({line.basis for line in lines})})
+        report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
+                                                                 "keyframes": keyframes, "lipsync": lipsync},
+                                              budget=config.budget)
+        report["warnings"] += report["estimate"]["warnings"]
         stage.plan_id = plan.plan_id()
         plan_path = atomic_write_json(stage.path("movie_plan.json"), plan.model_dump(mode="json"))
         report_path = atomic_write_json(stage.path("plan_validation.json"), report)
-        stage.publish(plan_path, artifact_type="movie_plan")
-        stage.publish(report_path, artifact_type="plan_validation")
+        stage.publish(plan_path, artifact_type="movie_plan", sources=[store.request_path(run_id)])
+        stage.publish(report_path, artifact_type="plan_validation", sources=[plan_path])
         for warning in report["warnings"]:
             context.log.warning(warning["message"])
         # Under the fail policy a dry run refuses what would fail; a run refuses it here when it was
@@ -139,6 +151,7 @@ def movie_plan(
             "video_backend": choice["video_backend"] or "not configured",
             "substituted": choice["substituted"],
             "warnings": dg.MetadataValue.json(report["warnings"]),
+            "estimate": dg.MetadataValue.json(report["estimate"]),
             "path": dg.MetadataValue.path(str(plan_path)),
             "validation_report": dg.MetadataValue.path(str(report_path)),
             **stage.catalog_metadata(),

@@ -7,8 +7,9 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -18,7 +19,7 @@ from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.settings import SettingsError
-from sparkle_motion_dagster.runs import control
+from sparkle_motion_dagster.runs import control, provenance
 from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, stage_file
 from sparkle_motion_dagster.runs.storage import (
@@ -58,6 +59,11 @@ class StageRun:
     key: str
     plan_id: str | None = None
     published: int = 0
+    made_by: Any = None
+    """The resource that makes this stage's files (a keyframe model, a speech engine): its backend,
+    model and settings go into every file's provenance record."""
+    records: list[dict] = field(default_factory=list)
+    _model: dict | None = None
 
     @property
     def stage(self) -> str:
@@ -76,19 +82,48 @@ class StageRun:
         control.raise_if_stopped(self.store, self.run_id)
 
     def publish(self, path: Path, *, shot_id: str | None = None, metadata: dict | None = None,
-                stage: str | None = None, **fields) -> None:
-        """Record a finished file in the artifact catalog (under this stage unless ``stage`` says otherwise)."""
+                stage: str | None = None, sources=None, settings: dict | None = None,
+                prompt: str | None = None, **fields) -> None:
+        """Record a finished file in the artifact catalog (under this stage unless ``stage`` says
+        otherwise) with its provenance record: what made it, from which files (``sources``; by
+        default the run's plan), with which ``settings`` (an item's fingerprint inputs) and prompt."""
+        metadata = dict(metadata or {})
+        record = self.provenance_record(path, stage=stage or self.stage, shot_id=shot_id, metadata=metadata,
+                                        sources=sources, settings=settings, prompt=prompt)
         Catalog(self.store.root).record_file(
             self.run_id, stage or self.stage, path, plan_id=self.plan_id, shot_id=shot_id,
-            dagster_run_id=self.context.run_id, metadata=metadata or {}, **fields,
+            dagster_run_id=self.context.run_id, metadata={**metadata, "provenance": record}, **fields,
         )
         self.published += 1
+
+    def provenance_record(self, path: Path, *, stage: str, shot_id: str | None, metadata: dict, sources,
+                          settings: dict | None, prompt: str | None) -> dict:
+        """Build and keep (with the run) the provenance record of one published file."""
+        if self.made_by is not None and self._model is None:
+            made_by = self.made_by
+            self._model = made_by.provenance() if hasattr(made_by, "provenance") else \
+                provenance.model_provenance(made_by)
+        if sources is None:
+            plan = self.upstream("movie_plan", "movie_plan.json")
+            sources = [plan] if self.key != "movie_plan" and plan.exists() else []
+        backend = metadata.get("backend") or metadata.get("lipsync_backend")
+        record = provenance.build_record(
+            path, store=self.store, run_id=self.run_id, stage=stage, shot_id=shot_id,
+            line_id=metadata.get("line_id"), item_id=metadata.get("base_image_id"), backend=backend,
+            seed=metadata.get("seed"), prompt=prompt,
+            sources=list(sources), model=self._model, settings=settings, dagster_run_id=self.context.run_id)
+        record = provenance.write_record(self.store, record)
+        self.records.append(record)
+        return record
 
     def catalog_metadata(self) -> dict:
         """Links a materialization to its rows in the artifact catalog."""
         return {
             "catalog_entries": self.published,
             "catalog_query": dg.MetadataValue.text(f"sparkle-motion artifacts {self.run_id} --stage {self.stage}"),
+            "provenance": dg.MetadataValue.json(provenance.summary(self.records)),
+            "lineage": dg.MetadataValue.md(provenance.markdown(self.records)),
+            "provenance_query": dg.MetadataValue.text(f"sparkle-motion provenance {self.run_id}"),
         }
 
 

@@ -63,6 +63,7 @@ def video_clips(
         width, height, fps = *output_size(plan), plan.fps
         keyframes.release()  # the keyframe model is done: give its memory to the video model
         renderer = clips.fingerprint()
+        stage.made_by = clips
 
         items = []
         for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
@@ -73,7 +74,8 @@ def video_clips(
             request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
                                   width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
                                   prompt=shot.visual_description)
-            items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), inputs={
+            items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), sources=(start, end),
+                              inputs={
                 "renderer": renderer, "frames": frames, "fps": fps, "size": [width, height], "seed": seed,
                 "motion_prompt": shot.motion_prompt, "start": sha256_file(start), "end": sha256_file(end)}))
 
@@ -89,7 +91,8 @@ def video_clips(
             stage.publish(done.item.path, shot_id=done.item.id, duration_s=round(frames / fps, 6), width=width,
                           height=height, metadata={"seed": done.record["seed"], "frames": frames,
                                                    "backend": done.record["backend"],
-                                                   "continuity_mode": done.record.get("continuity_mode")})
+                                                   "continuity_mode": done.record.get("continuity_mode")},
+                          sources=done.item.sources, settings=done.item.inputs)
 
         results = render_items(items, render, force=config.force, workers=clips.parallel_shots,
                                on_ready=publish, before_render=stage.check_stop)
@@ -105,7 +108,7 @@ def video_clips(
                             "backend": done.record["backend"], "continuity_mode": done.record.get("continuity_mode")})
         manifest = atomic_write_json(stage.path("motion_manifest.json"), {
             "run_id": run_id, "fps": fps, "width": width, "height": height, "video": choice, "clip_assets": entries})
-        stage.publish(manifest)
+        stage.publish(manifest, sources=[r.item.path for r in results])
         tally = counts(results)
         return dg.MaterializeResult(metadata={
             "backend": clips.backend,

@@ -30,6 +30,7 @@ def video_final(
         store, run_id = stage.store, stage.run_id
         plan = load_run_plan(store, run_id)
         stage.plan_id = plan.plan_id()
+        stage.made_by = lipsync
         raw = stage.upstream("video_raw_concat", "video_raw_concat.mp4")
         audio = stage.upstream("dialogue_audio", "tts_timeline.wav")
         audio_manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
@@ -48,12 +49,13 @@ def video_final(
         flags = qa_flags()
         stage.publish(out, duration_s=round(frames / plan.fps, 6),
                       metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
-                                **flags})
-        stage.publish(alignment)
+                                **flags}, sources=[raw, audio])
+        stage.publish(alignment, sources=[raw, audio])
         for clip in result.get("lipsync_clips", []):
             stage.publish(Path(clip["path"]), stage="lipsync", shot_id=clip["shot_id"],
                           artifact_type=clip["artifact_type"], duration_s=round(clip["num_frames"] / plan.fps, 6),
-                          metadata={"changed_frames": clip["changed_frames"], "lipsync_backend": lipsync.backend})
+                          metadata={"changed_frames": clip["changed_frames"], "lipsync_backend": lipsync.backend},
+                          sources=[raw, audio])
         thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=middle_shot_start_sec(assembly)),
                                            alt="video_final")
         return dg.MaterializeResult(metadata={

@@ -20,6 +20,7 @@ def video_raw_concat(
     with stage_run(context, artifact_store, "video_raw_concat") as stage:
         store, run_id = stage.store, stage.run_id
         stage.plan_id = load_run_plan(store, run_id).plan_id()
+        stage.made_by = assembler
         motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
         clips = [stage.upstream("video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
         out = stage.path("video_raw_concat.mp4")
@@ -36,8 +37,8 @@ def video_raw_concat(
             "duration_sec": duration,
             "video_raw_path": str(out),
         })
-        stage.publish(out, duration_s=duration, width=motion["width"], height=motion["height"])
-        stage.publish(plan_path)
+        stage.publish(out, duration_s=duration, width=motion["width"], height=motion["height"], sources=clips)
+        stage.publish(plan_path, sources=clips)
         return dg.MaterializeResult(metadata={
             "backend": assembler.backend,
             "clips": len(clips),

@@ -117,20 +117,22 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
     return 0
 
 
-def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, as_json: bool = False) -> int:
-    """Plan intake only: validate, report warnings, render nothing. ``as_json`` prints the
-    validation report (its warnings as dicts) on stdout, and the progress on stderr."""
+def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as_json: bool = False,
+            budget: str | None = None) -> int:
+    """Plan intake only: validate, report warnings and the estimated cost, render nothing. ``as_json``
+    prints the validation report (its warnings as dicts, its estimate) on stdout, the progress on stderr."""
     import contextlib
     import sys
 
-    from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
+    from sparkle_motion_dagster.cli.estimate_output import echo_estimate
+    from sparkle_motion_dagster.orchestration.runner import dry_run_config
     from sparkle_motion_dagster.runs.run_files import stage_file
 
-    # An unconfigured video model is reported as a warning instead of refused.
-    run_id = run_id or submit_new_run(instance, defs, store, source, check_backend=False)
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        # An unconfigured video model is reported as a warning instead of refused.
+        run_id = run_id or submit_new_run(instance, defs, store, source, check_backend=False)
         click.echo(f"run_id: {run_id} (dry run)")
-        status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=DRY_RUN_CONFIG)
+        status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=dry_run_config(budget))
     if as_json:
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report_path.exists():
@@ -141,6 +143,7 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, as_js
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         report = json.loads(report_path.read_text())
         echo_plan_summary(report["summary"])
+        echo_estimate(report.get("estimate"))
         for warning in report["warnings"]:
             click.echo(f"warning: {warning['message']}")
         if not report["warnings"]:
@@ -149,13 +152,18 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, as_js
     return status
 
 
-def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run", as_json: bool = False) -> int:
+def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run", *, as_json: bool = False,
+               budget: str | None = None) -> int:
     """``run``: film a submitted run_id, or submit a new one and film it (or only its intake)."""
-    if as_json and mode != "dry":
-        raise CliError("--json goes with --mode dry (the validation report as JSON)")
+    if (as_json or budget) and mode != "dry":
+        raise CliError("--json and --budget go with --mode dry (the estimate is made before filming)")
+    if budget:
+        from sparkle_motion_dagster.runs.estimates import parse_budget
+
+        parse_budget(budget)  # a bad value fails here, before anything is submitted
     instance, defs, store = open_film_context()
     if mode == "dry":
-        return dry_run(instance, defs, store, source, run_id, as_json)
+        return dry_run(instance, defs, store, source, run_id, as_json=as_json, budget=budget)
     run_id = run_id or submit_new_run(instance, defs, store, source)
     click.echo(f"run_id: {run_id}")
     return film(instance, defs, store, run_id)
@@ -200,10 +208,11 @@ def submit(plan: str | None, prompt: str | None, sample: bool, title: str | None
 @plan_source_options
 @click.option("--run-id", help="film a run already submitted")
 @click.option("--mode", type=click.Choice(["run", "dry"]), default="run", show_default=True,
-              help="dry: plan intake only (validation report and warnings, nothing rendered)")
-@click.option("--json", "as_json", is_flag=True, help="with --mode dry: print the validation report as JSON")
+              help="dry: plan intake only (validation report, warnings and estimated cost, nothing rendered)")
+@click.option("--budget", metavar="DURATION", help="with --mode dry: warn when the estimate exceeds it (30m, 90s, 2h)")
+@click.option("--json", "as_json", is_flag=True, help="with --mode dry: print the report (with its estimate) as JSON")
 def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, seed: int, preview: bool,
-        size: tuple[int, int] | None, run_id: str | None, mode: str, as_json: bool) -> int:
+        size: tuple[int, int] | None, run_id: str | None, mode: str, budget: str | None, as_json: bool) -> int:
     """Make a film from a plan, a prompt or a submitted run.
 
     A new run_id from --plan, --prompt/--title or --sample, or --run-id of a run
@@ -211,7 +220,7 @@ def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, s
     """
     at_most_one(plan=plan, prompt=prompt, sample=sample, run_id=run_id)
     source = PlanSource(plan=plan, prompt=prompt, title=title, seed=seed, sample=sample, size=size, preview=preview)
-    return film_a_run(source, run_id=run_id, mode=mode, as_json=as_json)
+    return film_a_run(source, run_id=run_id, mode=mode, as_json=as_json, budget=budget)
 
 
 @click.command("demo")

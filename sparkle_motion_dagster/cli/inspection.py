@@ -79,6 +79,10 @@ def _echo_status(status: dict) -> None:
     click.echo(f"status:    {status['status']} ({status['detail']})")
     click.echo(f"progress:  {progress_bar(status['progress'])} {status['stages_done']}/{status['stages_total']} "
                f"stages   current stage: {status['current_stage']}")
+    if status.get("estimated_seconds_left") is not None:
+        from sparkle_motion_dagster.runs.estimates import format_seconds
+
+        click.echo(f"time left: about {format_seconds(status['estimated_seconds_left'])} (estimate)")
     rows = [[s["name"], s["asset"], s["status"], (s["started_at"] or "")[:19].replace("T", " ") or None,
              _seconds(s["duration_s"]), len(s["artifacts"])] for s in status["stages"]]
     click.echo()

@@ -25,7 +25,7 @@ from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.assets.stage import STOPPED_METADATA
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
-from sparkle_motion_dagster.runs import control
+from sparkle_motion_dagster.runs import control, estimates
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id, process_alive
 
@@ -33,6 +33,11 @@ RUN_TAG = "sparkle/run_id"
 PID_TAG = "sparkle/pid"
 HOST_TAG = "sparkle/host"
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
+
+
+def dry_run_config(budget: str | None = None) -> dict:
+    """The run config of a dry run, with the time budget its estimate is checked against."""
+    return {"ops": {"movie_plan": {"config": {"dry_run": True, **({"budget": budget} if budget else {})}}}}
 FILM_STAGES = list(stage_table.STAGE_KEYS)
 # The signals that stop a film filmed in the foreground (Ctrl-C, and what `kill` and service managers send).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -101,6 +106,7 @@ def film_run(
 
     With ``stop_on_signals`` (the foreground CLI), SIGINT and SIGTERM stop the film instead of
     interrupting Dagster's step: see :func:`execute_stoppably`."""
+    started = time.monotonic()
     check_run_id(run_id)
     if not instance.has_dynamic_partition("run_id", run_id):
         raise LookupError(f"unknown run_id {run_id!r}: it was never submitted to this Dagster instance")
@@ -131,7 +137,24 @@ def film_run(
         control.clear_active(store, run_id)
     if signum is not None and result.success:  # the signal came after the last item: nothing was stopped
         control.set_state(store, run_id, "running")
-    return _film_result(result, store, run_id, dagster_run_id, clock, signum)
+    film = _film_result(result, store, run_id, dagster_run_id, clock, signum)
+    if film.success and stages is None and job_name == "film" and not clock.reused_any():
+        record_throughput(defs, store, film, clock, time.monotonic() - started)
+    return film
+
+
+def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResult, clock: _StageClock,
+                      seconds: float) -> None:
+    """Add a whole film, rendered from scratch, to this installation's history of stage times
+    (what estimates scale from). Never fails the film."""
+    from sparkle_motion_dagster.runs.run_files import load_run_plan
+
+    try:
+        estimates.record_film(store.root, run_id=film.run_id, plan=load_run_plan(store, film.run_id),
+                              backends=estimates.backends_of(defs.resources), stage_seconds=film.stage_seconds,
+                              peaks=clock.peaks, film_seconds=seconds)
+    except Exception as exc:  # noqa: BLE001 - the film is made; its timing is a nicety
+        print(f"warning: could not record the film's timings: {exc}", file=sys.stderr)
 
 
 def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
@@ -322,6 +345,13 @@ class _StageClock:
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.held: dict[str, float] = {}
+        self.peaks: dict[str, dict[str, int | None]] = {}
+        self.reused: dict[str, int] = {}
+        self.memory = estimates.MemoryWatch()
+
+    def reused_any(self) -> bool:
+        """Whether a rendering stage reused items (its time then says nothing about rendering them)."""
+        return any(self.reused.values())
 
     def __call__(self, entry) -> None:
         event = entry.dagster_event
@@ -329,14 +359,20 @@ class _StageClock:
             return
         if event.event_type == dg.DagsterEventType.STEP_START:
             self.started[event.step_key] = entry.timestamp
+            self.memory.reset()
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            held = event.event_specific_data.materialization.metadata.get("held_seconds")
+            metadata = event.event_specific_data.materialization.metadata
+            held = metadata.get("held_seconds")
             if held is not None:
                 self.held[event.step_key] = float(held.value)
+            reused = metadata.get("reused") or metadata.get("reused_lines")
+            if reused is not None:
+                self.reused[event.step_key] = int(reused.value)
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
             started = self.started.get(event.step_key, entry.timestamp)
             seconds = max(0.0, entry.timestamp - started - self.held.get(event.step_key, 0.0))
             self.seconds[event.step_key] = seconds
+            self.peaks[event.step_key] = self.memory.peak()
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 status = "succeeded"
             else:

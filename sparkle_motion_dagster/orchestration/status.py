@@ -377,7 +377,25 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         "dagster_runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
         "review": review_state(store, run_id) if has_files else None,
         "regenerations": regenerations(store, run_id) if has_files else [],
+        "estimated_seconds_left": _time_left(store, run_id, stages) if status == "running" else None,
     }
+
+
+def _time_left(store: ArtifactStore, run_id: str, stages: list[dict]) -> float | None:
+    """A running film's estimated seconds left, from the estimate its plan intake recorded."""
+    from sparkle_motion_dagster.runs.estimates import time_left
+
+    try:
+        report = json.loads(stage_file(store, run_id, "movie_plan", "plan_validation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = {s["asset"] for s in stages if s["status"] == "succeeded"}
+    running = next((s for s in stages if s["status"] == "running"), None)
+    running_for = 0.0
+    if running and running["started_at"]:
+        started = datetime.fromisoformat(running["started_at"].replace("Z", "+00:00"))
+        running_for = max(0.0, (datetime.now(timezone.utc) - started).total_seconds())
+    return time_left(report.get("estimate") or {}, done, running["asset"] if running else None, running_for)
 
 
 def _dry_run(store: ArtifactStore, run_id: str) -> bool:

@@ -30,6 +30,8 @@ class Item:
     """What the render function needs beyond ``inputs``."""
     also_needs: tuple[Path, ...] = ()
     """Files written with the output that must exist too for it to be reused."""
+    sources: tuple[Path, ...] = ()
+    """The files it is made from (the plan, a shot's keyframes), for its provenance record."""
 
 
 @dataclass

@@ -53,5 +53,12 @@ class ClipRenderer(dg.ConfigurableResource):
     def render(self, request: ClipRequest, out_path: Path) -> dict[str, Any]:
         raise NotImplementedError
 
+    def provenance(self) -> dict[str, Any]:
+        """What made a file, for its provenance record: backend and settings; for a real model also
+        its id, local path, weights digest, dtype and device (resolved without loading weights)."""
+        from sparkle_motion_dagster.runs.provenance import model_provenance
+
+        return model_provenance(self)
+
     def release(self) -> None:
         """Free what the renderer holds in this process (a loaded model); rendering again reloads it."""

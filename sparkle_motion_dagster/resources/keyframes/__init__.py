@@ -34,5 +34,12 @@ class KeyframeRenderer(dg.ConfigurableResource):
     def render(self, prompt: str, *, seed: int, width: int, height: int, label: str) -> Image.Image:
         raise NotImplementedError
 
+    def provenance(self) -> dict[str, Any]:
+        """What made a file, for its provenance record: backend and settings; for a real model also
+        its id, local path, weights digest, dtype and device (resolved without loading weights)."""
+        from sparkle_motion_dagster.runs.provenance import model_provenance
+
+        return model_provenance(self)
+
     def release(self) -> None:
         """Free what the renderer holds in this process (a loaded model); rendering again reloads it."""

@@ -38,5 +38,12 @@ class LipsyncEngine(dg.ConfigurableResource):
               shots: list[dict[str, Any]] | None = None, work_dir: Path | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def provenance(self) -> dict[str, Any]:
+        """What made a file, for its provenance record: backend and settings; for a real model also
+        its id, local path, weights digest, dtype and device (resolved without loading weights)."""
+        from sparkle_motion_dagster.runs.provenance import model_provenance
+
+        return model_provenance(self)
+
     def release(self) -> None:
         """Free what the engine holds in this process (a loaded model); applying again reloads it."""

@@ -1,0 +1,33 @@
+"""Published speed and memory figures for real models, for estimates where this installation has
+no history yet. Each figure says what it was measured on; estimates scale it by frames, pixels and
+steps and label it ``basis: "published"``, never as a measurement of this machine."""
+
+from __future__ import annotations
+
+GB = 1_000_000_000
+
+# backend -> figures (one per measured size). ``frames`` is per generation (a keyframe is 1).
+FIGURES: dict[str, list[dict]] = {
+    "wan-2.1": [
+        {"model": "Wan2.1-I2V-14B-480P", "frames": 81, "width": 832, "height": 480, "steps": 40,
+         "seconds": 366.0, "peak_memory_bytes": 71 * GB, "device": "NVIDIA H200 (bf16)",
+         "source": "LightX2V benchmark, 'Wan2.1 Official' baseline: 480P 5 s video, infer_steps=40, H200"},
+        {"model": "Wan2.1-I2V-14B-720P", "frames": 81, "width": 1280, "height": 720, "steps": 40,
+         "seconds": 974.0, "peak_memory_bytes": 81 * GB, "device": "NVIDIA H200 (bf16)",
+         "source": "LightX2V benchmark, 'Wan2.1 Official' baseline: 720P 5 s video, infer_steps=40, H200"},
+    ],
+    "sdxl": [
+        {"model": "stable-diffusion-xl-base-1.0", "frames": 1, "width": 1024, "height": 1024, "steps": 30,
+         "seconds": 2.5, "peak_memory_bytes": None, "device": "NVIDIA A100/H100 (bf16)",
+         "source": "plain diffusers SDXL, 1024x1024, 30 steps: about 2.5 s on an A100-class GPU in bf16 "
+                   "(the figure this README's benchmark notes cite for an H100)"},
+    ],
+}
+
+
+def nearest(backend: str, pixels: int) -> dict | None:
+    """The published figure for ``backend`` measured at the size closest to ``pixels``, if any."""
+    figures = FIGURES.get(backend)
+    if not figures:
+        return None
+    return min(figures, key=lambda f: abs(f["width"] * f["height"] - pixels))
