@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
 from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
 from sparkle_motion_dagster.runs.confined import open_beneath
+from sparkle_motion_dagster.runs.control import read_hold
 from sparkle_motion_dagster.runs.storage import (
     TEMP_MARKER,
     ArtifactStore,
@@ -174,7 +175,9 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
         if not 0 <= log_lines <= 1000:
             raise HTTPException(status_code=400, detail="log_lines: must be between 0 and 1000")
         with instance_lock:
-            return film_status(instance_getter(), store, run_id, log_lines=log_lines)
+            payload = film_status(instance_getter(), store, run_id, log_lines=log_lines)
+        payload["hold"] = read_hold(store, run_id)  # where a paused run holds, once it does
+        return payload
 
     def status_of(run_id: str) -> dict[str, Any]:
         with instance_lock:
