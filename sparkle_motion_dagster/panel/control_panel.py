@@ -198,7 +198,7 @@ class ControlPanel:
                                             "size": self.size.value.strip(), "source": "panel"})["run_id"]
         self.run_id.value = run_id
         self._say(f"{run_id}: planning…")
-        self.last_dagster_run = self.launcher.launch("plan_dry_run", run_id=run_id)
+        self.last_dagster_run = self.launcher.launch("plan_dry_run", run_id=run_id, run_config=DRY_RUN_CONFIG)
         outcome = await self.wait_for_dagster_run(self.last_dagster_run)
         if outcome != "SUCCESS":
             self.refresh()
@@ -276,7 +276,7 @@ class ControlPanel:
         self.run_id.value = run_id
         self.plan_run_id = None
         if self.mode.value == "dry":
-            self.last_dagster_run = self.launcher.launch("plan_dry_run", run_id=run_id)
+            self.last_dagster_run = self.launcher.launch("plan_dry_run", run_id=run_id, run_config=DRY_RUN_CONFIG)
         else:
             self.last_dagster_run = self.launcher.launch("film", run_id=run_id)
         self._say(f"{run_id}: {'dry run' if self.mode.value == 'dry' else 'production'} launched "
