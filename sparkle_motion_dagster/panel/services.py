@@ -9,6 +9,7 @@ no arguments finds them.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ class Services:
 
     def stop(self) -> None:
         """Stop both services (their whole process groups: the webserver's and daemon's children too)."""
-        for name, proc in self.processes.items():
+        for proc in self.processes.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.processes.values():
@@ -143,6 +144,9 @@ def start_services(*, state: str | Path | None = None, dagster_port: int = 3000,
     except BaseException:
         services.stop()
         raise
+    # The token stays in the environment; the pids let whoever finds this file stop what was left.
     endpoints_file(state).write_text(json.dumps({"dagster_url": endpoints.dagster_url,
-                                                 "artifacts_url": endpoints.artifacts_url}))
+                                                 "artifacts_url": endpoints.artifacts_url,
+                                                 "pids": {n: p.pid for n, p in services.processes.items()}}))
+    atexit.register(services.stop)  # a kernel that shuts down takes its services with it
     return services
