@@ -181,3 +181,16 @@ def test_stop_shows_the_banner_and_resume_from_stage_finishes(services):
     status = until(panel, ended)
     assert status["status"] == "succeeded", (held, status["detail"])
     assert "sm-banner-stopped" not in panel.status_banner.value
+
+
+def test_the_panel_imports_no_dagster_and_the_core_imports_no_widgets():
+    import subprocess
+    import sys
+
+    panel = ("import sys; import sparkle_motion_dagster.panel as p; p.create_control_panel(); "
+             "sys.exit('dagster' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", panel]).returncode == 0
+    # Without the notebook extra: ipywidgets cannot be imported, the package and its CLI still load.
+    core = ("import sys; sys.modules['ipywidgets'] = None; import sparkle_motion_dagster.definitions, "
+            "sparkle_motion_dagster.cli.main, sparkle_motion_dagster.service.app")
+    assert subprocess.run([sys.executable, "-c", core]).returncode == 0
