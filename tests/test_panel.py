@@ -65,6 +65,8 @@ def filmed(services):
     """A plan generated from a prompt in the panel, reviewed, then filmed from the panel."""
     panel = create_control_panel(services.endpoints, size="96x64")
     assert panel.pause.disabled and panel.run_production.disabled  # nothing to pause or film yet
+    panel.check_health.click()
+    assert "filesystem backend" in panel.backend.value and "(token auth) · ready" in panel.backend.value
     panel.prompt.value = "A lantern keeper walks a foggy wood and meets a fox"
     panel.title.value = "Lantern and Fox"
     panel.generate_plan.click()

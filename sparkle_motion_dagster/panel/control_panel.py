@@ -82,6 +82,9 @@ class ControlPanel:
         self.auto_fetch = w.Checkbox(value=True, description="Auto-fetch artifacts")
         self.refresh_artifacts = _button("Refresh Artifacts", icon="download")
         self.responses = w.HTML()
+        self.check_health = _button("Check filesystem health", icon="heartbeat")
+        self.backend = w.HTML(f"<span class='sm-backend'>artifacts: {escape(self.endpoints.artifacts_url)} · "
+                              f"Dagster: {escape(self.endpoints.dagster_url)}</span>")
         self.status_banner = w.HTML()
         self.progress = w.FloatProgress(value=0, min=0, max=1, description="Progress")
         self.stage_table = w.HTML()
@@ -114,7 +117,8 @@ class ControlPanel:
                              (self.regenerate_clip, lambda: self._regenerate("clip")),
                              (self.regenerate_keyframes, lambda: self._regenerate("keyframe")),
                              (self.approve, lambda: self._review("approve")), (self.reject, lambda: self._review("reject")),
-                             (self.skip, lambda: self._review("skip")), (self.download, self._download)):
+                             (self.skip, lambda: self._review("skip")), (self.download, self._download),
+                             (self.check_health, self._check_health)):
             button.on_click(self._handler(work))
         self.poll_status.observe(self._poll_toggled, names="value")
 
@@ -129,7 +133,7 @@ class ControlPanel:
                         w.HBox([self.reviewer, self.review_notes]), w.HBox([self.approve, self.reject, self.skip]),
                         self.resume_final])
         self.widget = w.VBox([
-            w.HTML("<h3>Sparkle Motion control panel</h3>"),
+            w.HTML("<h3>Sparkle Motion control panel</h3>"), w.HBox([self.backend, self.check_health]),
             w.HBox([self.title, self.size]), self.prompt,
             w.HBox([self.plan_uri, self.load_plan]),
             w.HBox([self.mode, self.send_inline]),
@@ -186,6 +190,15 @@ class ControlPanel:
                 return state
             await asyncio.sleep(0.3)
         raise LaunchError(f"Dagster run {dagster_run_id} did not end")
+
+    async def _check_health(self) -> None:
+        """The seed's "Check filesystem health": the artifact backend and whether the service is ready."""
+        health = self.client.get("/healthz")
+        ready = self.client.ready()
+        problems = health.get("problems", []) + ready.get("problems", [])
+        self.backend.value = (f"<span class='sm-backend'>artifacts: {escape(health.get('backend', '?'))} backend at "
+                              f"{escape(self.endpoints.artifacts_url)} ({escape(health.get('auth', '?'))} auth) · "
+                              f"{'ready' if ready.get('ready') else 'NOT ready: ' + escape('; '.join(problems))}</span>")
 
     # --- plan ------------------------------------------------------------------------------
 
