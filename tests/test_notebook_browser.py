@@ -54,6 +54,7 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(flag)
     driver = None
+    shot = tmp_path / "notebook_panel.png"
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), "Voilà", attempts=600, interval=0.2)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -64,6 +65,9 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
             return found[0] if found else None
 
         wait_for(lambda: button("Generate Plan"), "the control panel to render", attempts=1500, interval=0.2)
+        # Voilà renders cells as they run: wait for the last one, so the kernel is free for the clicks.
+        wait_for(lambda: "WARNING: the artifact root" in driver.page_source, "the notebook's last cell",
+                 attempts=1500, interval=0.2)
         for label in LABELS:
             assert button(label) is not None, f"no {label!r} button"
         assert "Send plan inline" in driver.page_source and "Auto-fetch artifacts" in driver.page_source
@@ -82,7 +86,6 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
                  attempts=300)
         src = video.get_attribute("src")
         driver.execute_script("arguments[0].scrollIntoView()", video)
-        shot = tmp_path / "notebook_panel.png"
         driver.save_screenshot(str(shot))
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 20_000
@@ -91,6 +94,12 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
             assert (r.status, r.headers["Content-Type"], len(r.read())) == (206, "video/mp4", 1024)
         with urllib.request.urlopen(src, timeout=30) as r:
             assert r.headers["Content-Type"] == "video/mp4" and r.read(4)
+    except AssertionError:
+        if driver is not None:  # what the page showed, for whoever reads the failure
+            driver.save_screenshot(str(shot))
+            print(f"screenshot: {shot}")
+            print("responses:", [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".sm-response")])
+        raise
     finally:
         if driver is not None:
             driver.quit()
