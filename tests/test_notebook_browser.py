@@ -51,6 +51,9 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
                              stderr=subprocess.STDOUT, start_new_session=True)
     options = Options()
     options.binary_location = CHROMIUM
+    # Voilà streams the page while the notebook runs (it starts services): do not wait for the load
+    # inside driver.get, whose own limit would fail a slow machine; the waits below are bounded.
+    options.page_load_strategy = "none"
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(flag)
     driver = None
@@ -61,8 +64,9 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
         driver.get(f"http://127.0.0.1:{port}/")
 
         def button(label):
-            found = [b for b in driver.find_elements(By.TAG_NAME, "button") if (b.get_attribute("textContent") or "").strip() == label]
-            return found[0] if found else None
+            return driver.execute_script(
+                "return [...document.querySelectorAll('button')].find(b => b.textContent.trim() === arguments[0])"
+                " || null", label)
 
         wait_for(lambda: button("Generate Plan"), "the control panel to render", attempts=1500, interval=0.2)
         # Voilà renders cells as they run: wait for the last one, so the kernel is free for the clicks.
@@ -76,16 +80,17 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
                  attempts=1500, interval=0.2)
         wait_for(lambda: button("Run Production").is_enabled(), "Run Production to be enabled", attempts=300)
         button("Run Production").click()
-        video = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "video.sm-final"), "the final video",
-                         attempts=3000, interval=0.2)[0]
-        rows = driver.find_elements(By.CSS_SELECTOR, "tr.sm-stage")
-        assert [r.get_attribute("data-stage") for r in rows] == ["movie_plan", "dialogue_audio", "base_images",
-                                                                 "video_clips", "video_raw_concat", "video_final"]
-        wait_for(lambda: all(r.get_attribute("data-status") == "succeeded"
-                             for r in driver.find_elements(By.CSS_SELECTOR, "tr.sm-stage")), "every stage row",
-                 attempts=300)
-        src = video.get_attribute("src")
-        driver.execute_script("arguments[0].scrollIntoView()", video)
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "video.sm-final"), "the final video",
+                 attempts=3000, interval=0.2)
+        stages = driver.execute_script("return [...document.querySelectorAll('tr.sm-stage')].map(r => r.dataset.stage)")
+        assert stages == ["movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat",
+                          "video_final"]
+        wait_for(lambda: driver.execute_script(
+            "const rows = [...document.querySelectorAll('tr.sm-stage')];"
+            "return rows.length === 6 && rows.every(r => r.dataset.status === 'succeeded');"), "every stage row",
+            attempts=300)
+        src = driver.execute_script("const v = document.querySelector('video.sm-final'); v.scrollIntoView(); "
+                                    "return v.src;")
         driver.save_screenshot(str(shot))
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 20_000

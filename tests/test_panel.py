@@ -2,7 +2,6 @@
 the artifact service (with a token) on loopback, a fresh state folder, the panel driven through
 its controls as a person drives them."""
 
-import hashlib
 import json
 import time
 import urllib.request
@@ -18,7 +17,6 @@ from sparkle_motion_dagster.panel.services import start_services  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sparkle_motion_dagster" / "samples" / "lantern_walk.json"
 TOKEN = "panel-test-token-0123456789"
 
 
@@ -100,13 +98,28 @@ def test_an_invalid_inline_edit_is_refused_naming_the_field(filmed):
     panel.send_inline.value = False
 
 
-def test_run_production_films_the_generated_run(filmed):
+def test_run_production_stop_banner_and_resume_from_stage(filmed):
     panel = filmed
     run_id = panel.run_id.value
     panel.run_production.click()
     assert panel.run_id.value == run_id  # the same run_id Generate Plan made
+    panel.pause.click()  # so that the stop below lands at a known place: the gate the run holds at
+    until(panel, lambda s: s["status"] == "paused" and s["hold"])
+    panel.stop.click()
+    status = until(panel, lambda s: s["status"] == "stopped" and s["dagster_runs"][-1]["status"] == "FAILURE")
+    assert "sm-banner-stopped" in panel.status_banner.value and "Resume from stage" in panel.status_banner.value
+    assert not panel.resume_from_stage.disabled and panel.pause.disabled
+    assert "no video_final" in panel.final_video.value and not panel.resume_final.disabled
+    panel.resume_stage.value = next(s["asset"] for s in status["stages"] if s["status"] != "succeeded")
+    panel.resume_from_stage.click()
     status = until(panel, ended)
     assert status["status"] == "succeeded", status["detail"]
+    assert "sm-banner-stopped" not in panel.status_banner.value
+
+
+def test_the_finished_film_shows_its_stages_previews_and_video(filmed):
+    panel = filmed
+    assert panel.refresh()["status"] == "succeeded"
     table = panel.stage_table.value
     for stage in ("movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"):
         assert f'data-stage="{stage}" data-status="succeeded"' in table
@@ -135,7 +148,7 @@ def test_approve_from_the_panel_passes_the_review_gate(filmed):
     assert panel.refresh()["review"]["status"] == "approved"
 
 
-def test_regenerate_one_shot_changes_only_its_clip(filmed):
+def test_regenerate_one_shot_with_a_pause_on_the_way(filmed):
     panel = filmed
     panel.refresh()
     before = clip_hashes(panel)
@@ -144,45 +157,17 @@ def test_regenerate_one_shot_changes_only_its_clip(filmed):
     panel.regen_seed.value = "4242"
     panel.regenerate_clip.click()
     assert "regenerating the clip" in panel.responses.value
-    status = until(panel, lambda s: ended(s) and s["dagster_runs"][-1]["status"] in ("SUCCESS", "FAILURE"))
-    assert status["status"] == "succeeded", status["detail"]
-    after = clip_hashes(panel)
-    assert [s for s in before if before[s] != after[s]] == [shot]
-    assert status["regenerations"] == [{"shot_id": shot, "count": 1, "note": f"{shot} regenerations: 1"}]
-
-
-def test_pause_holds_and_resume_finishes(services):
-    panel = create_control_panel(services.endpoints, size="96x64")
-    panel.plan_uri.value = str(SAMPLE)
-    panel.load_plan.click()
-    panel.run_production.click()
     panel.pause.click()
     status = until(panel, lambda s: s["status"] == "paused" and s["hold"])
     assert "holding before" in panel.status_banner.value
     assert panel.pause.disabled and not panel.resume.disabled
     panel.resume.click()
-    status = until(panel, ended)
+    status = until(panel, lambda s: ended(s) and s["dagster_runs"][-1]["status"] in ("SUCCESS", "FAILURE"))
     assert status["status"] == "succeeded", status["detail"]
-
-
-def test_stop_shows_the_banner_and_resume_from_stage_finishes(services):
-    panel = create_control_panel(services.endpoints, size="96x64")
-    panel.plan_uri.value = str(SAMPLE)
-    panel.load_plan.click()
-    panel.run_production.click()
-    panel.pause.click()
-    held = until(panel, lambda s: s["status"] == "paused" and s["hold"])["hold"]["stage"]
-    panel.stop.click()
-    status = until(panel, lambda s: s["status"] == "stopped" and s["dagster_runs"][-1]["status"] == "FAILURE")
-    assert "sm-banner-stopped" in panel.status_banner.value and "Resume from stage" in panel.status_banner.value
-    assert not panel.resume_from_stage.disabled and panel.pause.disabled
-    assert "no video_final" in panel.final_video.value and not panel.resume_final.disabled
-    first_unfinished = next(s["asset"] for s in status["stages"] if s["status"] != "succeeded")
-    panel.resume_stage.value = first_unfinished
-    panel.resume_from_stage.click()
-    status = until(panel, ended)
-    assert status["status"] == "succeeded", (held, status["detail"])
-    assert "sm-banner-stopped" not in panel.status_banner.value
+    after = clip_hashes(panel)
+    assert [s for s in before if before[s] != after[s]] == [shot]  # only that shot's clip changed
+    assert status["regenerations"] == [{"shot_id": shot, "count": 1, "note": f"{shot} regenerations: 1"}]
+    assert status["review"]["status"] == "pending"  # the approval judged the old final video
 
 
 def test_the_panel_imports_no_dagster_and_the_core_imports_no_widgets():

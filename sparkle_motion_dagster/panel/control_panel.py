@@ -51,6 +51,8 @@ class ControlPanel:
         self._poller: asyncio.Task | None = None
         self._preview_key: Any = None
         self._tasks: set[asyncio.Task] = set()
+        self._no_loop = False
+        self._final_key: Any = None
         self._build(size)
 
     # --- layout ---------------------------------------------------------------------------
@@ -164,7 +166,11 @@ class ControlPanel:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self._guarded(coroutine))  # a script or a test: the work ends inside click()
+            self._no_loop = True  # a script or a test: the work ends inside click(); it polls with refresh()
+            try:
+                asyncio.run(self._guarded(coroutine))
+            finally:
+                self._no_loop = False
             return
         task = loop.create_task(self._guarded(coroutine))
         self._tasks.add(task)
@@ -373,7 +379,7 @@ class ControlPanel:
     # --- polling ----------------------------------------------------------------------------
 
     def _poll_toggled(self, change) -> None:
-        if change["new"]:
+        if change["new"] and not self._no_loop:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -455,12 +461,15 @@ class ControlPanel:
         row = self.final_row()
         review = status.get("review") or {}
         if row is not None:
-            url = self._url(row)
-            self.final_video.value = (f'<video class="sm-final" controls preload="metadata" width="640" '
-                                      f'src="{escape(url or "", quote=True)}"></video>')
+            if self._final_key != (row.get("sha256"), row["local_path"]):  # a new link reloads the player
+                self._final_key = (row.get("sha256"), row["local_path"])
+                self.final_video.value = (f'<video class="sm-final" controls preload="metadata" width="640" '
+                                          f'src="{escape(self._url(row) or "", quote=True)}"></video>')
         elif status["status"] in ACTIVE:
+            self._final_key = None
             self.final_video.value = "<i>the final video appears when the finalize stage ends</i>"
         else:
+            self._final_key = None
             self.final_video.value = ("<b class='sm-no-final'>This run has no video_final yet</b>: "
                                       "<i>Resume from finalize</i> renders what is missing.")
         banner = review.get("banner")
