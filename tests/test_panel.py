@@ -170,6 +170,24 @@ def test_regenerate_one_shot_with_a_pause_on_the_way(filmed):
     assert status["review"]["status"] == "pending"  # the approval judged the old final video
 
 
+def test_a_valid_inline_edit_is_sent_as_a_new_run_in_dry_mode(filmed, services):
+    panel = filmed
+    filmed_run = panel.run_id.value
+    edited = json.loads(json.dumps(panel.plan_document))  # the plan as loaded, not the refused edit
+    edited["validated_plan"]["title"] = "Lantern and Fox, edited"
+    panel.plan_editor.value = json.dumps(edited)
+    panel.send_inline.value, panel.mode.value = True, "dry"
+    panel.run_production.click()
+    run_id = panel.run_id.value
+    assert run_id != filmed_run, panel.responses.value
+    status = until(panel, ended)
+    assert status["status"] == "planned" and status["title"] == "Lantern and Fox, edited", status["detail"]
+    from sparkle_motion_dagster.runs.storage import ArtifactStore
+
+    request = json.loads(ArtifactStore(services.state / "artifacts").request_path(run_id).read_text())
+    assert request["source"] == "panel:inline" and request["document"]["validated_plan"]["title"].endswith("edited")
+
+
 def test_the_panel_imports_no_dagster_and_the_core_imports_no_widgets():
     import subprocess
     import sys

@@ -277,13 +277,13 @@ class ControlPanel:
         """Film (or, in dry mode, only plan) the reviewed plan: the run Generate Plan made; with
         Send plan inline, the edited plan as a new run (it is validated first and refused with
         its field paths)."""
-        edited = self.send_inline.value and self.plan_editor.value.strip() and (
-            self.plan_document is None or json.loads(self.plan_editor.value or "null") != self.plan_document)
+        edited = False
         if self.send_inline.value:
             document, problems = plan_view.check_edit(self.plan_editor.value)
             if problems:
                 self.plan_details.value = plan_view.problems_html(problems)
                 raise ValueError(f"the edited plan is refused: {problems[0]['field']}: {problems[0]['problem']}")
+            edited = document != self.plan_document
         else:
             document = self.plan_document
         run_id = self.plan_run_id if (self.plan_run_id and not edited) else None
