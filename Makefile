@@ -20,11 +20,11 @@ $(VENV)/.core-installed: $(BIN)/python pyproject.toml
 # set every command would compile it again (~0.2 s). Cheap when nothing changed.
 COMPILE := $(BIN)/python -m compileall -q sparkle_motion_dagster
 
-# Tests also exercise the real-model adapters on tiny models. torch goes first,
+# Tests also exercise the real-model adapters on tiny models, and the notebook panel. torch goes first,
 # pinned, so pip takes the CPU build instead of resolving a multi-GB CUDA one.
 $(VENV)/.test-installed: $(VENV)/.core-installed
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[models,test]'
+	$(BIN)/pip install --quiet -e '.[models,test,notebook]'
 	touch $@
 
 demo: $(VENV)/.core-installed

@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from urllib.parse import parse_qs
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,18 @@ class Server:
             conn.request("GET", path, headers=sent)
             response = conn.getresponse()
             return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def post(self, path: str, body: dict, token: str | None = TOKEN):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            headers = {"Content-Type": "application/json"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            conn.request("POST", path, body=json.dumps(body), headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
         finally:
             conn.close()
 
@@ -173,7 +186,10 @@ def test_artifacts_route_has_the_seed_shape(server):
     assert final["preview"]["video"]["duration_s"] == pytest.approx(17.5, abs=0.1)
     assert final["review_summary"]["status"] == "pending"
     entry = next(r for r in final["artifacts"] if r["artifact_type"] == "video_final")
-    assert entry["download_url"] == f"/files/runs/{server.run_id}/finalize/video_final.mp4"
+    # With a token the link is signed and expires, so that a browser's <video src> plays it.
+    path, _, query = entry["download_url"].partition("?")
+    assert path == f"/files/runs/{server.run_id}/finalize/video_final.mp4"
+    assert set(parse_qs(query)) == {"expires", "sig"}
 
 
 @pytest.mark.slow
@@ -336,3 +352,103 @@ def test_artifacts_env_prints_exports(tmp_path, capsys):
 def test_cli_constants_match_the_service():
     assert (cli_inspect.DEFAULT_HOST, cli_inspect.DEFAULT_PORT, cli_inspect.TOKEN_ENV) == (
         service.DEFAULT_HOST, service.DEFAULT_PORT, service.TOKEN_ENV)
+
+
+# --- signed links ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_signed_download_url_plays_without_the_bearer_header(server):
+    _, body = server.json(f"/artifacts?run_id={server.run_id}&stage=finalize")
+    url = next(r for r in body["artifacts"] if r["artifact_type"] == "video_final")["download_url"]
+    status, headers, data = server.request(url, token=None, headers={"Range": "bytes=0-99"})
+    assert (status, headers["content-type"], len(data)) == (206, "video/mp4", 100)
+    assert server.request(url.partition("?")[0], token=None)[0] == 401  # the same path unsigned
+
+
+@pytest.mark.slow
+def test_forged_expired_and_borrowed_signatures_are_refused(server):
+    from sparkle_motion_dagster.service import signing
+
+    path = f"runs/{server.run_id}/finalize/video_final.mp4"
+    good = signing.signed_path(TOKEN, path)
+    assert server.request(good, token=None)[0] == 200
+    forged = signing.signed_path("not-the-token", path)
+    expired = signing.signed_path(TOKEN, path, ttl_s=-10)
+    stretched = good.replace("expires=", "expires=9")  # a later expiry with the old signature
+    other = f"runs/{server.run_id}/assembly/video_raw_concat.mp4"
+    borrowed = "/files/" + other + "?" + good.partition("?")[2]  # a signature made for another file
+    for url in (forged, expired, stretched, borrowed):
+        assert server.request(url, token=None)[0] == 401, url
+    # A signed path that climbs out of the run folders is still refused (signed by the token itself).
+    escaping = signing.signed_path(TOKEN, f"runs/{server.run_id}/../../../outside-secret.txt")
+    status, _, data = server.request(escaping, token=None)
+    assert status in (401, 404) and b"secret" not in data
+
+
+def test_signatures_name_their_path_and_expiry():
+    from sparkle_motion_dagster.service import signing
+
+    sig = signing.signature("k", "runs/a.mp4", 100)
+    assert signing.valid("k", "runs/a.mp4", "100", sig, now=99)
+    assert not signing.valid("k", "runs/a.mp4", "100", sig, now=101)
+    assert not signing.valid("k", "runs/b.mp4", "100", sig, now=99)
+    assert not signing.valid("k", "runs/a.mp4", "100", "0" * 64, now=99)
+    assert not signing.valid("k", "runs/a.mp4", "soon", sig, now=99)
+
+
+# --- the control surface --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ready_answers_without_the_token(server):
+    status, body = server.json("/ready", token=None)
+    assert (status, body) == (200, {"ready": True, "problems": []})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["/runs", "/control/pause", "/review", "/regenerate"])
+def test_control_routes_need_the_token(server, route):
+    assert server.post(route, {"run_id": server.run_id}, token=None)[0] == 401
+    assert server.post(route, {"run_id": server.run_id}, token="wrong")[0] == 401
+
+
+@pytest.mark.slow
+def test_control_of_a_finished_run(server):
+    status, body = server.post("/control/pause", {"run_id": server.run_id})
+    assert status == 409 and "succeeded" in body["detail"]
+    status, body = server.post("/control/resume", {"run_id": server.run_id})
+    assert status == 200 and body["state"] == "running" and body["needs_launch"] is False
+    status, body = server.post("/control/stop", {"run_id": "run_../../etc"})
+    assert status == 400 and "run_id" in body["detail"]
+    assert server.post("/control/explode", {"run_id": server.run_id})[0] == 422
+    assert server.post("/control/pause", {"run_id": "run_00000000"})[0] == 404
+
+
+@pytest.mark.slow
+def test_new_runs_from_a_prompt_and_a_plan(server):
+    status, body = server.post("/runs", {"prompt": "A fox at dawn", "title": "Fox", "size": "96x64"})
+    assert status == 200 and body["run_id"].startswith("run_")
+    request = json.loads(server.store.request_path(body["run_id"]).read_text())
+    assert request["prompt"] == {"prompt": "A fox at dawn", "title": "Fox", "seed": 0, "size": [96, 64]}
+    plan = json.loads(SAMPLE.read_text())
+    plan["validated_plan"]["shots"][0]["duration_sec"] = -1
+    status, body = server.post("/runs", {"plan": plan})
+    assert status == 422
+    assert [p["field"] for p in body["detail"]["problems"]] == ["validated_plan.shots[0].duration_sec"]
+    assert server.post("/runs", {"prompt": "x", "title": "y", "size": "big"})[1]["detail"].startswith("size:")
+
+
+@pytest.mark.slow
+def test_review_and_regenerate_routes(server):
+    status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana",
+                                           "notes": "continuity ok"})
+    assert status == 200 and body["review"]["status"] == "approved"
+    assert body["launch"]["job"] == "review_gate"
+    assert server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": " "})[0] == 422
+
+    status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_002", "seed": 77})
+    assert status == 200 and body["seeds"] == {"shot_002": 77}
+    assert body["launch"] == {"job": "film", "assets": ["video_clips", "video_raw_concat", "video_final"]}
+    overrides = json.loads(server.store.path(server.run_id, "overrides", "overrides.json").read_text())
+    assert overrides["shots"]["shot_002"] == {"seed": 77}
+    status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_999"})
+    assert status == 422 and body["detail"].startswith("shot_id:")

@@ -6,6 +6,9 @@ Routes:
 * ``GET /artifacts?run_id=&stage=`` — the catalog's ``/artifacts`` payload with the
   review state as ``review_summary``; every row gets a ``download_url``;
 * ``GET /status?run_id=`` — :func:`status.film_status`;
+* ``GET /ready`` — the artifact root and the Dagster instance both answer (never behind the token);
+* the control surface of :mod:`service.actions`: ``POST /runs``, ``/control/{pause,resume,stop}``,
+  ``/review``, ``/regenerate``;
 * ``GET|HEAD /files/<path>`` — a file under ``<root>/runs/``, with HTTP Range
   support (``206`` with ``Content-Range``). Paths that leave the run folders,
   directly or through a symlink, hidden files (also when a link resolves to one)
@@ -13,8 +16,10 @@ Routes:
   the descriptor opened after the check, without following links, so swapping
   a file for a link during a request cannot serve anything outside ``runs/``.
 
-With a token (``ARTIFACTS_FS_TOKEN``) every route but ``/healthz`` requires
-``Authorization: Bearer <token>``. :func:`serve` refuses to listen on a
+With a token (``ARTIFACTS_FS_TOKEN``) every route but ``/healthz`` and ``/ready`` requires
+``Authorization: Bearer <token>``; a ``/files`` link also passes with the signature that the
+``download_url`` of its ``/artifacts`` row carries (:mod:`service.signing`: it names that one
+file and expires). Without a token the service listens on loopback only and asks nothing. :func:`serve` refuses to listen on a
 non-loopback address without one.
 """
 
@@ -34,6 +39,7 @@ from fastapi.responses import JSONResponse
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
 from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
 from sparkle_motion_dagster.runs.confined import open_beneath
+from sparkle_motion_dagster.runs.control import read_hold
 from sparkle_motion_dagster.runs.storage import (
     TEMP_MARKER,
     ArtifactStore,
@@ -41,17 +47,24 @@ from sparkle_motion_dagster.runs.storage import (
     UnsafeIdError,
     check_run_id,
 )
+from sparkle_motion_dagster.service import signing
+from sparkle_motion_dagster.service.actions import actions_router
 from sparkle_motion_dagster.service.descriptor_response import DescriptorResponse
 
 TOKEN_ENV = "ARTIFACTS_FS_TOKEN"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7077
 
 
-def _bearer_guard(token: str | None) -> Callable[[Request], None]:
+def _bearer_guard(token: str | None, *, signed_files: bool = False) -> Callable[[Request], None]:
+    """Checks the bearer header; with ``signed_files`` a valid ``expires``/``sig`` pair for the
+    requested ``/files`` path passes too."""
     expected = token.encode() if token else None
 
     def guard(request: Request) -> None:
         if expected is None:
+            return
+        if signed_files and signing.valid(token, request.path_params.get("file_path", ""),
+                                          request.query_params.get("expires"), request.query_params.get("sig")):
             return
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
@@ -114,6 +127,7 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
     store = ArtifactStore(store_root)
     root = store.root
     guard = Depends(_bearer_guard(token or None))
+    file_guard = Depends(_bearer_guard(token or None, signed_files=True))
     instance_lock = threading.Lock()  # one reader of the Dagster instance at a time
     app = FastAPI(title="Sparkle Motion artifact service", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -136,11 +150,23 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
                 "auth": "token" if token else "none", "problems": problems}
         return JSONResponse(body, status_code=503 if problems else 200)
 
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        problems = []
+        if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+            problems.append(f"the artifact root {root} is missing or unreadable")
+        try:
+            with instance_lock:
+                instance_getter().get_dynamic_partitions("run_id")
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the instance means not ready
+            problems.append(f"the Dagster instance does not answer: {exc}")
+        return JSONResponse({"ready": not problems, "problems": problems}, status_code=503 if problems else 200)
+
     @app.get("/artifacts", dependencies=[guard])
     def artifacts(run_id: str | None = None, stage: str | None = None) -> dict[str, Any]:
         payload = artifacts_view(store, _run_id(run_id), stage or None, catalog=Catalog(root))
         for row in payload["artifacts"]:
-            row["download_url"] = _download_url(root, row["local_path"])
+            row["download_url"] = _download_url(root, row["local_path"], token or None)
         return payload
 
     @app.get("/status", dependencies=[guard])
@@ -149,9 +175,17 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
         if not 0 <= log_lines <= 1000:
             raise HTTPException(status_code=400, detail="log_lines: must be between 0 and 1000")
         with instance_lock:
-            return film_status(instance_getter(), store, run_id, log_lines=log_lines)
+            payload = film_status(instance_getter(), store, run_id, log_lines=log_lines)
+        payload["hold"] = read_hold(store, run_id)  # where a paused run holds, once it does
+        return payload
 
-    @app.api_route("/files/{file_path:path}", methods=["GET", "HEAD"], dependencies=[guard])
+    def status_of(run_id: str) -> dict[str, Any]:
+        with instance_lock:
+            return film_status(instance_getter(), store, run_id, log_lines=0)
+
+    app.include_router(actions_router(store, instance_getter, instance_lock, status_of), dependencies=[guard])
+
+    @app.api_route("/files/{file_path:path}", methods=["GET", "HEAD"], dependencies=[file_guard])
     def files(file_path: str) -> DescriptorResponse:
         opened = open_served_file(root, file_path)
         if opened is None:
@@ -162,11 +196,13 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
     return app
 
 
-def _download_url(root: Path, local_path: str) -> str | None:
+def _download_url(root: Path, local_path: str, token: str | None) -> str | None:
+    """The row's ``/files`` link: signed and expiring when the service has a token."""
     try:
-        return "/files/" + Path(local_path).resolve().relative_to(root).as_posix()
+        relative = Path(local_path).resolve().relative_to(root).as_posix()
     except ValueError:
         return None
+    return signing.signed_path(token, relative) if token else "/files/" + relative
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,98 @@
+"""HTML for the panel's stage table and per-stage previews. Media play from URLs (the artifact
+service with HTTP ranges, signed links when it has a token): no file goes through the widget
+channel."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Callable
+
+STATUS_COLOURS = {"succeeded": "#1b7f3b", "running": "#1a5fb4", "failed": "#b00020", "stopped": "#b00020",
+                  "pending": "#777", "paused": "#a36a00"}
+# Preview tabs: (tab title, stage folder, what to show).
+TABS = (("Keyframes", "base_images"), ("Dialogue", "dialogue_audio"), ("Clips", "video_clips"),
+        ("Assembly", "assembly"), ("Final video", "finalize"))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def stage_badges(section: dict[str, Any] | None) -> str:
+    """The seed's badges for a stage's files, e.g. ``2 audio clips · 44 s``."""
+    if not section:
+        return ""
+    badges = []
+    for media, summary in sorted(section.get("media_summary", {}).items()):
+        word = {"audio": "audio clip", "video": "video", "image": "image"}.get(media)
+        if not word:
+            continue
+        text = _plural(summary["count"], word)
+        if summary.get("total_duration_s"):
+            text += f" · {summary['total_duration_s']:.0f} s"
+        badges.append(text)
+    return ", ".join(badges)
+
+
+def _time(value: str | None) -> str:
+    return value[11:19] if value else ""
+
+
+def stage_table_html(status: dict[str, Any], sections: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for stage in status.get("stages", []):
+        colour = STATUS_COLOURS.get(stage["status"], "#333")
+        duration = f"{stage['duration_s']:.1f} s" if stage.get("duration_s") is not None else ""
+        rows.append(
+            f'<tr class="sm-stage" data-stage="{escape(stage["asset"])}" data-status="{escape(stage["status"])}">'
+            f'<td>{escape(stage["name"])}</td><td style="color:{colour}"><b>{escape(stage["status"])}</b></td>'
+            f"<td>{_time(stage.get('started_at'))}</td><td>{_time(stage.get('completed_at'))}</td><td>{duration}</td>"
+            f"<td>{escape(stage_badges(sections.get(stage['name'])))}</td></tr>")
+    return ('<table class="sm-stage-table"><tr><th>stage</th><th>status</th><th>start</th><th>end</th>'
+            f"<th>duration</th><th>badges</th></tr>{''.join(rows)}</table>")
+
+
+def log_html(status: dict[str, Any]) -> str:
+    lines = [f"{_time(line['timestamp'])} {line.get('stage') or '':<16} {line['message']}" for line in status.get("log", [])]
+    return f'<pre class="sm-log" style="max-height:12em;overflow:auto">{escape(chr(10).join(lines))}</pre>'
+
+
+def banner_html(status: dict[str, Any]) -> str:
+    state = status.get("status", "")
+    if state in ("failed", "stopped"):
+        return (f'<div class="sm-banner sm-banner-{state}" style="background:#b00020;color:white;padding:6px">'
+                f"<b>{escape(status['run_id'])} {escape(state)}</b>: {escape(status.get('detail') or '')}. "
+                "Choose a stage and <i>Resume from stage</i>: finished work is reused.</div>")
+    hold = status.get("hold")
+    text = f"{status.get('run_id', '')}: {state} — {status.get('detail') or ''}"
+    if hold:
+        text += f" (holding before {hold.get('stage')})"
+    return f'<div class="sm-banner sm-banner-{escape(state)}">{escape(text)}</div>'
+
+
+def media_html(row: dict[str, Any], url: str, *, width: int = 320) -> str:
+    label = escape(row.get("metadata", {}).get("label") or row["local_path"].rsplit("/", 1)[-1])
+    media = row["media_type"]
+    src = escape(url, quote=True)
+    if media == "image":
+        player = f'<img src="{src}" width="{width // 2}" alt="{label}">'
+    elif media == "audio":
+        player = f'<audio controls preload="metadata" src="{src}"></audio>'
+    elif media == "video":
+        player = f'<video controls preload="metadata" width="{width}" src="{src}" type="video/mp4"></video>'
+    else:
+        return ""
+    duration = f" · {row['duration_s']:.1f} s" if row.get("duration_s") else ""
+    return (f'<figure class="sm-media sm-{media}" data-type="{escape(row["artifact_type"])}" '
+            f'style="display:inline-block;margin:4px">{player}<figcaption>{label}{duration}</figcaption></figure>')
+
+
+def stage_preview_html(section: dict[str, Any] | None, url_of: Callable[[dict[str, Any]], str | None]) -> str:
+    if not section:
+        return "<i>nothing yet</i>"
+    parts = [f'<div class="sm-badges">{escape(stage_badges(section))}</div>']
+    for row in section["artifacts"]:
+        url = url_of(row)
+        if url and row["media_type"] in ("image", "audio", "video"):
+            parts.append(media_html(row, url))
+    return "".join(parts)

@@ -1,0 +1,88 @@
+"""The panel's small parts without services: Colab's port proxy, endpoint defaults, badges, edits."""
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from sparkle_motion_dagster.panel import colab, plan_view, previews
+from sparkle_motion_dagster.panel.endpoints import PanelEndpoints
+
+LANTERN = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "lantern_walk.json"
+
+
+def test_loopback_urls_go_through_colabs_port_proxy_only_in_colab(monkeypatch):
+    url = "http://127.0.0.1:7077/files/runs/run_1/finalize/video_final.mp4?expires=9&sig=ab"
+    assert colab.browser_url(url) == url  # not in Colab: unchanged
+    asked = []
+    output = types.ModuleType("google.colab.output")
+    output.eval_js = lambda js: asked.append(js) or "https://7077-abc.colab.dev/"
+    for name, module in {"google": types.ModuleType("google"), "google.colab": types.ModuleType("google.colab"),
+                         "google.colab.output": output}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    colab._proxied_base.cache_clear()
+    try:
+        assert colab.browser_url(url) == ("https://7077-abc.colab.dev/files/runs/run_1/finalize/video_final.mp4"
+                                          "?expires=9&sig=ab")
+        assert asked == ["google.colab.kernel.proxyPort(7077)"]
+        assert colab.browser_url("http://gpu-box:7077/x") == "http://gpu-box:7077/x"  # reachable as it is
+    finally:
+        colab._proxied_base.cache_clear()
+
+
+def test_endpoints_come_from_the_environment_then_the_state_folder(tmp_path, monkeypatch):
+    for name in ("SPARKLE_DAGSTER_URL", "SPARKLE_ARTIFACTS_URL", "ARTIFACTS_FS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPARKLE_STATE_DIR", str(tmp_path))
+    assert PanelEndpoints.from_environment() == PanelEndpoints()  # loopback defaults
+    (tmp_path / "panel_endpoints.json").write_text(json.dumps({"dagster_url": "http://127.0.0.1:4000",
+                                                               "artifacts_url": "http://127.0.0.1:4001"}))
+    saved = PanelEndpoints.from_environment()
+    assert (saved.dagster_url, saved.artifacts_url, saved.token) == ("http://127.0.0.1:4000", "http://127.0.0.1:4001",
+                                                                     None)
+    monkeypatch.setenv("SPARKLE_DAGSTER_URL", "http://gpu-box:3000/")
+    monkeypatch.setenv("ARTIFACTS_FS_TOKEN", "t0k")
+    env = PanelEndpoints.from_environment()
+    assert (env.dagster_url, env.artifacts_url, env.token) == ("http://gpu-box:3000", "http://127.0.0.1:4001", "t0k")
+
+
+def test_badges_read_like_the_seeds():
+    section = {"media_summary": {"audio": {"count": 2, "total_duration_s": 44.2}, "json": {"count": 1},
+                                 "video": {"count": 1, "total_duration_s": 6.0}}}
+    assert previews.stage_badges(section) == "2 audio clips · 44 s, 1 video · 6 s"
+
+
+def test_an_edit_is_checked_with_field_paths():
+    document = json.loads(LANTERN.read_text())
+    assert plan_view.check_edit(json.dumps(document))[1] == []
+    document["shots"][1]["end_base_image_id"] = "nowhere"
+    document["base_images"][0]["prompt"] = ""
+    fields = [p["field"] for p in plan_view.check_edit(json.dumps(document))[1]]
+    assert "base_images[0].prompt" in fields and any(f.startswith("shots[1]") for f in fields)
+    assert plan_view.check_edit("{not json")[1][0]["field"] == "(json)"
+    assert "base_images[0].prompt" in plan_view.problems_html(plan_view.check_edit(json.dumps(document))[1])
+
+
+def test_html_escapes_what_a_plan_says():
+    document = json.loads(LANTERN.read_text())
+    document["title"] = "<script>alert(1)</script>"
+    assert "<script>" not in plan_view.summary_html(document) + plan_view.review_html(document)
+
+
+def test_buttons_are_enabled_only_when_they_make_sense():
+    pytest.importorskip("ipywidgets", reason="needs the notebook extra: pip install -e '.[notebook]'")
+    from sparkle_motion_dagster.panel import create_control_panel
+
+    panel = create_control_panel(PanelEndpoints("http://127.0.0.1:9", "http://127.0.0.1:9"))
+    panel._set_buttons({"status": "running"})
+    assert not panel.pause.disabled and not panel.stop.disabled and panel.resume.disabled
+    assert panel.run_production.disabled and panel.generate_plan.disabled
+    panel._set_buttons({"status": "succeeded"})
+    assert panel.pause.disabled and panel.stop.disabled and panel.resume_from_stage.disabled
+    panel._set_buttons({"status": "stopped"})
+    assert not panel.resume.disabled and not panel.resume_from_stage.disabled
+    panel.run_id.value = ""
+    panel.pause.click()  # no run: said, not raised
+    assert "Run ID" in panel.responses.value
