@@ -82,6 +82,10 @@ def test_generate_plan_fills_the_uri_summary_and_review(filmed):
     status = panel.refresh()
     assert status["status"] == "planned", status["detail"]
     assert not panel.run_production.disabled
+    # The dry run's report, before paying for a render: warnings and the estimated cost per stage.
+    assert set(panel.plan_report_data["estimate"]["stages"]) == {
+        "movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"}
+    assert "<b>Estimate</b>" in panel.plan_report.value and "<b>Warnings</b>" in panel.plan_report.value
 
 
 def test_an_invalid_inline_edit_is_refused_naming_the_field(filmed):

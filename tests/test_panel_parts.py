@@ -86,3 +86,19 @@ def test_buttons_are_enabled_only_when_they_make_sense():
     panel.run_id.value = ""
     panel.pause.click()  # no run: said, not raised
     assert "Run ID" in panel.responses.value
+
+
+def test_the_plan_report_shows_each_warning_with_its_field_and_the_estimate_per_stage():
+    report = {"warnings": [{"field": "dialogue_timeline[1]", "kind": "overrun", "speech_s": 5.31, "window_s": 3.2,
+                            "tempo": 1.25, "lost_s": 1.05, "message": "will lose 1.05 s at tempo 1.25 <sic>"}],
+              "estimate": {"total_seconds": 12.5, "peak_memory_bytes": 2_000_000_000,
+                           "stages": {"video_clips": {"seconds": 9.0, "peak_memory_bytes": 2_000_000_000,
+                                                      "basis": "published", "backend": "wan"},
+                                      "video_final": {"seconds": None, "peak_memory_bytes": None,
+                                                      "basis": "none", "backend": "passthrough"}}}}
+    html = plan_view.report_html(report)
+    assert "<code>dialogue_timeline[1]</code> <i>overrun</i>: will lose 1.05 s at tempo 1.25 &lt;sic&gt;" in html
+    assert "<b>Estimate</b>: 12.5 s, peak memory 2.00 GB" in html
+    assert "<td>video_clips</td><td>wan</td><td>9.0 s</td><td>2.00 GB</td><td>published</td>" in html
+    assert "<td>video_final</td><td>passthrough</td><td>?</td><td>?</td><td>none</td>" in html
+    assert "<b>Warnings</b>: none" in plan_view.report_html({"warnings": []})

@@ -69,6 +69,8 @@ class ControlPanel:
         self.load_plan = _button("Load Plan JSON", icon="folder-open")
         self.plan_details = w.HTML("<i>no plan yet</i>")
         self.plan_review = w.HTML()
+        self.plan_report = w.HTML()  # the intake's warnings and estimated cost, once a dry run or a run made them
+        self.plan_report_data: dict[str, Any] | None = None
         self.plan_editor = w.Textarea(description="Edit plan", layout=w.Layout(width="100%", height="14em"))
         self.validate_plan = _button("Validate edit", icon="check")
         self.mode = w.Dropdown(options=[("run", "run"), ("dry", "dry")], value="run", description="Mode")
@@ -143,7 +145,8 @@ class ControlPanel:
             w.HBox([self.run_id, self.stage_filter]),
             w.HBox([self.poll_status, self.interval, self.auto_fetch, self.refresh_artifacts]),
             self.responses,
-            w.Accordion(children=[w.VBox([self.plan_details, self.plan_review, self.plan_editor, self.validate_plan])],
+            w.Accordion(children=[w.VBox([self.plan_details, self.plan_report, self.plan_review, self.plan_editor,
+                                   self.validate_plan])],
                         titles=("Plan details",), selected_index=0),
             self.status_banner, w.HBox([self.resume_stage, self.resume_from_stage]),
             self.progress, self.stage_table, self.log,
@@ -448,10 +451,18 @@ class ControlPanel:
         self.artifacts_summary.value = "<div class='sm-artifacts'>" + " · ".join(
             f"<b>{escape(s)}</b>: {sec['count']} ({escape(', '.join(sec['media_types']))})"
             for s, sec in sections.items()) + "</div>"
+        self._show_report(sections.get("plan_intake"))
         shots = sorted({r.get("shot_id") for r in (sections.get("video_clips") or {}).get("artifacts", [])
                         if r.get("shot_id")})
         if shots and list(self.shot.options) != shots:
             self.shot.options = shots
+
+    def _show_report(self, section: dict[str, Any] | None) -> None:
+        row = next((r for r in (section or {}).get("artifacts", []) if r["artifact_type"] == "plan_validation"), None)
+        if row is None or not row.get("download_url"):
+            return
+        self.plan_report_data = json.loads(self.client.fetch(row["download_url"]))
+        self.plan_report.value = plan_view.report_html(self.plan_report_data)
 
     def final_row(self) -> dict[str, Any] | None:
         rows = (self.artifacts or {}).get("artifacts", [])

@@ -64,3 +64,28 @@ def review_html(document: dict[str, Any]) -> str:
     return (f'<div class="sm-plan-review"><h4>Shots</h4><table class="sm-shots"><tr><th>shot</th><th>duration</th>'
             f"<th>description</th><th>start keyframe</th><th>end keyframe</th><th>motion</th></tr>{shots}</table>"
             f"<h4>Dialogue timeline</h4><ul>{dialogue}</ul><h4>Render profile</h4><code>{profile}</code></div>")
+
+
+def report_html(report: dict[str, Any]) -> str:
+    """The plan intake's report before paying for a render: every warning with its field path (an
+    overrun with its speech length, window and what will happen) and the estimated cost per stage."""
+    warnings = report.get("warnings") or []
+    items = "".join(f"<li><code>{escape(w.get('field', ''))}</code> <i>{escape(w.get('kind', ''))}</i>: "
+                    f"{escape(w.get('message', ''))}</li>" for w in warnings)
+    parts = [f"<b>Warnings</b>: <ul>{items}</ul>" if warnings else "<b>Warnings</b>: none"]
+    estimate = report.get("estimate")
+    if estimate:
+        rows = "".join(
+            f"<tr><td>{escape(stage)}</td><td>{escape(str(f.get('backend') or ''))}</td>"
+            f"<td>{'?' if f.get('seconds') is None else format(f['seconds'], '.1f') + ' s'}</td>"
+            f"<td>{_gigabytes(f.get('peak_memory_bytes'))}</td><td>{escape(f.get('basis', ''))}</td></tr>"
+            for stage, f in estimate.get("stages", {}).items())
+        total = estimate.get("total_seconds")
+        parts.append(f"<b>Estimate</b>: {'unknown' if total is None else format(total, '.1f') + ' s'}, peak memory "
+                     f"{_gigabytes(estimate.get('peak_memory_bytes'))}<table class='sm-estimate'><tr><th>stage</th>"
+                     f"<th>backend</th><th>time</th><th>peak memory</th><th>basis</th></tr>{rows}</table>")
+    return f'<div class="sm-plan-report">{"".join(parts)}</div>'
+
+
+def _gigabytes(value: int | None) -> str:
+    return "?" if not value else f"{value / 1e9:.2f} GB"
