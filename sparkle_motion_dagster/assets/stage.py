@@ -151,13 +151,15 @@ def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_i
 
 
 @contextlib.contextmanager
-def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str) -> Iterator[StageRun]:
-    """The frame of one stage's materialization for one film run (``key`` is its asset key)."""
+def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, gate: bool = True) -> Iterator[StageRun]:
+    """The frame of one stage's materialization for one film run (``key`` is its asset key).
+    ``gate=False``: a step that only plans the stage's other steps (they wait at the gate)."""
     store = artifact_store.store()
     run_id = context.partition_key
     try:
         control.mark_active(store, run_id)
-        _wait_at_gate(context, store, run_id, key)
+        if gate:
+            _wait_at_gate(context, store, run_id, key)
         run = StageRun(context, store, run_id, key)
         _clear_stale_partials(store.stage_dir(run_id, run.stage))
         yield run

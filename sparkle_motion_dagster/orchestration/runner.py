@@ -111,14 +111,18 @@ def film_run(
         job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages}, asset_check_selection=set())
     dagster_run_id = str(uuid.uuid4())
     clock = _StageClock(on_stage)
-    instance.add_event_listener(dagster_run_id, clock)
+    if job.executor_def.name == dg.in_process_executor.name:
+        instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
 
+    tags = {RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
     def execute() -> dg.ExecuteInProcessResult:
+        if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
+            return execute_with_executor(job_name, stages, instance, run_id, dagster_run_id, tags, config, clock)
         return job.execute_in_process(
             instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-            tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-            run_config=config,
+            tags=tags, run_config=config,
         )
 
     control.mark_active(store, run_id)
@@ -134,6 +138,46 @@ def film_run(
     return _film_result(result, store, run_id, dagster_run_id, clock, signum)
 
 
+def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.DagsterInstance, run_id: str,
+                          dagster_run_id: str, tags: dict[str, str], run_config: dict,
+                          clock: _StageClock | None = None) -> ExecutorRunResult:
+    """Execute the job with its own executor (a process per step, or Celery workers) from this
+    process, which orchestrates: ``execute_in_process`` would run every step here. The job is
+    loaded by its module path (``sparkle_motion_dagster.definitions``), which is how each step's
+    process, here or on a worker, loads it again. Step events are written to the instance by the
+    process that ran the step; ``clock`` hears them here, as the executor hands them over."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import execute_run_iterator
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    recon = ReconstructableRepository.for_module("sparkle_motion_dagster.definitions", "defs").get_reconstructable_job(
+        job_name)
+    selection = None
+    if stages is not None:
+        selection = frozenset(dg.AssetKey(stage) for stage in stages)
+        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset())
+    dagster_run = instance.create_run_for_job(
+        job_def=recon.get_definition(), run_id=dagster_run_id, run_config=run_config,
+        tags={**tags, PARTITION_NAME_TAG: run_id}, job_code_origin=recon.get_python_origin(),
+        asset_selection=selection,
+    )
+    events = []
+    for event in execute_run_iterator(recon, dagster_run, instance):
+        events.append(event)
+        if clock is not None:
+            clock.on_event(event, time.time())
+    status = instance.get_run_by_id(dagster_run_id).status
+    return ExecutorRunResult(status == dg.DagsterRunStatus.SUCCESS, events)
+
+
+@dataclass
+class ExecutorRunResult:
+    """What :func:`execute_with_executor` came to, shaped as ``execute_in_process``'s result."""
+
+    success: bool
+    all_events: list[dg.DagsterEvent]
+
+
 def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
                  clock: _StageClock, signum: int | None) -> FilmResult:
     """What the film job's execution came to: success and the video, or the first failed stage."""
@@ -145,7 +189,7 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
     failed_stage, error, stopped = None, None, False
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            failed_stage = event.step_key
+            failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
             stopped = _is_stop(event)
             break
@@ -324,26 +368,33 @@ class _StageClock:
         self.held: dict[str, float] = {}
 
     def __call__(self, entry) -> None:
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
+        if entry.dagster_event is not None:
+            self.on_event(entry.dagster_event, entry.timestamp)
+
+    def on_event(self, event: dg.DagsterEvent, timestamp: float) -> None:
+        """One step event; a stage rendered as several steps starts with its first step and
+        ends with its manifest step (or the first of its steps to fail)."""
+        stage = stage_table.stage_of_step(event.step_key)
+        if stage is None or stage in self.seconds:
             return
         if event.event_type == dg.DagsterEventType.STEP_START:
-            self.started[event.step_key] = entry.timestamp
+            self.started.setdefault(stage, timestamp)
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             held = event.event_specific_data.materialization.metadata.get("held_seconds")
             if held is not None:
-                self.held[event.step_key] = float(held.value)
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            started = self.started.get(event.step_key, entry.timestamp)
-            seconds = max(0.0, entry.timestamp - started - self.held.get(event.step_key, 0.0))
-            self.seconds[event.step_key] = seconds
+                self.held[stage] = float(held.value)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE or (
+                event.event_type == dg.DagsterEventType.STEP_SUCCESS and stage_table.ends_stage(event.step_key)):
+            started = self.started.get(stage, timestamp)
+            seconds = max(0.0, timestamp - started - self.held.get(stage, 0.0))
+            self.seconds[stage] = seconds
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 status = "succeeded"
             else:
                 status = "stopped" if _is_stop(event) else "failed"
             if self.on_stage:
                 try:
-                    self.on_stage(event.step_key, status, seconds)
+                    self.on_stage(stage, status, seconds)
                 except Exception:  # noqa: BLE001 - reporting progress (to a closed pipe, say) must never fail the film
                     self.on_stage = None
 
