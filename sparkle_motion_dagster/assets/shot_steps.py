@@ -26,15 +26,12 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.assets.stage import RENDER_RETRY, stage_run
+from sparkle_motion_dagster.assets.stage import QUEUE_TAG, RENDER_RETRY, gpu_pool, queue_tags, stage_run
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES
 from sparkle_motion_dagster.runs.items import Item, Rendered, render_items
 from sparkle_motion_dagster.runs.run_files import load_run_plan
-
-QUEUE_TAG = "dagster-celery/queue"
-
 
 @dataclass
 class StageWork:
@@ -52,11 +49,6 @@ class StageWork:
 def shot_steps_enabled() -> bool:
     """Whether stages render as several steps: where the executor runs steps apart."""
     return ClusterSettings.from_env().steps_per_shot
-
-
-def queue_tags(key: str) -> dict[str, str]:
-    """The Celery queue of a stage's rendering steps: gpu for a stage that wants the GPU."""
-    return {QUEUE_TAG: "gpu" if stages.stage(key).gpu else "cpu"}
 
 
 CPU_TAGS = {QUEUE_TAG: "cpu"}
@@ -88,7 +80,7 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
                 yield dg.DynamicOutput(chunk, mapping_key=step_group_key(chunk[0]))
 
     @dg.op(name=f"{key}_render", out=dg.Out(dict, io_manager_key=STEP_VALUES), tags=queue_tags(key),
-           retry_policy=RENDER_RETRY, pool="gpu" if row.gpu else None, required_resource_keys=needs)
+           retry_policy=RENDER_RETRY, pool=gpu_pool(key), required_resource_keys=needs)
     def render(context: dg.OpExecutionContext, config: config_class, group: list) -> dict:
         """Render (or reuse) one group's items; each is in the catalog as soon as it exists."""
         with stage_run(context, context.resources.artifact_store, key) as stage:

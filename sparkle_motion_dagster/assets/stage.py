@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
@@ -42,12 +43,30 @@ STOPPED_METADATA = "stopped"
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
+# The op tag dagster-celery routes a step by: GPU stages to the workers of the gpu queue, the rest to cpu.
+QUEUE_TAG = "dagster-celery/queue"
+
+
+def queue_tags(key: str) -> dict[str, str]:
+    """The Celery queue of a stage's (rendering) steps: gpu for a stage that wants the GPU."""
+    return {QUEUE_TAG: "gpu" if stages.stage(key).gpu else "cpu"}
+
+
+def gpu_pool(key: str) -> str | None:
+    """The concurrency pool of a stage's GPU steps: ``gpu`` (one GPU step at a time on this machine),
+    except under Celery, where one worker per GPU with concurrency 1 is what keeps a GPU to one
+    step; a pool there would hold every GPU but one idle (its limit is the instance's, not a box's)."""
+    if not stages.stage(key).gpu or ClusterSettings.from_env().executor == "celery":
+        return None
+    return "gpu"
+
+
 def film_asset(key: str, *, kinds: set[str]):
-    """The asset decorator of one stage: its key, dependencies and GPU pool come from the stage table.
-    Every stage retries transient errors (a busy GPU, a planner's server, a flaky filesystem)."""
+    """The asset decorator of one stage: its key, dependencies, GPU pool and Celery queue come from the
+    stage table. Every stage retries transient errors (a busy GPU, a planner's server, a flaky filesystem)."""
     row = stages.stage(key)
     return dg.asset(name=key, partitions_def=run_partitions, group_name="film", deps=list(row.deps), kinds=kinds,
-                    retry_policy=RENDER_RETRY, pool="gpu" if row.gpu else None)
+                    retry_policy=RENDER_RETRY, pool=gpu_pool(key), op_tags=queue_tags(key))
 
 
 @dataclass

@@ -21,8 +21,6 @@ from pydantic_core import PydanticUndefined
 from sparkle_motion_dagster.resources.settings import SettingProblem, SettingsError, env_field, env_values, problems_from
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
-BROKER_SCHEMES = ("redis", "rediss", "amqp", "pyamqp", "memory")
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class ClusterSettings(BaseModel):
@@ -34,8 +32,10 @@ class ClusterSettings(BaseModel):
                             expected="expected a broker URL such as redis://HOST:6379/0")
     backend: str = env_field("SPARKLE_CELERY_BACKEND", "", pattern=r"^$|^(redis|rediss|rpc)://",
                              expected="expected a result backend URL such as redis://HOST:6379/1")
-    postgres_url: str = env_field("SPARKLE_POSTGRES_URL", "", pattern=r"^$|^postgres(ql)?://",
-                                  expected="expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+    # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 takes psycopg 3 for a bare postgresql://.
+    postgres_url: str = env_field("SPARKLE_POSTGRES_URL", "", pattern=r"^$|^postgresql\+psycopg2://",
+                                  expected="expected postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE "
+                                           "(dagster-postgres needs the psycopg2 driver named in the URL)")
     redeliver_seconds: int = env_field("SPARKLE_CELERY_REDELIVER_S", 3600, ge=5)
     """How long a task whose worker died waits before another worker gets it (longer than any step)."""
     shots_per_step: int = env_field("SPARKLE_SHOTS_PER_STEP", 1, ge=1)

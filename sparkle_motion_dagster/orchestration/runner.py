@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,11 +162,22 @@ def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.
         tags={**tags, PARTITION_NAME_TAG: run_id}, job_code_origin=recon.get_python_origin(),
         asset_selection=selection,
     )
+    step_ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
     events = []
-    for event in execute_run_iterator(recon, dagster_run, instance):
-        events.append(event)
-        if clock is not None:
-            clock.on_event(event, time.time())
+    with warnings.catch_warnings():
+        # dagster-celery registers its task again for every step it submits; Celery warns each time.
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+        for event in execute_run_iterator(recon, dagster_run, instance):
+            events.append(event)
+            if clock is None or event.event_type == dg.DagsterEventType.STEP_START:
+                continue
+            if event.event_type not in step_ends:
+                clock.on_event(event, time.time())
+                continue
+            # A worker hands its step's events over when the step ends: take their times from the log.
+            for entry in instance.all_logs(dagster_run_id, of_type={dg.DagsterEventType.STEP_START, *step_ends}):
+                if entry.step_key == event.step_key:
+                    clock.on_event(entry.dagster_event, entry.timestamp)
     status = instance.get_run_by_id(dagster_run_id).status
     return ExecutorRunResult(status == dg.DagsterRunStatus.SUCCESS, events)
 
