@@ -24,7 +24,10 @@ def celery_config_source(redeliver_seconds: int) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_max_tasks_per_child": None,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": redeliver_seconds, "max_retries": 3,
+        # Workers sweep for tasks of dead workers every few seconds (every 100 s by default).
+        "broker_transport_options": {"visibility_timeout": redeliver_seconds,
+                                     "unacked_restore_interval": max(1, min(10, redeliver_seconds // 5)),
+                                     "unacked_restore_throttle": 1, "max_retries": 3,
                                      "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "result_expires": 7 * 24 * 3600,
     }
