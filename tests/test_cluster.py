@@ -98,6 +98,10 @@ def test_a_film_through_celery_spreads_its_clips_over_both_gpu_workers_and_match
     final = cluster.artifacts / "runs" / run_id / "finalize" / "video_final.mp4"
     assert final.exists(), filmed.stdout + filmed.stderr
 
+    doctor = json.loads(cluster.cli("doctor", "--json", check=False).stdout)["cluster"]
+    assert doctor["executor"] == "celery" and doctor["broker"]["reachable"] and doctor["postgres"]["reachable"]
+    assert sorted(name.split("@")[0] for name in doctor["workers"]) == ["cpu", "gpu0", "gpu1"]
+
     status = cluster.status(run_id)
     assert status["status"] == "succeeded"
     clips = next(stage for stage in status["stages"] if stage["asset"] == "video_clips")
