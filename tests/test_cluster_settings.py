@@ -46,6 +46,7 @@ def test_the_celery_executor_gets_the_broker_and_hands_dead_workers_tasks_back()
     source = config["config_source"]
     assert source["task_acks_late"] and source["task_reject_on_worker_lost"]
     assert source["worker_prefetch_multiplier"] == 1
+    assert source["task_default_queue"] == "cpu"  # new_film and the review gate have no queue tag
     assert source["broker_transport_options"]["visibility_timeout"] == 600
 
 

@@ -31,7 +31,7 @@ from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES
 from sparkle_motion_dagster.runs.items import Item, Rendered, render_items
-from sparkle_motion_dagster.runs.run_files import load_run_plan
+from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, load_run_plan
 
 @dataclass
 class StageWork:
@@ -59,6 +59,13 @@ def step_group_key(first_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in first_id)
 
 
+def _rendered_by_its_step(item: Item):
+    """The manifest step renders nothing (it may run where no model is): an item missing here
+    was removed after its step made it."""
+    raise MissingUpstreamError(f"{item.path} is missing after its step rendered it; launch the stage again "
+                               "(its other items are reused)")
+
+
 def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Callable[[Any], list[str]],
                      config: type[dg.Config], resources: tuple[str, ...], kinds: set[str],
                      description: str) -> dg.AssetsDefinition:
@@ -73,7 +80,7 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
            required_resource_keys={"artifact_store"})
     def groups(context: dg.OpExecutionContext):
         """The stage's items in groups of SPARKLE_SHOTS_PER_STEP, one step each."""
-        with stage_run(context, context.resources.artifact_store, key, gate=False) as stage:
+        with stage_run(context, context.resources.artifact_store, key, gate=False, items=()) as stage:
             ids = item_ids(load_run_plan(stage.store, stage.run_id))
             for start in range(0, len(ids), per_step):
                 chunk = ids[start:start + per_step]
@@ -83,7 +90,7 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
            retry_policy=RENDER_RETRY, pool=gpu_pool(key), required_resource_keys=needs)
     def render(context: dg.OpExecutionContext, config: config_class, group: list) -> dict:
         """Render (or reuse) one group's items; each is in the catalog as soon as it exists."""
-        with stage_run(context, context.resources.artifact_store, key) as stage:
+        with stage_run(context, context.resources.artifact_store, key, items=group) as stage:
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             wanted = set(group)
             results = render_items([i for i in done.items if i.id in wanted], done.render, force=config.force,
@@ -97,11 +104,11 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
            retry_policy=RENDER_RETRY, required_resource_keys=needs)
     def manifest(context: dg.OpExecutionContext, config: config_class, tallies: list) -> None:
         """Write the stage's manifest once every group's items exist."""
-        with stage_run(context, context.resources.artifact_store, key) as stage:
+        with stage_run(context, context.resources.artifact_store, key, items=()) as stage:
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             rendered = {item for tally in tallies for item in tally["rendered"]}
             stage.published = sum(tally["published"] for tally in tallies)
-            results = render_items(done.items, done.render)  # every item exists by now: all reused
+            results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
             for result in results:
                 result.rendered = result.item.id in rendered
             context.add_output_metadata(done.finish(results))

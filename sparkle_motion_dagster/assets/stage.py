@@ -6,7 +6,7 @@ that tells permanent from transient: :func:`is_permanent`)."""
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +111,18 @@ class StageRun:
         }
 
 
-def _clear_stale_partials(folder: Path) -> None:
+def _clear_stale_partials(folder: Path, items: Iterable[str] | None = None) -> None:
     """Remove temporary files whose writer process is gone (it was killed mid-write), beside
-    the outputs and among their sidecars in ``.meta/``."""
+    the outputs and among their sidecars in ``.meta/``; with ``items``, only those of these items
+    (a step of a stage rendered as several: another step's writer may live on another machine,
+    where its pid means nothing here)."""
     if not folder.is_dir():
         return
-    for temp in [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]:
+    temps = [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]
+    if items is not None:
+        prefixes = tuple(f"{item}." for item in items)
+        temps = [temp for temp in temps if temp.name.startswith(prefixes)]
+    for temp in temps:
         pid_part = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
         if pid_part.isdigit() and int(pid_part) != os.getpid() and not process_alive(int(pid_part)):
             temp.unlink(missing_ok=True)
@@ -170,9 +176,11 @@ def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_i
 
 
 @contextlib.contextmanager
-def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, gate: bool = True) -> Iterator[StageRun]:
+def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, gate: bool = True,
+              items: Iterable[str] | None = None) -> Iterator[StageRun]:
     """The frame of one stage's materialization for one film run (``key`` is its asset key).
-    ``gate=False``: a step that only plans the stage's other steps (they wait at the gate)."""
+    ``gate=False``: a step that only plans the stage's other steps (they wait at the gate);
+    ``items``: a step that renders only these items (it clears only their temporary files)."""
     store = artifact_store.store()
     run_id = context.partition_key
     try:
@@ -180,7 +188,7 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         if gate:
             _wait_at_gate(context, store, run_id, key)
         run = StageRun(context, store, run_id, key)
-        _clear_stale_partials(store.stage_dir(run_id, run.stage))
+        _clear_stale_partials(store.stage_dir(run_id, run.stage), items)
         yield run
     except Exception as exc:
         failure = failure_for(exc, store, run_id)

@@ -20,6 +20,8 @@ def celery_config_source(redeliver_seconds: int) -> dict[str, Any]:
     than the longest step: a step still running past it would be handed to a second worker."""
     return {
         "worker_prefetch_multiplier": 1,
+        # Steps without a queue tag (new_film, the review gate) go to the cpu workers.
+        "task_default_queue": "cpu",
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_max_tasks_per_child": None,
