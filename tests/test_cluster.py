@@ -121,6 +121,13 @@ def test_a_film_through_celery_spreads_its_clips_over_both_gpu_workers_and_match
     assert frame_md5s(final) == frame_md5s(local_final)
     assert _audio(final) == _audio(local_final)
 
+    # Regenerating one shot on the cluster renders that shot's step alone, and the review gate stays out.
+    clips = cluster.artifacts / "runs" / run_id / "video_clips"
+    before = {path.name: identity(path) for path in clips.glob("shot_*.mp4")}
+    cluster.cli("regenerate", run_id, "--shot", "shot_002", "--seed", "7")
+    after = {path.name: identity(path) for path in clips.glob("shot_*.mp4")}
+    assert [name for name in before if before[name] != after[name]] == ["shot_002.mp4"]
+
 
 def test_films_launched_from_the_ui_and_the_drop_folder_at_once_all_finish(cluster, tmp_path):
     """Two films through the webserver's GraphQL API and one dropped into the inbox (the daemon's
