@@ -155,7 +155,8 @@ def test_films_launched_from_the_ui_and_the_drop_folder_at_once_all_finish(clust
     for run_id in run_ids:
         status = cluster.status(run_id)
         assert status["status"] == "succeeded", status["detail"]
-        manifest = json.loads((cluster.artifacts / "runs" / run_id / "video_clips" / "motion_manifest.json").read_text())
+        clips = cluster.artifacts / "runs" / run_id / "video_clips"
+        manifest = json.loads((clips / "motion_manifest.json").read_text())
         assert manifest["run_id"] == run_id and len(manifest["clip_assets"]) == 2
         assert all(f"/runs/{run_id}/" in clip["asset_path"] for clip in manifest["clip_assets"])
         steps += _gpu_steps(status)

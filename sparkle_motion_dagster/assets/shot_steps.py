@@ -33,6 +33,7 @@ from sparkle_motion_dagster.resources.step_values import STEP_VALUES
 from sparkle_motion_dagster.runs.items import Item, Rendered, render_items
 from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, load_run_plan
 
+
 @dataclass
 class StageWork:
     """One rendering stage's items for a film run, and what to do with them."""

@@ -10,6 +10,7 @@ import dagster as dg
 
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 
+
 def celery_config_source(redeliver_seconds: int) -> dict[str, Any]:
     """Celery settings of the executor and the workers: one task at a time per worker,
     acknowledged only when it ends (a worker that dies mid-step hands it back), and the

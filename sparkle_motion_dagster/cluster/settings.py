@@ -18,7 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from sparkle_motion_dagster.resources.settings import SettingProblem, SettingsError, env_field, env_values, problems_from
+from sparkle_motion_dagster.resources.settings import (
+    SettingProblem,
+    SettingsError,
+    env_field,
+    env_values,
+    problems_from,
+)
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
 
