@@ -12,7 +12,13 @@ import pytest
 from film_checks import sparkle
 
 from sparkle_motion_dagster.cluster.executors import celery_executor_config, film_executor
-from sparkle_motion_dagster.cluster.identity import MARKER, ClusterMismatchError, check_worker_view, ensure_marker
+from sparkle_motion_dagster.cluster.identity import (
+    MARKER,
+    ClusterMismatchError,
+    check_step_view,
+    check_worker_view,
+    ensure_marker,
+)
 from sparkle_motion_dagster.cluster.settings import ClusterSettings, redact
 from sparkle_motion_dagster.cluster.worker import parse_queues, worker_argv
 from sparkle_motion_dagster.resources.settings import SettingsError
@@ -108,6 +114,12 @@ def test_a_worker_that_does_not_see_the_runs_artifact_root_or_storage_refuses_to
     assert (root / MARKER).exists() and check_worker_view(root, redact(PG))["id"] == marker["id"]
     with pytest.raises(ClusterMismatchError, match="set SPARKLE_POSTGRES_URL to the URL the webserver"):
         check_worker_view(root, "postgresql+psycopg2://films:***@elsewhere:5432/dagster")
+    check_step_view(root, marker["id"])  # a step of a run started on this artifact root
+    with pytest.raises(ClusterMismatchError, match="is not the run's .*has id none.*ARTIFACTS_FS_ROOT"):
+        check_step_view(tmp_path / "another", marker["id"])
+    from sparkle_motion_dagster.assets.stage import is_permanent
+
+    assert is_permanent(ClusterMismatchError("x"))  # another attempt on the same box would write elsewhere too
     assert ensure_marker(root, "sqlite:/srv/home")["id"] == marker["id"]  # the owner's storage moved: same id
     with pytest.raises(ClusterMismatchError, match="SQLite on the box that owns them"):
         check_worker_view(root, "sqlite:/home/me/state/dagster_home")

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.cluster.identity import ClusterMismatchError, check_step_view
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
@@ -32,7 +33,9 @@ from sparkle_motion_dagster.runs.storage import (
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
-                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped)
+                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped, ClusterMismatchError)
+# The id of the artifact root's cluster marker where the run was started (cluster/identity.py).
+CLUSTER_TAG = "sparkle/cluster"
 # ValueErrors that can come from a read at the wrong moment (a file or a reply cut short), not from the input.
 UNSETTLED_VALUE_ERRORS = (UnicodeDecodeError, json.JSONDecodeError)
 
@@ -184,6 +187,9 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
     store = artifact_store.store()
     run_id = context.partition_key
     try:
+        expected = context.run.tags.get(CLUSTER_TAG)
+        if expected:
+            check_step_view(store.root, expected)
         control.mark_active(store, run_id)
         if gate:
             _wait_at_gate(context, store, run_id, key)

@@ -71,3 +71,15 @@ def check_worker_view(root: Path, storage: str) -> dict[str, Any]:
         raise ClusterMismatchError(f"this worker's Dagster storage is {storage}, but the runs under {root} use "
                                    f"{marker.get('storage')}: {hint}")
     return marker
+
+
+def check_step_view(root: Path, expected_id: str) -> None:
+    """A step of a run started where the marker's id was ``expected_id`` (the run's tag) must see
+    that marker under its own artifact root: else it would write the film's files elsewhere."""
+    marker = read_marker(root)
+    found = (marker or {}).get("id")
+    if found != expected_id:
+        raise ClusterMismatchError(
+            f"this box's artifact root {root} is not the run's (its {MARKER} has id {found or 'none'}, the run's is "
+            f"{expected_id}): mount the shared artifact root here and point ARTIFACTS_FS_ROOT at it, as on the box "
+            "that started the run")

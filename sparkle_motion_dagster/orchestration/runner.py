@@ -23,7 +23,8 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.assets.stage import STOPPED_METADATA
+from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, STOPPED_METADATA
+from sparkle_motion_dagster.cluster.identity import read_marker
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
 from sparkle_motion_dagster.runs import control
@@ -120,6 +121,9 @@ def film_run(
 
     def execute() -> dg.ExecuteInProcessResult:
         if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
+            marker = read_marker(store.root)
+            if marker:  # each step checks it sees this artifact root
+                tags[CLUSTER_TAG] = marker["id"]
             return execute_with_executor(job_name, stages, instance, run_id, dagster_run_id, tags, config, clock)
         return job.execute_in_process(
             instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
