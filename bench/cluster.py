@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from cluster_services import Worker, missing_programs, postgres_server, redis_server, sparkle_motion  # noqa: E402
+from cluster_services import (  # noqa: E402
+    Worker,
+    missing_programs,
+    postgres_server,
+    redis_server,
+    sparkle_motion,
+)
 from film_checks import small_plan  # noqa: E402
 from helpers import wait_for  # noqa: E402
 
@@ -83,6 +90,7 @@ def main() -> None:
         finally:
             for worker in workers:
                 worker.stop()
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"shots={SHOTS} size=160x90")
     print(f"in_process_seconds={in_process:.2f}")
     print(f"one_gpu_worker_seconds={one:.2f}")
