@@ -24,7 +24,7 @@ COMPILE := $(BIN)/python -m compileall -q sparkle_motion_dagster
 # pinned, so pip takes the CPU build instead of resolving a multi-GB CUDA one.
 $(VENV)/.test-installed: $(VENV)/.core-installed
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[models,test,notebook]'
+	$(BIN)/pip install --quiet -e '.[models,test,notebook,cluster]'
 	touch $@
 
 demo: $(VENV)/.core-installed

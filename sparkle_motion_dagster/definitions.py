@@ -4,10 +4,13 @@ import dagster as dg
 
 from sparkle_motion_dagster.assets import film_assets
 from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
+from sparkle_motion_dagster.assets.shot_steps import shot_steps_enabled
+from sparkle_motion_dagster.cluster.executors import film_executor
 from sparkle_motion_dagster.jobs.new_film import new_film_job
 from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
+from sparkle_motion_dagster.resources.step_values import STEP_VALUES, StepValuesIOManager
 from sparkle_motion_dagster.sensors import build_new_film_sensor, build_plan_inbox_sensor
 
 FILM_ASSETS = film_assets()
@@ -40,13 +43,17 @@ plan_dry_run_job = dg.define_asset_job(
 )
 
 
+def step_value_resources() -> dict:
+    """Where stages render as several steps, the IO manager of the values between them."""
+    return {STEP_VALUES: StepValuesIOManager()} if shot_steps_enabled() else {}
+
+
 defs = dg.Definitions(
     assets=FILM_ASSETS,
     asset_checks=[approved_by_reviewer],
     jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job],
     sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job)],
-    resources=configured_resources(),
-    # One process per film run: a process per step costs ~1.7 s here and models
-    # load once per process. Multiprocess or cluster executors are configuration.
-    executor=dg.in_process_executor,
+    resources={**configured_resources(), **step_value_resources()},
+    # SPARKLE_EXECUTOR: in process (the default), a process per step, or Celery workers.
+    executor=film_executor(),
 )

@@ -88,3 +88,18 @@ def downstream(key: str) -> list[str]:
         if any(dep in chosen for dep in row.deps):
             chosen.add(row.key)
     return [row.key for row in STAGES if row.key in chosen]
+
+
+def stage_of_step(step_key: str | None) -> str | None:
+    """The stage a Dagster step belongs to: the step itself (``video_clips``) or one of the
+    steps of a stage rendered as several (``video_clips.video_clips_render[shot_001]``)."""
+    if not step_key:
+        return None
+    key = step_key.split(".", 1)[0]
+    return key if key in _BY_KEY else None
+
+
+def ends_stage(step_key: str) -> bool:
+    """Whether this step's success is its stage's: the stage's only step, or its manifest step."""
+    key = stage_of_step(step_key)
+    return key is not None and step_key in (key, f"{key}.{key}_manifest")

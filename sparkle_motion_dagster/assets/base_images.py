@@ -6,6 +6,7 @@ import dagster as dg
 from PIL import Image
 
 from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset, shot_steps_enabled
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
@@ -25,7 +26,66 @@ class BaseImagesConfig(RenderConfig):
     negative_prompt: str | None = None
 
 
-@film_asset("base_images", kinds={"png"})
+def keyframe_ids(plan) -> list[str]:
+    """The items of this stage, in plan order (how its steps are grouped)."""
+    return [image.id for image in plan.base_images]
+
+
+def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) -> StageWork:
+    """Every keyframe of the run as an item, with how to render, publish and list them."""
+    plan = load_run_plan(stage.store, stage.run_id)
+    stage.plan_id = plan.plan_id()
+    overrides = read_overrides(stage.store, stage.run_id)
+    width, height = output_size(plan)
+    profile = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
+    chosen = {k: v for k, v in config.model_dump().items() if k != "force" and v is not None}
+    keyframes = keyframes.with_settings({**profile, **chosen})
+    renderer = keyframes.fingerprint()
+    stage.made_by = keyframes
+
+    items = []
+    for index, image in enumerate(plan.base_images):
+        seed = seed_override(overrides, "base_images", image.id)
+        seed = image_seed(plan, index) if seed is None else seed
+        items.append(Item(image.id, stage.path(f"{image.id}.png"), request=image, inputs={
+            "renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]}))
+
+    def render(item: Item):
+        seed = item.inputs["seed"]
+        picture = keyframes.render(item.request.prompt, seed=seed, width=width, height=height,
+                                   label=f"{item.id} · seed {seed}")
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
+        atomic_write_bytes(item.path, buffer.getvalue())
+        return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id, width=160)
+
+    def publish(done) -> None:
+        stage.publish(done.item.path, metadata={"base_image_id": done.item.id, "seed": done.record["seed"],
+                                                "backend": done.record["backend"]},
+                      settings=done.item.inputs)
+
+    def finish(results) -> dict:
+        entries = [{"id": r.item.id, "asset_path": str(r.item.path), "mime_type": "image/png",
+                    "seed": r.record["seed"], "prompt": r.item.request.prompt, "width": width, "height": height,
+                    "backend": r.record["backend"]} for r in results]
+        thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id, width=160)
+                      for r in results]
+        manifest = atomic_write_json(stage.path("base_images_manifest.json"),
+                                     {"run_id": stage.run_id, "base_image_assets": entries})
+        stage.publish(manifest, sources=[r.item.path for r in results])
+        return {
+            "backend": keyframes.backend,
+            **counts(results),
+            "size": f"{width}x{height}",
+            "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
+            "manifest": dg.MetadataValue.path(str(manifest)),
+            "preview": dg.MetadataValue.md(" ".join(thumbnails)),
+            **stage.catalog_metadata(),
+        }
+
+    return StageWork(items, render, publish, keyframes.parallel_images, finish)
+
+
 def base_images(
     context: dg.AssetExecutionContext,
     config: BaseImagesConfig,
@@ -35,54 +95,15 @@ def base_images(
     """One PNG per base image (N shots need N+1), rendered from its prompt and seed.
     Keyframes whose prompt, seed, size and renderer did not change are reused."""
     with stage_run(context, artifact_store, "base_images") as stage:
-        plan = load_run_plan(stage.store, stage.run_id)
-        stage.plan_id = plan.plan_id()
-        overrides = read_overrides(stage.store, stage.run_id)
-        width, height = output_size(plan)
-        profile = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
-        chosen = {k: v for k, v in config.model_dump().items() if k != "force" and v is not None}
-        keyframes = keyframes.with_settings({**profile, **chosen})
-        renderer = keyframes.fingerprint()
-        stage.made_by = keyframes
+        work = keyframe_work(stage, config, keyframes)
+        results = render_items(work.items, work.render, force=config.force, workers=work.workers,
+                               on_ready=work.publish, before_render=stage.check_stop)
+        return dg.MaterializeResult(metadata=work.finish(results))
 
-        items = []
-        for index, image in enumerate(plan.base_images):
-            seed = seed_override(overrides, "base_images", image.id)
-            seed = image_seed(plan, index) if seed is None else seed
-            items.append(Item(image.id, stage.path(f"{image.id}.png"), request=image, inputs={
-                "renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]}))
 
-        def render(item: Item):
-            seed = item.inputs["seed"]
-            picture = keyframes.render(item.request.prompt, seed=seed, width=width, height=height,
-                                       label=f"{item.id} · seed {seed}")
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
-            atomic_write_bytes(item.path, buffer.getvalue())
-            return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id, width=160)
-
-        def publish(done) -> None:
-            stage.publish(done.item.path, metadata={"base_image_id": done.item.id, "seed": done.record["seed"],
-                                                    "backend": done.record["backend"]},
-                          settings=done.item.inputs)
-
-        results = render_items(items, render, force=config.force, workers=keyframes.parallel_images,
-                               on_ready=publish, before_render=stage.check_stop)
-
-        entries = [{"id": r.item.id, "asset_path": str(r.item.path), "mime_type": "image/png",
-                    "seed": r.record["seed"], "prompt": r.item.request.prompt, "width": width, "height": height,
-                    "backend": r.record["backend"]} for r in results]
-        thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id, width=160)
-                      for r in results]
-        manifest = atomic_write_json(stage.path("base_images_manifest.json"),
-                                     {"run_id": stage.run_id, "base_image_assets": entries})
-        stage.publish(manifest, sources=[r.item.path for r in results])
-        return dg.MaterializeResult(metadata={
-            "backend": keyframes.backend,
-            **counts(results),
-            "size": f"{width}x{height}",
-            "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
-            "manifest": dg.MetadataValue.path(str(manifest)),
-            "preview": dg.MetadataValue.md(" ".join(thumbnails)),
-            **stage.catalog_metadata(),
-        })
+# One step for the stage in process; one step per group of keyframes where steps run apart.
+if shot_steps_enabled():
+    base_images = shot_steps_asset("base_images", work=keyframe_work, item_ids=keyframe_ids, config=BaseImagesConfig,
+                                   resources=("keyframes",), kinds={"png"}, description=base_images.__doc__)
+else:
+    base_images = film_asset("base_images", kinds={"png"})(base_images)

@@ -6,7 +6,7 @@ that tells permanent from transient: :func:`is_permanent`)."""
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.cluster.identity import ClusterMismatchError, check_step_view
+from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
@@ -32,7 +34,9 @@ from sparkle_motion_dagster.runs.storage import (
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
-                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped)
+                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped, ClusterMismatchError)
+# The id of the artifact root's cluster marker where the run was started (cluster/identity.py).
+CLUSTER_TAG = "sparkle/cluster"
 # ValueErrors that can come from a read at the wrong moment (a file or a reply cut short), not from the input.
 UNSETTLED_VALUE_ERRORS = (UnicodeDecodeError, json.JSONDecodeError)
 
@@ -43,12 +47,30 @@ STOPPED_METADATA = "stopped"
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
+# The op tag dagster-celery routes a step by: GPU stages to the workers of the gpu queue, the rest to cpu.
+QUEUE_TAG = "dagster-celery/queue"
+
+
+def queue_tags(key: str) -> dict[str, str]:
+    """The Celery queue of a stage's (rendering) steps: gpu for a stage that wants the GPU."""
+    return {QUEUE_TAG: "gpu" if stages.stage(key).gpu else "cpu"}
+
+
+def gpu_pool(key: str) -> str | None:
+    """The concurrency pool of a stage's GPU steps: ``gpu`` (one GPU step at a time on this machine),
+    except under Celery, where one worker per GPU with concurrency 1 is what keeps a GPU to one
+    step; a pool there would hold every GPU but one idle (its limit is the instance's, not a box's)."""
+    if not stages.stage(key).gpu or ClusterSettings.from_env().executor == "celery":
+        return None
+    return "gpu"
+
+
 def film_asset(key: str, *, kinds: set[str]):
-    """The asset decorator of one stage: its key, dependencies and GPU pool come from the stage table.
-    Every stage retries transient errors (a busy GPU, a planner's server, a flaky filesystem)."""
+    """The asset decorator of one stage: its key, dependencies, GPU pool and Celery queue come from the
+    stage table. Every stage retries transient errors (a busy GPU, a planner's server, a flaky filesystem)."""
     row = stages.stage(key)
     return dg.asset(name=key, partitions_def=run_partitions, group_name="film", deps=list(row.deps), kinds=kinds,
-                    retry_policy=RENDER_RETRY, pool="gpu" if row.gpu else None)
+                    retry_policy=RENDER_RETRY, pool=gpu_pool(key), op_tags=queue_tags(key))
 
 
 @dataclass
@@ -127,12 +149,18 @@ class StageRun:
         }
 
 
-def _clear_stale_partials(folder: Path) -> None:
+def _clear_stale_partials(folder: Path, items: Iterable[str] | None = None) -> None:
     """Remove temporary files whose writer process is gone (it was killed mid-write), beside
-    the outputs and among their sidecars in ``.meta/``."""
+    the outputs and among their sidecars in ``.meta/``; with ``items``, only those of these items
+    (a step of a stage rendered as several: another step's writer may live on another machine,
+    where its pid means nothing here)."""
     if not folder.is_dir():
         return
-    for temp in [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]:
+    temps = [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]
+    if items is not None:
+        prefixes = tuple(f"{item}." for item in items)
+        temps = [temp for temp in temps if temp.name.startswith(prefixes)]
+    for temp in temps:
         pid_part = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
         if pid_part.isdigit() and int(pid_part) != os.getpid() and not process_alive(int(pid_part)):
             temp.unlink(missing_ok=True)
@@ -186,15 +214,22 @@ def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_i
 
 
 @contextlib.contextmanager
-def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str) -> Iterator[StageRun]:
-    """The frame of one stage's materialization for one film run (``key`` is its asset key)."""
+def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, gate: bool = True,
+              items: Iterable[str] | None = None) -> Iterator[StageRun]:
+    """The frame of one stage's materialization for one film run (``key`` is its asset key).
+    ``gate=False``: a step that only plans the stage's other steps (they wait at the gate);
+    ``items``: a step that renders only these items (it clears only their temporary files)."""
     store = artifact_store.store()
     run_id = context.partition_key
     try:
+        expected = context.run.tags.get(CLUSTER_TAG)
+        if expected:
+            check_step_view(store.root, expected)
         control.mark_active(store, run_id)
-        _wait_at_gate(context, store, run_id, key)
+        if gate:
+            _wait_at_gate(context, store, run_id, key)
         run = StageRun(context, store, run_id, key)
-        _clear_stale_partials(store.stage_dir(run_id, run.stage))
+        _clear_stale_partials(store.stage_dir(run_id, run.stage), items)
         yield run
     except Exception as exc:
         failure = failure_for(exc, store, run_id)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.render_config import RenderConfig
+from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset, shot_steps_enabled
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import MoviePlan
@@ -38,65 +39,58 @@ def checked_video_backend(store: ArtifactStore, run_id: str, plan: MoviePlan, cl
     return choice
 
 
-@film_asset("video_clips", kinds={"mp4"})
-def video_clips(
-    context: dg.AssetExecutionContext,
-    config: RenderConfig,
-    artifact_store: ArtifactStoreResource,
-    clips: ClipRenderer,
-    keyframes: KeyframeRenderer,
-) -> dg.MaterializeResult:
-    """One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
-    (rounded on the film's running clock). Shots whose keyframes, seed and settings did not
-    change are reused, so a failed or stopped run resumes where it left off and regenerating
-    one shot re-renders only that shot."""
-    with stage_run(context, artifact_store, "video_clips") as stage:
-        store, run_id = stage.store, stage.run_id
-        plan = load_run_plan(store, run_id)
-        stage.plan_id = plan.plan_id()
-        choice = checked_video_backend(store, run_id, plan, clips)
-        if choice["substituted"]:
-            context.log.warning(choice["substitution"])
-        overrides = read_overrides(store, run_id)
-        keyframe_seeds = {e["id"]: e["seed"] for e in read_stage_json(
-            store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
-        width, height, fps = *output_size(plan), plan.fps
-        keyframes.release()  # the keyframe model is done: give its memory to the video model
-        renderer = clips.fingerprint()
-        stage.made_by = clips
+def shot_ids(plan) -> list[str]:
+    """The items of this stage, in plan order (how its steps are grouped)."""
+    return [shot.id for shot in plan.shots]
 
-        items = []
-        for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
-            start = stage.upstream("base_images", f"{shot.start_base_image_id}.png")
-            end = stage.upstream("base_images", f"{shot.end_base_image_id}.png")
-            seed = seed_override(overrides, "shots", shot.id)
-            seed = keyframe_seeds[shot.start_base_image_id] if seed is None else seed
-            request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
-                                  width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
-                                  prompt=shot.visual_description)
-            items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), sources=(start, end),
-                              inputs={
-                "renderer": renderer, "frames": frames, "fps": fps, "size": [width, height], "seed": seed,
-                "motion_prompt": shot.motion_prompt, "start": sha256_file(start), "end": sha256_file(end)}))
 
-        def render(item: Item) -> dict:
-            request = item.request[1]
-            with atomic_output(item.path) as temp:
-                details = clips.render(request, temp)
-            context.log.info(f"{item.id}: rendered {request.frames} frames with {clips.backend} (seed {request.seed})")
-            return {"backend": clips.backend, "seed": request.seed, "frames": request.frames, **details}
+def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: KeyframeRenderer) -> StageWork:
+    """Every shot of the run as an item, with how to render, publish and list them."""
+    context = stage.context
+    store, run_id = stage.store, stage.run_id
+    plan = load_run_plan(store, run_id)
+    stage.plan_id = plan.plan_id()
+    choice = checked_video_backend(store, run_id, plan, clips)
+    if choice["substituted"]:
+        context.log.warning(choice["substitution"])
+    overrides = read_overrides(store, run_id)
+    keyframe_seeds = {e["id"]: e["seed"] for e in read_stage_json(
+        store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
+    width, height, fps = *output_size(plan), plan.fps
+    keyframes.release()  # the keyframe model is done: give its memory to the video model
+    renderer = clips.fingerprint()
+    stage.made_by = clips
 
-        def publish(done) -> None:
-            frames = done.item.inputs["frames"]
-            stage.publish(done.item.path, shot_id=done.item.id, duration_s=round(frames / fps, 6), width=width,
-                          height=height, metadata={"seed": done.record["seed"], "frames": frames,
-                                                   "backend": done.record["backend"],
-                                                   "continuity_mode": done.record.get("continuity_mode")},
-                          sources=done.item.sources, settings=done.item.inputs)
+    items = []
+    for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], fps)):
+        start = stage.upstream("base_images", f"{shot.start_base_image_id}.png")
+        end = stage.upstream("base_images", f"{shot.end_base_image_id}.png")
+        seed = seed_override(overrides, "shots", shot.id)
+        seed = keyframe_seeds[shot.start_base_image_id] if seed is None else seed
+        request = ClipRequest(shot_id=shot.id, start_image=start, end_image=end, frames=frames, fps=fps,
+                              width=width, height=height, seed=seed, motion_prompt=shot.motion_prompt,
+                              prompt=shot.visual_description)
+        items.append(Item(shot.id, stage.path(f"{shot.id}.mp4"), request=(shot, request), sources=(start, end),
+                          inputs={
+            "renderer": renderer, "frames": frames, "fps": fps, "size": [width, height], "seed": seed,
+            "motion_prompt": shot.motion_prompt, "start": sha256_file(start), "end": sha256_file(end)}))
 
-        results = render_items(items, render, force=config.force, workers=clips.parallel_shots,
-                               on_ready=publish, before_render=stage.check_stop)
+    def render(item: Item) -> dict:
+        request = item.request[1]
+        with atomic_output(item.path) as temp:
+            details = clips.render(request, temp)
+        context.log.info(f"{item.id}: rendered {request.frames} frames with {clips.backend} (seed {request.seed})")
+        return {"backend": clips.backend, "seed": request.seed, "frames": request.frames, **details}
 
+    def publish(done) -> None:
+        frames = done.item.inputs["frames"]
+        stage.publish(done.item.path, shot_id=done.item.id, duration_s=round(frames / fps, 6), width=width,
+                      height=height, metadata={"seed": done.record["seed"], "frames": frames,
+                                               "backend": done.record["backend"],
+                                               "continuity_mode": done.record.get("continuity_mode")},
+                      sources=done.item.sources, settings=done.item.inputs)
+
+    def finish(results) -> dict:
         entries = []
         for done in results:
             shot, request = done.item.request
@@ -110,7 +104,7 @@ def video_clips(
             "run_id": run_id, "fps": fps, "width": width, "height": height, "video": choice, "clip_assets": entries})
         stage.publish(manifest, sources=[r.item.path for r in results])
         tally = counts(results)
-        return dg.MaterializeResult(metadata={
+        return {
             "backend": clips.backend,
             "declared_model_id": choice["declared_model_id"],
             "substituted": choice["substituted"],
@@ -124,4 +118,32 @@ def video_clips(
             "manifest": dg.MetadataValue.path(str(manifest)),
             **play_metadata(store, ((f"play_{r.item.id}", r.item.path) for r in results)),
             **stage.catalog_metadata(),
-        })
+        }
+
+    return StageWork(items, render, publish, clips.parallel_shots, finish)
+
+
+def video_clips(
+    context: dg.AssetExecutionContext,
+    config: RenderConfig,
+    artifact_store: ArtifactStoreResource,
+    clips: ClipRenderer,
+    keyframes: KeyframeRenderer,
+) -> dg.MaterializeResult:
+    """One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
+    (rounded on the film's running clock). Shots whose keyframes, seed and settings did not
+    change are reused, so a failed or stopped run resumes where it left off and regenerating
+    one shot re-renders only that shot."""
+    with stage_run(context, artifact_store, "video_clips") as stage:
+        work = clip_work(stage, config, clips, keyframes)
+        results = render_items(work.items, work.render, force=config.force, workers=work.workers,
+                               on_ready=work.publish, before_render=stage.check_stop)
+        return dg.MaterializeResult(metadata=work.finish(results))
+
+
+# One step for the stage in process; one step per group of shots where steps run apart.
+if shot_steps_enabled():
+    video_clips = shot_steps_asset("video_clips", work=clip_work, item_ids=shot_ids, config=RenderConfig,
+                                   resources=("clips", "keyframes"), kinds={"mp4"}, description=video_clips.__doc__)
+else:
+    video_clips = film_asset("video_clips", kinds={"mp4"})(video_clips)

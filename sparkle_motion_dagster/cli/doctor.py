@@ -114,7 +114,9 @@ def diagnose(*, probe: bool = True) -> dict[str, Any]:
     """The doctor's report, from the process environment.
 
     ``stages`` (an entry per pipeline stage: ``backend``, ``ok``, ``why``, ``device``, ``problem``
-    when not ok), ``ffmpeg``, ``cuda``, ``packages``, ``state_dir``, ``artifact_root``; ``problems``
+    when not ok), ``ffmpeg``, ``cuda``, ``packages``, ``state_dir``, ``artifact_root``, ``cluster``
+    (the executor; with a broker or Postgres set, whether each answers, and the Celery workers
+    that answer a ping); ``problems``
     lists every problem as a dict (``kind`` setting / package / program / stage, its ``message``,
     and for a setting its ``variable``, ``value`` and ``reason``), ``missing`` their messages,
     ``warnings`` variables set for an adapter that is not switched on, and ``ok`` is true when
@@ -132,6 +134,9 @@ def diagnose(*, probe: bool = True) -> dict[str, Any]:
             problems.append(_problem("package", f"{name} is not installed (pip install -e . installs it)",
                                      package=name))
     locations = _locations(problems)
+    from sparkle_motion_dagster.cluster.reachability import cluster_report
+
+    cluster = cluster_report(problems, _problem)
     named = {problem.get("variable") for problem in problems}
     warnings = [text for text in unused_settings() if text.split(" ", 1)[0] not in named]
     return {
@@ -140,6 +145,7 @@ def diagnose(*, probe: bool = True) -> dict[str, Any]:
         "cuda": _cuda(),
         "packages": packages,
         **locations,
+        "cluster": cluster,
         "problems": problems,
         "missing": [problem["message"] for problem in problems],
         "warnings": warnings,

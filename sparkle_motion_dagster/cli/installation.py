@@ -52,6 +52,17 @@ def echo_doctor_report(report: dict[str, Any]) -> None:
     if absent:
         click.echo("not installed: " + ", ".join(absent)
                    + f" (the models extra adds torch, diffusers, transformers; install it with: {MODELS_INSTALL})")
+    cluster = report.get("cluster") or {}
+    if cluster.get("executor"):
+        line = f"executor: {cluster['executor']}"
+        for service in ("broker", "postgres"):
+            if service in cluster:
+                entry = cluster[service]
+                state = {True: "reachable", False: "NOT reachable", None: "not probed"}[entry["reachable"]]
+                line += f"; {service} {entry['url']} {state}"
+        if cluster.get("workers") is not None:
+            line += f"; workers: {', '.join(cluster['workers']) or 'none'}"
+        click.echo(line)
     for warning in report.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     for problem in report.get("missing", []):

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.assets.stage import STOPPED_METADATA
+from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, STOPPED_METADATA
+from sparkle_motion_dagster.cluster.identity import read_marker
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
 from sparkle_motion_dagster.runs import control, estimates
@@ -117,14 +119,21 @@ def film_run(
         job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages}, asset_check_selection=set())
     dagster_run_id = str(uuid.uuid4())
     clock = _StageClock(on_stage)
-    instance.add_event_listener(dagster_run_id, clock)
+    if job.executor_def.name == dg.in_process_executor.name:
+        instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
 
+    tags = {RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
     def execute() -> dg.ExecuteInProcessResult:
+        if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
+            marker = read_marker(store.root)
+            if marker:  # each step checks it sees this artifact root
+                tags[CLUSTER_TAG] = marker["id"]
+            return execute_with_executor(job_name, stages, instance, run_id, dagster_run_id, tags, config, clock)
         return job.execute_in_process(
             instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-            tags={RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-            run_config=config,
+            tags=tags, run_config=config,
         )
 
     control.mark_active(store, run_id)
@@ -157,6 +166,67 @@ def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResu
         print(f"warning: could not record the film's timings: {exc}", file=sys.stderr)
 
 
+def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.DagsterInstance, run_id: str,
+                          dagster_run_id: str, tags: dict[str, str], run_config: dict,
+                          clock: _StageClock | None = None) -> ExecutorRunResult:
+    """Execute the job with its own executor (a process per step, or Celery workers) from this
+    process, which orchestrates: ``execute_in_process`` would run every step here. The job is
+    loaded by its module path (``sparkle_motion_dagster.definitions``), which is how each step's
+    process, here or on a worker, loads it again. Step events are written to the instance by the
+    process that ran the step; ``clock`` hears them here, as the executor hands them over."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import create_execution_plan, execute_run_iterator
+    from dagster._core.snap import snapshot_from_execution_plan
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    recon = ReconstructableRepository.for_module("sparkle_motion_dagster.definitions", "defs").get_reconstructable_job(
+        job_name)
+    selection = None
+    if stages is not None:
+        selection = frozenset(dg.AssetKey(stage) for stage in stages)
+        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset())
+    job_def = recon.get_definition()
+    tags = {**tags, PARTITION_NAME_TAG: run_id}
+    plan = create_execution_plan(job_def, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
+    # As instance.create_run_for_job does, but with the checks left out of a subset (the review gate
+    # runs on its own): that method cannot say so, and the run's selection is what the steps rebuild.
+    dagster_run = instance.create_run(
+        job_name=job_def.name, run_id=dagster_run_id, run_config=run_config, op_selection=None,
+        asset_selection=selection, asset_check_selection=frozenset() if stages is not None else None,
+        resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute, status=None, tags=tags,
+        root_run_id=None, parent_run_id=None, job_snapshot=job_def.get_job_snapshot(),
+        execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
+        parent_job_snapshot=job_def.get_parent_job_snapshot(), remote_job_origin=None,
+        job_code_origin=recon.get_python_origin(), asset_graph=job_def.asset_layer.asset_graph,
+    )
+    step_ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    events = []
+    with warnings.catch_warnings():
+        # dagster-celery registers its task again for every step it submits; Celery warns each time.
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+        for event in execute_run_iterator(recon, dagster_run, instance):
+            events.append(event)
+            if clock is None or event.event_type == dg.DagsterEventType.STEP_START:
+                continue
+            if event.event_type not in step_ends:
+                clock.on_event(event, time.time())
+                continue
+            # A worker hands its step's events over when the step ends: take their times from the log.
+            for entry in instance.all_logs(dagster_run_id, of_type={dg.DagsterEventType.STEP_START, *step_ends}):
+                if entry.step_key == event.step_key:
+                    clock.on_event(entry.dagster_event, entry.timestamp)
+    status = instance.get_run_by_id(dagster_run_id).status
+    return ExecutorRunResult(status == dg.DagsterRunStatus.SUCCESS, events)
+
+
+@dataclass
+class ExecutorRunResult:
+    """What :func:`execute_with_executor` came to, shaped as ``execute_in_process``'s result."""
+
+    success: bool
+    all_events: list[dg.DagsterEvent]
+
+
 def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
                  clock: _StageClock, signum: int | None) -> FilmResult:
     """What the film job's execution came to: success and the video, or the first failed stage."""
@@ -168,7 +238,7 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
     failed_stage, error, stopped = None, None, False
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            failed_stage = event.step_key
+            failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
             stopped = _is_stop(event)
             break
@@ -354,32 +424,39 @@ class _StageClock:
         return any(self.reused.values())
 
     def __call__(self, entry) -> None:
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
+        if entry.dagster_event is not None:
+            self.on_event(entry.dagster_event, entry.timestamp)
+
+    def on_event(self, event: dg.DagsterEvent, timestamp: float) -> None:
+        """One step event; a stage rendered as several steps starts with its first step and
+        ends with its manifest step (or the first of its steps to fail)."""
+        stage = stage_table.stage_of_step(event.step_key)
+        if stage is None or stage in self.seconds:
             return
         if event.event_type == dg.DagsterEventType.STEP_START:
-            self.started[event.step_key] = entry.timestamp
+            self.started.setdefault(stage, timestamp)
             self.memory.reset()
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.event_specific_data.materialization.metadata
             held = metadata.get("held_seconds")
             if held is not None:
-                self.held[event.step_key] = float(held.value)
+                self.held[stage] = float(held.value)
             reused = metadata.get("reused") or metadata.get("reused_lines")
             if reused is not None:
-                self.reused[event.step_key] = int(reused.value)
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            started = self.started.get(event.step_key, entry.timestamp)
-            seconds = max(0.0, entry.timestamp - started - self.held.get(event.step_key, 0.0))
-            self.seconds[event.step_key] = seconds
-            self.peaks[event.step_key] = self.memory.peak()
+                self.reused[stage] = self.reused.get(stage, 0) + int(reused.value)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE or (
+                event.event_type == dg.DagsterEventType.STEP_SUCCESS and stage_table.ends_stage(event.step_key)):
+            started = self.started.get(stage, timestamp)
+            seconds = max(0.0, timestamp - started - self.held.get(stage, 0.0))
+            self.seconds[stage] = seconds
+            self.peaks[stage] = self.memory.peak()
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 status = "succeeded"
             else:
                 status = "stopped" if _is_stop(event) else "failed"
             if self.on_stage:
                 try:
-                    self.on_stage(event.step_key, status, seconds)
+                    self.on_stage(stage, status, seconds)
                 except Exception:  # noqa: BLE001 - reporting progress (to a closed pipe, say) must never fail the film
                     self.on_stage = None
 

@@ -56,6 +56,8 @@ STAGES = tuple((row.key, row.folder) for row in stage_table.STAGES)
 STAGE_OF_ASSET = dict(STAGES)
 PARTITION_TAG = "dagster/partition"
 PARENT_RUN_TAG = "dagster/parent_run_id"
+# The metadata key of the engine event a Celery worker writes as it takes a step (dagster_celery.tasks).
+CELERY_WORKER_KEY = "Celery worker"
 
 RunStatus = dg.DagsterRunStatus
 STARTED = {RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING}
@@ -196,15 +198,28 @@ def _failure_message(event) -> str:
     return error.message.strip() if error is not None else "failed"
 
 
-def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tuple[dict, list[dict]]:
-    """Step attempts per asset and user-facing log lines, across the partition's Dagster runs."""
+def _worker_of(event) -> str | None:
+    """The Celery worker named by the engine event a worker writes as it takes a step."""
+    data = event.engine_event_data if event.event_type == dg.DagsterEventType.ENGINE_EVENT else None
+    entry = data.metadata.get(CELERY_WORKER_KEY) if data is not None and data.metadata else None
+    return str(entry.value) if entry is not None else None
+
+
+def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tuple[dict, list[dict], dict]:
+    """Step attempts per asset, user-facing log lines, and every step of each asset (with the
+    worker that ran it), across the partition's Dagster runs.
+
+    A stage rendered as several steps (``video_clips.video_clips_render[shot_001]``...) makes
+    one attempt: it starts with the stage's first step and ends with its manifest step, or
+    with the first of its steps to fail."""
     attempts: dict[str, list[dict[str, Any]]] = {asset: [] for asset, _ in STAGES}
+    steps: dict[str, dict[str, dict[str, Any]]] = {asset: {} for asset, _ in STAGES}
     lines: list[dict[str, Any]] = []
     for run in runs:
         open_attempt: dict[str, dict[str, Any]] = {}
         for entry in instance.all_logs(run["dagster_run_id"]):
             event = entry.dagster_event
-            asset = entry.step_key if entry.step_key in STAGE_OF_ASSET else None
+            asset = stage_table.stage_of_step(entry.step_key)
             stage = STAGE_OF_ASSET.get(asset) if asset else None
             if event is None:
                 if entry.level >= logging.INFO and entry.user_message:
@@ -215,13 +230,21 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
             if kind in RUN_EVENTS:
                 level = "ERROR" if kind == dg.DagsterEventType.RUN_FAILURE else "INFO"
                 lines.append(_line(entry.timestamp, None, level, RUN_EVENTS[kind], run, kind.name))
+            if asset is not None:
+                _note_step(steps[asset], entry, event, run)
             if asset is None or kind not in STEP_EVENTS:
                 continue
             message = f"{asset} {STEP_EVENTS[kind]}"
+            one_step = entry.step_key == asset
             if kind == dg.DagsterEventType.STEP_START:
-                open_attempt[asset] = {"dagster_run_id": run["dagster_run_id"], "started": entry.timestamp,
-                                       "ended": None, "outcome": None, "error": None}
-                attempts[asset].append(open_attempt[asset])
+                if one_step or asset not in open_attempt:
+                    open_attempt[asset] = {"dagster_run_id": run["dagster_run_id"], "started": entry.timestamp,
+                                           "ended": None, "outcome": None, "error": None}
+                    attempts[asset].append(open_attempt[asset])
+                elif not one_step:
+                    continue
+            elif kind == dg.DagsterEventType.STEP_SUCCESS and not stage_table.ends_stage(entry.step_key):
+                continue  # one group of a stage rendered as several steps: the stage goes on
             elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
                 attempt = open_attempt.pop(asset, None)
                 failed = kind == dg.DagsterEventType.STEP_FAILURE
@@ -237,7 +260,27 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
             lines.append(_line(entry.timestamp, stage, "ERROR" if kind == dg.DagsterEventType.STEP_FAILURE
                                else "INFO", message, run, kind.name))
     lines.sort(key=lambda line: line["_ts"])
-    return attempts, lines
+    return attempts, lines, {asset: list(found.values()) for asset, found in steps.items()}
+
+
+def _note_step(found: dict[str, dict[str, Any]], entry, event, run: dict[str, Any]) -> None:
+    """Keep the latest start, end and worker of one step (its last attempt wins)."""
+    kind = event.event_type
+    worker = _worker_of(event)
+    if worker is None and kind not in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
+                                       dg.DagsterEventType.STEP_FAILURE):
+        return
+    step = found.setdefault(entry.step_key, {"step": entry.step_key, "worker": None, "pid": None,
+                                             "dagster_run_id": run["dagster_run_id"], "started_at": None,
+                                             "ended_at": None, "outcome": None, "_started": None})
+    if worker is not None:
+        step["worker"] = worker
+    elif kind == dg.DagsterEventType.STEP_START:
+        step.update(started_at=iso(entry.timestamp), _started=entry.timestamp, ended_at=None, outcome=None,
+                    pid=event.pid, dagster_run_id=run["dagster_run_id"])
+    else:
+        step.update(ended_at=iso(entry.timestamp),
+                    outcome="succeeded" if kind == dg.DagsterEventType.STEP_SUCCESS else "failed")
 
 
 def _line(ts: float, stage: str | None, level: str, message: str, run: dict, event: str | None) -> dict[str, Any]:
@@ -346,9 +389,12 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         if run["_status"] == RunStatus.NOT_STARTED:
             run["_active"] = False
     active_ids = {r["dagster_run_id"] for r in runs if r["_active"]}
-    attempts, lines = _read_logs(instance, runs)
+    attempts, lines, steps = _read_logs(instance, runs)
     stages = [_stage_record(asset, attempts[asset], _latest_materialization(instance, asset, run_id), active_ids)
               for asset, _ in STAGES]
+    for stage in stages:
+        stage["steps"] = [{k: v for k, v in step.items() if not k.startswith("_")}
+                          for step in sorted(steps[stage["asset"]], key=lambda s: (s["_started"] or 0, s["step"]))]
     if artifacts:
         cataloged = _catalog_paths(store, run_id, catalog)
         for stage in stages:

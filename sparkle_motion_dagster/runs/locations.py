@@ -13,6 +13,15 @@ run_monitoring:
   free_slots_after_run_end_seconds: 30
 """
 
+# With SPARKLE_POSTGRES_URL set, runs, events and schedules go to Postgres: what several machines
+# (webserver, daemon, workers) share. The URL is read from the environment, never written here.
+POSTGRES_STORAGE_YAML = """\
+storage:
+  postgres:
+    postgres_url:
+      env: SPARKLE_POSTGRES_URL
+"""
+
 DAGSTER_YAML = """\
 # Written by sparkle-motion on first use; edit freely.
 telemetry:
@@ -23,17 +32,29 @@ concurrency:
 """ + RUN_MONITORING_YAML
 
 
+def dagster_yaml() -> str:
+    """The dagster.yaml a new home gets: SQLite, or Postgres where SPARKLE_POSTGRES_URL is set."""
+    return DAGSTER_YAML + (POSTGRES_STORAGE_YAML if os.environ.get("SPARKLE_POSTGRES_URL", "").strip() else "")
+
+
 def upgrade_dagster_yaml(config: Path) -> bool:
     """Bring a dagster.yaml written by an older sparkle-motion up to date, keeping every edit:
-    add the ``run_monitoring`` block when the file has none (appended, so nothing else moves).
-    A file that has its own ``run_monitoring`` block is the user's and is left as it is
-    (add ``free_slots_after_run_end_seconds`` there by hand). Returns whether it changed."""
+    add the ``run_monitoring`` block when the file has none, and the Postgres ``storage`` block
+    when SPARKLE_POSTGRES_URL is set and the file names no storage (appended, so nothing else
+    moves). A file that has its own ``run_monitoring`` or ``storage`` block is the user's and
+    that block is left as it is. Returns whether it changed."""
     import re
 
     text = config.read_text()
-    if "free_slots_after_run_end_seconds" in text or re.search(r"^run_monitoring\s*:", text, re.M):
+    additions = ""
+    if not ("free_slots_after_run_end_seconds" in text or re.search(r"^run_monitoring\s*:", text, re.M)):
+        additions += RUN_MONITORING_YAML
+    if os.environ.get("SPARKLE_POSTGRES_URL", "").strip() and not re.search(
+            r"^(storage|run_storage|event_log_storage)\s*:", text, re.M):
+        additions += POSTGRES_STORAGE_YAML
+    if not additions:
         return False
-    upgraded = text + ("" if text.endswith("\n") or not text else "\n") + RUN_MONITORING_YAML
+    upgraded = text + ("" if text.endswith("\n") or not text else "\n") + additions
     temp = config.with_name(f".{config.name}.{os.getpid()}.tmp")
     temp.write_text(upgraded)
     os.replace(temp, config)
@@ -126,7 +147,7 @@ def ensure_dagster_home() -> Path:
     config = home / "dagster.yaml"
     os.environ["DAGSTER_HOME"] = str(home)
     if not config.exists():
-        config.write_text(DAGSTER_YAML)
+        config.write_text(dagster_yaml())
     else:
         upgrade_dagster_yaml(config)
     return home
@@ -142,9 +163,19 @@ def dagster_instance(*, create: bool = True):
 
     marker = home / ".storage-created"
     if marker.exists():
-        return dg.DagsterInstance.get()
-    with open(home / ".storage-create.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         instance = dg.DagsterInstance.get()
-        marker.touch()
+    else:
+        with open(home / ".storage-create.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            instance = dg.DagsterInstance.get()
+            marker.touch()
+    if create:
+        mark_cluster_owner(home)
     return instance
+
+
+def mark_cluster_owner(home: Path) -> None:
+    """Record under the artifact root which Dagster storage its runs use (what workers check)."""
+    from sparkle_motion_dagster.cluster.identity import ensure_marker, storage_description
+
+    ensure_marker(artifacts_root(), storage_description(os.environ.get("SPARKLE_POSTGRES_URL", "").strip(), home))

@@ -243,6 +243,12 @@ class ArtifactStore:
             path = path / check_id(name, field="file name")
         return self._inside(path)
 
+    def step_value_path(self, run_id: str, dagster_run_id: str, name: str) -> Path:
+        """Where a value one step hands to the next (a list of shot ids, a tally) is kept:
+        ``runs/<run_id>/.steps/<dagster run id>/<name>.json`` (hidden: not an artifact)."""
+        return self._inside(self.run_dir(run_id) / ".steps" / check_id(dagster_run_id, field="dagster run id")
+                            / f"{check_id(name, field='step value')}.json")
+
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()
         if resolved != self.root and self.root not in resolved.parents:

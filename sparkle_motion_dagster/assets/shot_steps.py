@@ -1,0 +1,130 @@
+"""A rendering stage as several steps, so that several GPU workers share one film.
+
+Under the in-process executor a stage is one step (today's speed: no step start-up per
+shot). Where steps run apart (``SPARKLE_EXECUTOR=multiprocess`` or ``celery``) the stage's
+asset is backed by a graph of three ops:
+
+* ``<stage>_groups`` (cpu queue) reads the plan and fans out one group of items per
+  ``SPARKLE_SHOTS_PER_STEP`` items (a dynamic output per group, keyed by its first id);
+* ``<stage>_render[<first id>]`` (the stage's queue: gpu for keyframes and clips) renders
+  the group's items with the same per-item loop as the one-step stage (reuse by
+  fingerprint, sidecars, the catalog entry as each item exists, the stop check), so each
+  group shows in the run view with its own logs and retries;
+* ``<stage>_manifest`` (cpu queue) collects the groups and writes the stage's manifest.
+
+The asset key, its files, its config (``force``) and what it reads stay those of the
+one-step stage, so resume, rerun, regenerate, status and the catalog are unchanged. Values
+between the steps are small JSON files under the run's folder (``resources/step_values``).
+"""
+
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets.stage import QUEUE_TAG, RENDER_RETRY, gpu_pool, queue_tags, stage_run
+from sparkle_motion_dagster.cluster.settings import ClusterSettings
+from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources.step_values import STEP_VALUES
+from sparkle_motion_dagster.runs.items import Item, Rendered, render_items
+from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, load_run_plan
+
+
+@dataclass
+class StageWork:
+    """One rendering stage's items for a film run, and what to do with them."""
+
+    items: list[Item]
+    render: Callable[[Item], Any]
+    publish: Callable[[Rendered], None]
+    workers: int
+    """Items rendered side by side in one step (what the backend allows)."""
+    finish: Callable[[list[Rendered]], dict]
+    """Writes the stage's manifest from every item; returns the materialization's metadata."""
+
+
+def shot_steps_enabled() -> bool:
+    """Whether stages render as several steps: where the executor runs steps apart."""
+    return ClusterSettings.from_env().steps_per_shot
+
+
+CPU_TAGS = {QUEUE_TAG: "cpu"}
+
+
+def step_group_key(first_id: str) -> str:
+    """A dynamic mapping key from an item id (letters, digits and '_' only)."""
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in first_id)
+
+
+def _rendered_by_its_step(item: Item):
+    """The manifest step renders nothing (it may run where no model is): an item missing here
+    was removed after its step made it."""
+    raise MissingUpstreamError(f"{item.path} is missing after its step rendered it; launch the stage again "
+                               "(its other items are reused)")
+
+
+def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Callable[[Any], list[str]],
+                     config: type[dg.Config], resources: tuple[str, ...], kinds: set[str],
+                     description: str) -> dg.AssetsDefinition:
+    """The stage ``key`` as a graph-backed asset: groups -> render per group -> manifest."""
+    row = stages.stage(key)
+    needs = {"artifact_store", *resources}
+    per_step = ClusterSettings.from_env().shots_per_step
+    config_class = config
+
+    @dg.op(name=f"{key}_groups", ins={dep: dg.In(dg.Nothing) for dep in row.deps},
+           out=dg.DynamicOut(list, io_manager_key=STEP_VALUES), tags=CPU_TAGS, retry_policy=RENDER_RETRY,
+           required_resource_keys={"artifact_store"})
+    def groups(context: dg.OpExecutionContext):
+        """The stage's items in groups of SPARKLE_SHOTS_PER_STEP, one step each."""
+        with stage_run(context, context.resources.artifact_store, key, gate=False, items=()) as stage:
+            ids = item_ids(load_run_plan(stage.store, stage.run_id))
+            for start in range(0, len(ids), per_step):
+                chunk = ids[start:start + per_step]
+                yield dg.DynamicOutput(chunk, mapping_key=step_group_key(chunk[0]))
+
+    @dg.op(name=f"{key}_render", out=dg.Out(dict, io_manager_key=STEP_VALUES), tags=queue_tags(key),
+           retry_policy=RENDER_RETRY, pool=gpu_pool(key), required_resource_keys=needs)
+    def render(context: dg.OpExecutionContext, config: config_class, group: list) -> dict:
+        """Render (or reuse) one group's items; each is in the catalog as soon as it exists."""
+        with stage_run(context, context.resources.artifact_store, key, items=group) as stage:
+            done = work(stage, config, *(getattr(context.resources, name) for name in resources))
+            wanted = set(group)
+            results = render_items([i for i in done.items if i.id in wanted], done.render, force=config.force,
+                                   workers=done.workers, on_ready=done.publish, before_render=stage.check_stop)
+            rendered = [r.item.id for r in results if r.rendered]
+            context.log.info(f"{key} {', '.join(group)}: {len(rendered)} rendered, "
+                             f"{len(results) - len(rendered)} reused")
+            return {"rendered": rendered, "items": list(group), "published": stage.published}
+
+    @dg.op(name=f"{key}_manifest", out=dg.Out(dg.Nothing, io_manager_key=STEP_VALUES), tags=CPU_TAGS,
+           retry_policy=RENDER_RETRY, required_resource_keys=needs)
+    def manifest(context: dg.OpExecutionContext, config: config_class, tallies: list) -> None:
+        """Write the stage's manifest once every group's items exist."""
+        with stage_run(context, context.resources.artifact_store, key, items=()) as stage:
+            done = work(stage, config, *(getattr(context.resources, name) for name in resources))
+            rendered = {item for tally in tallies for item in tally["rendered"]}
+            stage.published = sum(tally["published"] for tally in tallies)
+            results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
+            for result in results:
+                result.rendered = result.item.id in rendered
+            context.add_output_metadata(done.finish(results))
+
+    @dg.config_mapping(config_schema=config_class.to_fields_dict())
+    def stage_config(values: dict) -> dict:
+        return {f"{key}_render": {"config": values}, f"{key}_manifest": {"config": values}}
+
+    def compose(**deps):
+        return manifest(groups(**deps).map(render).collect())
+
+    # The graph's inputs are the stage's dependencies (nothing is loaded from them: the steps read files).
+    compose.__signature__ = inspect.Signature(
+        [inspect.Parameter(dep, inspect.Parameter.POSITIONAL_OR_KEYWORD) for dep in row.deps])
+    compose.__name__ = key
+    return dg.graph_asset(name=key, partitions_def=run_partitions, group_name="film", ins={
+        dep: dg.AssetIn(dep, dagster_type=dg.Nothing) for dep in row.deps}, kinds=kinds,
+        description=description, config=stage_config)(compose)
