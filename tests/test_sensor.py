@@ -8,6 +8,8 @@ import pytest
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
+from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
+from sparkle_motion_dagster.resources.lipsync.passthrough import PassthroughLipsync
 from sparkle_motion_dagster.resources.planning.template import TemplatePlanner
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
@@ -112,7 +114,7 @@ def test_a_planner_request_is_planned_by_the_run_not_by_the_tick(inbox, instance
     assert request["prompt"] == {"prompt": "A lighthouse keeper meets a storm.", "title": "Keeper", "seed": 0}
 
     resources = {"artifact_store": ArtifactStoreResource(), "planner": TemplatePlanner(), "clips": AnimaticClips(),
-                 "speech": EspeakSpeech()}
+                 "speech": EspeakSpeech(), "keyframes": StoryboardKeyframes(), "lipsync": PassthroughLipsync()}
     from sparkle_motion_dagster.assets.movie_plan import movie_plan
     first = dg.materialize([movie_plan], partition_key=run_id, instance=instance, resources=resources)
     artifact = run_dir / "plan_intake" / "plan_artifact.json"
