@@ -41,9 +41,12 @@ $(VENV)/.models-installed: $(VENV)/.core-installed
 	$(BIN)/pip install --quiet -e '.[models]'
 	touch $@
 
+# Two test processes: most of the slow tests wait on servers and subprocesses, so two share two
+# cores well; the few that time films run afterwards, alone.
 test: $(VENV)/.test-installed
 	@$(COMPILE)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile -m 'not alone'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -m alone
 
 # Rewrite tests/snapshots/definitions.json (assets, deps, jobs, sensors, checks, resource keys) from the
 # loaded definitions, after a deliberate change; tests/test_definitions_snapshot.py compares against it.

@@ -31,6 +31,7 @@ def done_in(output: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_after_three_films_a_fourth_of_another_length_is_estimated_within_a_quarter(tmp_path):
     for shots, seconds in ((1, 2.0), (2, 3.0), (4, 3.0)):
         path = tmp_path / f"plan_{shots}.json"
