@@ -6,12 +6,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sparkle_motion_dagster.runs.storage import (
-    TEMP_MARKER,
+from sparkle_motion_dagster.runs.scratch import (
     clear_stale_scratch,
-    is_stale_temp,
     make_scratch_dir,
     scratch_root,
+)
+from sparkle_motion_dagster.runs.storage import (
+    TEMP_MARKER,
+    is_stale_temp,
     temp_writer_pid,
 )
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # DuckDB loads only when the index is opened: writers just sp
     import duckdb
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.runs.scratch import clear_stale_scratch
 from sparkle_motion_dagster.runs.storage import (
     RUN_ID_PATTERN,
     TEMP_MARKER,
@@ -61,7 +62,6 @@ from sparkle_motion_dagster.runs.storage import (
     atomic_write_bytes,
     check_id,
     check_run_id,
-    clear_stale_scratch,
     remove_stale_temps,
     sha256_file,
 )
