@@ -30,6 +30,12 @@ class Stage:
     """Runs a model that wants the GPU to itself (one such stage at a time per GPU)."""
     work_folders: tuple[str, ...] = ()
     """Other folders it writes (intermediate files the catalog lists under their own stage)."""
+    resource: str = ""
+    """The resource key whose adapter does its work (what provenance and estimates describe)."""
+    work_unit: str = "run"
+    """What its cost is counted in for estimates (see ``runs/estimates.py``: ``plan_units``)."""
+    cost_grows_with_pixels: bool = False
+    """Whether that cost grows with the frame's pixels as well."""
 
     @property
     def done_marker(self) -> str:
@@ -37,17 +43,20 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("movie_plan", "plan_intake", ("movie_plan.json", "plan_validation.json"), renders=False),
+    Stage("movie_plan", "plan_intake", ("movie_plan.json", "plan_validation.json"), renders=False,
+          resource="planner"),
     Stage("dialogue_audio", "dialogue_audio",
           ("tts_timeline.wav", "dialogue_timeline_audio.json", "dialogue.srt", "dialogue.vtt"),
-          renders=True, deps=("movie_plan",)),
-    Stage("base_images", "base_images", ("base_images_manifest.json",), renders=True, deps=("movie_plan",), gpu=True),
+          renders=True, deps=("movie_plan",), resource="speech", work_unit="second of speech"),
+    Stage("base_images", "base_images", ("base_images_manifest.json",), renders=True, deps=("movie_plan",), gpu=True,
+          resource="keyframes", work_unit="keyframe", cost_grows_with_pixels=True),
     Stage("video_clips", "video_clips", ("motion_manifest.json",), renders=True, deps=("movie_plan", "base_images"),
-          gpu=True),
+          gpu=True, resource="clips", work_unit="frame", cost_grows_with_pixels=True),
     Stage("video_raw_concat", "assembly", ("video_raw_concat.mp4", "assembly_plan.json"), renders=False,
-          deps=("video_clips",)),
+          deps=("video_clips",), resource="assembler", work_unit="frame"),
     Stage("video_final", "finalize", ("video_final.mp4", "alignment_map.json"), renders=False,
-          deps=("video_raw_concat", "dialogue_audio"), gpu=True, work_folders=("lipsync",)),
+          deps=("video_raw_concat", "dialogue_audio"), gpu=True, work_folders=("lipsync",), resource="lipsync",
+          work_unit="second of film", cost_grows_with_pixels=True),
 )
 
 STAGE_KEYS: tuple[str, ...] = tuple(stage.key for stage in STAGES)

@@ -34,18 +34,10 @@ HISTORY = Path("estimates") / "history.json"
 MAX_ENTRIES = 500
 RECENT = 20  # measurements per stage an estimate fits at most (the newest)
 OVERHEAD_RECENT = 5
-# stage -> (its unit of work, whether its cost grows with the frame's pixels)
-UNITS: dict[str, tuple[str, bool]] = {
-    "movie_plan": ("run", False),
-    "dialogue_audio": ("second of speech", False),
-    "base_images": ("keyframe", True),
-    "video_clips": ("frame", True),
-    "video_raw_concat": ("frame", False),
-    "video_final": ("second of film", True),
-}
+# stage -> (its unit of work, whether its cost grows with the frame's pixels), from the stage table
+UNITS: dict[str, tuple[str, bool]] = {s.key: (s.work_unit, s.cost_grows_with_pixels) for s in stages.STAGES}
 # resource key -> the stage it serves
-RESOURCE_STAGES = {"planner": "movie_plan", "speech": "dialogue_audio", "keyframes": "base_images",
-                   "clips": "video_clips", "assembler": "video_raw_concat", "lipsync": "video_final"}
+RESOURCE_STAGES = {s.resource: s.key for s in stages.STAGES}
 EMBEDDED_DEFAULTS = {"video_raw_concat": "ffmpeg-concat-copy"}
 # What to set when a model's estimated peak memory does not fit, per backend.
 FITTING_PRESETS = {
@@ -64,14 +56,14 @@ def plan_units(plan) -> dict[str, float]:
     from sparkle_motion_dagster.film.timeline import shot_frame_counts
 
     frames = sum(shot_frame_counts([s.duration_sec for s in plan.shots], plan.fps))
-    return {
-        "movie_plan": 1,
-        "dialogue_audio": round(sum(entry.duration_sec for _, entry in plan.dialogue_lines()), 6),
-        "base_images": len(plan.base_images),
-        "video_clips": frames,
-        "video_raw_concat": frames,
-        "video_final": plan.runtime_sec,
+    amounts = {
+        "run": 1,
+        "second of speech": round(sum(entry.duration_sec for _, entry in plan.dialogue_lines()), 6),
+        "keyframe": len(plan.base_images),
+        "frame": frames,
+        "second of film": plan.runtime_sec,
     }
+    return {stage: amounts[unit] for stage, (unit, _) in UNITS.items()}
 
 
 def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

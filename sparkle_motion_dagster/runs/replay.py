@@ -15,15 +15,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.runs import provenance
 from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, atomic_write_bytes, check_run_id
+from sparkle_motion_dagster.runs.storage import (
+    ArtifactStore,
+    UnknownRunError,
+    atomic_write_bytes,
+    check_run_id,
+)
 
 # Per-run settings of the keyframe stage (BaseImagesConfig) that a replay passes again.
 KEYFRAME_RUN_SETTINGS = ("steps", "guidance", "scheduler", "negative_prompt")
 # The resource key that makes each stage's files, to compare recorded backends with configured ones.
-STAGE_RESOURCES = {"dialogue_audio": "speech", "base_images": "keyframes", "video_clips": "clips",
-                   "assembly": "assembler", "finalize": "lipsync"}
+# By folder, as records name their stage; not the plan intake's planner: a replay films the recorded
+# plan without asking it again.
+STAGE_RESOURCES = {s.folder: s.resource for s in stages.STAGES if s.resource != "planner"}
 
 
 @dataclass
