@@ -216,7 +216,7 @@ def _weights_in_folder(folder: Path) -> tuple[bool, str]:
                 if not found:
                     return False, why
         return True, ""
-    if any(folder.rglob(f"*{suffix}") for suffix in WEIGHT_SUFFIXES):
+    if any(next(folder.rglob(f"*{suffix}"), None) is not None for suffix in WEIGHT_SUFFIXES):
         return True, ""
     return False, f"no weight file ({', '.join(WEIGHT_SUFFIXES)}) in {folder}"
 
