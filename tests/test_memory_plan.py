@@ -223,3 +223,26 @@ def test_a_second_out_of_memory_fails_for_good_with_the_numbers(gpu, tiny, keyfr
     assert "out of GPU memory at text-encoder-off after resident" in message
     assert "predicted peak" in message and "GB was free" in message and "VIDEOS_WAN_DEVICE_PRESET" in message
     assert wan.loaded_key() is None  # the model that failed is not kept
+
+
+def test_doctor_shows_the_plan_for_this_card_and_that_configs_are_not_weights(wan14b, monkeypatch, capsys):
+    import torch
+
+    from sparkle_motion_dagster.cli.doctor import diagnose
+    from sparkle_motion_dagster.cli.installation import echo_doctor_report
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (23 * GIB, 24 * GIB))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: types.SimpleNamespace(name="NVIDIA L4"))
+    monkeypatch.setenv("VIDEOS_WAN_MODEL", wan14b)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = diagnose(probe=True)
+    clips = report["stages"]["video_clips"]
+    plan = clips["memory_plan"]
+    assert plan["placement"].startswith("group-offload") and plan["fits"] and plan["free_bytes"] == 23 * GIB
+    assert (plan["width"], plan["height"], plan["frames"]) == (1280, 720, 81)  # the FLF2V model's largest generation
+    assert clips["weights_found"] is False and clips["ok"] is False and "no weight file" in clips["problem"]
+    echo_doctor_report(report)
+    printed = capsys.readouterr().out
+    assert f"memory plan: {plan['summary']}" in printed and "on NVIDIA L4" in plan["summary"]
