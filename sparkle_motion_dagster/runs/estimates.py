@@ -353,7 +353,8 @@ def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict
         if memory is not None and figure.get("basis") == "history":
             figure = {**figure, "peak_memory_bytes": memory.predicted_peak_bytes, "peak_basis": "memory plan",
                       "placement": memory.label}
-        estimated[stage] = {**figure, "backend": backend.get("backend"), "device": backend.get("device", "cpu"),
+        device = f"cuda ({memory.card})" if card is not None and memory is not None else backend.get("device", "cpu")
+        estimated[stage] = {**figure, "backend": backend.get("backend"), "device": device,
                             "units": units[stage], "unit": UNITS[stage][0]}
     overheads = [film["overhead_seconds"] for film in history if "overhead_seconds" in film][-OVERHEAD_RECENT:]
     overhead = round(statistics.median(overheads), 3) if overheads else None

@@ -59,7 +59,8 @@ Loading
     VIDEOS_WAN_MODEL            local diffusers folder or Hugging Face repo id, e.g.
                                 Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers (first-last-
                                 frame) or Wan-AI/Wan2.1-I2V-14B-480P-Diffusers; unset = None
-    VIDEOS_WAN_DEVICE_PRESET    auto (default), cuda-bf16, cuda-fp16, cuda-offload, cpu
+    VIDEOS_WAN_DEVICE_PRESET    auto (default), cuda-bf16, cuda-fp16, cuda-offload,
+                                cuda-group-offload, cpu
     VIDEOS_WAN_STEPS            denoising steps (30)
     VIDEOS_WAN_GUIDANCE         classifier-free guidance scale (5.0)
     VIDEOS_WAN_GEN_FPS          generation frame rate (16)
