@@ -246,7 +246,7 @@ def run_on_gpu(folders, args) -> dict:
                       f" GB allocated, predicted {memory_plan.gb(row['predicted_peak_bytes'])} GB "
                       f"(error {row['prediction_error']:+.1%})", flush=True)
             torch.cuda.empty_cache()
-    key = next((k for k, c in memory_plan.CARDS.items() if c["name"].lower() in card.name.lower()), None)
+    key = memory_plan.card_key(card.name, card.total_bytes)
     return {"card": card.name, "card_key": key, "memory_gb": card.memory_gb,
             "measured_at": datetime.now(timezone.utc).isoformat(), "results": results}
 

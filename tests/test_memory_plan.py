@@ -73,6 +73,14 @@ def test_sdxl_tiles_its_decode_only_above_its_tile(tmp_path):
     assert at_2048.vae_tiling and at_2048.fits
 
 
+def test_cards_are_known_by_the_names_cuda_reports():
+    assert memory_plan.card_key("Tesla T4", 15 * GIB) == "t4"
+    assert memory_plan.card_key("NVIDIA A100-SXM4-80GB", 79 * GIB) == "a100-80gb"
+    assert memory_plan.card_key("NVIDIA A100-PCIE-40GB", 39 * GIB) == "a100-40gb"
+    assert memory_plan.card_key("NVIDIA H100 80GB HBM3", 79 * GIB) == "h100"
+    assert memory_plan.card_key("NVIDIA GeForce RTX 4090", 24 * GIB) is None
+
+
 def test_named_cards_and_sizes():
     assert memory_plan.named_card("t4").memory_gb == 16 and not memory_plan.named_card("t4").bf16
     assert memory_plan.named_card("24").total_bytes == 24 * GIB

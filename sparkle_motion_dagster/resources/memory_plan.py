@@ -114,10 +114,20 @@ def current_card(*, held_bytes: int = 0) -> Card | None:
         return None
     free, total = torch.cuda.mem_get_info(0)
     name = torch.cuda.get_device_properties(0).name
-    known = next((c for c in CARDS.values() if c["name"].lower() in name.lower()
-                  or name.lower().endswith(c["name"].lower().split()[-1])), None)
+    known = CARDS.get(card_key(name, int(total)) or "")
     return Card(name, int(total), int(free) + int(held_bytes), known["tflops"] if known else None,
-                known["bf16"] if known else True)
+                bool(torch.cuda.is_bf16_supported(including_emulation=False)))
+
+
+def card_key(name: str, total_bytes: int) -> str | None:
+    """The ``CARDS`` key of a device by its name as CUDA reports it (``Tesla T4``, ``NVIDIA A100-SXM4-80GB``)."""
+    words = name.lower().replace("-", " ").split()
+    for family in ("h200", "h100", "a100", "l4", "t4"):
+        if family in words:
+            if family == "a100":
+                return "a100-80gb" if total_bytes > 60 * GIB else "a100-40gb"
+            return family
+    return None
 
 
 def held_by_torch() -> int:

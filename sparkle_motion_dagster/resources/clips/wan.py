@@ -376,7 +376,7 @@ def resolve_preset(preset: str) -> str:
     if preset == "auto":
         if not torch.cuda.is_available():
             return "cpu"
-        return "cuda-bf16" if torch.cuda.is_bf16_supported() else "cuda-fp16"  # a T4 has no bfloat16
+        return "cuda-bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "cuda-fp16"  # a T4 has none
     if preset.startswith("cuda") and not torch.cuda.is_available():
         raise model_support.cuda_unavailable(WanClips.where("device_preset"), preset)
     return preset
