@@ -217,3 +217,22 @@ def test_the_video_model_is_freed_when_the_next_gpu_stage_starts(store, instance
             assert held == ("a wan model", "cuda-bf16", "resident")
     finally:
         wan._MODEL.release()
+
+
+def test_a_film_launched_without_the_cli_adds_its_stage_times_to_the_history(store, instance, sample_plan):
+    from sparkle_motion_dagster import stages
+    from sparkle_motion_dagster.runs import estimates
+
+    run_id = submit(store, instance, short_plan(sample_plan))
+    # as the webserver, a sensor or a Celery cluster launch it: the job itself, no CLI runner around it
+    assert defs.resolve_job_def("film").execute_in_process(instance=instance, partition_key=run_id).success
+    [film] = [f for f in estimates.read_history(store.root) if f["run_id"] == run_id]
+    assert set(film["stages"]) == set(stages.STAGE_KEYS)
+    for stage, measured in film["stages"].items():
+        assert measured["seconds"] > 0 and measured["peak_rss_bytes"] > 0, stage
+    assert film["film_seconds"] >= sum(m["seconds"] for m in film["stages"].values()) * 0.99
+    # a film that reused its items says nothing about rendering them: not recorded again
+    again = defs.resolve_job_def("film").execute_in_process(instance=instance, partition_key=run_id)
+    assert again.success
+    assert [f["run_id"] for f in estimates.read_history(store.root)].count(run_id) == 1
+    assert [f for f in estimates.read_history(store.root) if f["run_id"] == run_id] == [film]

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets import film_history
 from sparkle_motion_dagster.cluster.identity import ClusterMismatchError, check_step_view
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
@@ -259,11 +260,17 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         control.mark_active(store, run_id)
         if gate:
             _wait_at_gate(context, store, run_id, key)
+        measure = film_history.StepMeasure()
         run = StageRun(context, store, run_id, key)
         if items is None or items:
             _free_other_models(context, key)
         _clear_stale_partials(store.stage_dir(run_id, run.stage), items)
         yield run
+        if items is None:  # a one-step stage: its own time and memory, measured here, for the history
+            measured = measure.metadata()
+            context.add_output_metadata(measured)
+            if key == stages.STAGE_KEYS[-1]:
+                film_history.record_if_whole_film(context, store, run_id, measured)
     except Exception as exc:
         failure = failure_for(exc, store, run_id)
         if failure is exc:

@@ -189,7 +189,8 @@ def record_film(root: Path, *, run_id: str, plan, backends: Mapping[str, Mapping
     with open(path.with_name(path.name + ".lock"), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            films = [*read_history(root), entry][-MAX_ENTRIES:]
+            # one entry per film: a later measurement of the same run (the CLI's, with its overhead) replaces it
+            films = [*(f for f in read_history(root) if f.get("run_id") != run_id), entry][-MAX_ENTRIES:]
             atomic_write_json(path, {"films": films})
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
