@@ -254,3 +254,32 @@ def test_doctor_shows_the_plan_for_this_card_and_that_configs_are_not_weights(wa
     echo_doctor_report(report)
     printed = capsys.readouterr().out
     assert f"memory plan: {plan['summary']}" in printed and "on NVIDIA L4" in plan["summary"]
+
+
+def test_a_gpu_stage_frees_other_stages_models_and_gpu_speech_workers(monkeypatch):
+    from sparkle_motion_dagster.resources import model_support
+    from sparkle_motion_dagster.resources.speech import chatterbox
+
+    class Worker:
+        def __init__(self):
+            self.closed = False
+
+        def close(self):
+            self.closed = True
+
+    on_gpu, on_cpu = Worker(), Worker()
+    monkeypatch.setattr(chatterbox, "_WORKERS", {("py", "chatterbox", "", "cuda", 0): on_gpu,
+                                                 ("py", "chatterbox", "", "cpu", 0): on_cpu})
+    mine = model_support.ProcessModel(owner="tests.keyframes")
+    other = model_support.ProcessModel(owner="tests.clips")
+    mine.get("k", lambda: "keyframe model")
+    other.get("v", lambda: "video model")
+    try:
+        freed = model_support.release_models_except("tests.keyframes")
+        assert "tests.clips" in freed and chatterbox.__name__ in freed
+        assert other.value is None and mine.value == "keyframe model"  # its own model stays
+        assert on_gpu.closed and not on_cpu.closed  # a speech worker on the CPU needs no GPU back
+        assert list(chatterbox._WORKERS) == [("py", "chatterbox", "", "cpu", 0)]
+    finally:
+        mine.release()
+        model_support._ALL_MODELS[:] = [m for m in model_support._ALL_MODELS if m not in (mine, other)]

@@ -308,6 +308,14 @@ class ProcessModel(Generic[T]):
 
 # Every adapter's per-process model, so that a stage can free the ones it does not use.
 _ALL_MODELS: list[ProcessModel] = []
+# Other things an adapter holds on the GPU (a speech worker process): owner -> a function that frees
+# them and says whether it freed anything.
+_RELEASERS: list[tuple[str, Callable[[], bool]]] = []
+
+
+def register_release(owner: str, release: Callable[[], bool]) -> None:
+    """Let :func:`release_models_except` free what the adapter module ``owner`` holds beside a ProcessModel."""
+    _RELEASERS.append((owner, release))
 
 
 def release_models_except(*owners: str) -> list[str]:
@@ -319,4 +327,7 @@ def release_models_except(*owners: str) -> list[str]:
         if model.owner not in owners and model.value is not None:
             model.release()
             freed.append(model.owner)
+    for owner, release in _RELEASERS:
+        if owner not in owners and release():
+            freed.append(owner)
     return freed
