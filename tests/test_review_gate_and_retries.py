@@ -194,7 +194,8 @@ class ClipsHoldingWan(AnimaticClips):
         from sparkle_motion_dagster.resources.clips import wan
 
         wan._MODEL.get(("a wan model", "cuda-bf16", "resident"), lambda: wan._Loaded(pipe=object()))
-        return super().render(request, out_path)
+        plan = {"label": "resident", "placement": "resident", "predicted_peak_gb": 54.35, "free_gb": 79.25}
+        return {**super().render(request, out_path), "memory_plan": plan}
 
 
 @pytest.mark.parametrize("last_stage", ["video_raw_concat", "video_final"])
@@ -213,6 +214,15 @@ def test_the_video_model_is_freed_when_the_next_gpu_stage_starts(store, instance
         held = wan.loaded_key()
         if last_stage == "video_final":  # the lip-sync stage wants the GPU: the Wan model is gone
             assert held is None
+            # each clip's memory plan is in its provenance record and in the stage's metadata
+            from sparkle_motion_dagster.runs import provenance
+
+            clip = store.stage_dir(run_id, "video_clips") / "shot_001.mp4"
+            record = json.loads(provenance.record_path(store, run_id, "video_clips", clip).read_text())
+            assert record["model"]["memory_plan"]["predicted_peak_gb"] == 54.35
+            materialization = result.asset_materializations_for_node("video_clips")[0]
+            [plan] = materialization.metadata["memory_plan"].value
+            assert plan["label"] == "resident" and plan["shots"] == ["shot_001", "shot_002"]
         else:  # nothing after the clips wanted the GPU yet: the model stays for the next film's clips
             assert held == ("a wan model", "cuda-bf16", "resident")
     finally:
