@@ -136,3 +136,56 @@ def test_size_makes_a_small_proof(tmp_path):
     assert (info["width"], info["height"]) == (320, 180)
     bad = cli(tmp_path, "run", "--sample", "--preview", "--size", "321x180")
     assert bad.returncode == 2 and "--size" in bad.stderr
+
+
+def fake_hub_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """A Hugging Face hub cache holding ``files`` of ``repo`` (the layout huggingface_hub reads)."""
+    commit = "0" * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    for name, data in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_bytes(data)
+    return snapshot
+
+
+def test_doctor_finds_weights_only_where_they_are(tmp_path, monkeypatch):
+    from sparkle_motion_dagster.resources.model_support import weights_status
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    index = json.dumps({"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                        "scheduler": ["diffusers", "EulerDiscreteScheduler"]}).encode()
+    missing = weights_status("acme/sdxl-like")
+    assert not missing["weights_found"] and "not in the Hugging Face cache" in missing["weights"]
+
+    snapshot = fake_hub_cache(cache, "acme/sdxl-like", {"model_index.json": index, "unet/config.json": b"{}",
+                                                          "scheduler/scheduler_config.json": b"{}"})
+    configs_only = weights_status("acme/sdxl-like")
+    assert not configs_only["weights_found"] and "unet" in configs_only["weights"]
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+    assert weights_status("acme/sdxl-like")["weights_found"]
+
+    shard_index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(shard_index))
+    (snapshot / "unet" / "model-00001-of-00002.safetensors").write_bytes(b"half")
+    half = weights_status("acme/sdxl-like")
+    assert not half["weights_found"] and "1 weight shard(s) missing" in half["weights"]
+
+    folder = tmp_path / "voice"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert not weights_status(str(folder))["weights_found"]
+    (folder / "model.safetensors").write_bytes(b"weights")
+    assert weights_status(str(folder))["weights_found"]
+
+    # what doctor reports for the keyframe stage: a repo id that is not cached is not found
+    monkeypatch.setenv("IMAGES_SDXL_MODEL", "acme/not-downloaded")
+    monkeypatch.setenv("IMAGES_SDXL_DEVICE", "cpu")
+    entry = doctor.diagnose(probe=True)["stages"]["base_images"]
+    assert entry["weights_found"] is False and entry["ok"] is False
+    assert "not in the Hugging Face cache" in entry["problem"]

@@ -92,7 +92,10 @@ def test_without_history_a_real_model_is_estimated_from_published_figures_and_sa
     assert at_720p["stages"]["video_clips"]["seconds"] == pytest.approx(974, rel=0.01)
     longer = estimates.estimate(_plan(16, 2 * 81 / 16, 832, 480), {"video_clips": {**WAN, "steps": 20}}, [],
                                 free=lambda d: None)
-    assert longer["stages"]["video_clips"]["seconds"] == pytest.approx(366, rel=0.02)  # twice the frames, half the steps
+    # twice the span at half the steps: as three chained generations (balanced, at most 81 frames each,
+    # each repeating the seam frame it starts from): 57 + 57 + 53 frames are generated, not 162
+    assert longer["stages"]["video_clips"]["generations"] == 3
+    assert longer["stages"]["video_clips"]["seconds"] == pytest.approx(366 / 2 * (57 + 57 + 53) / 81, rel=0.01)
 
     sdxl = estimates.estimate(_plan(16, 2.0, 1024, 1024), {"base_images": {"backend": "sdxl", "device": "cuda",
                                                                             "steps": 30}}, [], free=lambda d: None)
@@ -117,7 +120,7 @@ def test_a_configured_model_without_history_is_estimated_from_its_published_figu
     assert result["stages"]["video_clips"]["basis"] == "none"  # nothing filmed yet, nothing published
 
 
-def test_a_peak_above_the_free_memory_warns_with_the_preset_that_fits(monkeypatch):
+def test_without_configs_a_published_peak_warns_and_never_suggests_the_preset_already_set(monkeypatch):
     from sparkle_motion_dagster.runs import estimates
 
     plan = _plan(16, 81 / 16, 832, 480)
@@ -131,12 +134,93 @@ def test_a_peak_above_the_free_memory_warns_with_the_preset_that_fits(monkeypatc
     assert "cuda-bf16" in asked
     [warning] = result["warnings"]
     assert warning["kind"] == "memory" and warning["field"] == "estimate.stages.video_clips"
-    warning = warning["message"]
-    assert warning.startswith("video_clips: estimated peak memory 71.0 GB (published) exceeds the 40.0 GB free on "
-                              "cuda-bf16") and "VIDEOS_WAN_DEVICE_PRESET=cuda-offload" in warning
+    assert warning["peak_memory_bytes"] > warning["free_memory_bytes"]
+    assert "(published)" in warning["message"] and "VIDEOS_WAN_DEVICE_PRESET=cuda-offload" in warning["message"]
+    # the published peak was measured with everything resident: it says nothing of an offloading preset
+    offloaded = estimates.estimate(plan, {"video_clips": {**WAN, "device": "cuda-offload"}}, [], free=free)
+    assert offloaded["stages"]["video_clips"]["peak_memory_bytes"] is None and offloaded["warnings"] == []
 
     monkeypatch.setattr(estimates, "free_memory", lambda device: 100 * GB)
     assert estimates.estimate(plan, {"video_clips": WAN}, [])["warnings"] == []
+
+
+@pytest.fixture
+def wan14b(tmp_path_factory):
+    from sparkle_motion_dagster.dev.published_configs import write_wan_flf2v_14b
+
+    return write_wan_flf2v_14b(tmp_path_factory.mktemp("configs") / "Wan2.1-FLF2V-14B-720P")
+
+
+def report_a_card(monkeypatch, gib: int, name: str = "NVIDIA L4"):
+    """torch.cuda reports one card of ``gib`` GiB, all free."""
+    import types
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (gib * 2**30, gib * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: types.SimpleNamespace(name=name))
+
+
+def test_the_peak_follows_the_placement_and_a_warning_never_suggests_what_is_set(tmp_path, monkeypatch, wan14b):
+    pytest.importorskip("diffusers")
+    from sparkle_motion_dagster.resources.clips.wan import WanClips
+    from sparkle_motion_dagster.runs import estimates
+
+    report_a_card(monkeypatch, 24)
+    plan = _plan(16, 81 / 16, 1280, 720)
+    figures = {}
+    for preset in ("cuda-offload", "auto"):
+        result = estimates.estimate_for_run(tmp_path / "artifacts", plan,
+                                            {"clips": WanClips(model=str(wan14b), device_preset=preset)})
+        figures[preset] = (result["stages"]["video_clips"], result["warnings"])
+    offload, warnings = figures["cuda-offload"]
+    assert offload["placement"] == "model-offload" and offload["peak_basis"] == "memory plan"
+    [warning] = [w for w in warnings if w["kind"] == "memory"]  # the 33 GB transformer alone exceeds 24 GB
+    assert warning["peak_memory_bytes"] > warning["free_memory_bytes"]
+    assert "cuda-offload" not in warning["message"] and "VIDEOS_WAN_DEVICE_PRESET=auto" in warning["message"]
+    chosen, warnings = figures["auto"]
+    assert chosen["placement"].startswith("group-offload") and chosen["peak_memory_bytes"] < offload["peak_memory_bytes"]
+    assert not [w for w in warnings if w["kind"] == "memory"]
+    assert chosen["seconds"] > offload["seconds"]  # streaming blocks in every step costs time
+
+
+def test_a_first_last_frame_model_is_estimated_with_its_guide_generations(tmp_path, monkeypatch, wan14b):
+    pytest.importorskip("diffusers")
+    from sparkle_motion_dagster.resources.clips.wan import WanClips, segment_lengths
+    from sparkle_motion_dagster.runs import estimates
+
+    plan = _plan(16, 10.0, 832, 480)  # one 10 s shot: two chained generations
+    lengths = segment_lengths(160, 16, 16, 81)
+    assert len(lengths) == 2
+    result = estimates.estimate_for_run(tmp_path / "artifacts", plan, {"clips": WanClips(model=str(wan14b))})
+    clips = result["stages"]["video_clips"]
+    # the first-last-frame model first makes a whole-shot guide generation, then the segments
+    assert clips["generations"] == 3 and clips["generated_frames"] == sum(lengths) + 81
+    assert clips["seconds"] == pytest.approx(366 * (30 / 40) * clips["generated_frames"] / 81, rel=0.01)
+
+
+@pytest.mark.slow
+def test_a_preflight_answers_for_a_card_this_machine_does_not_have(tmp_path, wan14b, monkeypatch):
+    pytest.importorskip("diffusers")
+    monkeypatch.setenv("VIDEOS_WAN_MODEL", str(wan14b))  # its configs only: no weights, and no GPU here
+    report = json.loads(cli("run", "--mode", "dry", "--sample", "--gpu", "t4", "--json", cwd=tmp_path))
+    t4 = report["estimate"]["gpu"]
+    assert (t4["name"], t4["memory_gb"]) == ("NVIDIA T4", 16)
+    clips = t4["stages"]["video_clips"]
+    assert clips["placement"].startswith("group-offload") and clips["fits"] and 0 < clips["peak_gb"] < 16
+    assert t4["fits"] and t4["peak_gb"] == clips["peak_gb"] and clips["seconds"] > 0
+    assert set(t4["stages"]) == set(report["estimate"]["stages"])
+
+    from sparkle_motion_dagster.cli.filming import _for_card
+    from sparkle_motion_dagster.runs.storage import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "state" / "artifacts")
+    h100 = _for_card(store, report["run_id"], report, "h100", None)["estimate"]["gpu"]
+    fast = h100["stages"]["video_clips"]
+    assert fast["fits"] and fast["peak_gb"] > clips["peak_gb"]  # room to keep more of the model resident
+    assert fast["seconds"] < clips["seconds"] / 10  # about 15x the T4's 16-bit throughput
 
 
 def test_time_left_counts_the_stages_still_to_come():
@@ -163,3 +247,28 @@ def test_history_at_other_sizes_fits_how_time_grows_with_pixels():
                                free=lambda d: None)["stages"]["video_clips"]
     assert clips["basis"] == "history" and clips["same_size"] is False and clips["measurements"] == 4
     assert clips["seconds"] == pytest.approx(0.2 + 1e-4 * 96 * (320 * 180) ** 0.5, rel=0.02)
+
+
+def test_figures_measured_by_the_gpu_benchmark_replace_published_ones(tmp_path, monkeypatch, wan14b):
+    pytest.importorskip("diffusers")
+    from sparkle_motion_dagster.resources.clips.wan import WanClips
+    from sparkle_motion_dagster.runs import estimates
+
+    report_a_card(monkeypatch, 80, name="NVIDIA H100 80GB HBM3")
+    root = tmp_path / "artifacts"
+    (root / "estimates").mkdir(parents=True)
+    (root / "estimates" / "gpu_bench.json").write_text(json.dumps({
+        "card": "NVIDIA H100 80GB HBM3", "card_key": "h100", "measured_at": "2026-12-01T00:00:00+00:00",
+        "results": [{"backend": "wan-2.1", "placement": "resident", "width": 832, "height": 480, "frames": 81,
+                     "steps": 30, "seconds": 300.0, "peak_allocated_bytes": 50 * 2**30}]}))
+    plan = _plan(16, 81 / 16, 832, 480)
+    clips = WanClips(model=str(wan14b))
+    figure = estimates.estimate_for_run(root, plan, {"clips": clips})["stages"]["video_clips"]
+    assert figure["basis"] == "benchmark" and "bench/gpu.py on NVIDIA H100" in figure["source"]
+    assert figure["placement"] == "resident" and figure["seconds"] == pytest.approx(300.0)
+    # for another card, the measured time is scaled by the cards' 16-bit throughput
+    from sparkle_motion_dagster.resources.memory_plan import CARDS, named_card
+
+    a100 = estimates.estimate_for_run(root, plan, {"clips": clips}, card=named_card("a100-80gb"))
+    assert a100["stages"]["video_clips"]["seconds"] == pytest.approx(
+        300.0 * CARDS["h100"]["tflops"] / CARDS["a100-80gb"]["tflops"])

@@ -209,7 +209,7 @@ def test_the_pipeline_loads_once_and_is_released(models, keyframes, tmp_path):
     pipe = wan._LOADED.pipe
     WanClips(**renderer.model_dump()).render(request(keyframes, frames=3), tmp_path / "b.mp4")
     assert wan._LOADED.pipe is pipe
-    assert wan.loaded_key() == (str(models["i2v"]), "cpu")
+    assert wan.loaded_key() == (str(models["i2v"]), "cpu", None)  # on the CPU: no GPU placement
     clips(models, "flf").release()  # the process's pipeline, whichever resource asks
     assert wan.loaded_key() is None
 

@@ -14,12 +14,14 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets import film_history
 from sparkle_motion_dagster.cluster.identity import ClusterMismatchError, check_step_view
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
 from sparkle_motion_dagster.partitions import run_partitions
+from sparkle_motion_dagster.resources import memory_plan
 from sparkle_motion_dagster.resources.settings import SettingsError
 from sparkle_motion_dagster.runs import control, provenance
 from sparkle_motion_dagster.runs.catalog import Catalog
@@ -34,7 +36,8 @@ from sparkle_motion_dagster.runs.storage import (
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
-                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped, ClusterMismatchError)
+                    UnknownRunError, UnsafeIdError, SettingsError, control.RunStopped, ClusterMismatchError,
+                    memory_plan.OutOfGpuMemory)
 # The id of the artifact root's cluster marker where the run was started (cluster/identity.py).
 CLUSTER_TAG = "sparkle/cluster"
 # ValueErrors that can come from a read at the wrong moment (a file or a reply cut short), not from the input.
@@ -129,11 +132,14 @@ class StageRun:
             plan = self.upstream("movie_plan", "movie_plan.json")
             sources = [plan] if self.key != "movie_plan" and plan.exists() else []
         backend = metadata.get("backend") or metadata.get("lipsync_backend")
+        model = self._model
+        if metadata.get("memory_plan"):  # where the model's parts were placed for this item
+            model = {**(model or {}), "memory_plan": metadata["memory_plan"]}
         record = provenance.build_record(
             path, store=self.store, run_id=self.run_id, stage=stage, shot_id=shot_id,
             line_id=metadata.get("line_id"), item_id=metadata.get("base_image_id"), backend=backend,
             seed=metadata.get("seed"), prompt=prompt,
-            sources=list(sources), model=self._model, settings=settings, dagster_run_id=self.context.run_id)
+            sources=list(sources), model=model, settings=settings, dagster_run_id=self.context.run_id)
         record = provenance.write_record(self.store, record)
         self.records.append(record)
         return record
@@ -177,16 +183,21 @@ def is_permanent(exc: BaseException) -> bool:
     * a tool refusing its input or arguments (an :class:`FfmpegError` whose ``refused_input``
       is set: ffmpeg said the clip is empty or broken, or an option is wrong);
     * a ``ValueError`` or ``TypeError`` (an argument a function rejects, such as a seed out of
-      range), except decoding errors, which a read cut short can cause.
+      range), except decoding errors, which a read cut short can cause;
+    * running out of GPU memory: the same placement would run out again. An adapter with a
+      memory plan has already retried the item once at a lower-memory placement
+      (``resources/memory_plan.py``); what reaches here is final.
 
     Everything else is transient and retried: ``OSError`` (disk, network, a closed pipe), a
-    tool killed or out of memory, CUDA errors, a planner's server. A real transient failure
+    tool killed, other CUDA errors, a planner's server. A real transient failure
     misread as permanent would cost a film; the reverse costs two retries, so anything
     unknown counts as transient."""
     if isinstance(exc, PERMANENT_ERRORS):
         return True
     if isinstance(exc, FfmpegError):
         return exc.refused_input
+    if memory_plan.is_out_of_memory(exc):
+        return True
     return isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, UNSETTLED_VALUE_ERRORS)
 
 
@@ -200,7 +211,11 @@ def failure_for(exc: Exception, store: ArtifactStore, run_id: str) -> BaseExcept
         return dg.Failure(description=control.stopped_message(run_id), allow_retries=False,
                           metadata={STOPPED_METADATA: True})
     if is_permanent(exc):
-        return dg.Failure(description=str(exc) or type(exc).__name__, allow_retries=False)
+        description = str(exc) or type(exc).__name__
+        if memory_plan.is_out_of_memory(exc) and not isinstance(exc, memory_plan.OutOfGpuMemory):
+            description = memory_plan.out_of_memory_message(
+                None, exc, setting="the stage's device or memory settings (see sparkle-motion doctor)")
+        return dg.Failure(description=description, allow_retries=False)
     return exc
 
 
@@ -211,6 +226,23 @@ def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_i
     if held:
         context.log.info(f"{run_id} resumed after {held:.1f} s held before {key}")
         context.add_output_metadata({"held_seconds": round(held, 2)})
+
+
+def _free_other_models(context, key: str) -> None:
+    """Before a GPU stage renders: free the models this process holds for other stages (the video model
+    after the clips, speech and lip-sync models after theirs), keeping only this stage's own."""
+    row = stages.stage(key)
+    if not row.gpu:
+        return
+    try:
+        own = getattr(context.resources, row.resource, None)
+    except Exception:  # noqa: BLE001 - a step without the resource keeps nothing of its own
+        own = None
+    from sparkle_motion_dagster.resources.model_support import release_models_except
+
+    freed = release_models_except(*((type(own).__module__,) if own is not None else ()))
+    if freed:
+        context.log.info(f"{key}: freed the models of {', '.join(freed)} for this stage")
 
 
 @contextlib.contextmanager
@@ -228,9 +260,17 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         control.mark_active(store, run_id)
         if gate:
             _wait_at_gate(context, store, run_id, key)
+        measure = film_history.StepMeasure()
         run = StageRun(context, store, run_id, key)
+        if items is None or items:
+            _free_other_models(context, key)
         _clear_stale_partials(store.stage_dir(run_id, run.stage), items)
         yield run
+        if items is None:  # a one-step stage: its own time and memory, measured here, for the history
+            measured = measure.metadata()
+            context.add_output_metadata(measured)
+            if key == stages.STAGE_KEYS[-1]:
+                film_history.record_if_whole_film(context, store, run_id, measured)
     except Exception as exc:
         failure = failure_for(exc, store, run_id)
         if failure is exc:

@@ -39,6 +39,22 @@ def checked_video_backend(store: ArtifactStore, run_id: str, plan: MoviePlan, cl
     return choice
 
 
+def memory_plan_of(record: dict) -> dict:
+    """A rendered clip's memory plan (placement, predicted peak, free memory, margin), when it had one."""
+    return {"memory_plan": record["memory_plan"]} if record.get("memory_plan") else {}
+
+
+def memory_plans(results) -> dict:
+    """The stage's memory plans: each placement used, with the shots that used it (and any step down)."""
+    plans: dict[str, dict] = {}
+    for result in results:
+        plan = result.record.get("memory_plan")
+        if plan:
+            entry = plans.setdefault(plan["label"], {**plan, "shots": []})
+            entry["shots"].append(result.item.id)
+    return {"memory_plan": list(plans.values())} if plans else {}
+
+
 def shot_ids(plan) -> list[str]:
     """The items of this stage, in plan order (how its steps are grouped)."""
     return [shot.id for shot in plan.shots]
@@ -87,7 +103,8 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
         stage.publish(done.item.path, shot_id=done.item.id, duration_s=round(frames / fps, 6), width=width,
                       height=height, metadata={"seed": done.record["seed"], "frames": frames,
                                                "backend": done.record["backend"],
-                                               "continuity_mode": done.record.get("continuity_mode")},
+                                               "continuity_mode": done.record.get("continuity_mode"),
+                                               **memory_plan_of(done.record)},
                       sources=done.item.sources, settings=done.item.inputs)
 
     def finish(results) -> dict:
@@ -118,6 +135,7 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
             "manifest": dg.MetadataValue.path(str(manifest)),
             **play_metadata(store, ((f"play_{r.item.id}", r.item.path) for r in results)),
             **stage.catalog_metadata(),
+            **{k: dg.MetadataValue.json(v) for k, v in memory_plans(results).items()},
         }
 
     return StageWork(items, render, publish, clips.parallel_shots, finish)

@@ -28,6 +28,18 @@ def echo_estimate(estimate: dict | None) -> None:
     click.echo("estimate: " + ("unknown" if total is None else format_seconds(total))
                + (f" (with {format_seconds(overhead)} fixed overhead)" if overhead else "")
                + (f", peak memory {human_bytes(peak)}" if peak else ""))
+    gpu = estimate.get("gpu")
+    if gpu:
+        click.echo(f"on {gpu['name']} ({gpu['memory_gb']:g} GB): " + ("fits" if gpu["fits"] else "does NOT fit")
+                   + f", largest peak {gpu['peak_gb']:.1f} GB"
+                   + ("" if gpu["total_seconds"] is None else f", about {format_seconds(gpu['total_seconds'])}"))
+        echo_table(["STAGE", "PLACEMENT", "PEAK GB", "FITS", "TIME"],
+                   [[stage, row["placement"], f"{row['peak_gb']:.1f}", "yes" if row["fits"] else "NO",
+                     None if row["seconds"] is None else format_seconds(row["seconds"])]
+                    for stage, row in gpu["stages"].items()])
+    for stage, figure in estimate["stages"].items():
+        if figure.get("memory_plan"):
+            click.echo(f"memory plan, {stage}: {figure['memory_plan']}")
     for source in sorted({f["source"] for f in estimate["stages"].values() if f.get("source")}):
         click.echo(f"published figure: {source}")
     if estimate.get("note"):

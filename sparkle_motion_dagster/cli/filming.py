@@ -118,9 +118,10 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
 
 
 def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as_json: bool = False,
-            budget: str | None = None) -> int:
+            budget: str | None = None, gpu: str | None = None) -> int:
     """Plan intake only: validate, report warnings and the estimated cost, render nothing. ``as_json``
-    prints the validation report (its warnings as dicts, its estimate) on stdout, the progress on stderr."""
+    prints the validation report (its warnings as dicts, its estimate) on stdout, the progress on stderr.
+    ``gpu`` (a card name or GB): the estimate is made for that card instead (``estimate.gpu``)."""
     import contextlib
     import sys
 
@@ -136,12 +137,17 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as
     if as_json:
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report_path.exists():
+            report = json.loads(report_path.read_text())
+            if gpu and status == 0:
+                report = _for_card(store, run_id, report, gpu, budget)
             click.echo(json.dumps({"run_id": run_id, "ok": status == 0, "report": str(report_path),
-                                   **json.loads(report_path.read_text())}, indent=2))
+                                   **report}, indent=2))
         return status
     if status == 0:
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         report = json.loads(report_path.read_text())
+        if gpu:
+            report = _for_card(store, run_id, report, gpu, budget)
         echo_plan_summary(report["summary"])
         echo_estimate(report.get("estimate"))
         for warning in report["warnings"]:
@@ -152,18 +158,40 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as
     return status
 
 
+def _for_card(store, run_id: str, report: dict, gpu: str, budget: str | None) -> dict:
+    """The dry run's report with its estimate made for the card ``gpu`` (from the models' configs:
+    no GPU and no weights needed), its memory warnings those of that card."""
+    from sparkle_motion_dagster.resources.memory_plan import named_card
+    from sparkle_motion_dagster.resources.selection import configured_resources
+    from sparkle_motion_dagster.runs.estimates import estimate_for_run
+    from sparkle_motion_dagster.runs.run_files import load_run_plan
+
+    card = named_card(gpu)
+    plan = load_run_plan(store, run_id)
+    estimated = estimate_for_run(store.root, plan, configured_resources(), budget=budget, card=card)
+    others = [w for w in report.get("warnings", []) if not str(w.get("field", "")).startswith("estimate.")]
+    return {**report, "estimate": estimated, "warnings": others + estimated["warnings"]}
+
+
 def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run", *, as_json: bool = False,
-               budget: str | None = None) -> int:
+               budget: str | None = None, gpu: str | None = None) -> int:
     """``run``: film a submitted run_id, or submit a new one and film it (or only its intake)."""
-    if (as_json or budget) and mode != "dry":
-        raise CliError("--json and --budget go with --mode dry (the estimate is made before filming)")
+    if (as_json or budget or gpu) and mode != "dry":
+        raise CliError("--json, --budget and --gpu go with --mode dry (the estimate is made before filming)")
     if budget:
         from sparkle_motion_dagster.runs.estimates import parse_budget
 
         parse_budget(budget)  # a bad value fails here, before anything is submitted
+    if gpu:
+        from sparkle_motion_dagster.resources.memory_plan import named_card
+
+        try:
+            named_card(gpu)
+        except ValueError as error:
+            raise CliError(str(error)) from None
     instance, defs, store = open_film_context()
     if mode == "dry":
-        return dry_run(instance, defs, store, source, run_id, as_json=as_json, budget=budget)
+        return dry_run(instance, defs, store, source, run_id, as_json=as_json, budget=budget, gpu=gpu)
     run_id = run_id or submit_new_run(instance, defs, store, source)
     click.echo(f"run_id: {run_id}")
     return film(instance, defs, store, run_id)
@@ -211,8 +239,12 @@ def submit(plan: str | None, prompt: str | None, sample: bool, title: str | None
               help="dry: plan intake only (validation report, warnings and estimated cost, nothing rendered)")
 @click.option("--budget", metavar="DURATION", help="with --mode dry: warn when the estimate exceeds it (30m, 90s, 2h)")
 @click.option("--json", "as_json", is_flag=True, help="with --mode dry: print the report (with its estimate) as JSON")
+@click.option("--gpu", metavar="NAME_OR_GB",
+              help="with --mode dry: estimate for this card (t4, l4, a100-40gb, a100-80gb, h100, h200, or GB): "
+                   "each stage's placement, peak memory, fit and time, from the models' configs")
 def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, seed: int, preview: bool,
-        size: tuple[int, int] | None, run_id: str | None, mode: str, budget: str | None, as_json: bool) -> int:
+        size: tuple[int, int] | None, run_id: str | None, mode: str, budget: str | None, as_json: bool,
+        gpu: str | None) -> int:
     """Make a film from a plan, a prompt or a submitted run.
 
     A new run_id from --plan, --prompt/--title or --sample, or --run-id of a run
@@ -220,7 +252,7 @@ def run(plan: str | None, prompt: str | None, sample: bool, title: str | None, s
     """
     at_most_one(plan=plan, prompt=prompt, sample=sample, run_id=run_id)
     source = PlanSource(plan=plan, prompt=prompt, title=title, seed=seed, sample=sample, size=size, preview=preview)
-    return film_a_run(source, run_id=run_id, mode=mode, as_json=as_json, budget=budget)
+    return film_a_run(source, run_id=run_id, mode=mode, as_json=as_json, budget=budget, gpu=gpu)
 
 
 @click.command("demo")

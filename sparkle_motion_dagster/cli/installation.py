@@ -37,6 +37,11 @@ def echo_doctor_report(report: dict[str, Any]) -> None:
                      info.get("why")])
         if info.get("problem"):
             rows.append(["", "", "", "", info["problem"]])
+        if info.get("weights"):
+            rows.append(["", "", "", "", f"weights: {info['weights']}"])
+        plan = info.get("memory_plan")
+        if plan:
+            rows.append(["", "", "", "", "memory plan: " + (plan["summary"] if isinstance(plan, dict) else plan)])
     if rows:
         echo_table(["STAGE", "BACKEND", "STATE", "DEVICE", "WHY"], rows)
     if "ffmpeg" in report:

@@ -171,6 +171,81 @@ def model_digest(source: str) -> str:
         return "repo:" + source
 
 
+# ---------------------------------------------------------------------- are the weights here?
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".gguf", ".msgpack")
+
+
+def hub_cache_dir() -> str | None:
+    """The Hugging Face hub cache this process uses (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else the default)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def _weights_in_folder(folder: Path) -> tuple[bool, str]:
+    """Whether a model folder holds its weights: every component of a diffusers folder that has a
+    config has a weight file (and every shard its index lists); any other folder, one weight file."""
+    def has_weights(path: Path) -> tuple[bool, str]:
+        for index in path.glob("*.index.json"):
+            try:
+                shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+            except (OSError, ValueError):
+                return False, f"{index} cannot be read"
+            missing = sorted(s for s in shards if not (path / s).is_file())
+            if missing:
+                return False, f"{path.name}: {len(missing)} weight shard(s) missing, e.g. {missing[0]}"
+        if any(f.is_file() and f.suffix in WEIGHT_SUFFIXES for f in path.iterdir()):
+            return True, ""
+        return False, f"no weight file ({', '.join(WEIGHT_SUFFIXES)}) in {path}"
+
+    index = folder / "model_index.json"
+    if index.is_file():
+        try:
+            declared = json.loads(index.read_text())
+        except (OSError, ValueError):
+            return False, f"{index} cannot be read"
+        for name, entry in declared.items():
+            component = folder / name
+            if isinstance(entry, list) and entry[0] and (component / "config.json").is_file():
+                found, why = has_weights(component)
+                if not found:
+                    return False, why
+        return True, ""
+    if any(next(folder.rglob(f"*{suffix}"), None) is not None for suffix in WEIGHT_SUFFIXES):
+        return True, ""
+    return False, f"no weight file ({', '.join(WEIGHT_SUFFIXES)}) in {folder}"
+
+
+def weights_status(source: str) -> dict[str, Any]:
+    """Whether a model's weights are on this machine, without loading them: a file exists; a folder
+    holds its weight files; a repo id is in the local Hugging Face cache with its weight files
+    (``huggingface_hub.try_to_load_from_cache``). ``{"weights_found": bool, "weights": where or why not}``."""
+    path = Path(str(source)).expanduser()
+    if path.is_file():
+        return {"weights_found": True, "weights": str(path)}
+    if path.is_dir():
+        found, why = _weights_in_folder(path)
+        return {"weights_found": found, "weights": str(path) if found else why}
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hub_cache_dir()
+    for marker in ("model_index.json", "config.json", "model.safetensors", "pytorch_model.bin"):
+        cached = try_to_load_from_cache(str(source), marker, cache_dir=cache)
+        if isinstance(cached, str):
+            snapshot = Path(cached).parent
+            found, why = _weights_in_folder(snapshot)
+            return {"weights_found": found,
+                    "weights": f"Hugging Face cache: {snapshot}" if found else f"{source} is cached but {why}"}
+    return {"weights_found": False,
+            "weights": f"{source} is not in the Hugging Face cache ({cache or 'the default cache'}): download it "
+                       f"first (huggingface-cli download {source})"}
+
+
 # ---------------------------------------------------------------------- the per-process model
 
 
@@ -179,13 +254,19 @@ class ProcessModel(Generic[T]):
 
     Asking for another key frees the held model first (only one is held at a
     time); ``release()`` frees it and torch's CUDA cache. ``lock`` (reentrant)
-    also serialises the adapter's use of the model.
+    also serialises the adapter's use of the model. ``owner`` is the adapter's
+    module (by default the module that made it): :func:`release_models_except`
+    frees every other adapter's model when a stage needs the GPU.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None = None) -> None:
+        import sys
+
         self.lock = threading.RLock()
         self._key: Hashable | None = None
         self._value: T | None = None
+        self.owner = owner or sys._getframe(1).f_globals.get("__name__", "")
+        _ALL_MODELS.append(self)
 
     def get(self, key: Hashable, load: Callable[[], T]) -> T:
         """The model for ``key``: the held one, or ``load()`` after freeing any other."""
@@ -223,3 +304,30 @@ class ProcessModel(Generic[T]):
                 return
             self._key = self._value = None
             free_cuda_memory()
+
+
+# Every adapter's per-process model, so that a stage can free the ones it does not use.
+_ALL_MODELS: list[ProcessModel] = []
+# Other things an adapter holds on the GPU (a speech worker process): owner -> a function that frees
+# them and says whether it freed anything.
+_RELEASERS: list[tuple[str, Callable[[], bool]]] = []
+
+
+def register_release(owner: str, release: Callable[[], bool]) -> None:
+    """Let :func:`release_models_except` free what the adapter module ``owner`` holds beside a ProcessModel."""
+    _RELEASERS.append((owner, release))
+
+
+def release_models_except(*owners: str) -> list[str]:
+    """Free every model this process holds except those of ``owners`` (adapter modules); returns the
+    owners freed. A GPU stage calls it before it loads its own model: a worker that alternates the
+    stages of several films then holds one model at a time, not one per stage."""
+    freed = []
+    for model in _ALL_MODELS:
+        if model.owner not in owners and model.value is not None:
+            model.release()
+            freed.append(model.owner)
+    for owner, release in _RELEASERS:
+        if owner not in owners and release():
+            freed.append(owner)
+    return freed

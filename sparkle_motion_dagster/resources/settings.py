@@ -230,7 +230,23 @@ class EnvConfigured(dg.ConfigurableResource):
         except Exception as error:  # noqa: BLE001 - the doctor reports every problem
             return {**entry, "ok": False, "problem": str(error)}
         plain = {k: v for k, v in runtime.items() if isinstance(v, (str, int, float, bool))}
-        return {**entry, "ok": True, "weights_found": True, **plain}
+        entry = {**entry, "ok": True, **plain}
+        source = runtime.get("source") or runtime.get("checkpoint")
+        if source:
+            from sparkle_motion_dagster.resources.model_support import weights_status
+
+            entry.update(weights_status(str(source)))
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            if not entry["weights_found"] and (offline or os.path.exists(str(source))):
+                entry.update(ok=False, problem=f"weights not found: {entry['weights']}")
+            elif not entry["weights_found"]:
+                entry["weights"] += "; without HF_HUB_OFFLINE it is downloaded on first use"
+        from sparkle_motion_dagster.resources.memory_plan import doctor_plan
+
+        plan = doctor_plan(self, runtime)
+        if plan is not None:
+            entry["memory_plan"] = plan
+        return entry
 
     def runtime(self) -> dict[str, Any]:
         """The resolved model source and device (adapters override); raises what would stop a render."""

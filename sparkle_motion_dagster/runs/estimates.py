@@ -6,8 +6,12 @@ backend and device, how long that took and its peak memory, and the film's fixed
 (process and Dagster bookkeeping: the film's time less its stages' time). An estimate fits
 ``seconds = fixed + rate x units x pixels`` to the closest measurements (same backend and
 device; the same size and steps when there are some). Where there is no history for a real
-model it scales a published figure (``published_figures.py``) by frames, pixels and steps,
-and says so. Each stage's figure carries its ``basis``: ``history``, ``published`` or ``none``.
+model it scales a figure measured on a GPU by frames (as the model generates them: chained
+segments and first-last-frame guides), pixels and steps, by the card's speed and by the
+placement's slowdown, and says so: this installation's ``bench/gpu.py`` figures when there are
+some (``benchmark``), else a published one (``published_figures.py``). Each stage's figure
+carries its ``basis``: ``history``, ``benchmark``, ``published`` or ``none``; a GPU model's peak
+memory is its memory plan's for the placement it would use (``peak_basis``).
 
 The history lives in ``<artifact root>/estimates/history.json`` (replaced atomically, under a
 lock). Dagster-free.
@@ -68,7 +72,7 @@ def plan_units(plan) -> dict[str, float]:
 
 def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per stage: the backend, device, steps and settings of the configured resources (resource key ->
-    resource). A real model's device is resolved without loading it."""
+    resource). A real model's device (and a video model's continuity mode) is resolved without loading it."""
     from sparkle_motion_dagster.runs.provenance import model_provenance
 
     found: dict[str, dict[str, Any]] = {stage: {"backend": backend, "device": "cpu", "settings": {}}
@@ -81,6 +85,9 @@ def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         settings = described.get("settings") or {}
         found[stage] = {"backend": described["backend"], "device": described.get("device") or "cpu",
                         "steps": settings.get("steps"), "settings": settings}
+        if described["backend"] == "wan-2.1":
+            with contextlib.suppress(Exception):
+                found[stage]["continuity_mode"] = resource.runtime()["continuity_mode"]
     return found
 
 
@@ -182,7 +189,8 @@ def record_film(root: Path, *, run_id: str, plan, backends: Mapping[str, Mapping
     with open(path.with_name(path.name + ".lock"), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            films = [*read_history(root), entry][-MAX_ENTRIES:]
+            # one entry per film: a later measurement of the same run (the CLI's, with its overhead) replaces it
+            films = [*(f for f in read_history(root) if f.get("run_id") != run_id), entry][-MAX_ENTRIES:]
             atomic_write_json(path, {"films": films})
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -257,23 +265,47 @@ def _from_history(stage: str, units: float, size: tuple[int, int], backend: Mapp
 
 
 def _from_published(stage: str, units: float, size: tuple[int, int], fps: float,
-                    backend: Mapping[str, Any]) -> dict[str, Any] | None:
+                    backend: Mapping[str, Any], memory: Any = None, card: Any = None,
+                    measured: list[dict] | None = None) -> dict[str, Any] | None:
+    """A published figure scaled by frames (as generated), pixels and steps; by the card's speed where
+    both cards are known; by the placement's slowdown. Its peak is the memory plan's, else the figure's
+    own where the placement is the one it was measured with (everything resident)."""
+    from sparkle_motion_dagster.runs.gpu_estimates import card_speed_factor
+
     name = backend.get("backend") or ""
     settings = backend.get("settings") or {}
     pixels = size[0] * size[1]
     if settings.get("max_pixels"):
         pixels = min(pixels, int(settings["max_pixels"]))
-    figure = published_figures.nearest(name, pixels)
+    figure = published_figures.nearest(name, pixels, measured)
     if figure is None:
         return None
     frames = units
-    if stage == "video_clips" and settings.get("gen_fps") and fps:
+    if backend.get("generated_frames"):
+        frames = backend["generated_frames"]  # segments and guides, as the model makes them
+    elif stage == "video_clips" and settings.get("gen_fps") and fps:
         frames = units * float(settings["gen_fps"]) / fps  # Wan generates at its own frame rate
     scale = (frames / figure["frames"]) * (pixels / (figure["width"] * figure["height"]))
     if backend.get("steps") and figure.get("steps"):
         scale *= backend["steps"] / figure["steps"]
-    return {"seconds": round(figure["seconds"] * scale, 3), "peak_memory_bytes": figure["peak_memory_bytes"],
-            "basis": "published", "source": figure["source"], "measured_on": figure["device"]}
+    found = {"basis": "benchmark" if figure.get("benchmark") else "published", "source": figure["source"],
+             "measured_on": figure["device"]}
+    speed = card_speed_factor(figure.get("card"), card)
+    if speed is not None:
+        scale *= speed
+        found["scaled_to"] = f"{card.name} ({speed:.2f}x the time, by 16-bit TFLOPS)"
+    if memory is not None:
+        scale *= memory.slowdown
+        found.update(peak_memory_bytes=memory.predicted_peak_bytes, peak_basis="memory plan", placement=memory.label)
+    elif str(backend.get("device", "")).endswith("offload"):
+        found.update(peak_memory_bytes=None, peak_basis="none: the published peak is for everything resident")
+    elif str(backend.get("device", "cpu")) == "cpu":
+        found.update(peak_memory_bytes=None, peak_basis="none: the published peak is a GPU's, this runs on the CPU")
+    else:
+        found.update(peak_memory_bytes=figure["peak_memory_bytes"], peak_basis="published")
+    if backend.get("generated_frames"):
+        found.update(generated_frames=backend["generated_frames"], generations=backend["generations"])
+    return {"seconds": round(figure["seconds"] * scale, 3), **found}
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -289,21 +321,41 @@ def parse_budget(text: str | None) -> float | None:
 
 def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict[str, Any]], *,
              budget_seconds: float | None = None,
-             free: Callable[[str], int | None] | None = None) -> dict[str, Any]:
+             free: Callable[[str], int | None] | None = None,
+             memory_plans: Mapping[str, Any] | None = None, card: Any = None,
+             benchmarks: Mapping[str, list[dict]] | None = None) -> dict[str, Any]:
     """Per stage and in total: estimated seconds and peak memory with their basis, and the warnings
-    (a stage's peak above its device's free memory, the total above ``budget_seconds``)."""
+    (a stage's peak above its device's free memory, the total above ``budget_seconds``).
+
+    ``memory_plans`` (stage -> MemoryPlan) give a GPU model's peak for its placement; ``card`` is a
+    card this machine may not have (a pre-flight): its stages are timed from published figures
+    scaled to it, never from this machine's history. ``benchmarks`` (backend -> figures measured by
+    ``bench/gpu.py`` here) take the place of published figures."""
+    from sparkle_motion_dagster.runs.gpu_estimates import generated_frames
     from sparkle_motion_dagster.runs.run_files import output_size
 
     free = free or free_memory
+    memory_plans = memory_plans or {}
     size = output_size(plan)
     units = plan_units(plan)
     estimated: dict[str, dict[str, Any]] = {}
     for stage in stages.STAGE_KEYS:
         backend = backends.get(stage, {"backend": None, "device": "cpu"})
-        figure = (_from_history(stage, units[stage], size, backend, history)
-                  or _from_published(stage, units[stage], size, plan.fps, backend)
+        if backend.get("backend") == "wan-2.1" and "generated_frames" not in backend:
+            backend = {**backend, **generated_frames(plan, backend.get("settings") or {},
+                                                     backend.get("continuity_mode") == "first_last_frame")}
+        memory = memory_plans.get(stage)
+        from_history = None if (card is not None and memory is not None) else \
+            _from_history(stage, units[stage], size, backend, history)
+        figure = (from_history
+                  or _from_published(stage, units[stage], size, plan.fps, backend, memory, card,
+                                     (benchmarks or {}).get(backend.get("backend")))
                   or {"seconds": None, "peak_memory_bytes": None, "basis": "none"})
-        estimated[stage] = {**figure, "backend": backend.get("backend"), "device": backend.get("device", "cpu"),
+        if memory is not None and figure.get("basis") == "history":
+            figure = {**figure, "peak_memory_bytes": memory.predicted_peak_bytes, "peak_basis": "memory plan",
+                      "placement": memory.label}
+        device = f"cuda ({memory.card})" if card is not None and memory is not None else backend.get("device", "cpu")
+        estimated[stage] = {**figure, "backend": backend.get("backend"), "device": device,
                             "units": units[stage], "unit": UNITS[stage][0]}
     overheads = [film["overhead_seconds"] for film in history if "overhead_seconds" in film][-OVERHEAD_RECENT:]
     overhead = round(statistics.median(overheads), 3) if overheads else None
@@ -319,9 +371,23 @@ def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict
         "warnings": [],
     }
     for stage, figure in estimated.items():
+        memory = memory_plans.get(stage)
+        if memory is not None:
+            if not memory.fits:
+                from sparkle_motion_dagster.runs.gpu_estimates import fit_hint
+
+                result["warnings"].append({
+                    "field": f"estimate.stages.{stage}", "kind": "memory",
+                    "peak_memory_bytes": memory.predicted_peak_bytes, "free_memory_bytes": memory.free_bytes,
+                    "message": f"{stage}: predicted peak {memory.predicted_peak_bytes / 2**30:.1f} GB at "
+                               f"{memory.label} does not fit the {memory.free_bytes / 2**30:.1f} GB free on "
+                               f"{memory.card}; try {fit_hint(memory, backends.get(stage, {}))}"})
+            continue
         available = free(figure["device"]) if figure["peak_memory_bytes"] else None
         if available is not None and figure["peak_memory_bytes"] > available:
             fix = FITTING_PRESETS.get(figure["backend"], "a smaller --size")
+            if str(figure["device"]) in fix:  # already set: the next step down
+                fix = "VIDEOS_WAN_DEVICE_PRESET=cuda-group-offload, or auto (the memory plan chooses)"
             result["warnings"].append({
                 "field": f"estimate.stages.{stage}", "kind": "memory",
                 "peak_memory_bytes": figure["peak_memory_bytes"], "free_memory_bytes": available,
@@ -340,10 +406,29 @@ def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict
     return result
 
 
-def estimate_for_run(root: Path, plan, resources: Mapping[str, Any], *, budget: str | None = None) -> dict[str, Any]:
+def estimate_for_run(root: Path, plan, resources: Mapping[str, Any], *, budget: str | None = None,
+                     card: Any = None) -> dict[str, Any]:
     """The estimate for a plan with the configured resources (resource key -> resource) and this
-    installation's history under ``root``."""
-    return estimate(plan, backends_of(resources), read_history(root), budget_seconds=parse_budget(budget))
+    installation's history under ``root``; on ``card`` (a pre-flight) when given, else this machine's
+    GPU. With a card, ``gpu`` answers whether and how each stage fits it."""
+    from sparkle_motion_dagster.runs.gpu_estimates import generated_frames, memory_plans, preflight
+
+    backends = backends_of(resources)
+    clips = backends.get("video_clips", {})
+    if clips.get("backend") == "wan-2.1":
+        clips.update(generated_frames(plan, clips.get("settings") or {},
+                                      clips.get("continuity_mode") == "first_last_frame"))
+    plans = memory_plans(plan, resources, backends, card=card)
+    benchmarks = {b["backend"]: published_figures.benchmarked(history_path(root).parent, b["backend"],
+                                                              plans[s].label if s in plans else None)
+                  for s, b in backends.items() if b.get("backend")}
+    result = estimate(plan, backends, read_history(root), budget_seconds=parse_budget(budget), memory_plans=plans,
+                      card=card, benchmarks={k: v for k, v in benchmarks.items() if v})
+    for stage, memory in plans.items():
+        result["stages"][stage]["memory_plan"] = memory.summary()
+    if card is not None:
+        result["gpu"] = preflight(result, plans, card)
+    return result
 
 
 def time_left(estimated: Mapping[str, Any], done: set[str], running: str | None = None,

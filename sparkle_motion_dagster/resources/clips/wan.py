@@ -59,7 +59,8 @@ Loading
     VIDEOS_WAN_MODEL            local diffusers folder or Hugging Face repo id, e.g.
                                 Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers (first-last-
                                 frame) or Wan-AI/Wan2.1-I2V-14B-480P-Diffusers; unset = None
-    VIDEOS_WAN_DEVICE_PRESET    auto (default), cuda-bf16, cuda-fp16, cuda-offload, cpu
+    VIDEOS_WAN_DEVICE_PRESET    auto (default), cuda-bf16, cuda-fp16, cuda-offload,
+                                cuda-group-offload, cpu
     VIDEOS_WAN_STEPS            denoising steps (30)
     VIDEOS_WAN_GUIDANCE         classifier-free guidance scale (5.0)
     VIDEOS_WAN_GEN_FPS          generation frame rate (16)
@@ -70,11 +71,17 @@ Loading
 
     Device presets: ``cuda-bf16``/``cuda-fp16`` load the transformer and text
     encoder in that dtype and keep the VAE and CLIP image encoder in float32
-    (as upstream recommends); ``cuda-offload`` is ``cuda-bf16`` with model CPU
-    offload (each sub-model on the GPU only while it runs); ``cpu`` is float32;
-    ``auto`` is ``cuda-bf16`` when CUDA is available, else ``cpu``. The 14B
-    models hold about 45 GB of weights in ``cuda-bf16`` (transformer 33 GB,
-    UMT5 11 GB): on cards under about 60 GB use ``cuda-offload``.
+    (as upstream recommends), everything resident on the GPU; ``cuda-offload``
+    is ``cuda-bf16`` with model CPU offload (each sub-model on the GPU only
+    while it runs); ``cuda-group-offload`` streams the transformer's blocks in
+    one at a time; ``cpu`` is float32. ``auto`` (on CUDA) lets the memory plan
+    (``resources/memory_plan.py``) choose the fastest placement whose predicted
+    peak fits the card's free memory for the shot's largest generation, with
+    VAE tiling where the decode would not fit; an explicit preset that cannot
+    fit fails before loading, saying what ``auto`` would choose. The 14B
+    models hold about 48 GB of weights resident in bf16 (transformer 33 GB,
+    UMT5 11 GB). Out of GPU memory, a generation is retried once at the next
+    lower-memory placement; a second one fails for good, with the numbers.
 
     The keyframe stage's SDXL pipeline is cached separately
     (``SdxlKeyframes.release()`` frees it before the clips stage if GPU
@@ -94,12 +101,12 @@ from PIL import Image, ImageOps
 from pydantic import field_validator
 
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
-from sparkle_motion_dagster.resources import model_support
+from sparkle_motion_dagster.resources import memory_plan, model_support
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field
 
-Preset = Literal["auto", "cuda-bf16", "cuda-fp16", "cuda-offload", "cpu"]
+Preset = Literal["auto", "cuda-bf16", "cuda-fp16", "cuda-offload", "cuda-group-offload", "cpu"]
 PRESETS = get_args(Preset)
 FIRST_LAST_FRAME = "first_last_frame"
 IMAGE_TO_VIDEO = "image_to_video"
@@ -189,7 +196,8 @@ class WanClips(EnvConfigured, ClipRenderer):
             raise ValueError(f"{request.shot_id}: a clip needs at least one frame, got {request.frames}")
         runtime = self.runtime()
         with _MODEL.lock:
-            pipe = _pipeline(runtime["source"], runtime["preset"])
+            plan = self.memory_plan(runtime, request)
+            pipe = _pipeline(runtime["source"], runtime["preset"], plan)
             mode = continuity_mode(pipe.transformer.config)
             spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
             temporal = pipe.vae_scale_factor_temporal
@@ -201,9 +209,19 @@ class WanClips(EnvConfigured, ClipRenderer):
             prompt = _compose_prompt(request)
 
             def generate(first: Image.Image, last: Image.Image | None, frames: int, seed: int) -> np.ndarray:
-                return _generate(pipe, first, last if mode == FIRST_LAST_FRAME else None, prompt=prompt,
-                                 negative_prompt=self.negative_prompt, width=gen_w, height=gen_h, frames=frames,
-                                 steps=self.steps, guidance=self.guidance, seed=seed)
+                nonlocal plan
+
+                def attempt(placed: memory_plan.MemoryPlan | None) -> np.ndarray:
+                    return _generate(_pipeline(runtime["source"], runtime["preset"], placed), first,
+                                     last if mode == FIRST_LAST_FRAME else None, prompt=prompt,
+                                     negative_prompt=self.negative_prompt, width=gen_w, height=gen_h, frames=frames,
+                                     steps=self.steps, guidance=self.guidance, seed=seed)
+
+                if plan is None:
+                    return attempt(None)
+                frames_out, plan = memory_plan.render_stepping_down(plan, attempt, release=_MODEL.release,
+                                                                    setting=self.where("device_preset"))
+                return frames_out
 
             targets: list[Image.Image | None] = [None] * (len(lengths) - 1) + [end]
             guide_frames = 0
@@ -238,7 +256,27 @@ class WanClips(EnvConfigured, ClipRenderer):
             "generation_fps": round((video.shape[0] - 1) / span, 4) if span > 0 else float(self.gen_fps),
             "generation_size": [gen_w, gen_h],
             "identical_endpoints": bool(np.array_equal(np.asarray(start), np.asarray(end))),
+            "memory_plan": memory_plan.plan_metadata(plan),
         }
+
+    def memory_plan(self, runtime: Mapping[str, Any], request: ClipRequest, *,
+                    card: memory_plan.Card | None = None, check: bool = True) -> memory_plan.MemoryPlan | None:
+        """Where the model's parts go for ``request``'s largest generation on ``card`` (this process's GPU by
+        default; None on the CPU). An explicit preset that cannot fit fails here, before loading."""
+        if runtime["preset"] == "cpu" and card is None:
+            return None
+        gen_w, gen_h = generation_size(request.width, request.height, runtime["max_pixels"], multiple=16)
+        lengths = segment_lengths(request.frames, request.fps, self.gen_fps, self.max_frames_per_generation)
+        guided = runtime["continuity_mode"] == FIRST_LAST_FRAME and len(lengths) > 1
+        frames = self.max_frames_per_generation if guided else max(lengths)
+        if card is None:
+            card = memory_plan.current_card(held_bytes=memory_plan.held_by_torch() if _MODEL.value else 0)
+        plan = memory_plan.wan_plan(runtime["source"], width=gen_w, height=gen_h, frames=frames, card=card,
+                                    preset=self.device_preset,
+                                    chosen_by="auto" if self.device_preset == "auto" else self.where("device_preset"))
+        if check:
+            memory_plan.check_explicit(plan, setting=self.where("device_preset"), value=self.device_preset)
+        return plan
 
 
 # ---------------------------------------------------------------------- planning (pure functions)
@@ -336,7 +374,9 @@ def resolve_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise ValueError(f"{WanClips.where('device_preset')} = {preset!r}: expected one of {', '.join(PRESETS)}")
     if preset == "auto":
-        return "cuda-bf16" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return "cuda-bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "cuda-fp16"  # a T4 has none
     if preset.startswith("cuda") and not torch.cuda.is_available():
         raise model_support.cuda_unavailable(WanClips.where("device_preset"), preset)
     return preset
@@ -412,8 +452,9 @@ def _dtypes(preset: str):
     return {"default": main, "vae": torch.float32, "image_encoder": torch.float32}
 
 
-def _pipeline(source: str, preset: str):
-    """The loaded pipeline for ``source`` and the resolved ``preset`` (loaded at most once per process)."""
+def _pipeline(source: str, preset: str, plan: memory_plan.MemoryPlan | None = None):
+    """The loaded pipeline for ``source``, the resolved ``preset`` and the memory ``plan``'s placement (loaded
+    at most once per process; another placement reloads it)."""
 
     def load() -> _Loaded:
         from diffusers import WanImageToVideoPipeline
@@ -426,16 +467,14 @@ def _pipeline(source: str, preset: str):
                 f"{model_support.HF_CACHE_HINT}"
             ) from error
         _check_image_tokens(pipe, source)
-        if preset == "cuda-offload":
-            pipe.enable_model_cpu_offload()
-        elif preset != "cpu":
-            pipe.to("cuda")
+        if plan is not None:
+            memory_plan.apply_wan_placement(pipe, plan)
         pipe.set_progress_bar_config(disable=True)
         return _Loaded(pipe)
 
-    return _MODEL.get((source, preset), load).pipe
+    return _MODEL.get((source, preset, plan.label if plan is not None else None), load).pipe
 
 
-# ``loaded_key()``: ``(source, preset)`` of the pipeline held by this process, if any.
+# ``loaded_key()``: ``(source, preset, placement)`` of the pipeline held by this process, if any.
 loaded_key = _MODEL.key
 __getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline

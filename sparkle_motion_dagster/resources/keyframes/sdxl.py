@@ -51,7 +51,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from PIL import Image
 
-from sparkle_motion_dagster.resources import model_support
+from sparkle_motion_dagster.resources import memory_plan, model_support
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
@@ -143,22 +143,31 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
 
         gen_width, gen_height = generation_size(width, height, self.max_pixels)
         with _MODEL.lock:
-            pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], self.cpu_offload)
-            pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
-            if self.vae_tiling:
-                pipe.vae.enable_tiling()
+            def attempt(plan: memory_plan.MemoryPlan | None):
+                offload = self.cpu_offload or (plan is not None and plan.placement == "model-offload")
+                pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], offload)
+                pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
+                memory_plan.set_vae_tiling(pipe.vae, self.vae_tiling or (plan is not None and plan.vae_tiling))
+                generator = torch.Generator(device="cpu").manual_seed(int(seed))
+                return pipe(
+                    prompt=prompt,
+                    negative_prompt=self.negative_prompt or None,
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.guidance,
+                    width=gen_width,
+                    height=gen_height,
+                    generator=generator,
+                )
+
+            plan = None
+            if runtime["device"].startswith("cuda"):
+                card = memory_plan.current_card(held_bytes=memory_plan.held_by_torch() if _MODEL.value else 0)
+                plan = memory_plan.plan_for_resource(self, width=width, height=height, card=card)
+            if plan is None:
+                result = attempt(None)
             else:
-                pipe.vae.disable_tiling()
-            generator = torch.Generator(device="cpu").manual_seed(int(seed))
-            result = pipe(
-                prompt=prompt,
-                negative_prompt=self.negative_prompt or None,
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance,
-                width=gen_width,
-                height=gen_height,
-                generator=generator,
-            )
+                result, plan = memory_plan.render_stepping_down(plan, attempt, release=_MODEL.release,
+                                                                setting=self.where("cpu_offload"))
         image = result.images[0].convert("RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)

@@ -93,6 +93,7 @@ from sparkle_motion_dagster.film.dialogue import (
     estimate_speech_seconds,
 )
 from sparkle_motion_dagster.film.plan import VoiceProfile
+from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.settings import EnvConfigured, SettingProblem, SettingsError, env_field
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
 from sparkle_motion_dagster.runs.storage import sha256_file
@@ -356,6 +357,18 @@ def release() -> None:
 
 
 atexit.register(release)
+
+
+def release_gpu_workers() -> bool:
+    """Stop the workers that may hold a GPU (any device but cpu): a GPU stage wants it. Whether any was."""
+    with _WORKERS_LOCK:
+        workers = [_WORKERS.pop(key) for key in [k for k in _WORKERS if k[3] != "cpu"]]
+    for worker in workers:
+        worker.close()
+    return bool(workers)
+
+
+model_support.register_release(__name__, release_gpu_workers)
 
 
 # --------------------------------------------------------------------------- engines
