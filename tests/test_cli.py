@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE
+from sparkle_motion_dagster.stages import STAGE_KEYS
 
 
 def cli(*args, cwd: Path, env_extra=None):
@@ -118,7 +119,7 @@ def test_run_from_a_prompt_films_into_the_persistent_instance(tmp_path):
     final = Path(lines["video_final"])
     assert final.is_absolute() and final.exists()
     assert final.is_relative_to(tmp_path / "state" / "artifacts" / "runs" / lines["run_id"])
-    for stage in ("movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"):
+    for stage in STAGE_KEYS:
         assert f"  {stage}" in result.stdout
     # The run is recorded in the persistent Dagster home, so the UI shows it later.
     home = tmp_path / "state" / "dagster_home"

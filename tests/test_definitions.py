@@ -17,7 +17,8 @@ def test_graph_shape_is_what_we_expect():
     assert graph == {
         "movie_plan": [],
         "dialogue_audio": ["movie_plan"],
-        "base_images": ["movie_plan"],
+        "character_refs": ["movie_plan"],
+        "base_images": ["character_refs", "movie_plan"],
         "video_clips": ["base_images", "movie_plan"],
         "video_raw_concat": ["video_clips"],
         "video_final": ["dialogue_audio", "video_raw_concat"],

@@ -5,6 +5,8 @@ import json
 import re
 
 import pytest
+
+from sparkle_motion_dagster.stages import STAGE_KEYS
 from test_provenance import LANTERN, cli
 
 GB = 1_000_000_000
@@ -46,8 +48,7 @@ def test_after_three_films_a_fourth_of_another_length_is_estimated_within_a_quar
     report = json.loads(cli("run", "--mode", "dry", "--plan", str(fourth), "--size", "160x90", "--json",
                             "--budget", "0.5s", cwd=tmp_path))
     estimate = report["estimate"]
-    assert set(estimate["stages"]) == {"movie_plan", "dialogue_audio", "base_images", "video_clips",
-                                       "video_raw_concat", "video_final"}
+    assert set(estimate["stages"]) == set(STAGE_KEYS)
     for stage, figure in estimate["stages"].items():
         assert figure["basis"] == "history" and figure["measurements"] == 3, stage
         assert figure["seconds"] > 0 and figure["peak_memory_bytes"] > 0

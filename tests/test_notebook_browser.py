@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, wait_for
 from notebook_run import NOTEBOOK, stop_leftover_services, with_parameters
+from sparkle_motion_dagster.stages import STAGE_KEYS
 
 nbformat = pytest.importorskip("nbformat", reason="needs the notebook extra: pip install -e '.[notebook]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install -e '.[test]'")
@@ -86,11 +87,11 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
         wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "video.sm-final"), "the final video",
                  attempts=3000, interval=0.2)
         stages = driver.execute_script("return [...document.querySelectorAll('tr.sm-stage')].map(r => r.dataset.stage)")
-        assert stages == ["movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat",
-                          "video_final"]
+        assert stages == list(STAGE_KEYS)
         wait_for(lambda: driver.execute_script(
             "const rows = [...document.querySelectorAll('tr.sm-stage')];"
-            "return rows.length === 6 && rows.every(r => r.dataset.status === 'succeeded');"), "every stage row",
+            f"return rows.length === {len(STAGE_KEYS)} && rows.every(r => r.dataset.status === 'succeeded');"),
+            "every stage row",
             attempts=300)
         src = driver.execute_script("const v = document.querySelector('video.sm-final'); v.scrollIntoView(); "
                                     "return v.src;")

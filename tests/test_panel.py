@@ -14,6 +14,7 @@ pytest.importorskip("ipywidgets", reason="needs the notebook extra: pip install 
 
 from sparkle_motion_dagster.panel import create_control_panel  # noqa: E402
 from sparkle_motion_dagster.panel.services import start_services  # noqa: E402
+from sparkle_motion_dagster.stages import STAGE_KEYS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +84,7 @@ def test_generate_plan_fills_the_uri_summary_and_review(filmed):
     assert status["status"] == "planned", status["detail"]
     assert not panel.run_production.disabled
     # The dry run's report, before paying for a render: warnings and the estimated cost per stage.
-    assert set(panel.plan_report_data["estimate"]["stages"]) == {
-        "movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"}
+    assert set(panel.plan_report_data["estimate"]["stages"]) == set(STAGE_KEYS)
     assert "<b>Estimate</b>" in panel.plan_report.value and "<b>Warnings</b>" in panel.plan_report.value
 
 
@@ -125,7 +125,7 @@ def test_the_finished_film_shows_its_stages_previews_and_video(filmed):
     panel = filmed
     assert panel.refresh()["status"] == "succeeded"
     table = panel.stage_table.value
-    for stage in ("movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"):
+    for stage in STAGE_KEYS:
         assert f'data-stage="{stage}" data-status="succeeded"' in table
     assert "audio clips · " in table  # the seed's badges
     shots = len(panel.plan_document["validated_plan"]["shots"])

@@ -13,6 +13,7 @@ from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audi
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import sha256_file
+from sparkle_motion_dagster.stages import STAGE_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +35,7 @@ def test_seed_sample_becomes_a_film(store, instance, sample_envelope):
     stages = []
     result = film_run(defs, instance, run_id, store=store, on_stage=lambda s, status, _: stages.append((s, status)))
     assert result.success, result.error
-    assert sorted(stages) == sorted((s, "succeeded") for s in
-                                    ["movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"])
+    assert sorted(stages) == sorted((s, "succeeded") for s in STAGE_KEYS)
     run = store.run_dir(run_id)
     final = run / "finalize" / "video_final.mp4"
     assert result.final_video == str(final)

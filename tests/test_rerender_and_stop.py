@@ -15,6 +15,7 @@ from film_checks import frame_md5s, identity, latest_metadata, sidecar, small_pl
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run
+from sparkle_motion_dagster.stages import STAGE_KEYS, folder
 
 pytestmark = pytest.mark.slow
 
@@ -185,9 +186,9 @@ def test_the_plan_dry_run_job_writes_the_validation_report_and_renders_nothing(s
     assert any(w["kind"] == "identical_keyframes" and "identical" in w["message"] for w in report["warnings"]), \
         report["warnings"]
     assert latest_metadata(studio.instance, "movie_plan", run_id)["mode"] == "dry"
-    for stage in ("dialogue_audio", "base_images", "video_clips", "assembly", "finalize"):
+    for stage in [folder(key) for key in STAGE_KEYS if key != "movie_plan"]:
         assert not (run / stage).exists(), f"a dry run wrote {stage}/"
-    for asset in ("dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"):
+    for asset in STAGE_KEYS[1:]:
         records = studio.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[run_id]), limit=1).records
         assert not records, f"a dry run materialized {asset}"

@@ -21,6 +21,7 @@ from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 from sparkle_motion_dagster.service import app as service
+from sparkle_motion_dagster.stages import STAGE_KEYS, folder
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 TOKEN = "test-token-0123456789abcdef"
@@ -149,7 +150,7 @@ def test_status_route(server):
     status, body = server.json(f"/status?run_id={server.run_id}")
     assert status == 200
     assert {"run_id", "current_stage", "status", "progress", "stages", "log", "dagster_runs", "review"} <= set(body)
-    assert body["status"] == "succeeded" and body["progress"] == 1.0 and len(body["stages"]) == 6
+    assert body["status"] == "succeeded" and body["progress"] == 1.0 and len(body["stages"]) == len(STAGE_KEYS)
     assert all(s["duration_s"] is not None and s["started_at"] and s["completed_at"] for s in body["stages"])
 
 
@@ -161,7 +162,7 @@ def test_artifacts_route_has_the_seed_shape(server):
     assert body["review_summary"]["status"] == "pending" and body["manual_review_required"] is True
     assert body["qa_mode"] == "disabled"
     stages = {s["stage"]: s for s in body["stages"]}
-    assert list(stages)[:6] == ["plan_intake", "dialogue_audio", "base_images", "video_clips", "assembly", "finalize"]
+    assert list(stages)[:len(STAGE_KEYS)] == [folder(key) for key in STAGE_KEYS]
     for section in body["stages"]:
         assert SECTION_KEYS <= set(section) and section["count"] == len(section["artifacts"])
         for row in section["artifacts"]:

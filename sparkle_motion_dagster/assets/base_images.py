@@ -1,6 +1,7 @@
 """Base images: one keyframe per entry of the plan's base_images."""
 
 import io
+from pathlib import Path
 
 import dagster as dg
 from PIL import Image
@@ -8,8 +9,10 @@ from PIL import Image
 from sparkle_motion_dagster.assets.render_config import RenderConfig
 from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset, shot_steps_enabled
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.film.characters import MANIFEST as CHARACTER_MANIFEST
+from sparkle_motion_dagster.film.characters import load_references
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
-from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.items import Item, counts, render_items
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
@@ -31,6 +34,13 @@ def keyframe_ids(plan) -> list[str]:
     return [image.id for image in plan.base_images]
 
 
+def reference_of(portrait: dict) -> CharacterReference:
+    """A character's portrait, read for a keyframe renderer."""
+    with Image.open(portrait["path"]) as opened:
+        picture = opened.convert("RGB")
+    return CharacterReference(portrait["character_id"], portrait["name"], picture, portrait["sha256"])
+
+
 def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) -> StageWork:
     """Every keyframe of the run as an item, with how to render, publish and list them."""
     plan = load_run_plan(stage.store, stage.run_id)
@@ -43,31 +53,45 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
     renderer = keyframes.fingerprint()
     stage.made_by = keyframes
 
+    # Who is in each keyframe, and their portraits (a keyframe with nobody in it reads none)
+    cast = {image.id: list(image.characters or []) for image in plan.base_images}
+    portraits = {ref["character_id"]: ref for ref in load_references(
+        stage.upstream("character_refs", CHARACTER_MANIFEST), sorted({c for ids in cast.values() for c in ids}))}
+    conditioning = keyframes.reference_settings()
+
     items = []
     for index, image in enumerate(plan.base_images):
         seed = seed_override(overrides, "base_images", image.id)
         seed = image_seed(plan, index) if seed is None else seed
-        items.append(Item(image.id, stage.path(f"{image.id}.png"), request=image, inputs={
-            "renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]}))
+        inputs = {"renderer": renderer, "prompt": image.prompt, "seed": seed, "size": [width, height]}
+        if cast[image.id]:
+            inputs.update(references=[{"character_id": c, "sha256": portraits[c]["sha256"]} for c in cast[image.id]],
+                          conditioning=conditioning)
+        items.append(Item(image.id, stage.path(f"{image.id}.png"), request=image, inputs=inputs,
+                          sources=tuple(Path(portraits[c]["path"]) for c in cast[image.id])))
 
     def render(item: Item):
         seed = item.inputs["seed"]
+        references = tuple(reference_of(portraits[c]) for c in cast[item.id])
         picture = keyframes.render(item.request.prompt, seed=seed, width=width, height=height,
-                                   label=f"{item.id} · seed {seed}")
+                                   label=f"{item.id} · seed {seed}", references=references)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
         atomic_write_bytes(item.path, buffer.getvalue())
         return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id, width=160)
 
     def publish(done) -> None:
+        used = [{k: portraits[c][k] for k in ("character_id", "path", "sha256")} for c in cast[done.item.id]]
         stage.publish(done.item.path, metadata={"base_image_id": done.item.id, "seed": done.record["seed"],
-                                                "backend": done.record["backend"]},
+                                                "backend": done.record["backend"], "characters": cast[done.item.id],
+                                                **({"references": used, "conditioning": conditioning} if used else {})},
+                      sources=[stage.upstream("movie_plan", "movie_plan.json"), *done.item.sources],
                       settings=done.item.inputs)
 
     def finish(results) -> dict:
         entries = [{"id": r.item.id, "asset_path": str(r.item.path), "mime_type": "image/png",
                     "seed": r.record["seed"], "prompt": r.item.request.prompt, "width": width, "height": height,
-                    "backend": r.record["backend"]} for r in results]
+                    "backend": r.record["backend"], "characters": cast[r.item.id]} for r in results]
         thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id, width=160)
                       for r in results]
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),
@@ -92,8 +116,9 @@ def base_images(
     artifact_store: ArtifactStoreResource,
     keyframes: KeyframeRenderer,
 ) -> dg.MaterializeResult:
-    """One PNG per base image (N shots need N+1), rendered from its prompt and seed.
-    Keyframes whose prompt, seed, size and renderer did not change are reused."""
+    """One PNG per base image (N shots need N+1), rendered from its prompt and seed, conditioned on the
+    reference portraits of the characters in it. Keyframes whose prompt, seed, size, renderer and
+    characters' portraits did not change are reused."""
     with stage_run(context, artifact_store, "base_images") as stage:
         work = keyframe_work(stage, config, keyframes)
         results = render_items(work.items, work.render, force=config.force, workers=work.workers,

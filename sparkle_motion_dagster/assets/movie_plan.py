@@ -6,8 +6,16 @@ import dagster as dg
 from pydantic import Field
 
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.film.cast import inferred_cast
+from sparkle_motion_dagster.film.characters import check_reference_images
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
-from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
+from sparkle_motion_dagster.film.plan import (
+    PlanIssue,
+    PlanValidationError,
+    parse_plan_document,
+    read_plan_file,
+    with_video_size,
+)
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
@@ -79,7 +87,7 @@ def movie_plan(
         store, run_id = stage.store, stage.run_id
         if not store.request_path(run_id).exists():
             if config.plan_path:
-                data = read_json_file(config.plan_path)
+                data = read_plan_file(config.plan_path)
                 parse_plan_document(data)  # a bad file fails here, before it is recorded
                 submit_request(store, run_id, document=data, source=config.plan_path, preview=config.preview)
             elif config.prompt:
@@ -95,6 +103,9 @@ def movie_plan(
             if prompt.get("size"):
                 document = with_video_size(document, *prompt["size"])
         plan = parse_plan_document(document).plan
+        unusable = check_reference_images(plan, artifact_root=store.root)
+        if unusable:
+            raise PlanValidationError([PlanIssue(field, why) for field, why in unusable])
         preview = bool(request.get("preview") or config.preview)
         try:
             choice = resolve_video_backend(plan, served=clips.model_ids, backend=clips.backend, preview=preview)
@@ -111,6 +122,9 @@ def movie_plan(
         report.update(mode="dry" if config.dry_run else "run", **qa_flags(),
                       speech_fit={**policy.as_dict(), "engine": speech.backend,
                                   "basis": sorted({line.basis for line in lines})})
+        raw_plan = document.get("validated_plan", document) if isinstance(document, dict) else None
+        report["cast"] = {"keyframes": {image.id: list(image.characters or []) for image in plan.base_images},
+                          "inferred_from_prompts": inferred_cast(raw_plan, plan)}
         report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
                                                                  "keyframes": keyframes, "lipsync": lipsync},
                                               budget=config.budget)

@@ -38,11 +38,11 @@ class PlanSource:
 
 def submit_new_run(instance, defs, store, source: PlanSource, *, check_backend: bool = True) -> str:
     """Validate the plan and register a new run_id for it; nothing is written on bad input."""
-    from sparkle_motion_dagster.film.plan import read_json_file, with_video_size
+    from sparkle_motion_dagster.film.plan import read_json_file, read_plan_file, with_video_size
     from sparkle_motion_dagster.orchestration.runner import submit_prompt_run, submit_run
 
     if source.plan:
-        document, origin = read_json_file(source.plan), str(Path(source.plan).resolve())
+        document, origin = read_plan_file(source.plan), str(Path(source.plan).resolve())
     elif source.sample:
         document, origin = read_json_file(SAMPLE_PLAN), f"sample:{SAMPLE_PLAN.name}"
     else:

@@ -59,25 +59,41 @@ def rerun(run_id: str, from_stage: str) -> int:
 
 @click.command("regenerate")
 @click.argument("run_id")
-@click.option("--shot", required=True, help="the shot id, e.g. shot_002")
+@click.option("--shot", help="the shot id, e.g. shot_002")
+@click.option("--character", help="a character id: its reference portrait, then the keyframes and clips it is in")
 @click.option("--what", type=click.Choice(["clip", "keyframe"]), default="clip", show_default=True,
-              help="the shot's clip, or its two keyframes (and the neighbouring clips)")
+              help="with --shot: the shot's clip, or its two keyframes (and the neighbouring clips)")
 @click.option("--seed", type=int, help="the new seed (default: the current one + 1)")
-def regenerate(run_id: str, shot: str, what: str, seed: int | None) -> int:
-    """Re-render one shot's clip or keyframes.
+def regenerate(run_id: str, shot: str | None, character: str | None, what: str, seed: int | None) -> int:
+    """Re-render one shot's clip or keyframes, or one character's portrait.
 
-    Then assembly and the final cut; every other file stays as it is.
+    Then what depends on it: for a character, exactly the keyframes and clips it is
+    in; assembly and the final cut. Every other file stays as it is.
     """
     from sparkle_motion_dagster.runs.events import read_events, write_event
-    from sparkle_motion_dagster.runs.regenerate import plan_regeneration
+    from sparkle_motion_dagster.runs.regenerate import plan_character_regeneration, plan_regeneration
 
+    if (shot is None) == (character is None):
+        raise CliError("regenerate: give either --shot SHOT_ID or --character CHARACTER_ID")
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)
-    change = plan_regeneration(store, run_id, shot, what=what, seed=seed)
-    earlier = sum(1 for e in read_events(store.root, run_id, "regeneration") if e["payload"].get("shot_id") == shot)
+    if character is not None:
+        change = plan_character_regeneration(store, run_id, character, seed=seed)
+        subject, key = character, "character_id"
+    else:
+        change = plan_regeneration(store, run_id, shot, what=what, seed=seed)
+        subject, key = shot, "shot_id"
+    earlier = sum(1 for e in read_events(store.root, run_id, "regeneration") if e["payload"].get(key) == subject)
     count = earlier + 1
     write_event(store.root, run_id, "regeneration", {**change, "count": count}, actor="cli")
-    click.echo(f"{shot}: regenerating the {what} with seed(s) {change['seeds']} (regenerations: {count})")
+    if character is not None:
+        click.echo(f"{character}: regenerating the reference portrait with seed {change['seeds'][character]}, then "
+                   f"the keyframes it is in ({', '.join(change['keyframes']) or 'none'}) "
+                   f"(regenerations: {count})")
+        if change.get("note"):
+            click.echo(change["note"])
+    else:
+        click.echo(f"{shot}: regenerating the {what} with seed(s) {change['seeds']} (regenerations: {count})")
     return film(instance, defs, store, run_id, stages=change["stages"])
 
 

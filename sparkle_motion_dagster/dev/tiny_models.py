@@ -145,6 +145,43 @@ def build_tiny_sdxl(directory: str | Path) -> Path:
     return directory
 
 
+def build_tiny_ip_adapter(directory: str | Path, unet) -> Path:
+    """Write a tiny random IP-Adapter for ``unet`` (a tiny SDXL's) in the layout ``load_ip_adapter``
+    reads: ``sdxl_models/ip-adapter_tiny.safetensors`` (the image projection and, for each
+    cross-attention layer in order, ``to_k_ip``/``to_v_ip``) beside a tiny CLIP image encoder in
+    ``sdxl_models/image_encoder``. Returns the adapter's root folder."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(directory) / "sdxl_models"
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, projection_dim=16, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=32, patch_size=8)
+    torch.manual_seed(SEED)
+    CLIPVisionModelWithProjection(vision).save_pretrained(str(folder / "image_encoder"))
+    cross, tokens = unet.config.cross_attention_dim, 4
+    generator = torch.Generator().manual_seed(SEED)
+    tensors = {"image_proj.proj.weight": torch.randn(tokens * cross, vision.projection_dim, generator=generator),
+               "image_proj.proj.bias": torch.zeros(tokens * cross),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    channels = unet.config.block_out_channels
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for kind in ("to_k_ip", "to_v_ip"):
+            tensors[f"ip_adapter.{key_id}.{kind}.weight"] = torch.randn(hidden, cross, generator=generator) * 0.5
+        key_id += 2
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "ip-adapter_tiny.safetensors"))
+    return Path(directory)
+
+
 # --------------------------------------------------------------------------- Wan 2.1
 
 

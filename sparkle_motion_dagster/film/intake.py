@@ -57,6 +57,11 @@ def validation_report(
             warnings.append(warning(f"shots[{index}]", "identical_keyframes",
                                     f"shots[{index}] ({shot.id}): start and end keyframe prompts are identical; "
                                     "the clip will be static"))
+        if shot.is_talking_closeup and not (start.characters or end.characters):
+            warnings.append(warning(f"shots[{index}].is_talking_closeup", "closeup_without_character",
+                                    f"shots[{index}] ({shot.id}) is a talking close-up, but neither of its keyframes "
+                                    f"({start.id}, {end.id}) has a character: name who is in them "
+                                    "(base_images[].characters) so they are drawn from the character's reference"))
         if max_generation_sec and shot.duration_sec > max_generation_sec:
             warnings.append(warning(f"shots[{index}].duration_sec", "shot_too_long",
                                     f"shots[{index}] ({shot.id}): {shot.duration_sec:g} s is longer than one video "

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from sparkle_motion_dagster.film.cast import fill_cast
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 
 # Times are compared with this tolerance so that 8.4 + 2.6 == 11.0 holds.
@@ -76,12 +77,18 @@ class Character(_Strict):
     name: str
     description: str = ""
     voice_profile: VoiceProfile = Field(default_factory=VoiceProfile)
+    reference_image: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """A portrait that keyframes keep the character looking like: a file (a path relative to the
+    plan file when submitted from one) or a path under the artifact root. Without it the
+    keyframe model draws one from ``description`` (the ``character_refs`` stage)."""
 
 
 class BaseImage(_Strict):
     id: str
     prompt: Annotated[str, Field(min_length=1)]
     metadata: dict[str, Any] = Field(default_factory=dict)
+    characters: list[str] | None = None
+    """The ids of the characters in this keyframe; when absent, those its prompt mentions (``film/cast.py``)."""
 
     @property
     def seed(self) -> int | None:
@@ -440,6 +447,23 @@ def _character_ids(parts: PlanParts) -> set[str] | None:
     return {c["id"] for c in parts.characters}
 
 
+def _cast_issues(parts: PlanParts) -> list[PlanIssue]:
+    """A keyframe's characters are characters of the plan, each listed once."""
+    issues: list[PlanIssue] = []
+    character_ids = _character_ids(parts)
+    for index, image in _known(parts.base_images):
+        seen: set[str] = set()
+        for position, character_id in enumerate(image.get("characters") or []):
+            field = f"base_images[{index}].characters[{position}]"
+            if character_ids is not None and character_id not in character_ids:
+                issues.append(PlanIssue(field, f"{character_id!r} is not a character of this plan; "
+                                               f"characters: {', '.join(sorted(character_ids)) or 'none'}"))
+            elif character_id in seen:
+                issues.append(PlanIssue(field, f"{character_id!r} is listed twice"))
+            seen.add(character_id)
+    return issues
+
+
 def _timeline_issues(parts: PlanParts) -> list[PlanIssue]:
     """Dialogue by known characters, with something to say, on one clock without overlaps, within the runtime."""
     issues: list[PlanIssue] = []
@@ -509,8 +533,8 @@ def _seed_and_metadata_issues(parts: PlanParts) -> list[PlanIssue]:
 
 def check_parts(parts: PlanParts) -> list[PlanIssue]:
     """Every cross-field rule, on whatever parsed."""
-    return (_id_issues(parts) + _keyframe_issues(parts) + _timeline_issues(parts) + _frame_issues(parts)
-            + _seed_and_metadata_issues(parts))
+    return (_id_issues(parts) + _keyframe_issues(parts) + _cast_issues(parts) + _timeline_issues(parts)
+            + _frame_issues(parts) + _seed_and_metadata_issues(parts))
 
 
 def check_invariants(plan: MoviePlan) -> list[PlanIssue]:
@@ -519,10 +543,12 @@ def check_invariants(plan: MoviePlan) -> list[PlanIssue]:
 
 
 def normalize(plan: MoviePlan) -> MoviePlan:
-    """Sort the timeline and fill every gap with an explicit silence entry.
+    """Sort the timeline and fill every gap with an explicit silence entry; write out every
+    keyframe's cast (read from its prompt where the plan gave none: ``film/cast.py``).
 
-    The result covers exactly ``[0, runtime]``, as every downstream stage assumes.
+    The timeline covers exactly ``[0, runtime]``, as every downstream stage assumes.
     """
+    plan = fill_cast(plan)
     filled: list[DialogueEntry | SilenceEntry] = []
     clock = 0.0
     for entry in sorted(plan.dialogue_timeline, key=lambda e: e.start_time_sec):
@@ -615,8 +641,32 @@ def read_json_file(path: str | Path) -> Any:
     return decode_json(data, source=str(path))
 
 
+def read_plan_file(path: str | Path) -> Any:
+    """A plan file's document, with each ``characters[].reference_image`` that names a file beside it
+    (a path relative to the plan file) made absolute, so the run finds it wherever it is filmed from."""
+    return anchor_reference_images(read_json_file(path), Path(path).resolve().parent)
+
+
+def anchor_reference_images(document: Any, folder: Path) -> Any:
+    """The document with relative ``reference_image`` paths that exist under ``folder`` made absolute;
+    other values are left for validation and the ``character_refs`` stage to judge."""
+    plan = document.get("validated_plan") if isinstance(document, dict) and "validated_plan" in document else document
+    characters = plan.get("characters") if isinstance(plan, dict) else None
+    if not isinstance(characters, list):
+        return document
+    document = copy.deepcopy(document)
+    plan = document["validated_plan"] if "validated_plan" in document else document
+    for character in plan["characters"]:
+        value = character.get("reference_image") if isinstance(character, dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            candidate = folder / value
+            if candidate.is_file():
+                character["reference_image"] = str(candidate.resolve())
+    return document
+
+
 def load_plan_document(path: str | Path) -> PlanDocument:
-    return parse_plan_document(read_json_file(path))
+    return parse_plan_document(read_plan_file(path))
 
 
 def with_video_size(document: Any, width: int, height: int) -> Any:

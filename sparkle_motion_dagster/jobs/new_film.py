@@ -12,7 +12,7 @@ import re
 import dagster as dg
 from pydantic import Field
 
-from sparkle_motion_dagster.film.plan import PlanValidationError, read_json_file, with_video_size
+from sparkle_motion_dagster.film.plan import PlanValidationError, read_plan_file, with_video_size
 from sparkle_motion_dagster.orchestration.runner import submit_prompt_run, submit_run
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
@@ -90,7 +90,7 @@ def submit_new_film(context: dg.OpExecutionContext, config: NewFilmConfig, artif
             run_id = submit_prompt_run(store, context.instance, prompt=config.prompt, title=config.title,
                                        seed=config.seed, size=size, preview=config.preview, source="ui:new_film")
         else:
-            document = pasted_plan(config.plan_text) if config.plan_text.strip() else read_json_file(config.plan_path)
+            document = pasted_plan(config.plan_text) if config.plan_text.strip() else read_plan_file(config.plan_path)
             if size:
                 document = with_video_size(document, *size)
             run_id = submit_run(store, context.instance, document, preview=config.preview,

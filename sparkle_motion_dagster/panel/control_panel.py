@@ -242,9 +242,9 @@ class ControlPanel:
             raise ValueError("Plan URI: give a plan file path, a file:// URI or the service's URL")
         if uri.startswith(("http://", "https://", "/files/")):
             return json.loads(self.client.fetch(uri))
-        from sparkle_motion_dagster.film.plan import read_json_file
+        from sparkle_motion_dagster.film.plan import read_plan_file
 
-        return read_json_file(Path(uri.removeprefix("file://")).expanduser())
+        return read_plan_file(Path(uri.removeprefix("file://")).expanduser())
 
     async def _load_plan(self) -> None:
         document = self.read_plan_uri(self.plan_uri.value)

@@ -3,7 +3,7 @@
 With nothing set, every stage runs its embedded default (no weights). A stage
 switches to a real model when the variable of its adapter's ``switch`` field is
 set: ``SCRIPT_AGENT_MODEL`` (LLM planner), ``TTS_CHATTERBOX_PYTHON`` or
-``TTS_VITS_MODEL`` (neural speech; Chatterbox wins), ``IMAGES_SDXL_MODEL``,
+``TTS_PIPER_VOICE`` or ``TTS_VITS_MODEL`` (neural speech; Chatterbox wins, then Piper), ``IMAGES_SDXL_MODEL``,
 ``VIDEOS_WAN_MODEL``, ``WAV2LIP_CHECKPOINT``. Reading the environment imports
 no model library.
 
@@ -34,6 +34,7 @@ from sparkle_motion_dagster.resources.settings import SettingProblem, SettingsEr
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
+from sparkle_motion_dagster.resources.speech.piper import PiperSpeech
 from sparkle_motion_dagster.resources.speech.vits import VitsSpeech
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
@@ -56,12 +57,13 @@ def speech_from_env(environ: Mapping[str, str] | None = None) -> SpeechEngine | 
 
     ``TTS_CHATTERBOX_PYTHON`` (with ``TTS_CHATTERBOX_MODEL``, default the
     ``ResembleAI/chatterbox`` weights in the Hugging Face cache) selects
-    Chatterbox through its worker; else ``TTS_VITS_MODEL`` selects VITS. Setting
+    Chatterbox through its worker; else ``TTS_PIPER_VOICE`` selects Piper; else ``TTS_VITS_MODEL``
+    selects VITS. Setting
     ``TTS_CHATTERBOX_MODEL`` without ``TTS_CHATTERBOX_PYTHON`` is an error (the
     pipeline's environment cannot import chatterbox-tts).
     """
     problems: list[SettingProblem] = []
-    for engine in (ChatterboxSpeech, VitsSpeech):
+    for engine in (ChatterboxSpeech, PiperSpeech, VitsSpeech):
         try:
             chosen = engine.from_env(environ)
         except SettingsError as error:
@@ -104,7 +106,7 @@ def adapters_from_env(environ: Mapping[str, str] | None = None
 
 def configured_resources(environ: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
     """The embedded defaults, with real models wherever their environment variables point at one
-    (SCRIPT_AGENT_MODEL, TTS_CHATTERBOX_PYTHON / TTS_VITS_MODEL, IMAGES_SDXL_MODEL,
+    (SCRIPT_AGENT_MODEL, TTS_CHATTERBOX_PYTHON / TTS_PIPER_VOICE / TTS_VITS_MODEL, IMAGES_SDXL_MODEL,
     VIDEOS_WAN_MODEL, WAV2LIP_CHECKPOINT). Reading the environment imports no model library;
     bad values raise one :class:`SettingsError` naming every bad variable of every adapter."""
     adapters, problems = adapters_from_env(environ)
@@ -116,13 +118,13 @@ def configured_resources(environ: Mapping[str, str] | None = None) -> dict[str, 
 # resource key -> why the embedded default runs, for the doctor
 EMBEDDED_WHY = {
     "planner": "SCRIPT_AGENT_MODEL is not set: embedded deterministic template planner (not a language model)",
-    "speech": "TTS_CHATTERBOX_PYTHON and TTS_VITS_MODEL are not set: embedded espeak-ng speech (GPL-3)",
+    "speech": "TTS_CHATTERBOX_PYTHON, TTS_PIPER_VOICE and TTS_VITS_MODEL are not set: embedded espeak-ng speech (GPL-3)",
     "keyframes": "IMAGES_SDXL_MODEL is not set: embedded storyboard keyframes (not an image model)",
     "clips": "VIDEOS_WAN_MODEL is not set: embedded animatic (plans declaring wan-2.1 need --preview)",
     "lipsync": "WAV2LIP_CHECKPOINT is not set: embedded passthrough (muxes the dialogue, mouths unchanged)",
 }
 # The adapter classes the environment configures, and the stage of each.
-ADAPTER_CLASSES = {LlmPlanner: "planner", ChatterboxSpeech: "speech", VitsSpeech: "speech",
+ADAPTER_CLASSES = {LlmPlanner: "planner", ChatterboxSpeech: "speech", PiperSpeech: "speech", VitsSpeech: "speech",
                    SdxlKeyframes: "keyframes", WanClips: "clips", Wav2LipLipsync: "lipsync"}
 
 

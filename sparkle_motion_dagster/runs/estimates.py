@@ -40,8 +40,9 @@ RECENT = 20  # measurements per stage an estimate fits at most (the newest)
 OVERHEAD_RECENT = 5
 # stage -> (its unit of work, whether its cost grows with the frame's pixels), from the stage table
 UNITS: dict[str, tuple[str, bool]] = {s.key: (s.work_unit, s.cost_grows_with_pixels) for s in stages.STAGES}
-# resource key -> the stage it serves
-RESOURCE_STAGES = {s.resource: s.key for s in stages.STAGES}
+# resource key -> the stages it serves (the keyframe model draws portraits and keyframes)
+RESOURCE_STAGES = {resource: [s.key for s in stages.STAGES if s.resource == resource]
+                   for resource in dict.fromkeys(s.resource for s in stages.STAGES if s.resource)}
 EMBEDDED_DEFAULTS = {"video_raw_concat": "ffmpeg-concat-copy"}
 # What to set when a model's estimated peak memory does not fit, per backend.
 FITTING_PRESETS = {
@@ -64,6 +65,7 @@ def plan_units(plan) -> dict[str, float]:
         "run": 1,
         "second of speech": round(sum(entry.duration_sec for _, entry in plan.dialogue_lines()), 6),
         "keyframe": len(plan.base_images),
+        "character": sum(1 for c in plan.characters if not c.reference_image),
         "frame": frames,
         "second of film": plan.runtime_sec,
     }
@@ -78,16 +80,16 @@ def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {stage: {"backend": backend, "device": "cpu", "settings": {}}
                                         for stage, backend in EMBEDDED_DEFAULTS.items()}
     for key, resource in resources.items():
-        stage = RESOURCE_STAGES.get(key)
-        if stage is None or resource is None:
+        if resource is None or key not in RESOURCE_STAGES:
             continue
         described = model_provenance(resource)
         settings = described.get("settings") or {}
-        found[stage] = {"backend": described["backend"], "device": described.get("device") or "cpu",
-                        "steps": settings.get("steps"), "settings": settings}
-        if described["backend"] == "wan-2.1":
-            with contextlib.suppress(Exception):
-                found[stage]["continuity_mode"] = resource.runtime()["continuity_mode"]
+        for stage in RESOURCE_STAGES[key]:
+            found[stage] = {"backend": described["backend"], "device": described.get("device") or "cpu",
+                            "steps": settings.get("steps"), "settings": settings}
+            if described["backend"] == "wan-2.1":
+                with contextlib.suppress(Exception):
+                    found[stage]["continuity_mode"] = resource.runtime()["continuity_mode"]
     return found
 
 

@@ -1,7 +1,7 @@
 """Per-run render overrides: the seeds a person chose when regenerating a shot.
 
-``runs/<run_id>/overrides/overrides.json`` maps base image ids and shot ids to
-their seed. The rendering stages fold these into each item's fingerprint, so
+``runs/<run_id>/overrides/overrides.json`` maps base image ids, shot ids and
+character ids (their reference portraits) to their seed. The rendering stages fold these into each item's fingerprint, so
 changing one shot's seed re-renders that shot and nothing else.
 """
 
@@ -12,17 +12,18 @@ import json
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
 
 
+KINDS = ("base_images", "shots", "characters")
+
+
 def read_overrides(store: ArtifactStore, run_id: str) -> dict:
     path = store.path(run_id, "overrides", "overrides.json")
-    if not path.exists():
-        return {"base_images": {}, "shots": {}}
-    data = json.loads(path.read_text())
-    return {"base_images": data.get("base_images", {}), "shots": data.get("shots", {})}
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return {kind: data.get(kind, {}) for kind in KINDS}
 
 
 def set_seed(store: ArtifactStore, run_id: str, kind: str, item_id: str, seed: int) -> dict:
-    if kind not in ("base_images", "shots"):
-        raise ValueError(f"kind must be base_images or shots, got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     data = read_overrides(store, run_id)
     data[kind][item_id] = {"seed": int(seed)}
     atomic_write_json(store.path(run_id, "overrides", "overrides.json"), data)

@@ -72,3 +72,33 @@ def plan_regeneration(store: ArtifactStore, run_id: str, shot_id: str, *, what: 
         seeds[item_id] = new
         taken.add(new)
     return {"shot_id": shot_id, "what": what, "seeds": seeds, "stages": downstream(stage)}
+
+
+def plan_character_regeneration(store: ArtifactStore, run_id: str, character_id: str, *, seed: int | None) -> dict:
+    """Record a new seed for a character's drawn portrait and say which stages must run.
+
+    The portrait is drawn again; the keyframes the character is in see a new portrait and are
+    drawn again, the clips between them follow, and every other file is reused as it is.
+    A portrait copied from the plan's ``reference_image`` does not depend on a seed: it stays."""
+    plan = load_run_plan(store, run_id)
+    character = next((c for c in plan.characters if c.id == character_id), None)
+    if character is None:
+        known = ", ".join(c.id for c in plan.characters) or "none"
+        raise ValueError(f"--character: {character_id!r} is not a character of {run_id}; characters: {known}")
+    from sparkle_motion_dagster.film.characters import MANIFEST, portrait_seed
+
+    manifest = stage_file(store, run_id, "character_refs", MANIFEST)
+    if not manifest.exists():
+        raise ValueError(f"{run_id} has no character portraits yet; film it first (sparkle-motion resume {run_id})")
+    current = seed_override(read_overrides(store, run_id), "characters", character_id)
+    if current is None:
+        entry = next((e for e in read_stage_json(store, run_id, "character_refs", MANIFEST)["characters"]
+                      if e["character_id"] == character_id), {})
+        current = entry.get("seed") if entry.get("seed") is not None else portrait_seed(plan, character_id)
+    new = seed if seed is not None else current + 1
+    set_seed(store, run_id, "characters", character_id, new)
+    keyframes = [image.id for image in plan.base_images if character_id in (image.characters or [])]
+    note = (f"{character_id}'s portrait is the plan's reference_image: it does not change, and neither does "
+            "anything drawn from it" if character.reference_image else "")
+    return {"character_id": character_id, "seeds": {character_id: new}, "keyframes": keyframes,
+            "stages": downstream("character_refs"), "note": note}

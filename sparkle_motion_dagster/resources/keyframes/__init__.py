@@ -6,10 +6,21 @@ The interface is here; each renderer has its own module: ``storyboard.py``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import dagster as dg
 from PIL import Image
+
+
+@dataclass(frozen=True)
+class CharacterReference:
+    """A character's reference portrait, as a keyframe that shows the character is conditioned on."""
+
+    character_id: str
+    name: str
+    image: Image.Image
+    sha256: str
 
 
 class KeyframeRenderer(dg.ConfigurableResource):
@@ -31,8 +42,20 @@ class KeyframeRenderer(dg.ConfigurableResource):
         applied; renderers without such settings return themselves."""
         return self
 
-    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str) -> Image.Image:
+    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str,
+               references: tuple[CharacterReference, ...] = ()) -> Image.Image:
+        """One keyframe; ``references`` are the portraits of the characters in it (none: none are)."""
         raise NotImplementedError
+
+    def reference_settings(self) -> dict[str, Any]:
+        """What conditions a keyframe on its characters' portraits (an adapter's weights and scale),
+        for the fingerprint and provenance of keyframes that have characters."""
+        return {}
+
+    def render_portrait(self, *, name: str, description: str, style: str, seed: int, size: int) -> Image.Image:
+        """A reference portrait of a character from its description and the film's style."""
+        prompt = f"Portrait of {name}, {description or 'a character'}, facing the camera, neutral background. {style}"
+        return self.render(prompt.strip(), seed=seed, width=size, height=size, label="")
 
     def provenance(self) -> dict[str, Any]:
         """What made a file, for its provenance record: backend and settings; for a real model also

@@ -23,6 +23,13 @@ Configuration
     IMAGES_SDXL_CPU_OFFLOAD       1 = move each sub-model to the GPU only while it runs
     IMAGES_SDXL_VAE_TILING        1 = decode in tiles (less memory for big images)
     IMAGES_SDXL_MAX_PIXELS        generation area cap (1024*1024, SDXL's training size)
+    IMAGES_SDXL_IP_ADAPTER        IP-Adapter weights (folder or repo id, e.g. h94/IP-Adapter):
+                                  keyframes follow their characters' portraits
+    IMAGES_SDXL_IP_ADAPTER_SUBFOLDER  its subfolder (sdxl_models)
+    IMAGES_SDXL_IP_ADAPTER_WEIGHT     its weight file (ip-adapter_sdxl.safetensors)
+    IMAGES_SDXL_IMAGE_ENCODER     the CLIP image encoder's folder, inside the subfolder or a
+                                  path under the adapter's root (image_encoder)
+    IMAGES_SDXL_IP_ADAPTER_SCALE  how strongly portraits condition a keyframe (0.6)
     ============================  ==================================================
 
     The model is resolved by ``from_pretrained``: an existing folder is read as
@@ -46,13 +53,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
 from PIL import Image
 
 from sparkle_motion_dagster.resources import memory_plan, model_support
-from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer, ip_adapter
+from sparkle_motion_dagster.resources.keyframes.ip_adapter import IpAdapterSettings
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
 
@@ -95,6 +103,24 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     cpu_offload: bool = env_field("IMAGES_SDXL_CPU_OFFLOAD", False)
     vae_tiling: bool = env_field("IMAGES_SDXL_VAE_TILING", False)
     max_pixels: int = env_field("IMAGES_SDXL_MAX_PIXELS", 1024 * 1024, ge=64 * 64)
+    ip_adapter: str = env_field("IMAGES_SDXL_IP_ADAPTER", "")
+    ip_adapter_subfolder: str = env_field("IMAGES_SDXL_IP_ADAPTER_SUBFOLDER", "sdxl_models")
+    ip_adapter_weight: str = env_field("IMAGES_SDXL_IP_ADAPTER_WEIGHT", "ip-adapter_sdxl.safetensors",
+                                       pattern=NOT_BLANK, expected="must name the adapter's weight file")
+    image_encoder: str = env_field("IMAGES_SDXL_IMAGE_ENCODER", "image_encoder", pattern=NOT_BLANK,
+                                   expected="must name the image encoder's folder")
+    ip_adapter_scale: float = env_field("IMAGES_SDXL_IP_ADAPTER_SCALE", 0.6, ge=0, le=2)
+
+    def ip_adapter_settings(self) -> IpAdapterSettings | None:
+        """The IP-Adapter keyframes with characters are conditioned through, or None when unset."""
+        if not self.ip_adapter.strip():
+            return None
+        return IpAdapterSettings(self.ip_adapter.strip(), self.ip_adapter_subfolder, self.ip_adapter_weight,
+                                 self.image_encoder, self.ip_adapter_scale)
+
+    def reference_settings(self) -> dict[str, Any]:
+        settings = self.ip_adapter_settings()
+        return {} if settings is None else settings.describe()
 
     def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
         """The same model with a run's steps, guidance, scheduler or negative prompt (checked)."""
@@ -136,8 +162,10 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
 
     # ------------------------------------------------------------------ rendering
 
-    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str = "") -> Image.Image:
-        """One keyframe of exactly ``width`` x ``height`` for ``prompt`` and ``seed`` (``label`` is unused)."""
+    def render(self, prompt: str, *, seed: int, width: int, height: int, label: str = "",
+               references: tuple[CharacterReference, ...] = ()) -> Image.Image:
+        """One keyframe of exactly ``width`` x ``height`` for ``prompt`` and ``seed`` (``label`` is unused),
+        conditioned on the portraits in ``references`` through the IP-Adapter (see ``ip_adapter.py``)."""
         runtime = self.runtime()
         import torch
 
@@ -149,7 +177,9 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
                 pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
                 memory_plan.set_vae_tiling(pipe.vae, self.vae_tiling or (plan is not None and plan.vae_tiling))
                 generator = torch.Generator(device="cpu").manual_seed(int(seed))
+                conditioning = ip_adapter.condition(pipe, _MODEL.value.state, self.ip_adapter_settings(), references)
                 return pipe(
+                    **conditioning,
                     prompt=prompt,
                     negative_prompt=self.negative_prompt or None,
                     num_inference_steps=self.steps,
@@ -232,6 +262,8 @@ def resolve_model_source(model: str) -> str:
 class _Loaded:
     pipe: Any
     scheduler_config: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+    """What was loaded into the pipeline since (the IP-Adapter)."""
 
 
 _MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()

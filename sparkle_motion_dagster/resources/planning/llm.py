@@ -133,9 +133,12 @@ EXAMPLE_PLAN: dict[str, Any] = {
          "voice_profile": {"style": "calm", "language": "en-US", "gender": "female"}},
     ],
     "base_images": [
-        {"id": "frame_000", "prompt": "Wide shot of a neon rooftop at night, rain", "metadata": {"seed": 101}},
-        {"id": "frame_001", "prompt": "Ava at the railing, city lights behind her", "metadata": {"seed": 102}},
-        {"id": "frame_002", "prompt": "Closeup of Ava smiling at sunrise", "metadata": {"seed": 103}},
+        {"id": "frame_000", "prompt": "Wide shot of a neon rooftop at night, rain", "metadata": {"seed": 101},
+         "characters": []},
+        {"id": "frame_001", "prompt": "Ava at the railing, city lights behind her", "metadata": {"seed": 102},
+         "characters": ["ava"]},
+        {"id": "frame_002", "prompt": "Closeup of Ava smiling at sunrise", "metadata": {"seed": 103},
+         "characters": ["ava"]},
     ],
     "shots": [
         {"id": "shot_001", "duration_sec": 5.0, "setting": "Neon rooftop", "visual_description": "Establishing view",
@@ -193,8 +196,8 @@ Reply with one JSON object that matches the MoviePlan JSON Schema below. Output 
 Rules the schema cannot express (a plan that breaks one is rejected):
 1. title: exactly the requested title.
 2. shots: N shots (usually 3 to 6), each duration_sec between 3 and 10 seconds. The film's runtime is the sum of all shots' duration_sec.
-3. base_images: exactly N+1 keyframes, one more than the shots. Shot i (counting from 0) runs from base image i to base image i+1: shots[i].start_base_image_id == base_images[i].id and shots[i].end_base_image_id == base_images[i+1].id, so consecutive shots share a keyframe. Each base image prompt describes that single frame for an image model (subject, framing, lighting); metadata.seed is an optional integer.
-4. characters: every speaker, with a voice_profile (style such as "calm", language as a BCP 47 tag such as "en-US", gender "female", "male" or "neutral").
+3. base_images: exactly N+1 keyframes, one more than the shots. Shot i (counting from 0) runs from base image i to base image i+1: shots[i].start_base_image_id == base_images[i].id and shots[i].end_base_image_id == base_images[i+1].id, so consecutive shots share a keyframe. Each base image prompt describes that single frame for an image model (subject, framing, lighting); metadata.seed is an optional integer; characters lists the ids of the characters visible in the frame ([] for none), so each is drawn from its reference portrait.
+4. characters: every speaker and everyone seen, each with a description of how they look (it draws their reference portrait) and a voice_profile (style such as "calm", language as a BCP 47 tag such as "en-US", gender "female", "male" or "neutral").
 5. dialogue_timeline: one clock for the whole film, in seconds from the start of the first shot. Each entry is {{"type":"dialogue","character_id","text","start_time_sec","duration_sec"}} with the id of a declared character, or {{"type":"silence","start_time_sec","duration_sec"}}. Entries must not overlap, and every entry must end (start_time_sec + duration_sec) by the runtime. {line_length_rule(speech)} Gaps may be left out: they become silence.
 6. render_profile.video.model_id is required. Use "{default_video_model}" unless the request asks for a particular video model (for example "wan-2.1"). max_fps is 24 unless asked otherwise.
 7. Every id (characters, base_images, shots) becomes a file name: 1 to 128 letters, digits, "_", "-" or "." with no "..". Use ids like "ava", "frame_000", "shot_001". Ids are unique within their list.

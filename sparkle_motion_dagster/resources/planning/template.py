@@ -24,11 +24,12 @@ SHOT_TEMPLATES = [
     ("Two-shot", "{a} and {b} face each other as the moment turns", "Gentle handheld drift toward the pair", 7.0, True),
     ("Closeup", "Closeup as {b} answers", "Slow dolly in on the speaker", 6.0, True),
 ]
+# Each keyframe's prompt and who is in it ("a", "b": the two characters).
 KEYFRAME_TEMPLATES = [
-    "{prompt}, establishing wide shot, cinematic lighting",
-    "{a} and {b} in frame, {prompt}, medium shot",
-    "Closeup of {b}, {prompt}, shallow depth of field",
-    "Final frame, {prompt}, lingering wide shot",
+    ("{prompt}, establishing wide shot, cinematic lighting", ()),
+    ("{a} and {b} in frame, {prompt}, medium shot", ("a", "b")),
+    ("Closeup of {b}, {prompt}, shallow depth of field", ("b",)),
+    ("Final frame, {prompt}, lingering wide shot", ("a", "b")),
 ]
 # Dialogue built from the prompt and the characters: {story} is the prompt's first sentence (at most
 # 14 words), {one} and {two} words from it (see _story_words), {title} the film's title, {a} and {b}
@@ -87,8 +88,9 @@ def template_plan(prompt: str, title: str, seed: int = 0, speech: SpeechTiming |
     ]
     fill = {"prompt": prompt.strip().rstrip("."), **names}
     base_images = [
-        {"id": f"frame_{i:03d}", "prompt": t.format(**fill), "metadata": {"seed": (base + i) % 2**31}}
-        for i, t in enumerate(KEYFRAME_TEMPLATES)
+        {"id": f"frame_{i:03d}", "prompt": t.format(**fill), "metadata": {"seed": (base + i) % 2**31},
+         "characters": [names[k].lower() for k in cast]}
+        for i, (t, cast) in enumerate(KEYFRAME_TEMPLATES)
     ]
     shots = [
         {"id": f"shot_{i + 1:03d}", "duration_sec": duration, "setting": f"{setting}: {fill['prompt']}",

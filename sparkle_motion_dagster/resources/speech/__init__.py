@@ -5,11 +5,14 @@ environment by ``resources/selection.py``) has its own module:
 
 * ``EspeakSpeech`` (``espeak.py``): espeak-ng through ctypes, in process, no
   weights. The default, when neither variable below is set.
+* ``PiperSpeech`` (``piper.py``): Piper voices through onnxruntime, in
+  process, on any CPU (the ``voices`` extra ships ``en_US-joe-medium``).
+  Selected by ``TTS_PIPER_VOICE``; wins over VITS.
 * ``VitsSpeech`` (``vits.py``): transformers ``VitsModel`` (MMS-TTS), in
   process. Selected by ``TTS_VITS_MODEL``.
 * ``ChatterboxSpeech`` (``chatterbox.py``): Chatterbox in a long-lived worker
   (``worker/speech_worker.py``) under another environment's Python. Selected
-  by ``TTS_CHATTERBOX_PYTHON``; wins over VITS.
+  by ``TTS_CHATTERBOX_PYTHON``; wins over the others.
 
 Every engine returns a :class:`SpeechResult` whose ``visemes`` is the line's
 viseme stream (see ``visemes.py``): from the synthesis events for espeak-ng,
