@@ -95,7 +95,8 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             wanted = set(group)
             results = render_items([i for i in done.items if i.id in wanted], done.render, force=config.force,
-                                   workers=done.workers, on_ready=done.publish, before_render=stage.check_stop)
+                                   workers=done.workers, on_ready=done.publish, before_render=stage.check_stop,
+                                   on_problem=context.log.warning)
             rendered = [r.item.id for r in results if r.rendered]
             context.log.info(f"{key} {', '.join(group)}: {len(rendered)} rendered, "
                              f"{len(results) - len(rendered)} reused")
