@@ -181,3 +181,76 @@ def test_an_unchanged_file_is_not_hashed_again(tmp_path, monkeypatch):
 
     item.write_bytes(b"framez")  # same size, new bytes: hashed again
     assert integrity.file_record(item)["sha256"] != first["sha256"] and hashed == ["shot_001.mp4"] * 2
+
+
+# ---------------------------------------------------------------------- approval binds to what was seen
+
+
+def test_an_approval_binds_to_the_video_the_reviewer_watched(film):
+    from sparkle_motion_dagster.runs import control
+
+    current = sha256(film.final)
+    stale = hashlib.sha256(b"the final before a regenerate").hexdigest()
+    refused = sparkle("review", film.run_id, "--approve", "--reviewer", "ana", "--sha256", stale)
+    print(refused.stdout, refused.stderr)
+    assert refused.code == 2
+    assert refused.stdout.splitlines()[0] == f"finalize/video_final.mp4 sha256 {current}"
+    assert (f"error: {film.run_id}: refused: the video you watched (sha256 {stale[:16]}…) is not the current "
+            f"finalize/video_final.mp4 (sha256 {current[:16]}…)") in refused.stderr
+
+    # While something films the run again (its marker, as a filming process leaves it), no approval binds.
+    control.mark_active(film.store, film.run_id)
+    try:
+        refilming = sparkle("review", film.run_id, "--approve", "--reviewer", "ana")
+    finally:
+        control.clear_active(film.store, film.run_id)
+    print(refilming.stdout, refilming.stderr)
+    assert refilming.code == 2
+    assert f"{film.run_id}: refused: the film is being made again (running)" in refilming.stderr
+    assert "review:    pending" in sparkle("status", film.run_id).stdout
+
+    approved = sparkle("review", film.run_id, "--approve", "--reviewer", "ana", "--sha256", current)
+    print(approved.stdout)
+    assert approved.code == 0, approved.stderr
+    assert f"{film.run_id}: approved by ana" in approved.stdout and f"of sha256 {current}" in approved.stdout
+    assert "ready to share" in approved.stdout.splitlines()
+
+
+# ---------------------------------------------------------------------- evacuation is honest
+
+
+def test_evacuating_a_film_being_made_is_refused_or_recorded_incomplete(film, tmp_path):
+    from sparkle_motion_dagster.runs import control
+    from sparkle_motion_dagster.runs.events import read_events
+
+    # A second film of the plan, paused before its final cut.
+    plan = small_plan(tmp_path, shots=SHOTS, seconds=SECONDS, fps=FPS)
+    run_id = sparkle("submit", "--plan", plan).run_id
+    made = film_run(defs, film.instance, run_id, store=film.store,
+                    stages=["movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat"])
+    assert made.success, made.error
+    control.set_state(film.store, run_id, "paused")
+    dest = tmp_path / "drive"
+
+    refused = sparkle("evacuate", run_id, "--to", dest)
+    print(refused.stderr)
+    assert refused.code == 2
+    assert (f"error: refused: {run_id} is paused (stages missing: video_final); evacuate once filming has ended, "
+            "or pass --allow-incomplete") in refused.stderr
+    assert not (dest / "runs" / run_id).exists()
+
+    copied = sparkle("evacuate", run_id, "--allow-incomplete", "--to", dest)
+    print(copied.stdout)
+    assert copied.code == 0, copied.stderr
+    assert f"-> {dest / 'runs' / run_id} (incomplete: missing video_final; it was paused)" in copied.stdout
+    assert f"evacuated 1 run(s) to {dest}, 1 of them incomplete ({run_id})" in copied.stdout
+    assert not (dest / "runs" / run_id / "finalize").exists()
+    last = read_events(film.store.root, run_id, "filesystem_artifacts.evacuate")[-1]["payload"]
+    assert (last["status"], last["missing_stages"], last["filming"]) == ("incomplete", ["video_final"], "paused")
+
+    # The finished film is completed, and says nothing is missing.
+    whole = sparkle("evacuate", film.run_id, "--to", dest)
+    assert whole.code == 0, whole.stderr
+    assert "incomplete" not in whole.stdout
+    assert read_events(film.store.root, film.run_id, "filesystem_artifacts.evacuate")[-1]["payload"]["status"] == \
+        "completed"
