@@ -113,6 +113,10 @@ def test_a_truncated_final_is_not_complete_and_resume_repairs_it(film):
 
     status = sparkle("status", film.run_id)
     assert "status:    failed" in status.stdout and "finalize/video_final.mp4 (size 2000 bytes" in status.stdout
+    refused = sparkle("review", film.run_id, "--approve", "--reviewer", "ana")
+    print(refused.stderr)
+    assert refused.code == 2 and (f"{film.run_id}: refused: finalize/video_final.mp4 is not the file that was made "
+                                  "(size 2000 bytes differs from record") in refused.stderr
     resume = sparkle("resume", film.run_id)
     print(resume.stdout)
     assert resume.code == 0, resume.stderr
@@ -130,6 +134,16 @@ def test_a_deleted_clip_is_rendered_again_by_resume(film):
     assert_whole(film)
     again = sparkle("resume", film.run_id)
     assert f"{film.run_id} is complete (every file matches its record); nothing to do" in again.stdout
+
+    # The clip and its record both gone: the manifest still lists it, and rerun makes it first.
+    (film.clips / "shot_001.mp4").unlink()
+    integrity.sidecar_path(film.clips / "shot_001.mp4").unlink()
+    rerun = sparkle("rerun", film.run_id, "--from", "video_raw_concat")
+    print(rerun.stdout)
+    assert rerun.code == 0, rerun.stderr
+    assert ("first making again what video_raw_concat needs: video_clips (video_clips/shot_001.mp4 (missing))"
+            in rerun.stdout)
+    assert_whole(film)
 
 
 def test_the_master_is_checked_before_it_is_published(film):

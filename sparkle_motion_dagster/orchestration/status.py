@@ -404,7 +404,8 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
             known = (cataloged or {}).get(stage["name"])
             stage["artifacts"] = known if known else _stage_files(store, run_id, stage["name"])
     has_files = store.run_dir(run_id).is_dir()
-    damaged = _mark_damaged(store, run_id, stages) if has_files else ""
+    # While a Dagster run is active a file may be between its rename and its record: judge files once idle.
+    damaged = _mark_damaged(store, run_id, stages) if has_files and not active_ids else ""
     done = sum(stage["status"] == "succeeded" for stage in stages)
     control = read_state(store, run_id).get("state", "running") if has_files else "running"
     status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),

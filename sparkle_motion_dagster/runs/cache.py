@@ -27,11 +27,6 @@ def fingerprint(inputs: dict[str, Any]) -> str:
 sidecar_path = integrity.sidecar_path
 
 
-def reusable(output: Path, expected: str) -> dict[str, Any] | None:
-    """The recorded metadata when ``output`` can be reused as is, else None."""
-    return check(output, expected)[0]
-
-
 def check(output: Path, expected: str) -> tuple[dict[str, Any] | None, str | None]:
     """``(record, None)`` when ``output`` can be reused as is; else ``(None, why)``, where ``why``
     says what is wrong with a file that was made before (missing, damaged, swapped) and is None

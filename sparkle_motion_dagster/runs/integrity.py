@@ -96,18 +96,20 @@ def output_problem(output: Path) -> str | None:
     """Why ``output`` is not the file its sidecar recorded; None when it is, or when it has no
     record (a file written before records were kept: nothing to compare)."""
     record = read_sidecar(output)
-    if record is None or FILE_KEY not in record:
-        return "missing" if not output.exists() and record is not None else None
-    return problem(output, record[FILE_KEY])
+    return problem(output, record[FILE_KEY]) if record is not None and FILE_KEY in record else None
 
 
 def damaged_files(store: ArtifactStore, run_id: str) -> dict[str, dict[str, str]]:
     """Per stage (asset key), every recorded file of the run that no longer matches its record:
-    ``{"video_clips": {"shot_002.mp4": "sha256 differs from record"}}``. A file whose sidecar
-    carries no file record is not judged here (its stage checks it when it reuses it)."""
+    ``{"video_clips": {"shot_002.mp4": "sha256 differs from record"}}``, and every file a stage's
+    manifest lists that is gone (with its sidecar or not). A file whose sidecar carries no file
+    record is not judged here (its stage checks it when it reuses it)."""
     found: dict[str, dict[str, str]] = {}
     for row in stages.STAGES:
-        meta = store.run_dir(run_id) / row.folder / ".meta"
+        folder = store.run_dir(run_id) / row.folder
+        for name in _listed_missing(folder, row.outputs):
+            found.setdefault(row.key, {})[name] = "missing"
+        meta = folder / ".meta"
         if not meta.is_dir():
             continue
         for sidecar in sorted(meta.glob("*.json")):
@@ -124,6 +126,34 @@ def damaged_files(store: ArtifactStore, run_id: str) -> dict[str, dict[str, str]
             if reason:
                 found.setdefault(row.key, {})[output.name] = reason
     return found
+
+
+def _listed_missing(folder: Path, outputs: tuple[str, ...]) -> list[str]:
+    """Files of ``folder`` that its JSON outputs (manifests) list by path but that do not exist."""
+    missing = []
+    for output in outputs:
+        if not output.endswith(".json"):
+            continue
+        try:
+            document = json.loads((folder / output).read_text())
+        except (OSError, ValueError):
+            continue
+        for text in _strings(document):
+            path = Path(text)
+            if path.is_absolute() and path.parent == folder and not path.exists():
+                missing.append(path.name)
+    return sorted(set(missing))
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def describe(damaged: dict[str, dict[str, str]]) -> str:
