@@ -67,7 +67,8 @@ def test_a_half_overwritten_clip_is_rendered_again_by_rerun_from_the_master(film
     overwrite_second_half(film.clips / "shot_002.mp4")
 
     status = sparkle("status", film.run_id)
-    assert "failed (not the files that were made: video_clips/shot_002.mp4 (sha256 differs from record)" in status.stdout
+    assert ("failed (not the files that were made: video_clips/shot_002.mp4 (sha256 differs from record)"
+            in status.stdout)
 
     rerun = sparkle("rerun", film.run_id, "--from", "video_raw_concat")
     print(rerun.stdout)
@@ -168,17 +169,18 @@ def test_the_master_is_checked_before_it_is_published(film):
 
 
 def test_a_final_whose_audio_is_short_is_refused(film, tmp_path):
+    import numpy as np
+
     from sparkle_motion_dagster.media.ffmpeg import mux_audio
     from sparkle_motion_dagster.media.verify import DamagedOutputError, check_video
     from sparkle_motion_dagster.media.wav import wav_bytes
-
-    import numpy as np
 
     short = tmp_path / "short.wav"
     short.write_bytes(wav_bytes(np.zeros(24000, dtype=np.float32), 48000))  # half a second
     made = tmp_path / "final.mp4"
     mux_audio(film.run / "assembly" / "video_raw_concat.mp4", short, made)
-    with pytest.raises(DamagedOutputError, match=r"final.mp4: not published: its audio lasts 0\.5\d* s, the film 2\.000 s"):
+    with pytest.raises(DamagedOutputError,
+                       match=r"final.mp4: not published: its audio lasts 0\.5\d* s, the film 2\.000 s"):
         check_video(made, what="final.mp4", frames=FILM_FRAMES, fps=FPS, audio=True)
     assert check_video(film.final, what="final", frames=FILM_FRAMES, fps=FPS, audio=True)["duration_s"] == 2.0
 

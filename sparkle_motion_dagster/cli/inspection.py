@@ -205,15 +205,18 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
     filmed again, is refused.
     """
     exactly_one(approve=approve, reject=reject, skip=skip)
-    from sparkle_motion_dagster.runs.review import final_video_sha256, record_review, review_state
+    from sparkle_motion_dagster.orchestration.status import film_status
+    from sparkle_motion_dagster.runs.review import filming_again, final_video_sha256, record_review, review_state
 
     decision = "approve" if approve else "reject" if reject else "skip"
     store = open_store()
     run_id = run_with_files(store, run_id)
     instance, _ = open_instance_and_store()
-    refilming = _filming_again(instance, store, run_id)
+    film = film_status(instance, store, run_id, log_lines=0, artifacts=False)["status"]
+    refilming = filming_again(store, run_id, film)
     current = final_video_sha256(store, run_id)
-    click.echo(f"finalize/video_final.mp4 sha256 {current}" + (f" (being filmed again: {refilming})" if refilming else ""))
+    again = f" (being filmed again: {refilming})" if refilming else ""
+    click.echo(f"finalize/video_final.mp4 sha256 {current}{again}")
     record = record_review(store, run_id, decision, reviewer, notes or "", list(attach),
                            sha256=seen_sha256 or (None if refilming else current), refilming=refilming)
     click.echo(f"{run_id}: {record['status']} by {record['reviewer']} (review {record['review_id']}) "
@@ -228,17 +231,6 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
     passed = run_review_gate(defs, instance, run_id)
     click.echo(f"review gate (asset check approved_by_reviewer): {'passed' if passed else 'failed'}")
     return 0
-
-
-def _filming_again(instance, store, run_id: str) -> str | None:
-    """What is filming the run now (its status: queued, running, paused), or None."""
-    from sparkle_motion_dagster.orchestration.status import film_status
-    from sparkle_motion_dagster.runs import control
-
-    status = film_status(instance, store, run_id, log_lines=0, artifacts=False)["status"]
-    if status in ("queued", "running", "paused"):
-        return status
-    return "running" if control.is_running(store, run_id) else None
 
 
 COMMANDS = (artifacts, status, runs, events, review)

@@ -442,7 +442,8 @@ def _mark_damaged(store: ArtifactStore, run_id: str, stages: list[dict]) -> str:
     for stage in stages:
         if stage["asset"] in damaged and stage["status"] == "succeeded":
             stage["status"] = "failed"
-            stage["error"] = f"not the file that was made: {integrity.describe({stage['asset']: damaged[stage['asset']]})}"
+            files = integrity.describe({stage["asset"]: damaged[stage["asset"]]})
+            stage["error"] = f"not the file that was made: {files}"
     return integrity.describe(damaged)
 
 

@@ -69,6 +69,20 @@ class ReviewRefusedError(ValueError):
     being filmed again, or the final is not the file that was made."""
 
 
+FILMING = ("queued", "running", "paused")
+
+
+def filming_again(store: ArtifactStore, run_id: str, film_status: str | None) -> str | None:
+    """What is filming the run now, if anything: its status (``film_status``, from the Dagster
+    instance) when that is queued, running or paused, else ``running`` while a process marks
+    itself as filming it (``runs/control.py``); None when nothing is."""
+    from sparkle_motion_dagster.runs import control
+
+    if film_status in FILMING:
+        return film_status
+    return "running" if control.is_running(store, run_id) else None
+
+
 def final_video_sha256(store: ArtifactStore, run_id: str) -> str:
     """The sha256 of the run's current final video (what a review of it binds to)."""
     final = final_video_path(store, run_id)

@@ -125,6 +125,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         from sparkle_motion_dagster.runs.review import (
             NothingToReviewError,
             ReviewRefusedError,
+            filming_again,
             record_review,
             review_state,
         )
@@ -133,10 +134,9 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         if body.decision == "approve" and body.sha256 is None:
             raise HTTPException(status_code=422, detail="sha256: the sha256 of the final video the reviewer watched "
                                                         "is required to approve it")
-        film = status_of(run_id)["status"]
         try:
             record = record_review(store, run_id, body.decision, body.reviewer, body.notes, sha256=body.sha256,
-                                   refilming=film if film in ACTIVE else None)
+                                   refilming=filming_again(store, run_id, status_of(run_id)["status"]))
         except (NothingToReviewError, ReviewRefusedError) as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         except ValueError as exc:
