@@ -168,6 +168,27 @@ def test_the_master_is_checked_before_it_is_published(film):
     assert_whole(film)
 
 
+def test_a_short_clip_is_cataloged_at_its_real_length_and_no_master_is_made_from_it(film, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sparkle_motion_dagster.runs.catalog import Catalog
+
+    # A clip model that hands back half the frames it was asked for.
+    renderer = type(defs.resources["clips"])
+    original = renderer.render
+    monkeypatch.setattr(renderer, "render", lambda self, request, out: original(
+        self, replace(request, frames=request.frames // 2), out))
+    run_id = sparkle("submit", "--plan", small_plan(tmp_path, shots=SHOTS, seconds=SECONDS, fps=FPS)).run_id
+    result = film_run(defs, film.instance, run_id, store=film.store)
+    assert not result.success
+    assert "video_raw_concat.mp4: not published: 12 frames decode, the plan has 24" in result.error
+    assert "at fault: shot_001.mp4 (6 frames decode, the plan has 12" in result.error
+    assert not (film.store.run_dir(run_id) / "assembly" / "video_raw_concat.mp4").exists()
+    # The catalog has each clip's length as measured from the file, not the plan's 1.0 s.
+    clips = [row for row in Catalog(film.store.root).artifacts(run_id, "video_clips") if row["shot_id"]]
+    assert sorted(row["duration_s"] for row in clips) == [0.5, 0.5]
+
+
 def test_a_final_whose_audio_is_short_is_refused(film, tmp_path):
     import numpy as np
 
