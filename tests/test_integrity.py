@@ -17,6 +17,7 @@ from film_checks import audio_seconds, frame_md5s, identity, latest_metadata, sm
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run
 from sparkle_motion_dagster.runs import integrity
+from sparkle_motion_dagster.runs.storage import atomic_write_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -251,6 +252,18 @@ def test_an_approval_binds_to_the_video_the_reviewer_watched(film):
     assert approved.code == 0, approved.stderr
     assert f"{film.run_id}: approved by ana" in approved.stdout and f"of sha256 {current}" in approved.stdout
     assert "ready to share" in approved.stdout.splitlines()
+
+    # A new final after that review (a regenerate): approving it without naming it is refused.
+    before = film.final.read_bytes()
+    film.final.write_bytes(before[:-1] + bytes([before[-1] ^ 1]))
+    try:
+        unnamed = sparkle("review", film.run_id, "--approve", "--reviewer", "ana")
+    finally:
+        atomic_write_bytes(film.final, before)
+    print(unnamed.stderr)
+    assert unnamed.code == 2
+    assert (f"{film.run_id}: refused: finalize/video_final.mp4 changed since the last review; watch it, then "
+            "approve it with --sha256") in unnamed.stderr
 
 
 # ---------------------------------------------------------------------- evacuation is honest

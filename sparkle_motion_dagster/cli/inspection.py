@@ -202,11 +202,18 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
 
     Give one of --approve, --reject or --skip; the review gate is evaluated again. The review
     binds to the video watched: one of another file, or an approval while the run is being
-    filmed again, is refused.
+    filmed again, is refused. Without --sha256 it binds to the current final, except for an
+    approval of a final that changed since the last review (watch it, then pass --sha256).
     """
     exactly_one(approve=approve, reject=reject, skip=skip)
     from sparkle_motion_dagster.orchestration.status import film_status
-    from sparkle_motion_dagster.runs.review import filming_again, final_video_sha256, record_review, review_state
+    from sparkle_motion_dagster.runs.review import (
+        ReviewRefusedError,
+        filming_again,
+        final_video_sha256,
+        record_review,
+        review_state,
+    )
 
     decision = "approve" if approve else "reject" if reject else "skip"
     store = open_store()
@@ -217,6 +224,9 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
     current = final_video_sha256(store, run_id)
     again = f" (being filmed again: {refilming})" if refilming else ""
     click.echo(f"finalize/video_final.mp4 sha256 {current}{again}")
+    if approve and seen_sha256 is None and not refilming and review_state(store, run_id)["stale_review"]:
+        raise ReviewRefusedError(f"{run_id}: refused: finalize/video_final.mp4 changed since the last review; watch "
+                                 f"it, then approve it with --sha256 {current}")
     record = record_review(store, run_id, decision, reviewer, notes or "", list(attach),
                            sha256=seen_sha256 or (None if refilming else current), refilming=refilming)
     click.echo(f"{run_id}: {record['status']} by {record['reviewer']} (review {record['review_id']}) "
