@@ -317,7 +317,8 @@ def test_evacuation_copies_verifies_and_is_incremental(filmed, tmp_path):
     assert [e["status"] for e in events][-2:] == ["pending_copy", "completed"]
     assert events[-1] == {"artifacts_fs_root": str(store.root), "destination": str(copy), "backend": "filesystem",
                           "status": "completed", "files_copied": len(source_files), "files_skipped": 0,
-                          "bytes_copied": report["bytes_copied"], "links_copied": 0, "left_out": []}
+                          "bytes_copied": report["bytes_copied"], "links_copied": 0, "left_out": [],
+                          "missing_stages": [], "filming": None}
     assert [e["payload"]["status"] for e in read_events(dest, run_id, EVENT_TYPE)][-2:] == ["pending_copy", "completed"]
 
     # Again: only the event log changed. A damaged copy (same size) and a stray temp file are repaired.
@@ -423,7 +424,10 @@ def test_evacuation_copies_links_inside_the_run_as_links_and_leaves_out_the_rest
     report = evacuate(store, [run_id], tmp_path / "dest")
     copy = tmp_path / "dest" / "runs" / run_id
     run_report = report["runs"][0]
-    assert run_report["status"] == "completed" and run_report["links_copied"] == 4
+    assert run_report["links_copied"] == 4
+    # A run with only a plan and a final on disk is copied, but never called completed.
+    assert (run_report["status"], run_report["missing_stages"]) == (
+        "incomplete", ["dialogue_audio", "base_images", "video_clips", "video_raw_concat"])
     assert os.readlink(copy / "finalize" / "same.mp4") == "video_final.mp4"
     assert os.readlink(copy / "finalize" / "plan.json") == "../plan_intake/movie_plan.json"
     assert os.readlink(copy / "finalize" / "plans") == "../plan_intake"

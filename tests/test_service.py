@@ -1,5 +1,6 @@
 """The artifact service as a real uvicorn process on loopback, over a real film run."""
 
+import hashlib
 import http.client
 import json
 import os
@@ -18,6 +19,7 @@ from helpers import free_port, wait_for
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 from sparkle_motion_dagster.service import app as service
@@ -440,9 +442,31 @@ def test_new_runs_from_a_prompt_and_a_plan(server):
 
 @pytest.mark.slow
 def test_review_and_regenerate_routes(server):
+    final = server.store.run_dir(server.run_id) / "finalize" / "video_final.mp4"
+    watched = hashlib.sha256(final.read_bytes()).hexdigest()
+    # An approval binds to the video the reviewer watched: another file's sha256 is refused, with the reason.
+    stale = "0" * 64
     status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana",
-                                           "notes": "continuity ok"})
+                                           "sha256": stale})
+    assert status == 409 and body["detail"].startswith(f"{server.run_id}: refused: the video you watched "
+                                                       f"(sha256 {stale[:16]}…) is not the current")
+    status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana"})
+    assert status == 422 and body["detail"].startswith("sha256: the sha256 of the final video the reviewer watched")
+    # While a process films the run again (the marker it leaves), no approval binds, whatever was watched.
+    control.mark_active(server.store, server.run_id)
+    try:
+        status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana",
+                                               "sha256": watched})
+    finally:
+        control.clear_active(server.store, server.run_id)
+    assert status == 409 and body["detail"] == (f"{server.run_id}: refused: the film is being made again (running); "
+                                                "the final video may change; approve it once filming has ended")
+    assert server.json(f"/status?run_id={server.run_id}")[1]["review"]["status"] == "pending"
+
+    status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana",
+                                           "notes": "continuity ok", "sha256": watched})
     assert status == 200 and body["review"]["status"] == "approved"
+    assert body["record"]["video_final"]["sha256"] == watched
     assert body["launch"]["job"] == "review_gate"
     assert server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": " "})[0] == 422
 

@@ -14,7 +14,7 @@ from sparkle_motion_dagster.film.characters import load_references
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
 from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.items import Item, counts, render_items
+from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import image_seed, load_run_plan, output_size
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
@@ -100,6 +100,7 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
         return {
             "backend": keyframes.backend,
             **counts(results),
+            "rerendered": dg.MetadataValue.json(rerendered(results)),
             "size": f"{width}x{height}",
             "seeds": dg.MetadataValue.json({e["id"]: e["seed"] for e in entries}),
             "manifest": dg.MetadataValue.path(str(manifest)),
@@ -122,7 +123,8 @@ def base_images(
     with stage_run(context, artifact_store, "base_images") as stage:
         work = keyframe_work(stage, config, keyframes)
         results = render_items(work.items, work.render, force=config.force, workers=work.workers,
-                               on_ready=work.publish, before_render=stage.check_stop)
+                               on_ready=work.publish, before_render=stage.check_stop,
+                               on_problem=context.log.warning)
         return dg.MaterializeResult(metadata=work.finish(results))
 
 

@@ -16,7 +16,7 @@ from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.events import write_event
-from sparkle_motion_dagster.runs.items import Item, counts, render_items
+from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
 from sparkle_motion_dagster.runs.run_files import load_run_plan, submitted_document
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
 
@@ -80,7 +80,7 @@ def dialogue_audio(
 
         # Lines render one at a time: engines keep one voice state per process.
         results = render_items(items, render, force=config.force, workers=1, on_ready=publish,
-                               before_render=stage.check_stop)
+                               before_render=stage.check_stop, on_problem=context.log.warning)
 
         lines, artifacts, sample_rate = [], [], 0
         for done in results:  # plan order, so a resumed run stitches exactly what a fresh one does
@@ -142,6 +142,7 @@ def dialogue_audio(
             "backend": speech.backend,
             "lines": len(artifacts),
             "reused_lines": counts(results)["reused"],
+            "rerendered": dg.MetadataValue.json(rerendered(results)),
             "fitted_lines": len(fitted),
             "trimmed_lines": len(trimmed),
             "overrun_lines": len(overrun),

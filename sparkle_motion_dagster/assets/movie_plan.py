@@ -58,7 +58,7 @@ def planned_document(stage, planner: Planner, prompt: dict, *, force: bool, timi
         atomic_write_json(item.path, document)
         return {"planner": type(planner).__name__}
 
-    done = render_items([item], render, force=force)[0]
+    done = render_items([item], render, force=force, on_problem=stage.context.log.warning)[0]
     stage.made_by = planner
     stage.publish(item.path, artifact_type="plan_artifact", metadata={"planner": done.record["planner"],
                                                                       "reused": not done.rendered},

@@ -30,7 +30,7 @@ from sparkle_motion_dagster.assets.stage import QUEUE_TAG, RENDER_RETRY, gpu_poo
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES
-from sparkle_motion_dagster.runs.items import Item, Rendered, render_items
+from sparkle_motion_dagster.runs.items import Item, Rendered, render_items, rerendered
 from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, load_run_plan
 
 
@@ -95,11 +95,13 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             wanted = set(group)
             results = render_items([i for i in done.items if i.id in wanted], done.render, force=config.force,
-                                   workers=done.workers, on_ready=done.publish, before_render=stage.check_stop)
+                                   workers=done.workers, on_ready=done.publish, before_render=stage.check_stop,
+                                   on_problem=context.log.warning)
             rendered = [r.item.id for r in results if r.rendered]
             context.log.info(f"{key} {', '.join(group)}: {len(rendered)} rendered, "
                              f"{len(results) - len(rendered)} reused")
-            return {"rendered": rendered, "items": list(group), "published": stage.published}
+            return {"rendered": rendered, "items": list(group), "published": stage.published,
+                    "rerendered": rerendered(results)}
 
     @dg.op(name=f"{key}_manifest", out=dg.Out(dg.Nothing, io_manager_key=STEP_VALUES), tags=CPU_TAGS,
            retry_policy=RENDER_RETRY, required_resource_keys=needs)
@@ -108,10 +110,12 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
         with stage_run(context, context.resources.artifact_store, key, items=()) as stage:
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             rendered = {item for tally in tallies for item in tally["rendered"]}
+            problems = {item: why for tally in tallies for item, why in tally.get("rerendered", {}).items()}
             stage.published = sum(tally["published"] for tally in tallies)
             results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
             for result in results:
                 result.rendered = result.item.id in rendered
+                result.problem = problems.get(result.item.id)
             context.add_output_metadata(done.finish(results))
 
     @dg.config_mapping(config_schema=config_class.to_fields_dict())

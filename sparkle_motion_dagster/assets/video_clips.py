@@ -13,7 +13,7 @@ from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.items import Item, counts, render_items
+from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_output, atomic_write_json, sha256_file
@@ -100,7 +100,7 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
 
     def publish(done) -> None:
         frames = done.item.inputs["frames"]
-        stage.publish(done.item.path, shot_id=done.item.id, duration_s=round(frames / fps, 6), width=width,
+        stage.publish(done.item.path, shot_id=done.item.id, width=width,  # its duration: measured from the file
                       height=height, metadata={"seed": done.record["seed"], "frames": frames,
                                                "backend": done.record["backend"],
                                                "continuity_mode": done.record.get("continuity_mode"),
@@ -129,6 +129,7 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
             "rendered": tally["rendered"],
             "reused": tally["reused"],
             "rendered_shots": dg.MetadataValue.json([r.item.id for r in results if r.rendered]),
+            "rerendered": dg.MetadataValue.json(rerendered(results)),
             "frames": sum(e["num_frames"] for e in entries),
             "fps": fps,
             "size": f"{width}x{height}",
@@ -155,7 +156,8 @@ def video_clips(
     with stage_run(context, artifact_store, "video_clips") as stage:
         work = clip_work(stage, config, clips, keyframes)
         results = render_items(work.items, work.render, force=config.force, workers=work.workers,
-                               on_ready=work.publish, before_render=stage.check_stop)
+                               on_ready=work.publish, before_render=stage.check_stop,
+                               on_problem=context.log.warning)
         return dg.MaterializeResult(metadata=work.finish(results))
 
 

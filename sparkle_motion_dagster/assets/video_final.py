@@ -10,8 +10,10 @@ from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
 from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
 from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
+from sparkle_motion_dagster.media.verify import check_video
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs import integrity
 from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
 from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
@@ -25,7 +27,9 @@ def video_final(
 ) -> dg.MaterializeResult:
     """The deliverable: the master with the stitched dialogue as one AAC track, after lipsync
     on talking closeups. It needs a person's review before it is shared (see the
-    `approved_by_reviewer` check)."""
+    `approved_by_reviewer` check). It is published only when every frame decodes, there are as many
+    as the plan asks and the audio track lasts as long as the film; a published final is never
+    replaced by one that is not."""
     with stage_run(context, artifact_store, "video_final") as stage:
         store, run_id = stage.store, stage.run_id
         plan = load_run_plan(store, run_id)
@@ -39,21 +43,23 @@ def video_final(
         for stale in work_dir.glob("*.mp4") if work_dir.is_dir() else []:
             stale.unlink()  # a shot that no longer changes must not keep an old lip-synced clip
         out = stage.path("video_final.mp4")
+        frames = assembly["total_frames"]
         with atomic_output(out) as temp:
             result = lipsync.apply(raw, audio, temp, windows=lipsync_windows(plan, audio_manifest["line_artifacts"]),
                                    fps=plan.fps, shots=lipsync_shots(plan, assembly), work_dir=work_dir)
+            measured = check_video(temp, what=out.name, frames=frames, fps=plan.fps, audio=True)
+        integrity.record_output(out, frames=frames, fps=plan.fps)
         alignment = atomic_write_json(stage.path("alignment_map.json"), {
             "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
         })
-        frames = assembly["total_frames"]
         flags = qa_flags()
-        stage.publish(out, duration_s=round(frames / plan.fps, 6),
+        stage.publish(out, duration_s=measured["duration_s"],
                       metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
                                 **flags}, sources=[raw, audio])
         stage.publish(alignment, sources=[raw, audio])
         for clip in result.get("lipsync_clips", []):
             stage.publish(Path(clip["path"]), stage="lipsync", shot_id=clip["shot_id"],
-                          artifact_type=clip["artifact_type"], duration_s=round(clip["num_frames"] / plan.fps, 6),
+                          artifact_type=clip["artifact_type"],
                           metadata={"changed_frames": clip["changed_frames"], "lipsync_backend": lipsync.backend},
                           sources=[raw, audio])
         thumbnail = png_thumbnail_markdown(extract_frame_png(out, at_sec=middle_shot_start_sec(assembly)),
@@ -61,7 +67,7 @@ def video_final(
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(out)),
             **play_metadata(store, [("play", out)]),
-            "duration_sec": round(frames / plan.fps, 6),
+            "duration_sec": measured["duration_s"],
             "frames": frames,
             "lipsync_backend": lipsync.backend,
             "lipsync_applied": result["lipsync_applied"],

@@ -1,11 +1,16 @@
-"""The silent master: every shot clip in plan order, joined without re-encoding."""
+"""The silent master: every shot clip in plan order, joined without re-encoding, checked before
+it is published."""
+
+from pathlib import Path
 
 import dagster as dg
 
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.media.verify import DamagedOutputError, check_video, video_problems
 from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+from sparkle_motion_dagster.runs import integrity
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
 from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
 
@@ -16,7 +21,9 @@ def video_raw_concat(
     artifact_store: ArtifactStoreResource,
     assembler: FfmpegAssembler,
 ) -> dg.MaterializeResult:
-    """The silent master: every shot clip in plan order, joined without re-encoding."""
+    """The silent master: every shot clip in plan order, joined without re-encoding. It is
+    published only when every frame decodes and there are as many as the plan asks; otherwise
+    the stage fails naming the clips at fault, and an earlier master stays as it was."""
     with stage_run(context, artifact_store, "video_raw_concat") as stage:
         store, run_id = stage.store, stage.run_id
         stage.plan_id = load_run_plan(store, run_id).plan_id()
@@ -24,10 +31,15 @@ def video_raw_concat(
         motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
         clips = [stage.upstream("video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
         out = stage.path("video_raw_concat.mp4")
+        frames = sum(c["num_frames"] for c in motion["clip_assets"])
         with atomic_output(stage.path("concat_list.txt")) as list_path, atomic_output(out) as temp:
             assembler.concat(clips, temp, list_path)
-        frames = sum(c["num_frames"] for c in motion["clip_assets"])
-        duration = round(frames / motion["fps"], 6)
+            try:
+                measured = check_video(temp, what=out.name, frames=frames, fps=motion["fps"])
+            except DamagedOutputError as error:
+                raise DamagedOutputError(f"{error}{_clips_at_fault(motion)}") from None
+        integrity.record_output(out, frames=frames, fps=motion["fps"])
+        duration = measured["duration_s"]
         plan_path = atomic_write_json(stage.path("assembly_plan.json"), {
             "run_id": run_id,
             "clips": [{"shot_id": c["shot_id"], "path": c["asset_path"], "num_frames": c["num_frames"],
@@ -49,3 +61,13 @@ def video_raw_concat(
             "assembly_plan": dg.MetadataValue.path(str(plan_path)),
             **stage.catalog_metadata(),
         })
+
+
+def _clips_at_fault(motion: dict) -> str:
+    """Which clips do not decode to their own frame count (only when the master came out wrong)."""
+    faults = []
+    for clip in motion["clip_assets"]:
+        problems = video_problems(Path(clip["asset_path"]), frames=clip["num_frames"], fps=motion["fps"])
+        if problems:
+            faults.append(f"{Path(clip['asset_path']).name} ({'; '.join(problems)})")
+    return f"; at fault: {', '.join(faults)}; render them again with `rerun --from video_clips`" if faults else ""

@@ -183,10 +183,14 @@ class RunLineProgress:
 @click.option("--all", "every_run", is_flag=True, help="every run under the artifact root")
 @click.option("--to", "destination", required=True, metavar="DEST",
               help="the destination artifact root (e.g. on Drive)")
-def evacuate(run_ids: tuple[str, ...], every_run: bool, destination: str) -> int:
+@click.option("--allow-incomplete", is_flag=True,
+              help="copy a run that is being filmed as it is (recorded as incomplete, naming the missing stages)")
+def evacuate(run_ids: tuple[str, ...], every_run: bool, destination: str, allow_incomplete: bool) -> int:
     """Copy runs to another artifact root, verified.
 
-    For an artifact root that will vanish (a notebook VM); an interrupted copy resumes.
+    For an artifact root that will vanish (a notebook VM); an interrupted copy resumes. A run
+    being filmed (running, paused, queued) is refused, naming its missing stages, unless
+    --allow-incomplete; a run lacking stages is recorded as incomplete, never completed.
     """
     from sparkle_motion_dagster.runs.evacuation import evacuate as copy_runs
 
@@ -201,23 +205,52 @@ def evacuate(run_ids: tuple[str, ...], every_run: bool, destination: str) -> int
         return 0
     import sys
 
+    active = _filmed_runs(store, chosen)
     progress = CopyProgress("evacuating") if is_terminal(sys.stderr) else RunLineProgress("evacuating")
     try:
-        report = copy_runs(store, chosen, destination, progress=progress)
+        report = copy_runs(store, chosen, destination, progress=progress, allow_incomplete=allow_incomplete,
+                           active=active)
     finally:
         progress.close()
     for run in report["runs"]:
         links = f", {run['links_copied']} link(s) copied as links" if run["links_copied"] else ""
+        incomplete = ""
+        if run["status"] == "incomplete":
+            incomplete = (f" (incomplete: missing {', '.join(run['missing_stages']) or 'nothing yet'}"
+                          + (f"; it was {run['filming']}" if run["filming"] else "") + ")")
         click.echo(f"{run['run_id']}: {run['files_copied']} copied, {run['files_skipped']} already there{links} "
-                   f"-> {run['destination']}")
+                   f"-> {run['destination']}{incomplete}")
         for left in run["left_out"]:
             click.echo(f"  left out {left['path']}: {left['reason']}")
-    click.echo(f"evacuated {len(report['runs'])} run(s) to {report['destination']}: {report['files_copied']} "
-               f"file(s) copied ({human_bytes(report['bytes_copied'])}), {report['files_skipped']} unchanged, "
-               "all verified")
+    partial = [r["run_id"] for r in report["runs"] if r["status"] == "incomplete"]
+    click.echo(f"evacuated {len(report['runs'])} run(s) to {report['destination']}"
+               + (f", {len(partial)} of them incomplete ({', '.join(partial)})" if partial else "")
+               + f": {report['files_copied']} file(s) copied ({human_bytes(report['bytes_copied'])}), "
+               f"{report['files_skipped']} unchanged, all verified")
     click.echo(f"to use the copy: export ARTIFACTS_FS_ROOT={shlex.quote(report['destination'])} "
                "&& sparkle-motion catalog rebuild")
     return 0
+
+
+def _filmed_runs(store, run_ids: list[str]) -> dict[str, str]:
+    """The runs among ``run_ids`` that the Dagster instance shows being filmed (queued, running,
+    paused); empty where there is no instance to ask (the run's own files still tell)."""
+    from sparkle_motion_dagster.orchestration.status import film_status
+    from sparkle_motion_dagster.runs.locations import dagster_instance
+
+    try:
+        instance = dagster_instance(create=False)
+    except Exception:  # noqa: BLE001 - no instance here: the files decide
+        return {}
+    found = {}
+    for run_id in run_ids:
+        try:
+            status = film_status(instance, store, run_id, log_lines=0, artifacts=False)["status"]
+        except (LookupError, ValueError):
+            continue
+        if status in ("queued", "running", "paused"):
+            found[run_id] = status
+    return found
 
 
 COMMANDS = (serve_artifacts, artifacts_env, health, catalog, retention, evacuate)

@@ -193,19 +193,44 @@ def events(run_id: str, as_json: bool) -> int:
 @click.option("--reviewer", required=True, help="who reviewed it")
 @click.option("--notes", default="", help="what the reviewer saw")
 @click.option("--attach", multiple=True, metavar="FILE...", help="screenshots, transcripts, notes to keep with it")
+@click.option("--sha256", "seen_sha256", metavar="HEX",
+              help="the sha256 of the final video you watched (printed by this command; default: the current "
+                   "final, only while nothing is filming the run again)")
 def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, notes: str,
-           attach: tuple[str, ...]) -> int:
+           attach: tuple[str, ...], seen_sha256: str | None) -> int:
     """Record a manual review of a run's final video.
 
-    Give one of --approve, --reject or --skip; the review gate is evaluated again.
+    Give one of --approve, --reject or --skip; the review gate is evaluated again. The review
+    binds to the video watched: one of another file, or an approval while the run is being
+    filmed again, is refused. Without --sha256 it binds to the current final, except for an
+    approval of a final that changed since the last review (watch it, then pass --sha256).
     """
     exactly_one(approve=approve, reject=reject, skip=skip)
-    from sparkle_motion_dagster.runs.review import record_review, review_state
+    from sparkle_motion_dagster.orchestration.status import film_status
+    from sparkle_motion_dagster.runs.review import (
+        ReviewRefusedError,
+        filming_again,
+        final_video_sha256,
+        record_review,
+        review_state,
+    )
 
     decision = "approve" if approve else "reject" if reject else "skip"
     store = open_store()
-    record = record_review(store, run_id, decision, reviewer, notes or "", list(attach))
-    click.echo(f"{run_id}: {record['status']} by {record['reviewer']} (review {record['review_id']})")
+    run_id = run_with_files(store, run_id)
+    instance, _ = open_instance_and_store()
+    film = film_status(instance, store, run_id, log_lines=0, artifacts=False)["status"]
+    refilming = filming_again(store, run_id, film)
+    current = final_video_sha256(store, run_id)
+    again = f" (being filmed again: {refilming})" if refilming else ""
+    click.echo(f"finalize/video_final.mp4 sha256 {current}{again}")
+    if approve and seen_sha256 is None and not refilming and review_state(store, run_id)["stale_review"]:
+        raise ReviewRefusedError(f"{run_id}: refused: finalize/video_final.mp4 changed since the last review; watch "
+                                 f"it, then approve it with --sha256 {current}")
+    record = record_review(store, run_id, decision, reviewer, notes or "", list(attach),
+                           sha256=seen_sha256 or (None if refilming else current), refilming=refilming)
+    click.echo(f"{run_id}: {record['status']} by {record['reviewer']} (review {record['review_id']}) "
+               f"of sha256 {record['video_final']['sha256']}")
     for attachment in record["attachments"]:
         click.echo(f"  attached {attachment['source']} -> {attachment['path']}")
     state = review_state(store, run_id)
@@ -213,7 +238,6 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
     from sparkle_motion_dagster.definitions import defs
     from sparkle_motion_dagster.orchestration.runner import run_review_gate
 
-    instance, _ = open_instance_and_store()
     passed = run_review_gate(defs, instance, run_id)
     click.echo(f"review gate (asset check approved_by_reviewer): {'passed' if passed else 'failed'}")
     return 0

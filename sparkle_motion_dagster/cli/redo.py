@@ -17,9 +17,13 @@ CONTROL_TARGETS = {"pause": "paused", "resume": "running", "stop": "stopped"}
 @click.command("resume")
 @click.argument("run_id")
 def resume(run_id: str) -> int:
-    """Materialize only what is missing or failed for a run."""
+    """Materialize only what is missing or failed for a run.
+
+    A file that no longer matches its record (missing, damaged, swapped) counts as missing: its
+    stage makes it again, and the stages after it follow.
+    """
     from sparkle_motion_dagster.orchestration.runner import mark_abandoned_runs, missing_stages
-    from sparkle_motion_dagster.runs import control
+    from sparkle_motion_dagster.runs import control, integrity
     from sparkle_motion_dagster.runs.events import write_event
     from sparkle_motion_dagster.runs.run_files import stage_file
 
@@ -28,13 +32,17 @@ def resume(run_id: str) -> int:
     if control.read_state(store, run_id)["state"] != "running":
         control.set_state(store, run_id, "running")
     abandoned = mark_abandoned_runs(instance, run_id)
-    stages = missing_stages(instance, store, run_id)
-    write_event(store.root, run_id, "resume", {"stages": stages, "abandoned_dagster_runs": abandoned}, actor="cli")
+    damaged = integrity.damaged_files(store, run_id)
+    stages = missing_stages(instance, store, run_id, damaged)
+    write_event(store.root, run_id, "resume", {"stages": stages, "abandoned_dagster_runs": abandoned,
+                                               "damaged": damaged}, actor="cli")
     if not stages:
-        click.echo(f"{run_id} is complete; nothing to do")
+        click.echo(f"{run_id} is complete (every file matches its record); nothing to do")
         click.echo(f"video_final: {stage_file(store, run_id, 'video_final', 'video_final.mp4')}")
         return 0
     click.echo(f"resuming {run_id}: {', '.join(stages)}")
+    if damaged:
+        click.echo(f"made again: {integrity.describe(damaged)}")
     return film(instance, defs, store, run_id, stages=stages)
 
 
@@ -45,15 +53,25 @@ def rerun(run_id: str, from_stage: str) -> int:
     """Redo a stage and everything downstream.
 
     The stage renders every item again (forced); the stages after it reuse what did not change.
+    A stage before it that is missing or has a file that no longer matches its record is made
+    first (only what is missing or damaged).
     """
-    from sparkle_motion_dagster.orchestration.runner import downstream_of, force_config
+    from sparkle_motion_dagster.orchestration.runner import FILM_STAGES, downstream_of, force_config, missing_stages
+    from sparkle_motion_dagster.runs import integrity
     from sparkle_motion_dagster.runs.events import write_event
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)
-    stages = downstream_of(from_stage)
-    write_event(store.root, run_id, "rerun", {"from": from_stage, "stages": stages}, actor="cli")
+    chosen = set(downstream_of(from_stage))
+    damaged = integrity.damaged_files(store, run_id)
+    repairs = [s for s in missing_stages(instance, store, run_id, damaged) if s not in chosen]
+    stages = [s for s in FILM_STAGES if s in chosen or s in repairs]
+    write_event(store.root, run_id, "rerun", {"from": from_stage, "stages": stages, "repairs": repairs,
+                                              "damaged": damaged}, actor="cli")
     click.echo(f"re-materializing {', '.join(stages)} for {run_id}")
+    if repairs:
+        why = integrity.describe({k: v for k, v in damaged.items() if k in repairs}) or "never materialized"
+        click.echo(f"first making again what {from_stage} needs: {', '.join(repairs)} ({why})")
     return film(instance, defs, store, run_id, stages=stages, run_config=force_config([from_stage]))
 
 

@@ -224,6 +224,26 @@ def count_video_frames(path: Path) -> int:
     return frames
 
 
+_PROGRESS_FRAME = re.compile(rb"^frame=(\d+)\s*$", re.M)
+
+
+def decode_video(path: Path) -> dict[str, Any]:
+    """Decode every frame of the first video stream (no frame duplicated or dropped) and count them.
+
+    Returns ``frames`` and ``errors`` (what the decoder said about damaged data, first lines
+    first). Unlike :func:`count_video_frames` nothing is taken from the container: a clip
+    whose second half is overwritten decodes to fewer frames, with errors. Raises
+    :class:`FfmpegError` when ffmpeg cannot read the file at all."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+                             "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "null", "-progress", "pipe:1",
+                             "-nostats", "-"], capture_output=True)
+    errors = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+    if result.returncode != 0:
+        raise FfmpegError(f"decoding {path} failed ({result.returncode}): " + "\n".join(errors[-4:]))
+    counts = _PROGRESS_FRAME.findall(result.stdout)
+    return {"frames": int(counts[-1]) if counts else 0, "errors": errors}
+
+
 def _last_lines(message: str, count: int = 4) -> str:
     """The end of an error message that carries ffmpeg's whole log (banner first)."""
     return "\n".join([line for line in message.splitlines() if line.strip()][-count:])

@@ -347,14 +347,20 @@ def force_config(stages: list[str]) -> dict:
     return {"ops": {s: {"config": {"force": True}} for s in stages if s in stage_table.RENDERING_STAGES}}
 
 
-def missing_stages(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str) -> list[str]:
-    """Stages with no materialization for the partition (or whose files are gone), and what depends on them."""
+def missing_stages(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
+                   damaged: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Stages with no materialization for the partition, whose files are gone, or with a file that
+    no longer matches its record (``damaged``: :func:`integrity.damaged_files`, read when not
+    given), and what depends on them."""
+    from sparkle_motion_dagster.runs import integrity
+
+    damaged = integrity.damaged_files(store, run_id) if damaged is None else damaged
     missing: set[str] = set()
     for row in stage_table.STAGES:
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(row.key), asset_partitions=[run_id]), limit=1
         ).records
-        if not records or not store.path(run_id, row.folder, row.done_marker).exists():
+        if not records or not store.path(run_id, row.folder, row.done_marker).exists() or row.key in damaged:
             missing.update(downstream_of(row.key))
     return [s for s in FILM_STAGES if s in missing]
 

@@ -6,13 +6,16 @@ runs started from the UI, the CLI or a sensor). Everything here reads across
 every Dagster run tagged ``dagster/partition=<run_id>``:
 
 * a stage has **succeeded** when its asset has a materialization for the
-  partition more recent than any failure of its step; it is **running** while
+  partition more recent than any failure of its step and its files still match
+  their records (size and sha256, ``runs/integrity.py``); it is **running** while
   its latest attempt is in an active Dagster run, **failed** when its latest
-  failure is newer than its latest materialization, and **pending** otherwise;
+  failure is newer than its latest materialization or a file of it is missing,
+  damaged or swapped (``error`` names the files), and **pending** otherwise;
 * the film run's status, in order of precedence: the control state ``stopped``
   -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused``; an
-  active Dagster run -> ``running`` (``queued`` when none has started yet); all
-  six stages materialized -> ``succeeded``; the latest Dagster run failed ->
+  active Dagster run -> ``running`` (``queued`` when none has started yet); a file
+  that no longer matches its record -> ``failed``, naming it; all six stages
+  materialized -> ``succeeded``; the latest Dagster run failed ->
   ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``submitted``; a
   dry run -> ``planned``; an idle, incomplete run (a partial materialization) -> ``stopped``,
   with ``detail`` saying what is missing.
@@ -400,10 +403,13 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         for stage in stages:
             known = (cataloged or {}).get(stage["name"])
             stage["artifacts"] = known if known else _stage_files(store, run_id, stage["name"])
-    done = sum(stage["status"] == "succeeded" for stage in stages)
     has_files = store.run_dir(run_id).is_dir()
+    # While a Dagster run is active a file may be between its rename and its record: judge files once idle.
+    damaged = _mark_damaged(store, run_id, stages) if has_files and not active_ids else ""
+    done = sum(stage["status"] == "succeeded" for stage in stages)
     control = read_state(store, run_id).get("state", "running") if has_files else "running"
-    status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id))
+    status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),
+                              damaged=damaged)
     submitted = submitted_at(store, run_id)
     return {
         "run_id": run_id,
@@ -425,6 +431,20 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         "regenerations": regenerations(store, run_id) if has_files else [],
         "estimated_seconds_left": _time_left(store, run_id, stages) if status == "running" else None,
     }
+
+
+def _mark_damaged(store: ArtifactStore, run_id: str, stages: list[dict]) -> str:
+    """Mark as failed each succeeded stage with a file that no longer matches its record; returns
+    the damaged files in words (empty when there are none)."""
+    from sparkle_motion_dagster.runs import integrity
+
+    damaged = integrity.damaged_files(store, run_id)
+    for stage in stages:
+        if stage["asset"] in damaged and stage["status"] == "succeeded":
+            stage["status"] = "failed"
+            files = integrity.describe({stage["asset"]: damaged[stage["asset"]]})
+            stage["error"] = f"not the file that was made: {files}"
+    return integrity.describe(damaged)
 
 
 def _time_left(store: ArtifactStore, run_id: str, stages: list[dict]) -> float | None:
@@ -454,7 +474,7 @@ def _dry_run(store: ArtifactStore, run_id: str) -> bool:
 
 
 def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool, *,
-             dry_run: bool = False) -> tuple[str, str]:
+             dry_run: bool = False, damaged: str = "") -> tuple[str, str]:
     active = [r for r in runs if r["_active"]]
     done = sum(s["status"] == "succeeded" for s in stages)
     if state == "stopped":
@@ -465,6 +485,9 @@ def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], regi
         return "running", f"{done}/{len(stages)} stages done"
     if active:
         return "queued", "a Dagster run is queued for this film run"
+    if damaged:
+        return "failed", (f"not the files that were made: {damaged}; make them again with "
+                          f"`sparkle-motion resume {run_id}`")
     if done == len(stages):
         return "succeeded", "every stage is materialized"
     if runs and runs[-1]["status"] == "ABANDONED":

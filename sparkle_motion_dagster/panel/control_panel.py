@@ -349,7 +349,9 @@ class ControlPanel:
     async def _review(self, decision: str) -> None:
         """Record the manual review decision, then run the review gate so Dagster shows it."""
         run_id = self._current_run()
-        answer = self.client.post("/review", {"run_id": run_id, "decision": decision,
+        # The review binds to the video the player shows (the service refuses it if that is no longer the final).
+        seen = self._final_key[0] if self._final_key else None
+        answer = self.client.post("/review", {"run_id": run_id, "decision": decision, "sha256": seen,
                                               "reviewer": self.reviewer.value, "notes": self.review_notes.value})
         launch = answer["launch"]
         gate = self.launcher.launch(launch["job"], run_config=launch["run_config"], tags={"sparkle/run_id": run_id})

@@ -48,7 +48,8 @@ def evacuation_plan(root: str | Path) -> list[dict[str, Any]]:
 
 def evacuation_widget(root: str | Path, dest: str | Path):
     """A dry-run listing and an *Evacuate* button with a progress bar; each run's event log gets
-    ``filesystem_artifacts.evacuate`` events (pending_copy, then completed or failed)."""
+    ``filesystem_artifacts.evacuate`` events (pending_copy, then completed, incomplete or failed); a run
+    being filmed is refused, naming its missing stages."""
     import ipywidgets as widgets
 
     from sparkle_motion_dagster.runs.evacuation import evacuate

@@ -261,8 +261,10 @@ class Catalog:
 
     def record_file(self, run_id: str, stage: str, path: str | Path, **fields: Any) -> dict[str, Any]:
         """Describe ``path`` (size, sha256, media facts) and record it. ``fields`` are any
-        :class:`ArtifactRecord` fields; those not None override what the file says."""
-        # A stage that knows a file's size and duration spares the probe (~15 ms per MP4).
+        :class:`ArtifactRecord` fields; those not None override what the file says. A stage gives
+        ``duration_s`` only when it measured it from the file (frames it decoded, samples it read);
+        a duration from the plan is never recorded as the file's."""
+        # A stage that measured a file's size and duration spares the probe (~15 ms per MP4).
         facts = describe_file(path, read_media=any(fields.get(k) is None for k in MEDIA_FACTS))
         facts.update({k: v for k, v in fields.items() if v is not None})
         return self.record({**facts, "run_id": run_id, "stage": stage, "local_path": path})

@@ -18,9 +18,14 @@ round a loop is left out, with the reason in the run's ``left_out`` list. Only
 links inside the run are read to find out, and files are read through
 descriptors opened without following links, so nothing outside the run is read.
 
-Every run's event log gets ``filesystem_artifacts.evacuate`` events: status
-``pending_copy`` before the copy, then ``completed`` or ``failed``; the log is
-copied again after the last event so the destination has the whole history.
+A run that is being filmed (running, paused or queued) is refused, naming the
+stages it is still missing, unless ``allow_incomplete`` is given; then it is copied
+as it is and recorded as ``incomplete``, never ``completed``. A run that is not
+being filmed but lacks stages (it failed or was stopped) is copied and recorded as
+``incomplete`` too. Every run's event log gets ``filesystem_artifacts.evacuate``
+events: status ``pending_copy`` before the copy, then ``completed``,
+``incomplete`` (with ``missing_stages``) or ``failed``; the log is copied again
+after the last event so the destination has the whole history.
 
 :func:`ephemeral_root_warning` says when the artifact root lives somewhere that
 vanishes with the machine (Colab's ``/content`` outside Drive, the temp folder).
@@ -39,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.confined import NotConfinedError, open_beneath
 from sparkle_motion_dagster.runs.events import events_path, write_event
 from sparkle_motion_dagster.runs.storage import (
@@ -69,6 +76,23 @@ class _Entry:
     size: int = 0
     link: str | None = None
     note: str | None = None
+
+
+class RunActiveError(ValueError):
+    """A run that is being filmed: its copy would lack what it is still making."""
+
+
+def missing_stages(store: ArtifactStore, run_id: str) -> list[str]:
+    """The stages (asset keys) whose main file the run does not have yet, in film order."""
+    return [row.key for row in stages.STAGES if not store.path(run_id, row.folder, row.done_marker).exists()]
+
+
+def filming_state(store: ArtifactStore, run_id: str) -> str | None:
+    """``running`` while a process is filming the run, ``paused`` while it holds to be continued;
+    None when nothing is filming it (read from the run's own files)."""
+    if control.is_running(store, run_id):
+        return "paused" if control.read_state(store, run_id)["state"] == "paused" else "running"
+    return "paused" if control.read_state(store, run_id)["state"] == "paused" else None
 
 
 class _LeftOut(Exception):
@@ -247,9 +271,16 @@ def _clear_partials(folder: Path) -> None:
 
 
 def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, progress: Progress | None = None,
-             *, actor: str = "cli") -> dict[str, Any]:
+             *, actor: str = "cli", allow_incomplete: bool = False,
+             active: dict[str, str] | None = None) -> dict[str, Any]:
     """Copy each run to ``dest/runs/<run_id>/``; returns a report with per-run counts and, per run,
-    ``left_out``: ``{"path", "reason"}`` of each link (or other entry) not copied.
+    ``left_out``: ``{"path", "reason"}`` of each link (or other entry) not copied, ``status``
+    (``completed`` or ``incomplete``) and ``missing_stages``.
+
+    ``active``: the runs being filmed, with their status (queued, running, paused), as the caller
+    knows them (a Dagster instance knows queued runs); runs that their own files show being
+    filmed count too. Any such run is refused with :class:`RunActiveError` before anything is
+    copied, unless ``allow_incomplete``.
 
     ``progress`` is called after every entry with ``run_id``, ``path`` (relative to the run),
     ``action`` (copied, skipped, vanished, linked or left_out), ``files_done``, ``files_total``,
@@ -263,6 +294,14 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
     for run_id in ids:
         if not store.run_dir(run_id).is_dir():
             raise UnknownRunError(f"run_id: unknown run {run_id!r}: no files under {store.root}")
+    filming = {run_id: (active or {}).get(run_id) or filming_state(store, run_id) for run_id in ids}
+    missing = {run_id: missing_stages(store, run_id) for run_id in ids}
+    refused = [run_id for run_id in ids if filming[run_id]]
+    if refused and not allow_incomplete:
+        raise RunActiveError("refused: " + "; ".join(
+            f"{run_id} is {filming[run_id]} (stages missing: {', '.join(missing[run_id]) or 'none, but it may change'})"
+            for run_id in refused) + "; evacuate once filming has ended, or pass --allow-incomplete to copy it as it "
+                                     "is (recorded as incomplete)")
     plan = {run_id: _run_entries(store.run_dir(run_id)) for run_id in ids}
     totals = {"files_total": sum(len(f) for f in plan.values()),
               "bytes_total": sum(entry.size for f in plan.values() for entry in f)}
@@ -274,7 +313,9 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
         source, target = store.run_dir(run_id), target_root / "runs" / run_id
         counts: dict[str, Any] = {"files_copied": 0, "files_skipped": 0, "bytes_copied": 0, "links_copied": 0,
                                   "left_out": []}
-        base = {"artifacts_fs_root": str(store.root), "destination": str(target), "backend": "filesystem"}
+        base = {"artifacts_fs_root": str(store.root), "destination": str(target), "backend": "filesystem",
+                "missing_stages": missing[run_id], "filming": filming[run_id]}
+        outcome = "incomplete" if missing[run_id] or filming[run_id] else "completed"
         write_event(store.root, run_id, EVENT_TYPE, {**base, "status": "pending_copy", **counts}, actor=actor)
         try:
             _clear_partials(target)
@@ -285,7 +326,7 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
                 if progress:
                     progress({"run_id": run_id, "path": entry.relative.as_posix(), "action": action,
                               **done, **totals})
-            write_event(store.root, run_id, EVENT_TYPE, {**base, "status": "completed", **counts}, actor=actor)
+            write_event(store.root, run_id, EVENT_TYPE, {**base, "status": outcome, **counts}, actor=actor)
             _copy_event_log(store, run_id, target)
         except BaseException as exc:
             write_event(store.root, run_id, EVENT_TYPE,
@@ -293,11 +334,12 @@ def evacuate(store: ArtifactStore, run_ids: Iterable[str], dest: str | Path, pro
             with contextlib.suppress(Exception):
                 _copy_event_log(store, run_id, target)
             raise
-        report["runs"].append({"run_id": run_id, "status": "completed", "destination": str(target), **counts})
+        report["runs"].append({"run_id": run_id, "status": outcome, "destination": str(target),
+                               "missing_stages": missing[run_id], "filming": filming[run_id], **counts})
         for key in ("files_copied", "files_skipped", "bytes_copied", "links_copied"):
             report[key] += counts[key]
         report["left_out"] += len(counts["left_out"])
-    report["status"] = "completed"
+    report["status"] = "completed" if all(r["status"] == "completed" for r in report["runs"]) else "incomplete"
     return report
 
 

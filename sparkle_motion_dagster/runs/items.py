@@ -1,7 +1,9 @@
 """The one per-item loop of every rendering stage: keyframes, clips and dialogue lines.
 
 For each item in plan order: fingerprint its inputs; reuse the file when its
-sidecar in ``.meta/`` matches, else render it (side by side where the backend
+sidecar in ``.meta/`` matches and the file is still the one recorded (size and
+sha256: a missing, damaged or swapped file is rendered again, and the stage is
+told which and why), else render it (side by side where the backend
 allows); write the sidecar as soon as the file exists, so a later failure does
 not cost it; hand the finished item over at once (the stage publishes it to the
 catalog then, not at the end). Dagster-free: the stage supplies the rendering.
@@ -44,6 +46,8 @@ class Rendered:
     extra: Any = None
     """What the render function returned beside the record (e.g. a thumbnail)."""
     fingerprint: str = field(default="", repr=False)
+    problem: str | None = None
+    """Why a file made before could not be reused (missing, damaged, swapped), when it could not."""
 
 
 def render_items(
@@ -54,6 +58,7 @@ def render_items(
     workers: int = 1,
     on_ready: Callable[[Rendered], None] | None = None,
     before_render: Callable[[], None] | None = None,
+    on_problem: Callable[[str], None] | None = None,
 ) -> list[Rendered]:
     """Every item, reused or rendered, in the items' order.
 
@@ -61,14 +66,21 @@ def render_items(
     its sidecar, optionally with an extra value: ``(details, extra)``. ``on_ready`` is
     called for each item as soon as it exists: reused ones first, then rendered ones in
     order as they finish. ``before_render`` runs before each render (a stop check).
-    ``force`` renders every item again.
+    ``force`` renders every item again. ``on_problem`` is told of each item made before whose
+    file no longer matches its record (it is rendered again): ``shot_002.mp4: sha256 differs ...``.
     """
     results: list[Rendered] = []
     for item in items:
         key = cache.fingerprint(item.inputs)
-        reusable = not force and all(path.exists() for path in item.also_needs)
-        record = cache.reusable(item.path, key) if reusable else None
-        result = Rendered(item, record or {}, rendered=record is None, fingerprint=key)
+        record, problem = None, None
+        if not force:
+            record, problem = cache.check(item.path, key)
+            missing = next((path for path in item.also_needs if not path.exists()), None)
+            if record is not None and missing is not None:
+                record, problem = None, f"{missing.name} is missing"
+        result = Rendered(item, record or {}, rendered=record is None, fingerprint=key, problem=problem)
+        if problem and on_problem:
+            on_problem(f"{item.path.name}: rendering it again: {problem}")
         results.append(result)
         if not result.rendered and on_ready:
             on_ready(result)
@@ -85,6 +97,12 @@ def render_items(
         if on_ready:
             on_ready(result)
     return results
+
+
+def rerendered(results: list[Rendered]) -> dict[str, str]:
+    """Items rendered again because their file no longer matched its record, with why:
+    ``{"shot_002": "sha256 differs from record"}``."""
+    return {r.item.id: r.problem for r in results if r.rendered and r.problem}
 
 
 def counts(results: list[Rendered]) -> dict[str, int]:

@@ -13,6 +13,12 @@ review is recorded three ways at once:
 * a ``finalize_manual_review`` event in the run's event log, with payload
   ``{"status", "reviewer", "notes", "attachments"}``.
 
+A review binds to the video the reviewer watched: the caller gives its sha256
+(the CLI prints the current final's and takes ``--sha256``; the panel sends the one
+it played), and a review of a file that is not the current final, an approval while
+the run is being filmed again, or an approval of a final that no longer matches its
+record is refused with the reason (:class:`ReviewRefusedError`).
+
 Each record remembers which final video it judged (size, mtime and sha256): when
 the final video is rendered again after a review, that review no longer applies
 and the state goes back to ``pending``. A ``finalize_manual_review`` event that
@@ -58,6 +64,37 @@ class NothingToReviewError(ValueError):
     """The run has no final video yet."""
 
 
+class ReviewRefusedError(ValueError):
+    """The review cannot bind to what the reviewer saw: the final is another file now, the run is
+    being filmed again, or the final is not the file that was made."""
+
+
+FILMING = ("queued", "running", "paused")
+
+
+def filming_again(store: ArtifactStore, run_id: str, film_status: str | None) -> str | None:
+    """What is filming the run now, if anything: its status (``film_status``, from the Dagster
+    instance) when that is queued, running or paused, else ``running`` while a process marks
+    itself as filming it (``runs/control.py``); None when nothing is."""
+    from sparkle_motion_dagster.runs import control
+
+    if film_status in FILMING:
+        return film_status
+    return "running" if control.is_running(store, run_id) else None
+
+
+def final_video_sha256(store: ArtifactStore, run_id: str) -> str:
+    """The sha256 of the run's current final video (what a review of it binds to)."""
+    final = final_video_path(store, run_id)
+    if not final.is_file():
+        raise NothingToReviewError(
+            f"{run_id}: nothing to review: finalize/video_final.mp4 does not exist yet; "
+            f"finish the film first (sparkle-motion resume {run_id})")
+    from sparkle_motion_dagster.runs.integrity import file_record
+
+    return file_record(final)["sha256"]
+
+
 def final_video_path(store: ArtifactStore, run_id: str) -> Path:
     return stage_file(store, run_id, "video_final", "video_final.mp4")
 
@@ -69,9 +106,13 @@ def reviews_path(store: ArtifactStore, run_id: str) -> Path:
 # --- recording ----------------------------------------------------------------
 
 def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: str, notes: str = "",
-                  attachments: Iterable[str | Path] = (), *, catalog=None) -> dict[str, Any]:
+                  attachments: Iterable[str | Path] = (), *, catalog=None, sha256: str | None = None,
+                  refilming: str | None = None) -> dict[str, Any]:
     """Record a person's decision (``approve``, ``reject`` or ``skip``) on the run's final video.
 
+    ``sha256``: the video the reviewer watched; a review of any other file is refused.
+    ``refilming``: what is filming the run again (a status, e.g. ``running``), if anything; an
+    approval then is refused, as is one of a final that no longer matches its record.
     Everything is checked before anything is written. Returns the review record.
     """
     check_run_id(run_id)
@@ -89,6 +130,7 @@ def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: st
         raise NothingToReviewError(
             f"{run_id}: nothing to review: finalize/video_final.mp4 does not exist yet; "
             f"finish the film first (sparkle-motion resume {run_id})")
+    _check_binding(store, run_id, decision, final, sha256, refilming)
     sources = []
     for item in attachments:
         source = Path(item).expanduser()
@@ -124,6 +166,29 @@ def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: st
         atomic_write_json(records_file, _read_records(records_file) + [record])
     _catalog(store, run_id, record, records_file, catalog)
     return record
+
+
+def _check_binding(store: ArtifactStore, run_id: str, decision: str, final: Path, sha256: str | None,
+                   refilming: str | None) -> None:
+    from sparkle_motion_dagster.runs import integrity
+
+    if sha256 is not None:
+        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise ValueError(f"sha256: 64 hexadecimal digits (the sha256 of the video watched), got {sha256!r}")
+        current = final_video_sha256(store, run_id)
+        if sha256.lower() != current:
+            raise ReviewRefusedError(
+                f"{run_id}: refused: the video you watched (sha256 {sha256.lower()[:16]}…) is not the current "
+                f"finalize/video_final.mp4 (sha256 {current[:16]}…); watch the current one and review it")
+    if decision != "approve":
+        return
+    if refilming:
+        raise ReviewRefusedError(f"{run_id}: refused: the film is being made again ({refilming}); the final video "
+                                 "may change; approve it once filming has ended")
+    problem = integrity.output_problem(final)
+    if problem:
+        raise ReviewRefusedError(f"{run_id}: refused: finalize/video_final.mp4 is not the file that was made "
+                                 f"({problem}); make it again with `sparkle-motion resume {run_id}`")
 
 
 def _copy_attachment(source: Path, review_dir: Path) -> dict[str, Any]:

@@ -8,8 +8,10 @@ notebook panel and any other thin client:
 * ``POST /control/pause|resume|stop`` ``{"run_id"}`` — the run's control state (the stages wait
   at their gate); ``resume`` of a stopped run answers ``needs_launch: true`` (nothing is filming
   it: the client launches the stages to continue);
-* ``POST /review`` ``{"run_id", "decision", "reviewer", "notes"}`` — the
-  ``finalize_manual_review`` decision (:func:`review.record_review`);
+* ``POST /review`` ``{"run_id", "decision", "reviewer", "notes", "sha256"}`` — the
+  ``finalize_manual_review`` decision (:func:`review.record_review`) on the video the reviewer
+  watched (``sha256``, required to approve); 409 with the reason when that is not the current
+  final, when the run is being filmed again (approve), or when the final no longer matches its record;
 * ``POST /regenerate`` ``{"run_id", "shot_id", "what", "seed"}`` — records the new seed(s)
   and answers the stages to launch (``launch: {"job": "film", "assets": [...]}``); the client
   launches them, as for ``/runs``.
@@ -58,6 +60,7 @@ class ReviewBody(_Body):
     decision: Literal["approve", "reject", "skip"]
     reviewer: str
     notes: str = ""
+    sha256: str | None = Field(default=None, description="the sha256 of the final video the reviewer watched")
 
 
 class RegenerateBody(_Body):
@@ -119,12 +122,22 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
 
     @router.post("/review")
     def review(body: ReviewBody) -> dict[str, Any]:
-        from sparkle_motion_dagster.runs.review import NothingToReviewError, record_review, review_state
+        from sparkle_motion_dagster.runs.review import (
+            NothingToReviewError,
+            ReviewRefusedError,
+            filming_again,
+            record_review,
+            review_state,
+        )
 
         run_id = _known(store, body.run_id)
+        if body.decision == "approve" and body.sha256 is None:
+            raise HTTPException(status_code=422, detail="sha256: the sha256 of the final video the reviewer watched "
+                                                        "is required to approve it")
         try:
-            record = record_review(store, run_id, body.decision, body.reviewer, body.notes)
-        except NothingToReviewError as exc:
+            record = record_review(store, run_id, body.decision, body.reviewer, body.notes, sha256=body.sha256,
+                                   refilming=filming_again(store, run_id, status_of(run_id)["status"]))
+        except (NothingToReviewError, ReviewRefusedError) as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
