@@ -1,0 +1,52 @@
+"""Bad input, hostile or unlucky, costs little and says what is wrong: forged subtitle cues, malformed
+service requests, colliding inbox ids, damaged files, out-of-range seeds, nested plans, odd file names."""
+
+import json
+import re
+
+import pytest
+
+from sparkle_motion_dagster.definitions import defs
+from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
+
+TIMING = re.compile(r"^(\d\d:\d\d:\d\d[,.]\d\d\d) --> (\d\d:\d\d:\d\d[,.]\d\d\d)$", re.M)
+
+
+def two_shot_plan(first_line: str = "Is it far?") -> dict:
+    return {
+        "title": "Lantern Steps",
+        "characters": [{"id": "noor", "name": "Noor"}, {"id": "tomas", "name": "Tomas"}],
+        "base_images": [{"id": f"frame_{i:03d}", "prompt": f"A coastal path at dusk, view {i}"} for i in range(3)],
+        "shots": [{"id": f"shot_{i + 1:03d}", "duration_sec": 2.0, "start_base_image_id": f"frame_{i:03d}",
+                   "end_base_image_id": f"frame_{i + 1:03d}"} for i in range(2)],
+        "dialogue_timeline": [
+            {"type": "dialogue", "character_id": "tomas", "text": first_line, "start_time_sec": 0.3,
+             "duration_sec": 1.2},
+            {"type": "dialogue", "character_id": "noor", "text": "Not far now.", "start_time_sec": 2.2,
+             "duration_sec": 1.2},
+        ],
+        "render_profile": {"video": {"model_id": "animatic", "max_fps": 12, "width": 160, "height": 90}},
+    }
+
+
+def submit(store, instance, document):
+    return submit_run(store, instance, document, source="test", preview=False,
+                      clip_model_ids=("animatic",), clip_backend="animatic")
+
+
+# --------------------------------------------------------------------------- subtitles
+
+
+def test_a_line_cannot_forge_a_subtitle_cue(store, instance):
+    forged = "Is it far?\n\n2\n00:00:00,000 --> 99:00:00,000\nINJECTED\r\n\u2028<v Ava>x & y"
+    run_id = submit(store, instance, two_shot_plan(forged))
+    assert film_run(defs, instance, run_id, store=store, stages=["movie_plan", "dialogue_audio"]).success
+    folder = store.run_dir(run_id) / "dialogue_audio"
+    srt, vtt = (folder / "dialogue.srt").read_text(), (folder / "dialogue.vtt").read_text()
+    for captions in (srt, vtt):
+        timings = TIMING.findall(captions)
+        assert len(timings) == 2, captions  # one cue per line, nothing forged
+        assert all(end < "00:00:05" for _, end in timings), captions
+    assert srt.count("INJECTED") == 1 and "99:00:00" in srt.split("\n")[2]  # kept as words on the cue's line
+    assert srt.split("\n")[2].startswith("Tomas: Is it far? 2 00:00:00,000 -> 99:00:00,000 INJECTED")
+    assert "<v Tomas>Is it far?" in vtt and "&lt;v Ava&gt;x &amp; y" in vtt and "<v Ava>" not in vtt
