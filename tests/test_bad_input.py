@@ -50,3 +50,21 @@ def test_a_line_cannot_forge_a_subtitle_cue(store, instance):
     assert srt.count("INJECTED") == 1 and "99:00:00" in srt.split("\n")[2]  # kept as words on the cue's line
     assert srt.split("\n")[2].startswith("Tomas: Is it far? 2 00:00:00,000 -> 99:00:00,000 INJECTED")
     assert "<v Tomas>Is it far?" in vtt and "&lt;v Ava&gt;x &amp; y" in vtt and "<v Ava>" not in vtt
+
+
+# --------------------------------------------------------------------------- the new_film job
+
+
+@pytest.mark.parametrize("plan_text, problem", [
+    ("[" * 200_000 + "]" * 200_000, "plan_text is not usable JSON: lists and objects nest deeper than 64 levels"),
+    ("- " * 5_000 + "x", "plan_text is not usable YAML: lists and objects nest deeper than 64 levels"),
+    ("a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]", "plan_text is not usable YAML: it uses anchors"),
+])
+def test_new_film_reads_a_pasted_plan_with_the_bounded_decoder(isolated_state, instance, plan_text, problem):
+    job = defs.get_job_def("new_film")
+    result = job.execute_in_process(run_config={"ops": {"submit_new_film": {"config": {"plan_text": plan_text}}}},
+                                    instance=instance, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.event_specific_data.error
+    assert error.cls_name == "Failure" and problem in error.message

@@ -601,6 +601,43 @@ def decode_json(data: bytes, *, source: str) -> Any:
     return value
 
 
+def decode_plan_text(text: str, *, source: str) -> Any:
+    """Pasted plan text, JSON or YAML, as a value; or PlanInputError naming ``source``.
+
+    JSON goes through :func:`decode_json`. YAML is read event by event first (PyYAML's
+    parser does not recurse; building the value does), so nesting deeper than
+    ``MAX_JSON_DEPTH`` is refused before anything is built, and so are anchors and
+    aliases: a plan never needs them, and an alias bomb expands to billions of items."""
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        return decode_json(data, source=source)
+    except PlanInputError as exc:
+        if "is not valid JSON" not in str(exc):
+            raise
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise PlanInputError(f"{source} is not usable YAML: it uses anchors or aliases "
+                                     f"(line {event.start_mark.line + 1}); write each value out")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise PlanInputError(f"{source} is not usable YAML: lists and objects nest deeper "
+                                         f"than {MAX_JSON_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except PlanInputError:
+        raise
+    except yaml.YAMLError as exc:
+        raise PlanInputError(f"{source} is neither JSON nor YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise PlanInputError(f"{source} is not usable YAML: {exc}") from None
+
+
 def read_json_file(path: str | Path) -> Any:
     """Read JSON with errors that say which file and what is wrong."""
     path = Path(path)
