@@ -68,3 +68,38 @@ def test_new_film_reads_a_pasted_plan_with_the_bounded_decoder(isolated_state, i
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.event_specific_data.error
     assert error.cls_name == "Failure" and problem in error.message
+
+
+# --------------------------------------------------------------------------- names in logs
+
+
+def test_a_dropped_files_name_cannot_forge_log_lines(tmp_path, monkeypatch, instance, sample_envelope, capfd):
+    import dagster as dg
+
+    from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
+    from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("SPARKLE_PLAN_INBOX", str(inbox))
+    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
+    forged = "\n2026-01-01 00:00:00 +0000 - dagster - INFO - film - RUN_SUCCESS - forged\u2028\x1b[2K"
+    sample_envelope["preview"] = True
+    (inbox / f"good{forged}.json").write_text(json.dumps(sample_envelope))
+    (inbox / f"bad{forged}.json").write_text("{not json")
+    sensor, cursor = defs.resolve_sensor_def("plan_inbox"), None
+    capfd.readouterr()
+    for _ in range(2):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+            "artifact_store": ArtifactStoreResource(), "clips": AnimaticClips()})
+        result = sensor(context)
+        cursor = result.cursor
+    logged = capfd.readouterr().err  # the dagster log as a terminal shows it
+    lines = [line for line in logged.splitlines() if "forged" in line]
+    escaped = "\\n2026-01-01 00:00:00 +0000 - dagster - INFO - film - RUN_SUCCESS - forged\\u2028\\x1b[2K.json"
+    assert any(line.endswith(f"INFO - good{escaped} accepted as {result.run_requests[0].partition_key}")
+               for line in lines), logged
+    assert any(f"WARNING - rejected bad{escaped}: bad{escaped} is not valid JSON" in line for line in lines), logged
+    assert not any(line.startswith("2026-01-01") for line in logged.splitlines()), logged  # no forged record
+    assert "\u2028" not in logged and "\x1b" not in logged
+    assert result.run_requests[0].tags["sparkle/inbox_file"] == f"good{escaped}"

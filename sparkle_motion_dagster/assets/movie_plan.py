@@ -22,6 +22,7 @@ from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, render_items
 from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.run_files import submit_request
+from sparkle_motion_dagster.runs.shown import one_line
 from sparkle_motion_dagster.runs.storage import atomic_write_json
 
 
@@ -121,7 +122,7 @@ def movie_plan(
         stage.publish(plan_path, artifact_type="movie_plan", sources=[store.request_path(run_id)])
         stage.publish(report_path, artifact_type="plan_validation", sources=[plan_path])
         for warning in report["warnings"]:
-            context.log.warning(warning["message"])
+            context.log.warning(one_line(warning["message"]))
         # Under the fail policy a dry run refuses what would fail; a run refuses it here when it was
         # measured (an estimate is not worth refusing a render for: the dialogue stage decides then).
         refused = refused_lines(lines, policy, estimates=config.dry_run) if policy.overrun == "fail" else []
@@ -133,7 +134,7 @@ def movie_plan(
             write_event(store.root, run_id, "filesystem_artifacts.ephemeral_root",
                         {"storage_backend": "filesystem", "root": str(store.root), "status": "warning_emitted"})
         if choice.get("substituted"):
-            context.log.warning(choice["substitution"])
+            context.log.warning(one_line(choice["substitution"]))
             write_event(store.root, run_id, "backend.substitution",
                         {"stage": "video_clips", "declared_model_id": choice["declared_model_id"],
                          "backend": choice["video_backend"]})
