@@ -107,14 +107,15 @@ def _take(context: dg.SensorEvaluationContext, folder, store: ArtifactStore, cli
         _reject(context, folder, drop, _problems(exc), tick)
         return
 
-    run_id, digest = inbox.content_run_id(loaded.raw)
+    digest = inbox.content_run_id(loaded.raw)[1]
     try:
-        if store.request_path(run_id).exists():
+        run_id, filmed = inbox.run_id_for_content(store, digest)
+        if filmed:
             inbox.mark_duplicate(folder, drop, run_id)
             tick.notes.append(f"{name}: same content as {run_id}, not filmed twice")
             return
         # A prompt is planned by the run's movie_plan stage, not here: a tick must stay short.
-        submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview,
+        submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview, content_sha256=digest,
                        **({"document": item.document} if item.kind == "plan" else
                           {"prompt": {"prompt": item.prompt, "title": item.title, "seed": item.seed}}))
     except Exception as exc:  # noqa: BLE001 - the storage, not the file: leave it for a later tick

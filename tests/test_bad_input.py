@@ -70,6 +70,67 @@ def test_new_film_reads_a_pasted_plan_with_the_bounded_decoder(isolated_state, i
     assert error.cls_name == "Failure" and problem in error.message
 
 
+# --------------------------------------------------------------------------- inbox run ids
+
+
+def inbox_tick(instance, cursor=None):
+    import dagster as dg
+
+    from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
+    from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
+
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+        "artifact_store": ArtifactStoreResource(), "clips": AnimaticClips()})
+    result = defs.resolve_sensor_def("plan_inbox")(context)
+    for request in result.dynamic_partitions_requests or []:  # what the daemon does with the result
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def drop_and_take(inbox, instance, name: str, content: str):
+    (inbox / name).write_text(content)
+    first = inbox_tick(instance)
+    return inbox_tick(instance, first.cursor)
+
+
+@pytest.fixture
+def inbox(tmp_path, monkeypatch):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    monkeypatch.setenv("SPARKLE_PLAN_INBOX", str(folder))
+    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
+    return folder
+
+
+def test_a_drop_sharing_a_run_id_with_another_plan_is_filmed_under_a_new_id(inbox, instance, tmp_path):
+    import hashlib
+
+    from sparkle_motion_dagster.runs.run_files import submit_request
+    from sparkle_motion_dagster.runs.storage import ArtifactStore, check_run_id
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    fresh = json.dumps({**two_shot_plan("A fresh plan."), "preview": True})
+    (request,) = drop_and_take(inbox, instance, "fresh.json", fresh).run_requests
+    assert request.partition_key == f"run_{hashlib.sha256(fresh.encode()).hexdigest()[:16]}"  # 64 bits
+
+    # Another plan already holds the id this content gets (a collision on its first 64 bits).
+    content = json.dumps({**two_shot_plan(), "preview": True})
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    other = {**two_shot_plan("Somebody else's film."), "title": "Another"}
+    submit_request(store, f"run_{digest[:16]}", source="inbox:other.json", preview=True, document=other,
+                   content_sha256=hashlib.sha256(b"other").hexdigest())
+    (request,) = drop_and_take(inbox, instance, "second.json", content).run_requests
+    assert request.partition_key == f"run_{digest[:32]}" and check_run_id(request.partition_key)
+    assert not (inbox / "duplicates").exists()
+    assert (inbox / "accepted" / f"{request.partition_key}.json").read_text() == content
+    assert store.read_request(f"run_{digest[:16]}")["document"]["title"] == "Another"  # the other film untouched
+
+    # The same content again is a duplicate of the run that films it.
+    assert not drop_and_take(inbox, instance, "third.json", content).run_requests
+    kept = json.loads((inbox / "duplicates" / "third.json.duplicate.json").read_text())
+    assert kept["run_id"] == request.partition_key
+
+
 # --------------------------------------------------------------------------- names in logs
 
 
