@@ -164,3 +164,31 @@ def test_a_dropped_files_name_cannot_forge_log_lines(tmp_path, monkeypatch, inst
     assert not any(line.startswith("2026-01-01") for line in logged.splitlines()), logged  # no forged record
     assert "\u2028" not in logged and "\x1b" not in logged
     assert result.run_requests[0].tags["sparkle/inbox_file"] == f"good{escaped}"
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("seed, shown", [("-1", "got -1"), (str(10**30), "got an integer of 100 bits"),
+                                         (str(2**32), "got 4294967296")])
+def test_seeds_on_the_command_line_follow_the_plans_rule(tmp_path, monkeypatch, seed, shown):
+    from film_checks import small_plan, sparkle, use_state
+
+    use_state(monkeypatch, tmp_path / "state")
+    run_id = sparkle("submit", "--plan", small_plan(tmp_path)).run_id
+    rule = "must be an integer with 0 <= seed < 2**32 (4294967296)"
+    result = sparkle("regenerate", run_id, "--shot", "shot_001", "--seed", seed)
+    assert result.code == 2 and f"Invalid value for '--seed': {rule}, {shown}" in result.stderr
+    assert not (tmp_path / "state" / "artifacts" / "runs" / run_id / "overrides").exists()  # nothing recorded
+    for command in (["run", "--prompt", "A fox", "--title", "Fox"], ["submit", "--prompt", "A fox", "--title", "Fox"],
+                    ["plan", "--prompt", "A fox", "--title", "Fox"]):
+        result = sparkle(*command, "--seed", seed)
+        assert result.code == 2 and f"Invalid value for '--seed': {rule}, {shown}" in result.stderr, command
+
+
+def test_a_prompt_runs_seed_is_checked_however_it_is_submitted(store, instance):
+    from sparkle_motion_dagster.orchestration.runner import submit_prompt_run
+
+    with pytest.raises(ValueError, match=r"^seed: must be an integer with 0 <= seed < 2\*\*32 .*got an integer of 71"):
+        submit_prompt_run(store, instance, prompt="A fox", title="Fox", seed=2**70, preview=False)
+    assert store.run_ids() == []

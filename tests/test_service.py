@@ -452,3 +452,22 @@ def test_review_and_regenerate_routes(server):
     assert overrides["shots"]["shot_002"] == {"seed": 77}
     status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_999"})
     assert status == 422 and body["detail"].startswith("shot_id:")
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_seeds_out_of_range_are_refused_naming_the_field(server):
+    before = set(server.store.run_ids())
+    status, body = server.post("/runs", {"prompt": "A fox at dawn", "title": "Fox", "seed": 2**70})
+    assert status == 422
+    (error,) = body["detail"]
+    assert error["loc"] == ["body", "seed"] and "0 <= seed < 2**32" in error["msg"]
+    assert "an integer of 71 bits" in error["msg"]
+    overrides = server.store.path(server.run_id, "overrides", "overrides.json")
+    recorded = overrides.read_bytes() if overrides.exists() else None
+    for seed in (-1, 10**30, 2**32):
+        status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_001", "seed": seed})
+        assert status == 422 and body["detail"][0]["loc"] == ["body", "seed"], body
+    assert set(server.store.run_ids()) == before  # nothing registered
+    assert (overrides.read_bytes() if overrides.exists() else None) == recorded  # nothing recorded

@@ -261,6 +261,26 @@ def seed_problem(value: Any) -> str | None:
     return None
 
 
+def checked_seed(value: Any, *, field: str = "seed") -> int:
+    """``value`` as a seed, or ValueError naming ``field`` and the rule (:func:`seed_problem`):
+    the one check for every seed a person gives, on a plan, a command line or the service."""
+    problem = seed_problem(value)
+    if problem:
+        raise ValueError(f"{field}: {problem}")
+    return int(value)
+
+
+def _seed_in_range(value: int) -> int:
+    problem = seed_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""A pydantic field holding a seed: refused, naming the field, unless ``0 <= seed < 2**32``."""
+
+
 def nesting_depth(value: Any, *, limit: int) -> int:
     """How deeply lists and objects nest in ``value`` (a scalar is 0, ``{}`` is 1).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from sparkle_motion_dagster.film.plan import checked_seed
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
 
 
@@ -23,8 +24,9 @@ def read_overrides(store: ArtifactStore, run_id: str) -> dict:
 def set_seed(store: ArtifactStore, run_id: str, kind: str, item_id: str, seed: int) -> dict:
     if kind not in ("base_images", "shots"):
         raise ValueError(f"kind must be base_images or shots, got {kind!r}")
+    seed = checked_seed(seed)
     data = read_overrides(store, run_id)
-    data[kind][item_id] = {"seed": int(seed)}
+    data[kind][item_id] = {"seed": seed}
     atomic_write_json(store.path(run_id, "overrides", "overrides.json"), data)
     return data
 

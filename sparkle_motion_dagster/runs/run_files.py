@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.film.plan import MoviePlan, validate_plan
+from sparkle_motion_dagster.film.plan import MoviePlan, checked_seed, validate_plan
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 from sparkle_motion_dagster.stages import folder
 
@@ -26,6 +26,8 @@ def submit_request(store: ArtifactStore, run_id: str, *, source: str, preview: b
     ``content_sha256`` is the dropped file's, for the drop folder to know its duplicates."""
     if (document is None) == (prompt is None):
         raise ValueError("a film run is submitted with either a plan document or a prompt")
+    if prompt is not None:
+        prompt = {**prompt, "seed": checked_seed(prompt.get("seed", 0))}
     request = {"run_id": run_id, "source": source, "preview": preview,
                "submitted_at": datetime.now(timezone.utc).isoformat()}
     if content_sha256 is not None:
