@@ -192,3 +192,53 @@ def test_a_prompt_runs_seed_is_checked_however_it_is_submitted(store, instance):
     with pytest.raises(ValueError, match=r"^seed: must be an integer with 0 <= seed < 2\*\*32 .*got an integer of 71"):
         submit_prompt_run(store, instance, prompt="A fox", title="Fox", seed=2**70, preview=False)
     assert store.run_ids() == []
+
+
+# --------------------------------------------------------------------------- damaged inputs
+
+
+def _latest_attempts(state, step: str) -> tuple[str, int]:
+    """(status, attempts) of ``step`` in the latest Dagster run of the project's instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
+    attempts = [e for e in events if e.event_type_value in ("STEP_START", "STEP_RESTARTED")
+                and e.step_key.startswith(step)]
+    return run.status.value, len(attempts)
+
+
+def test_damaged_inputs_fail_at_once_naming_the_file(tmp_path, monkeypatch):
+    from film_checks import small_plan, sparkle, use_state
+
+    state = tmp_path / "state"
+    use_state(monkeypatch, state)
+    run_id = sparkle("run", "--plan", small_plan(tmp_path, shots=2)).run_id
+    run = state / "artifacts" / "runs" / run_id
+
+    # A sidecar holding [] is a damaged record: the item is rendered again, nothing breaks.
+    clip = run / "video_clips" / "shot_001.mp4"
+    (clip.parent / ".meta" / "shot_001.mp4.json").write_text("[]")
+    before = clip.stat().st_ino
+    result = sparkle("regenerate", run_id, "--shot", "shot_002")
+    assert result.code == 0, result.stderr
+    assert clip.stat().st_ino != before  # rendered again, not trusted
+    assert json.loads((clip.parent / ".meta" / "shot_001.mp4.json").read_text())["fingerprint"]
+
+    # A truncated keyframe: the clips stage fails once, naming the file.
+    keyframe = run / "base_images" / "frame_001.png"
+    good = keyframe.read_bytes()
+    keyframe.write_bytes(good[:len(good) // 2])
+    result = sparkle("rerun", run_id, "--from", "video_clips")
+    assert result.code == 1
+    assert f"{keyframe}: the end keyframe is damaged and cannot be decoded" in result.stderr, result.stderr
+    assert _latest_attempts(state, "video_clips") == ("FAILURE", 1)
+    keyframe.write_bytes(good)
+
+    # A clip cut short inside its header ("reached eof, corrupted STSD atom"): ffmpeg refuses it, no retry.
+    data = clip.read_bytes()
+    clip.write_bytes(data[:data.find(b"stsd") + 20])
+    result = sparkle("rerun", run_id, "--from", "video_raw_concat")
+    assert result.code == 1 and "corrupted STSD atom" in result.stderr and str(clip) in result.stderr
+    assert _latest_attempts(state, "video_raw_concat") == ("FAILURE", 1)

@@ -34,7 +34,8 @@ def reusable(output: Path, expected: str) -> dict[str, Any] | None:
         record = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record if record.get("fingerprint") == expected else None
+    # A sidecar that is not an object (``[]``, a number) is damaged: the item is rendered again.
+    return record if isinstance(record, dict) and record.get("fingerprint") == expected else None
 
 
 def record(output: Path, expected: str, metadata: dict[str, Any]) -> dict[str, Any]:
