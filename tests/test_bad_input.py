@@ -34,6 +34,94 @@ def submit(store, instance, document):
                       clip_model_ids=("animatic",), clip_backend="animatic")
 
 
+# --------------------------------------------------------------------------- the cost of a plan
+
+
+def speaking_plan(lines: int, text: str) -> dict:
+    """A plan of ``lines`` lines of ``text``, one every 30 s, over nine hour-long shots."""
+    plan = two_shot_plan()
+    plan["base_images"] = [{"id": f"frame_{i:03d}", "prompt": f"A harbour at dusk, view {i}"} for i in range(10)]
+    plan["shots"] = [{"id": f"shot_{i + 1:03d}", "duration_sec": 3600, "start_base_image_id": f"frame_{i:03d}",
+                      "end_base_image_id": f"frame_{i + 1:03d}"} for i in range(9)]
+    plan["dialogue_timeline"] = [{"type": "dialogue", "character_id": "noor", "text": text,
+                                  "start_time_sec": 30 * i, "duration_sec": 20} for i in range(lines)]
+    return plan
+
+
+def test_a_plans_size_and_its_lines_are_limited_naming_the_field(tmp_path, monkeypatch):
+    from film_checks import sparkle, use_state
+
+    use_state(monkeypatch, tmp_path / "state")
+    long_line = tmp_path / "long_line.json"
+    long_line.write_text(json.dumps(speaking_plan(1, "word " * 200_000)))
+    result = sparkle("run", "--plan", long_line, "--mode", "dry")
+    assert result.code == 2
+    assert ("dialogue_timeline[0].text: is 1000000 characters; a line is at most 2000 (about two minutes of "
+            "speech): split it into several lines") in result.stderr
+
+    many_shots = two_shot_plan()
+    many_shots["shots"] = [{**many_shots["shots"][0], "id": f"s{i}"} for i in range(5001)]
+    path = tmp_path / "many_shots.json"
+    path.write_text(json.dumps(many_shots))
+    result = sparkle("run", "--plan", path, "--mode", "dry")
+    assert result.code == 2 and "  - shots: has 5001 shots; a plan holds at most 5000" in result.stderr
+
+    huge = tmp_path / "huge.json"  # 1,000 lines of 9 KB each: 9 MB
+    huge.write_text(json.dumps(speaking_plan(1000, "word " * 1800)))
+    result = sparkle("run", "--plan", huge, "--mode", "dry")
+    size = huge.stat().st_size
+    assert result.code == 2
+    assert f"error: {huge} is {size} bytes; a plan is at most 4194304 bytes (4 MiB)" in result.stderr
+    assert not (tmp_path / "state" / "artifacts" / "runs").exists()  # nothing submitted
+
+
+def test_the_drop_folder_refuses_a_file_over_the_plan_size_limit(inbox, instance):
+    content = json.dumps({**speaking_plan(1000, "word " * 1000), "preview": True})
+    assert len(content) > 4 * 1024 * 1024
+    result = drop_and_take(inbox, instance, "big.json", content)
+    assert not result.run_requests
+    errors = json.loads((inbox / "rejected" / "big.json.error.json").read_text())["errors"]
+    assert errors == [f"big.json is {len(content)} bytes; a plan is at most 4194304 bytes (4 MiB)"]
+
+
+def test_sigterm_stops_a_dry_run_measuring_many_long_lines(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import dagster as dg
+    from helpers import wait_for
+
+    plan = tmp_path / "many_lines.json"
+    plan.write_text(json.dumps(speaking_plan(1000, ("Stay close to the lantern and count the steps. " * 50)[:2000])))
+    state = tmp_path / "state"
+    env = {**os.environ, "SPARKLE_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    env.pop("ARTIFACTS_FS_ROOT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli", "run", "--plan", str(plan),
+                             "--mode", "dry"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = proc.stdout.readline().split()[1]  # "run_id: RUN_ID (dry run)", printed before filming
+
+        def measuring():
+            with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
+                runs = instance.get_runs(limit=1)
+                if not runs:
+                    return False
+                starts = instance.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
+                return any(record.event_log_entry.dagster_event.step_key == "movie_plan" for record in starts.records)
+
+        wait_for(measuring, "the dry run's movie_plan step to start")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)  # a guard only: measuring every line takes far longer
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert f"stopped {run_id} (SIGTERM) at movie_plan; continue it with: sparkle-motion resume {run_id}" in out + err
+
+
 # --------------------------------------------------------------------------- subtitles
 
 

@@ -106,7 +106,7 @@ def movie_plan(
                       "substituted": False, "problem": str(exc)}
         # What was asked for, preview or not: video_clips checks the model against it again before rendering.
         choice["preview"] = preview
-        lines = line_speech(plan, speech, line_fields(document))
+        lines = line_speech(plan, speech, line_fields(document), between=stage.check_stop)
         report = validation_report(plan, choice, max_line_chars=speech.max_chunk_chars,
                                    max_generation_sec=clips.max_seconds_per_generation, speech=lines, policy=policy)
         report.update(mode="dry" if config.dry_run else "run", **qa_flags(),

@@ -37,6 +37,17 @@ MAX_METADATA_DEPTH = 8
 MAX_METADATA_BYTES = 16 * 1024
 # Lists and objects nested deeper than this are refused when a plan file is read.
 MAX_JSON_DEPTH = 64
+# What one plan may hold. Every stage's cost grows with these, so a plan beyond them is refused
+# before anything is paid for. A line is what one character says in one go: 2,000 characters
+# are about 350 words, two minutes of speech, far past any real line (split a monologue into
+# lines), and the speech engines, the dry run's measurement and a subtitle cue all stay cheap.
+MAX_LINE_CHARS = 2_000
+MAX_SHOTS = 5_000
+MAX_CHARACTERS = 200
+MAX_TIMELINE_ENTRIES = 10_000
+# A plan file (or an envelope holding one): 5,000 shots with their keyframe prompts and every
+# line at its longest would not fit, and nothing real comes close.
+MAX_PLAN_BYTES = 4 * 1024 * 1024
 
 
 def _frame_rate_in_range(value: float) -> float:
@@ -45,6 +56,25 @@ def _frame_rate_in_range(value: float) -> float:
         raise ValueError(f"must be between {MIN_FPS} and {MAX_FPS} frames per second "
                          f"(what the encoder accepts), got {value:g}")
     return value
+
+
+def _line_length(text: str) -> str:
+    """A dialogue line no longer than ``MAX_LINE_CHARS``."""
+    if len(text) > MAX_LINE_CHARS:
+        raise ValueError(f"is {len(text)} characters; a line is at most {MAX_LINE_CHARS} "
+                         "(about two minutes of speech): split it into several lines")
+    return text
+
+
+def _at_most(count: int, what: str):
+    """A list field of at most ``count`` items, refused with the limit in words."""
+
+    def check(items: list) -> list:
+        if len(items) > count:
+            raise ValueError(f"has {len(items)} {what}; a plan holds at most {count}")
+        return items
+
+    return AfterValidator(check)
 
 
 class _Strict(BaseModel):
@@ -104,7 +134,8 @@ class Shot(_Strict):
 class DialogueEntry(_Strict):
     type: Literal["dialogue"] = "dialogue"
     character_id: str
-    text: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1, json_schema_extra={"maxLength": MAX_LINE_CHARS}),
+                    AfterValidator(_line_length)]
     start_time_sec: Annotated[float, Field(ge=0)]
     duration_sec: Annotated[float, Field(gt=0)]
 
@@ -152,10 +183,11 @@ class RenderProfile(_Open):
 
 class MoviePlan(_Strict):
     title: Annotated[str, Field(min_length=1)]
-    characters: list[Character] = Field(default_factory=list)
-    base_images: list[BaseImage]
-    shots: list[Shot]
-    dialogue_timeline: list[TimelineEntry] = Field(default_factory=list)
+    characters: Annotated[list[Character], _at_most(MAX_CHARACTERS, "characters")] = Field(default_factory=list)
+    base_images: Annotated[list[BaseImage], _at_most(MAX_SHOTS + 1, "base images")]
+    shots: Annotated[list[Shot], _at_most(MAX_SHOTS, "shots")]
+    dialogue_timeline: Annotated[list[TimelineEntry], _at_most(MAX_TIMELINE_ENTRIES, "timeline entries")] = \
+        Field(default_factory=list)
     render_profile: RenderProfile
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -600,9 +632,17 @@ def parse_plan_document(data: Any) -> PlanDocument:
     return PlanDocument(validate_plan(data), None, {})
 
 
+def plan_too_big(source: str, size: int) -> str:
+    """Why a plan of ``size`` bytes is refused."""
+    return (f"{source} is {size} bytes; a plan is at most {MAX_PLAN_BYTES} bytes "
+            f"({MAX_PLAN_BYTES // (1024 * 1024)} MiB)")
+
+
 def decode_json(data: bytes, *, source: str) -> Any:
     """A JSON file's bytes as a value, or PlanInputError naming ``source`` and what is wrong."""
     too_deep = f"{source} is not usable JSON: lists and objects nest deeper than {MAX_JSON_DEPTH} levels"
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanInputError(plan_too_big(source, len(data)))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -629,6 +669,8 @@ def decode_plan_text(text: str, *, source: str) -> Any:
     ``MAX_JSON_DEPTH`` is refused before anything is built, and so are anchors and
     aliases: a plan never needs them, and an alias bomb expands to billions of items."""
     data = text.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanInputError(plan_too_big(source, len(data)))
     try:
         return decode_json(data, source=source)
     except PlanInputError as exc:

@@ -29,7 +29,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.film.plan import PlanInputError, decode_json, seed_problem
+from sparkle_motion_dagster.film.plan import (
+    MAX_PLAN_BYTES,
+    PlanInputError,
+    decode_json,
+    plan_too_big,
+    seed_problem,
+)
 from sparkle_motion_dagster.runs.locations import state_dir
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, new_run_id
 
@@ -38,8 +44,8 @@ OUTCOME_DIRS = ("accepted", "rejected", "duplicates")
 # A drop's run id is this many hex digits of its sha256: 64 bits, so that two different
 # plans share one only by a deliberate search of about 2**32 tries (8 digits took 64k).
 RUN_ID_HEX_DIGITS = 16
-# A plan is a few KiB; anything this big is not one, and is not read into the sensor's memory.
-MAX_DROP_BYTES = 8 * 1024 * 1024
+# The plan size limit: anything bigger is not a plan, and is not read into the sensor's memory.
+MAX_DROP_BYTES = MAX_PLAN_BYTES
 # Names kept in the outcome folders stay short enough for ``<name>.error.json`` beside them.
 MAX_KEPT_NAME_BYTES = 200
 NOT_FOLLOWED = "is a symbolic link; the inbox reads only regular files and never follows links (drop the file itself)"
@@ -272,7 +278,7 @@ def read_regular_file(path: Path, *, name: str) -> tuple[bytes, os.stat_result]:
         if not stat.S_ISREG(info.st_mode):
             raise PlanInputError(f"{name} is not a regular file")
         if info.st_size > MAX_DROP_BYTES:
-            raise PlanInputError(f"{name} is {info.st_size} bytes; a plan is at most {MAX_DROP_BYTES} bytes")
+            raise PlanInputError(plan_too_big(name, info.st_size))
         try:
             raw = handle.read(MAX_DROP_BYTES + 1)
         except OSError as exc:

@@ -1,7 +1,8 @@
 """Request bodies and validation errors the service can always answer with a 4xx.
 
-Python's JSON reader takes ``NaN``, ``Infinity`` and ``1e400`` (a float that overflows
-to infinity), none of which is JSON; a body holding one is refused here with ``422``
+A body is at most a plan's size limit and a little more (413 beyond). Python's JSON
+reader takes ``NaN``, ``Infinity`` and ``1e400`` (a float that overflows to infinity),
+none of which is JSON; a body holding one is refused here with ``422``
 before any route sees it. A validation error is answered without echoing values that
 JSON cannot carry (the echo itself used to fail, as a ``500``)."""
 
@@ -15,7 +16,9 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sparkle_motion_dagster.film.plan import MAX_JSON_DEPTH, nesting_depth
+from sparkle_motion_dagster.film.plan import MAX_JSON_DEPTH, MAX_PLAN_BYTES, nesting_depth
+
+MAX_BODY_BYTES = MAX_PLAN_BYTES + 64 * 1024
 
 
 class _NotJson(ValueError):
@@ -39,6 +42,9 @@ async def finite_json_body(request: Request) -> None:
     if request.method != "POST":
         return
     raw = await request.body()  # starlette keeps it: the route reads the same bytes
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPException(status_code=413, detail=f"body: {len(raw)} bytes; at most {MAX_BODY_BYTES} "
+                                                    f"(a plan of at most {MAX_PLAN_BYTES} bytes and its options)")
     too_deep = f"body: lists and objects nest deeper than {MAX_JSON_DEPTH} levels"
     if not raw:
         return  # the route's own validation says what is missing
