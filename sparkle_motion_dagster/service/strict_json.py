@@ -64,17 +64,18 @@ async def finite_json_body(request: Request) -> None:
         raise HTTPException(status_code=422, detail=too_deep)
 
 
-def _plain(value: Any) -> Any:
-    """``value`` if JSON carries it as it is, else its text (shortened)."""
+def _carried(value: Any) -> bool:
+    """Whether JSON carries ``value`` as it is."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return repr(value)[:200]
-    return value
+        return False
+    return True
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 for a malformed query or body, with every echoed value JSON can carry."""
-    errors = [{key: _plain(value) if key in ("input", "ctx") else value for key, value in error.items()
-               if key != "url"} for error in exc.errors()]
+    """FastAPI's 422 for a malformed query or body: where the problem is (``loc``) and what it
+    is (``msg``), echoing the value (``input``) only when JSON can carry it."""
+    errors = [{key: value for key, value in error.items() if key in ("type", "loc", "msg")
+               or (key == "input" and _carried(value))} for error in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=422)
