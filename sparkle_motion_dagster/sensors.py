@@ -21,6 +21,7 @@ from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs import inbox
 from sparkle_motion_dagster.runs.run_files import submit_request
+from sparkle_motion_dagster.runs.shown import one_line
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 
 DEFAULT_BATCH = 5
@@ -36,8 +37,8 @@ def _batch_cap() -> int:
 
 
 def _shown(name: str) -> str:
-    """A file name as messages and tags show it: undecodable bytes escaped, at most 200 characters."""
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+    """A file name as messages, logs and tags show it: escaped onto one line, at most 200 characters."""
+    return one_line(name, 200)
 
 
 def _problems(exc: Exception) -> list[str]:
@@ -76,13 +77,13 @@ class Tick:
 
 def _reject(context: dg.SensorEvaluationContext, folder, drop: inbox.Drop, problems: list[str], tick: Tick) -> None:
     """Move a drop to rejected/ with its reasons; when even that fails, leave it and say why."""
-    name, reasons = _shown(drop.name), "; ".join(problems)[:MAX_LOGGED_CHARS]
+    name, reasons = _shown(drop.name), one_line("; ".join(problems), MAX_LOGGED_CHARS)
     try:
         inbox.reject(folder, drop, problems)
     except Exception as exc:  # noqa: BLE001 - the tick goes on with the other files
-        context.log.error(f"{name}: could not be moved to rejected/ ({type(exc).__name__}: {exc}); "
+        context.log.error(f"{name}: could not be moved to rejected/ ({type(exc).__name__}: {one_line(exc)}); "
                           f"left in the inbox. Its problems: {reasons}")
-        tick.notes.append(f"{name}: left in the inbox, it could not be moved to rejected/ ({exc})")
+        tick.notes.append(f"{name}: left in the inbox, it could not be moved to rejected/ ({one_line(exc)})")
         return
     context.log.warning(f"rejected {name}: {reasons}")
     tick.notes.append(f"{name}: rejected")
@@ -106,25 +107,28 @@ def _take(context: dg.SensorEvaluationContext, folder, store: ArtifactStore, cli
         _reject(context, folder, drop, _problems(exc), tick)
         return
 
-    run_id, digest = inbox.content_run_id(loaded.raw)
+    digest = inbox.content_run_id(loaded.raw)[1]
     try:
-        if store.request_path(run_id).exists():
+        run_id, filmed = inbox.run_id_for_content(store, digest)
+        if filmed:
             inbox.mark_duplicate(folder, drop, run_id)
             tick.notes.append(f"{name}: same content as {run_id}, not filmed twice")
             return
         # A prompt is planned by the run's movie_plan stage, not here: a tick must stay short.
-        submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview,
+        submit_request(store, run_id, source=f"inbox:{drop.name}", preview=item.preview, content_sha256=digest,
                        **({"document": item.document} if item.kind == "plan" else
                           {"prompt": {"prompt": item.prompt, "title": item.title, "seed": item.seed}}))
     except Exception as exc:  # noqa: BLE001 - the storage, not the file: leave it for a later tick
-        context.log.error(f"{name}: left in the inbox, it could not be submitted ({type(exc).__name__}: {exc})")
-        tick.notes.append(f"{name}: left in the inbox, it could not be submitted ({exc})")
+        context.log.error(f"{name}: left in the inbox, it could not be submitted "
+                          f"({type(exc).__name__}: {one_line(exc)})")
+        tick.notes.append(f"{name}: left in the inbox, it could not be submitted ({one_line(exc)})")
         return
     tick.request(run_id, digest, **{"sparkle/inbox_file": name})
     try:
         inbox.accept(folder, drop, run_id, loaded)
     except Exception as exc:  # noqa: BLE001 - the run is submitted; the file waits as a duplicate
-        context.log.error(f"{name}: submitted as {run_id} but not moved to accepted/ ({type(exc).__name__}: {exc})")
+        context.log.error(f"{name}: submitted as {run_id} but not moved to accepted/ "
+                          f"({type(exc).__name__}: {one_line(exc)})")
         return
     context.log.info(f"{name} accepted as {run_id}")
 
@@ -142,7 +146,7 @@ def _request_lost_runs(context: dg.SensorEvaluationContext, folder, store: Artif
                 continue
             raw, _ = inbox.read_regular_file(accepted, name=accepted.name)
         except Exception as exc:  # noqa: BLE001 - one odd file in accepted/ stops nothing
-            context.log.warning(f"accepted/{_shown(accepted.name)}: not requested again: {exc}")
+            context.log.warning(f"accepted/{_shown(accepted.name)}: not requested again: {one_line(exc)}")
             continue
         tick.request(run_id, inbox.content_run_id(raw)[1])
 
@@ -166,7 +170,7 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
         try:
             drops = inbox.scan(folder)
         except OSError as exc:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"the inbox {folder} cannot be read: {exc}"),
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"the inbox {folder} cannot be read: {one_line(exc)}"),
                                    cursor=context.cursor)
         ready, waiting = inbox.split_stable(drops, _read_cursor(context.cursor))
         batch, deferred = ready[:_batch_cap()], ready[_batch_cap():]

@@ -66,6 +66,19 @@ class Server:
         finally:
             conn.close()
 
+    def send(self, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN):
+        """A request sent as given, body bytes included: (status, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
     def json(self, path: str, **kwargs):
         status, headers, body = self.request(path, **kwargs)
         return status, json.loads(body)
@@ -477,3 +490,76 @@ def test_review_and_regenerate_routes(server):
     assert overrides["shots"]["shot_002"] == {"seed": 77}
     status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_999"})
     assert status == 422 and body["detail"].startswith("shot_id:")
+
+
+# --- malformed input: always a 4xx, never a 5xx ----------------------------------------------
+
+MALFORMED_QUERIES = [
+    "expires=%C2%B2&sig=" + "0" * 64, "expires=" + "9" * 5000 + "&sig=" + "0" * 64, "sig=%C3%A9&expires=99999999999",
+    "expires=-1&sig=x", "expires=1e9&sig=%00", "run_id=%00", "run_id=%C3%A9", "run_id=" + "a" * 5000,
+    "run_id=run_00000000&log_lines=" + "9" * 5000, "log_lines=NaN", "log_lines=%C2%B2", "stage=%00&run_id=%ff",
+    "run_id=run_00000000&stage=" + "x" * 5000, "%ff=%ff", "run_id=run_00000000&run_id=../x",
+]
+MALFORMED_BODIES = [
+    b'{"prompt": "x", "title": "y", "seed": NaN}', b'{"plan": {"title": NaN}}', b'{"plan": {"a": Infinity}}',
+    b'{"run_id": NaN}', b'{"run_id": "run_00000000", "shot_id": "x", "seed": -Infinity}', b'{"seed": 1e400}',
+    b"[" * 100_000, b'{"a": ' + b"1" * 5000 + b"}", b"\xff\xfe", b"", b"null", b"[]", b'"x"', b"{",
+    b'{"plan": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"prompt": "x", "title": "y", "size": "' + b"9" * 400 + b'x9"}',
+    b'{"run_id": "run_00000000", "decision": "approve", "reviewer": "x", "notes": NaN}',
+    b'{"prompt": "x", "title": "y", "seed": ' + str(2**70).encode() + b"}",
+    b'{"run_id": "run_00000000", "shot_id": "shot_001", "seed": -1}',
+]
+GET_ROUTES = ["/healthz", "/ready", "/artifacts", "/status", "/files/runs/{run_id}/finalize/video_final.mp4",
+              "/files/%C3%A9", "/files/runs/%ff%fe"]
+POST_ROUTES = ["/runs", "/control/pause", "/control/resume", "/control/stop", "/control/%C3%A9", "/review",
+               "/regenerate"]
+
+
+@pytest.mark.slow
+def test_malformed_queries_and_bodies_get_a_4xx_on_every_route(server):
+    answers = {}
+    for route in GET_ROUTES:
+        for query in MALFORMED_QUERIES:
+            for token in (TOKEN, None):
+                path = route.format(run_id=server.run_id) + "?" + query
+                for method in ("GET", "HEAD"):
+                    answers[(method, path[:80], token)] = server.send(method, path, token=token)[0]
+    for route in POST_ROUTES:
+        for body in MALFORMED_BODIES:
+            answers[("POST", route, body[:60])] = server.send("POST", route, body)[0]
+    failed = {key: status for key, status in answers.items() if status >= 500}
+    assert not failed, failed
+    # Without the token every query is refused; every malformed body is refused with or without it.
+    wrong = {key: status for key, status in answers.items() if (key[0] == "POST" or key[2] is None)
+             and not key[1].startswith(("/healthz", "/ready")) and not 400 <= status < 500}
+    assert not wrong, wrong
+
+    # The cases as found: a signature that is not one is a 401; a body JSON cannot hold is a 422 naming it.
+    final = f"/files/runs/{server.run_id}/finalize/video_final.mp4"
+    for query in ("expires=%C2%B2&sig=" + "0" * 64, "expires=" + "9" * 5000 + "&sig=" + "0" * 64,
+                  "sig=%C3%A9&expires=99999999999"):
+        assert server.send("GET", f"{final}?{query}", token=None)[0] == 401
+    status, body = server.send("POST", "/runs", b'{"prompt": "x", "title": "y", "seed": NaN}')
+    assert status == 422 and json.loads(body)["detail"] == "body: NaN is not a JSON number"
+    status, body = server.send("POST", "/review", b'{"run_id": "%s", "decision": "approve", "reviewer": "x", '
+                               b'"notes": Infinity}' % server.run_id.encode())
+    assert status == 422 and json.loads(body)["detail"] == "body: Infinity is not a JSON number"
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_seeds_out_of_range_are_refused_naming_the_field(server):
+    before = set(server.store.run_ids())
+    status, body = server.post("/runs", {"prompt": "A fox at dawn", "title": "Fox", "seed": 2**70})
+    assert status == 422
+    (error,) = body["detail"]
+    assert error["loc"] == ["body", "seed"] and "0 <= seed < 2**32" in error["msg"]
+    assert "an integer of 71 bits" in error["msg"]
+    overrides = server.store.path(server.run_id, "overrides", "overrides.json")
+    recorded = overrides.read_bytes() if overrides.exists() else None
+    for seed in (-1, 10**30, 2**32):
+        status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_001", "seed": seed})
+        assert status == 422 and body["detail"][0]["loc"] == ["body", "seed"], body
+    assert set(server.store.run_ids()) == before  # nothing registered
+    assert (overrides.read_bytes() if overrides.exists() else None) == recorded  # nothing recorded

@@ -30,6 +30,7 @@ from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.items import Item, render_items
 from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.run_files import submit_request
+from sparkle_motion_dagster.runs.shown import one_line
 from sparkle_motion_dagster.runs.storage import atomic_write_json
 
 
@@ -116,7 +117,7 @@ def movie_plan(
                       "substituted": False, "problem": str(exc)}
         # What was asked for, preview or not: video_clips checks the model against it again before rendering.
         choice["preview"] = preview
-        lines = line_speech(plan, speech, line_fields(document))
+        lines = line_speech(plan, speech, line_fields(document), between=stage.check_stop)
         report = validation_report(plan, choice, max_line_chars=speech.max_chunk_chars,
                                    max_generation_sec=clips.max_seconds_per_generation, speech=lines, policy=policy)
         report.update(mode="dry" if config.dry_run else "run", **qa_flags(),
@@ -135,7 +136,7 @@ def movie_plan(
         stage.publish(plan_path, artifact_type="movie_plan", sources=[store.request_path(run_id)])
         stage.publish(report_path, artifact_type="plan_validation", sources=[plan_path])
         for warning in report["warnings"]:
-            context.log.warning(warning["message"])
+            context.log.warning(one_line(warning["message"]))
         # Under the fail policy a dry run refuses what would fail; a run refuses it here when it was
         # measured (an estimate is not worth refusing a render for: the dialogue stage decides then).
         refused = refused_lines(lines, policy, estimates=config.dry_run) if policy.overrun == "fail" else []
@@ -147,7 +148,7 @@ def movie_plan(
             write_event(store.root, run_id, "filesystem_artifacts.ephemeral_root",
                         {"storage_backend": "filesystem", "root": str(store.root), "status": "warning_emitted"})
         if choice.get("substituted"):
-            context.log.warning(choice["substitution"])
+            context.log.warning(one_line(choice["substitution"]))
             write_event(store.root, run_id, "backend.substitution",
                         {"stage": "video_clips", "declared_model_id": choice["declared_model_id"],
                          "backend": choice["video_backend"]})

@@ -16,6 +16,7 @@ from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
+from sparkle_motion_dagster.runs.shown import one_line
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_output, atomic_write_json, sha256_file
 
 
@@ -68,7 +69,7 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
     stage.plan_id = plan.plan_id()
     choice = checked_video_backend(store, run_id, plan, clips)
     if choice["substituted"]:
-        context.log.warning(choice["substitution"])
+        context.log.warning(one_line(choice["substitution"]))
     overrides = read_overrides(store, run_id)
     keyframe_seeds = {e["id"]: e["seed"] for e in read_stage_json(
         store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}

@@ -17,7 +17,7 @@ import click
 
 from sparkle_motion_dagster.cli.context import open_film_context
 from sparkle_motion_dagster.cli.errors import CliError
-from sparkle_motion_dagster.cli.options import FrameSize, at_most_one
+from sparkle_motion_dagster.cli.options import SEED, FrameSize, at_most_one
 from sparkle_motion_dagster.cli.plans import echo_plan_summary
 
 SAMPLE_PLAN = Path(__file__).resolve().parents[1] / "samples" / "rooftop_revelations.json"
@@ -204,7 +204,7 @@ def plan_source_options(command):
         click.option("--prompt", help="a story prompt for the planner (with --title)"),
         click.option("--sample", is_flag=True, help="the bundled sample plan (Rooftop Revelations)"),
         click.option("--title", help="the film's title (with --prompt)"),
-        click.option("--seed", type=int, default=0, show_default=True, help="the planner's seed (with --prompt)"),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="the planner's seed (with --prompt)"),
         click.option("--preview", is_flag=True,
                      help="render the embedded animatic when the plan's video model is not configured"),
         click.option("--size", type=FrameSize(),

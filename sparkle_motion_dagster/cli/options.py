@@ -1,6 +1,7 @@
 """Parameter types and parsing rules that click does not have built in.
 
 - :class:`FrameSize` reads ``--size 640x360``.
+- :class:`SeedType` reads ``--seed``, with the plan's rule (``0 <= seed < 2**32``).
 - :func:`at_most_one` / :func:`exactly_one` make options mutually exclusive.
 - :class:`GreedyOptionsCommand` lets an option take every following word, as in
   ``--attach shot.png notes.txt``.
@@ -29,6 +30,30 @@ class FrameSize(click.ParamType):
         if width % 2 or height % 2 or width < 64 or height < 64:
             self.fail(f"{value} must be even numbers of at least 64", param, ctx)
         return width, height
+
+
+class SeedType(click.ParamType):
+    """A seed the renderers take: an integer with ``0 <= seed < 2**32`` (the plan's rule)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from sparkle_motion_dagster.film.plan import seed_problem
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                self.fail(f"must be an integer with 0 <= seed < 2**32, got {str(value)!r:.48}", param, ctx)
+        problem = seed_problem(number)
+        if problem:
+            self.fail(problem, param, ctx)
+        return number
+
+
+SEED = SeedType()
 
 
 def _given(options: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from sparkle_motion_dagster.cli.errors import CliError
+from sparkle_motion_dagster.cli.options import SEED
 
 
 def echo_plan_summary(summary: dict[str, Any]) -> None:
@@ -86,7 +87,7 @@ def schema() -> int:
 @click.command("plan")
 @click.option("--prompt", required=True, help="the story prompt")
 @click.option("--title", required=True, help="the film's title")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", help="where to write it (default: state/plans/<title>.json)")
 @click.option("--force", is_flag=True, help="replace an existing file")
 def plan(prompt: str, title: str, seed: int, out: str | None, force: bool) -> int:

@@ -10,6 +10,7 @@ import click
 from sparkle_motion_dagster.cli.context import open_film_context, submitted_run
 from sparkle_motion_dagster.cli.errors import CliError
 from sparkle_motion_dagster.cli.filming import film
+from sparkle_motion_dagster.cli.options import SEED
 
 CONTROL_TARGETS = {"pause": "paused", "resume": "running", "stop": "stopped"}
 
@@ -81,7 +82,7 @@ def rerun(run_id: str, from_stage: str) -> int:
 @click.option("--character", help="a character id: its reference portrait, then the keyframes and clips it is in")
 @click.option("--what", type=click.Choice(["clip", "keyframe"]), default="clip", show_default=True,
               help="with --shot: the shot's clip, or its two keyframes (and the neighbouring clips)")
-@click.option("--seed", type=int, help="the new seed (default: the current one + 1)")
+@click.option("--seed", type=SEED, help="the new seed (default: the current one + 1)")
 def regenerate(run_id: str, shot: str | None, character: str | None, what: str, seed: int | None) -> int:
     """Re-render one shot's clip or keyframes, or one character's portrait.
 

@@ -38,6 +38,17 @@ MAX_METADATA_DEPTH = 8
 MAX_METADATA_BYTES = 16 * 1024
 # Lists and objects nested deeper than this are refused when a plan file is read.
 MAX_JSON_DEPTH = 64
+# What one plan may hold. Every stage's cost grows with these, so a plan beyond them is refused
+# before anything is paid for. A line is what one character says in one go: 2,000 characters
+# are about 350 words, two minutes of speech, far past any real line (split a monologue into
+# lines), and the speech engines, the dry run's measurement and a subtitle cue all stay cheap.
+MAX_LINE_CHARS = 2_000
+MAX_SHOTS = 5_000
+MAX_CHARACTERS = 200
+MAX_TIMELINE_ENTRIES = 10_000
+# A plan file (or an envelope holding one): 5,000 shots with their keyframe prompts and every
+# line at its longest would not fit, and nothing real comes close.
+MAX_PLAN_BYTES = 4 * 1024 * 1024
 
 
 def _frame_rate_in_range(value: float) -> float:
@@ -46,6 +57,25 @@ def _frame_rate_in_range(value: float) -> float:
         raise ValueError(f"must be between {MIN_FPS} and {MAX_FPS} frames per second "
                          f"(what the encoder accepts), got {value:g}")
     return value
+
+
+def _line_length(text: str) -> str:
+    """A dialogue line no longer than ``MAX_LINE_CHARS``."""
+    if len(text) > MAX_LINE_CHARS:
+        raise ValueError(f"is {len(text)} characters; a line is at most {MAX_LINE_CHARS} "
+                         "(about two minutes of speech): split it into several lines")
+    return text
+
+
+def _at_most(count: int, what: str):
+    """A list field of at most ``count`` items, refused with the limit in words."""
+
+    def check(items: list) -> list:
+        if len(items) > count:
+            raise ValueError(f"has {len(items)} {what}; a plan holds at most {count}")
+        return items
+
+    return AfterValidator(check)
 
 
 class _Strict(BaseModel):
@@ -111,7 +141,8 @@ class Shot(_Strict):
 class DialogueEntry(_Strict):
     type: Literal["dialogue"] = "dialogue"
     character_id: str
-    text: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1, json_schema_extra={"maxLength": MAX_LINE_CHARS}),
+                    AfterValidator(_line_length)]
     start_time_sec: Annotated[float, Field(ge=0)]
     duration_sec: Annotated[float, Field(gt=0)]
 
@@ -159,10 +190,11 @@ class RenderProfile(_Open):
 
 class MoviePlan(_Strict):
     title: Annotated[str, Field(min_length=1)]
-    characters: list[Character] = Field(default_factory=list)
-    base_images: list[BaseImage]
-    shots: list[Shot]
-    dialogue_timeline: list[TimelineEntry] = Field(default_factory=list)
+    characters: Annotated[list[Character], _at_most(MAX_CHARACTERS, "characters")] = Field(default_factory=list)
+    base_images: Annotated[list[BaseImage], _at_most(MAX_SHOTS + 1, "base images")]
+    shots: Annotated[list[Shot], _at_most(MAX_SHOTS, "shots")]
+    dialogue_timeline: Annotated[list[TimelineEntry], _at_most(MAX_TIMELINE_ENTRIES, "timeline entries")] = \
+        Field(default_factory=list)
     render_profile: RenderProfile
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -266,6 +298,26 @@ def seed_problem(value: Any) -> str | None:
     if not 0 <= value < SEED_LIMIT:
         return f"{expected}, got {_shown_integer(value)}"
     return None
+
+
+def checked_seed(value: Any, *, field: str = "seed") -> int:
+    """``value`` as a seed, or ValueError naming ``field`` and the rule (:func:`seed_problem`):
+    the one check for every seed a person gives, on a plan, a command line or the service."""
+    problem = seed_problem(value)
+    if problem:
+        raise ValueError(f"{field}: {problem}")
+    return int(value)
+
+
+def _seed_in_range(value: int) -> int:
+    problem = seed_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""A pydantic field holding a seed: refused, naming the field, unless ``0 <= seed < 2**32``."""
 
 
 def nesting_depth(value: Any, *, limit: int) -> int:
@@ -606,9 +658,17 @@ def parse_plan_document(data: Any) -> PlanDocument:
     return PlanDocument(validate_plan(data), None, {})
 
 
+def plan_too_big(source: str, size: int) -> str:
+    """Why a plan of ``size`` bytes is refused."""
+    return (f"{source} is {size} bytes; a plan is at most {MAX_PLAN_BYTES} bytes "
+            f"({MAX_PLAN_BYTES // (1024 * 1024)} MiB)")
+
+
 def decode_json(data: bytes, *, source: str) -> Any:
     """A JSON file's bytes as a value, or PlanInputError naming ``source`` and what is wrong."""
     too_deep = f"{source} is not usable JSON: lists and objects nest deeper than {MAX_JSON_DEPTH} levels"
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanInputError(plan_too_big(source, len(data)))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -625,6 +685,45 @@ def decode_json(data: bytes, *, source: str) -> Any:
     if nesting_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise PlanInputError(too_deep)
     return value
+
+
+def decode_plan_text(text: str, *, source: str) -> Any:
+    """Pasted plan text, JSON or YAML, as a value; or PlanInputError naming ``source``.
+
+    JSON goes through :func:`decode_json`. YAML is read event by event first (PyYAML's
+    parser does not recurse; building the value does), so nesting deeper than
+    ``MAX_JSON_DEPTH`` is refused before anything is built, and so are anchors and
+    aliases: a plan never needs them, and an alias bomb expands to billions of items."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanInputError(plan_too_big(source, len(data)))
+    try:
+        return decode_json(data, source=source)
+    except PlanInputError as exc:
+        if "is not valid JSON" not in str(exc):
+            raise
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise PlanInputError(f"{source} is not usable YAML: it uses anchors or aliases "
+                                     f"(line {event.start_mark.line + 1}); write each value out")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise PlanInputError(f"{source} is not usable YAML: lists and objects nest deeper "
+                                         f"than {MAX_JSON_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except PlanInputError:
+        raise
+    except yaml.YAMLError as exc:
+        raise PlanInputError(f"{source} is neither JSON nor YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise PlanInputError(f"{source} is not usable YAML: {exc}") from None
 
 
 def read_json_file(path: str | Path) -> Any:

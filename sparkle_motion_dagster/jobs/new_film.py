@@ -6,13 +6,17 @@ that id; the ``new_film_launcher`` sensor (:mod:`sparkle_motion_dagster.sensors`
 launches the ``film`` job for the new partition.
 """
 
-import json
 import re
 
 import dagster as dg
 from pydantic import Field
 
-from sparkle_motion_dagster.film.plan import PlanValidationError, read_plan_file, with_video_size
+from sparkle_motion_dagster.film.plan import (
+    PlanValidationError,
+    decode_plan_text,
+    read_plan_file,
+    with_video_size,
+)
 from sparkle_motion_dagster.orchestration.runner import submit_prompt_run, submit_run
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
@@ -50,16 +54,9 @@ class NewFilmConfig(dg.Config):
 
 
 def pasted_plan(text: str) -> dict:
-    """A plan pasted as JSON or YAML text, as a document; a clear error for anything else."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        import yaml
-
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"plan_text: neither JSON nor YAML: {exc}") from None
+    """A plan pasted as JSON or YAML text, as a document, read by the same bounded decoder as
+    every plan file; a clear error naming ``plan_text`` for anything else."""
+    document = decode_plan_text(text, source="plan_text")
     if not isinstance(document, dict):
         raise ValueError(f"plan_text: expected a MoviePlan object, got {type(document).__name__}")
     return document

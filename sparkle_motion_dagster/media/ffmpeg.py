@@ -37,7 +37,9 @@ class FfmpegError(RuntimeError):
                 "matches no streams", "does not contain any stream", "Output file is empty, nothing was encoded",
                 "moov atom not found", "Unrecognized option", "Option not found", "Unknown encoder",
                 "Unknown decoder", "Invalid frame dimensions", "not divisible by 2",
-                "Error splitting the argument list")
+                "Error splitting the argument list",
+                # a damaged file: a header cut short ("reached eof, corrupted STSD atom") or overwritten
+                "error reading header", "Error opening input: End of file", "corrupted")
     # What it prints when the machine, not the input, was the problem: another attempt may succeed.
     CIRCUMSTANCES = ("No space left on device", "Cannot allocate memory", "Resource temporarily unavailable",
                      "Input/output error", "received signal", "Connection", "timed out")

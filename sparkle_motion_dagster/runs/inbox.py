@@ -6,7 +6,7 @@ looks, one sensor tick apart). Every dropped file is kept, byte for byte:
 - ``accepted/<run_id>.json``: a valid plan or request that became a film run;
 - ``rejected/<name>`` with ``<name>.error.json`` beside it listing every problem;
 - ``duplicates/<name>`` with ``<name>.duplicate.json`` naming the run that
-  already films the same content.
+  already films the same content (the same sha256, not only the same run id).
 
 Hidden files and names ending in ``.tmp``, ``.part``, ``.partial`` or ``~`` are
 files still being written by an editor or a copy tool and are left alone, and so
@@ -29,14 +29,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.film.plan import PlanInputError, decode_json, seed_problem
+from sparkle_motion_dagster.film.plan import (
+    MAX_PLAN_BYTES,
+    PlanInputError,
+    decode_json,
+    plan_too_big,
+    seed_problem,
+)
 from sparkle_motion_dagster.runs.locations import state_dir
-from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
+from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, new_run_id
 
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", "~", ".crdownload")
 OUTCOME_DIRS = ("accepted", "rejected", "duplicates")
-# A plan is a few KiB; anything this big is not one, and is not read into the sensor's memory.
-MAX_DROP_BYTES = 8 * 1024 * 1024
+# A drop's run id is this many hex digits of its sha256: 64 bits, so that two different
+# plans share one only by a deliberate search of about 2**32 tries (8 digits took 64k).
+RUN_ID_HEX_DIGITS = 16
+# The plan size limit: anything bigger is not a plan, and is not read into the sensor's memory.
+MAX_DROP_BYTES = MAX_PLAN_BYTES
 # Names kept in the outcome folders stay short enough for ``<name>.error.json`` beside them.
 MAX_KEPT_NAME_BYTES = 200
 NOT_FOLLOWED = "is a symbolic link; the inbox reads only regular files and never follows links (drop the file itself)"
@@ -107,7 +116,30 @@ def split_stable(drops: list[Drop], previous: dict[str, list[int]]) -> tuple[lis
 def content_run_id(data: bytes) -> tuple[str, str]:
     """The film run id for a drop's bytes, and the full digest: same content, same run."""
     digest = hashlib.sha256(data).hexdigest()
-    return f"run_{digest[:8]}", digest
+    return f"run_{digest[:RUN_ID_HEX_DIGITS]}", digest
+
+
+def filmed_digest(store: ArtifactStore, run_id: str) -> str | None:
+    """The sha256 of the drop a run was submitted from, or None (no such run, or not from a drop)."""
+    try:
+        recorded = store.read_request(run_id).get("content_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) else None
+
+
+def run_id_for_content(store: ArtifactStore, digest: str) -> tuple[str, bool]:
+    """(the run id a drop with this sha256 is filmed as, whether it is already filmed).
+
+    A run id holds only the digest's first 64 bits: should a run with a different
+    content already have it, the drop is filmed as its 128-bit id (then a random one),
+    never taken for a duplicate of a film it is not."""
+    for run_id in (f"run_{digest[:RUN_ID_HEX_DIGITS]}", f"run_{digest[:2 * RUN_ID_HEX_DIGITS]}"):
+        if not store.request_path(run_id).exists():
+            return run_id, False
+        if filmed_digest(store, run_id) == digest:
+            return run_id, True
+    return new_run_id(), False
 
 
 @dataclass(frozen=True)
@@ -246,7 +278,7 @@ def read_regular_file(path: Path, *, name: str) -> tuple[bytes, os.stat_result]:
         if not stat.S_ISREG(info.st_mode):
             raise PlanInputError(f"{name} is not a regular file")
         if info.st_size > MAX_DROP_BYTES:
-            raise PlanInputError(f"{name} is {info.st_size} bytes; a plan is at most {MAX_DROP_BYTES} bytes")
+            raise PlanInputError(plan_too_big(name, info.st_size))
         try:
             raw = handle.read(MAX_DROP_BYTES + 1)
         except OSError as exc:

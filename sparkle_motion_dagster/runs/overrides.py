@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from sparkle_motion_dagster.film.plan import checked_seed
 from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
 
 
@@ -24,8 +25,9 @@ def read_overrides(store: ArtifactStore, run_id: str) -> dict:
 def set_seed(store: ArtifactStore, run_id: str, kind: str, item_id: str, seed: int) -> dict:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    seed = checked_seed(seed)
     data = read_overrides(store, run_id)
-    data[kind][item_id] = {"seed": int(seed)}
+    data[kind][item_id] = {"seed": seed}
     atomic_write_json(store.path(run_id, "overrides", "overrides.json"), data)
     return data
 

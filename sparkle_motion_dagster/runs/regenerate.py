@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sparkle_motion_dagster.film.plan import SEED_LIMIT, checked_seed
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override, set_seed
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json, stage_file
 from sparkle_motion_dagster.runs.storage import ArtifactStore
@@ -36,8 +37,10 @@ def seeds_in_use(store: ArtifactStore, run_id: str, what: str) -> dict[str, int]
 
 
 def _free_seed(seed: int, taken: set[int]) -> int:
+    """The first seed from ``seed`` on that no other item has, counting on past the last seed to 0."""
+    seed %= SEED_LIMIT
     while seed in taken:
-        seed += 1
+        seed = (seed + 1) % SEED_LIMIT
     return seed
 
 
@@ -50,6 +53,8 @@ def plan_regeneration(store: ArtifactStore, run_id: str, shot_id: str, *, what: 
     """
     if what not in TARGETS:
         raise ValueError(f"--what: must be clip or keyframe, got {what!r}")
+    if seed is not None:
+        seed = checked_seed(seed, field="--seed")
     plan = load_run_plan(store, run_id)
     shot = next((s for s in plan.shots if s.id == shot_id), None)
     if shot is None:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.film.plan import MoviePlan, validate_plan
+from sparkle_motion_dagster.film.plan import MoviePlan, checked_seed, validate_plan
 from sparkle_motion_dagster.runs.storage import ArtifactStore
 from sparkle_motion_dagster.stages import folder
 
@@ -19,13 +19,19 @@ class MissingUpstreamError(FileNotFoundError):
 
 
 def submit_request(store: ArtifactStore, run_id: str, *, source: str, preview: bool,
-                   document: dict | None = None, prompt: dict | None = None) -> None:
+                   document: dict | None = None, prompt: dict | None = None,
+                   content_sha256: str | None = None) -> None:
     """Record what a film run was asked to make: a plan ``document``, or a ``prompt``
-    (``{"prompt", "title", "seed"}``) that the ``movie_plan`` stage turns into a plan."""
+    (``{"prompt", "title", "seed"}``) that the ``movie_plan`` stage turns into a plan;
+    ``content_sha256`` is the dropped file's, for the drop folder to know its duplicates."""
     if (document is None) == (prompt is None):
         raise ValueError("a film run is submitted with either a plan document or a prompt")
+    if prompt is not None:
+        prompt = {**prompt, "seed": checked_seed(prompt.get("seed", 0))}
     request = {"run_id": run_id, "source": source, "preview": preview,
                "submitted_at": datetime.now(timezone.utc).isoformat()}
+    if content_sha256 is not None:
+        request["content_sha256"] = content_sha256
     request.update({"document": document} if document is not None else {"prompt": prompt})
     store.write_request(run_id, request)
 

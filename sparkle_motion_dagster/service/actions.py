@@ -28,7 +28,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError, parse_plan_document, with_video_size
+from sparkle_motion_dagster.film.plan import (
+    PlanInputError,
+    PlanValidationError,
+    Seed,
+    parse_plan_document,
+    with_video_size,
+)
 from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, check_run_id
@@ -44,7 +50,7 @@ class _Body(BaseModel):
 class NewRun(_Body):
     prompt: str = ""
     title: str = ""
-    seed: int = 0
+    seed: Seed = 0
     plan: dict[str, Any] | None = None
     size: str = ""
     preview: bool = False
@@ -67,7 +73,7 @@ class RegenerateBody(_Body):
     run_id: str
     shot_id: str
     what: Literal["clip", "keyframe"] = "clip"
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 def _known(store: ArtifactStore, run_id: str) -> str:
@@ -155,7 +161,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         try:
             change = plan_regeneration(store, run_id, body.shot_id, what=body.what, seed=body.seed)
         except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc).replace("--shot", "shot_id")
+            raise HTTPException(status_code=422, detail=str(exc).replace("--shot", "shot_id").replace("--seed", "seed")
                                 .replace("--what", "what")) from None
         count = 1 + sum(1 for e in read_events(store.root, run_id, "regeneration")
                         if e["payload"].get("shot_id") == body.shot_id)

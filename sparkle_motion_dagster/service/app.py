@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
@@ -50,6 +51,7 @@ from sparkle_motion_dagster.runs.storage import (
 from sparkle_motion_dagster.service import signing
 from sparkle_motion_dagster.service.actions import actions_router
 from sparkle_motion_dagster.service.descriptor_response import DescriptorResponse
+from sparkle_motion_dagster.service.strict_json import finite_json_body, validation_error
 
 TOKEN_ENV = "ARTIFACTS_FS_TOKEN"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7077
@@ -131,6 +133,8 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
     instance_lock = threading.Lock()  # one reader of the Dagster instance at a time
     app = FastAPI(title="Sparkle Motion artifact service", docs_url=None, redoc_url=None, openapi_url=None)
 
+    app.add_exception_handler(RequestValidationError, validation_error)
+
     @app.exception_handler(UnsafeIdError)
     async def bad_id(request: Request, exc: UnsafeIdError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -183,7 +187,8 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
         with instance_lock:
             return film_status(instance_getter(), store, run_id, log_lines=0)
 
-    app.include_router(actions_router(store, instance_getter, instance_lock, status_of), dependencies=[guard])
+    app.include_router(actions_router(store, instance_getter, instance_lock, status_of),
+                       dependencies=[guard, Depends(finite_json_body)])
 
     @app.api_route("/files/{file_path:path}", methods=["GET", "HEAD"], dependencies=[file_guard])
     def files(file_path: str) -> DescriptorResponse:

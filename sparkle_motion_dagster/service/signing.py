@@ -14,6 +14,7 @@ import time
 from urllib.parse import quote, urlencode
 
 DEFAULT_TTL_S = 6 * 3600  # long enough for an evening of review, short enough to go stale
+MAX_EXPIRES_DIGITS = 12  # Unix seconds until the year 33658: more digits is not a link this service made
 
 
 def signature(token: str, path: str, expires: int) -> str:
@@ -28,9 +29,13 @@ def signed_path(token: str, path: str, *, ttl_s: int = DEFAULT_TTL_S, now: float
 
 
 def valid(token: str, path: str, expires: str | None, sig: str | None, *, now: float | None = None) -> bool:
-    """Whether ``sig`` signs ``path`` until ``expires`` and that time has not passed."""
-    if not expires or not sig or not expires.isdigit():
+    """Whether ``sig`` signs ``path`` until ``expires`` and that time has not passed. Anything
+    else in the query (non-ASCII digits such as ``²``, a number of thousands of digits, a
+    signature that is not ASCII hex) is simply not a valid signature."""
+    if not expires or not sig or len(expires) > MAX_EXPIRES_DIGITS or not (expires.isascii() and expires.isdigit()):
+        return False
+    if len(sig) != 64 or not sig.isascii():
         return False
     if int(expires) < (time.time() if now is None else now):
         return False
-    return hmac.compare_digest(signature(token, path, int(expires)), sig)
+    return hmac.compare_digest(signature(token, path, int(expires)).encode(), sig.encode())

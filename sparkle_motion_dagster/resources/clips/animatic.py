@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
+from sparkle_motion_dagster.media.images import open_image
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 
 OVERSCAN = 1.08
@@ -130,8 +131,8 @@ class AnimaticClips(ClipRenderer):
     parallel_shots: ClassVar[int] = 2
 
     def render(self, request, out_path):
-        start = Image.open(request.start_image)
-        end = Image.open(request.end_image)
+        start = open_image(request.start_image, what="start keyframe")
+        end = open_image(request.end_image, what="end keyframe")
         with FrameEncoder(out_path, width=request.width, height=request.height, fps=request.fps,
                           pix_fmt="yuv420p") as encoder:
             for frame in animatic_frames(

@@ -101,6 +101,7 @@ from PIL import Image, ImageOps
 from pydantic import field_validator
 
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
+from sparkle_motion_dagster.media.images import open_image
 from sparkle_motion_dagster.resources import memory_plan, model_support
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
@@ -355,8 +356,8 @@ def _generate(pipe, first: Image.Image, last: Image.Image | None, *, prompt: str
 
 def _load_fitted(path: Path, width: int, height: int) -> Image.Image:
     """A keyframe cover-fitted (scaled and centre-cropped) to exactly ``width`` x ``height``."""
-    with Image.open(path) as image:
-        return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+    image = open_image(path, what="keyframe")
+    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
 def _compose_prompt(request: ClipRequest) -> str:

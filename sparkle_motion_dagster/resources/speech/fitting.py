@@ -12,7 +12,7 @@ SPARKLE_SPEECH_OVERRUN     beyond that limit: ``trim`` (default: speed up by the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
@@ -50,11 +50,15 @@ def fit_policy_from_env(environ: Mapping[str, str] | None = None) -> FitPolicy:
     return FitPolicy(max_tempo=settings.max_tempo, overrun=settings.overrun)
 
 
-def line_speech(plan: MoviePlan, engine: SpeechEngine, fields: dict[str, str] | None = None) -> list[LineSpeech]:
+def line_speech(plan: MoviePlan, engine: SpeechEngine, fields: dict[str, str] | None = None,
+                between: Callable[[], None] | None = None) -> list[LineSpeech]:
     """Every line's speech length before rendering: measured where the engine speaks cheaply
-    (espeak-ng), else estimated from its pace."""
+    (espeak-ng), else estimated from its pace. ``between`` is called before each line (a stop
+    ends the measuring there: a plan of many long lines takes a while)."""
     lines = []
     for window in line_windows(plan, fields):
+        if between is not None:
+            between()
         entry = window.entry
         profile = plan.character(entry.character_id).voice_profile
         measured = engine.measure_seconds(entry.text, character_id=entry.character_id, voice_profile=profile)
