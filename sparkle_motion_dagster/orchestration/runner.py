@@ -461,6 +461,21 @@ class _StageClock:
                     self.on_stage = None
 
 
+def run_quality_checks(defs: dg.Definitions, instance: dg.DagsterInstance, store: ArtifactStore,
+                       run_id: str) -> list[dict]:
+    """Evaluate every automated quality check on the run's files as they are, through Dagster (the UI
+    shows the evaluations on the run's partition); returns the results as the QA report keeps them."""
+    from sparkle_motion_dagster.runs.qa import status_checks
+
+    check_run_id(run_id)
+    # A checks-only selection has no asset to take the partition from: the partition goes in as a tag.
+    defs.resolve_job_def("qa_checks").execute_in_process(
+        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id, "dagster/partition": run_id},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    return status_checks(store, run_id)
+
+
 def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:
     """Evaluate the manual review check on the run's final video, so the UI shows the decision."""
     result = defs.resolve_job_def("review_gate").execute_in_process(

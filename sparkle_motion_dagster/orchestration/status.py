@@ -40,6 +40,7 @@ from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, is_abandoned
 from sparkle_motion_dagster.runs.control import read_state
 from sparkle_motion_dagster.runs.events import read_events
+from sparkle_motion_dagster.runs.qa import status_checks
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import (
@@ -405,6 +406,10 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     control = read_state(store, run_id).get("state", "running") if has_files else "running"
     status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id))
     submitted = submitted_at(store, run_id)
+    checks = status_checks(store, run_id) if has_files else []
+    for stage in stages:
+        stage["checks"] = [{"name": c["name"], "passed": c["passed"], "severity": c["severity"],
+                            "description": c["description"]} for c in checks if c["asset"] == stage["asset"]]
     return {
         "run_id": run_id,
         "title": run_title(store, run_id),
@@ -422,6 +427,7 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         "log": [{k: v for k, v in line.items() if k != "_ts"} for line in lines[-log_lines:]] if log_lines else [],
         "dagster_runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
         "review": review_state(store, run_id) if has_files else None,
+        "checks": checks,
         "regenerations": regenerations(store, run_id) if has_files else [],
         "estimated_seconds_left": _time_left(store, run_id, stages) if status == "running" else None,
     }

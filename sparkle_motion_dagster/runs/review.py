@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.qa import qa_blocks_sharing, qa_flags
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import (
     ArtifactStore,
@@ -69,8 +69,9 @@ def reviews_path(store: ArtifactStore, run_id: str) -> Path:
 # --- recording ----------------------------------------------------------------
 
 def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: str, notes: str = "",
-                  attachments: Iterable[str | Path] = (), *, catalog=None) -> dict[str, Any]:
+                  attachments: Iterable[str | Path] = (), *, catalog=None, qa_override: bool = False) -> dict[str, Any]:
     """Record a person's decision (``approve``, ``reject`` or ``skip``) on the run's final video.
+    ``qa_override``: an approval that ships the film although automated checks failed (recorded with them).
 
     Everything is checked before anything is written. Returns the review record.
     """
@@ -120,6 +121,8 @@ def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: st
             "video_final": {"path": str(final), **_fingerprint(final)},
             "event_id": event["event_id"],
         }
+        if qa_override:
+            record["qa_override"] = {"failed_checks": qa_blocks_sharing(store, run_id)}
         records_file = reviews_path(store, run_id)
         atomic_write_json(records_file, _read_records(records_file) + [record])
     _catalog(store, run_id, record, records_file, catalog)
@@ -238,9 +241,15 @@ def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         judged = latest.get("video_final")
         stale = bool(judged) and not _same_video(final, judged)
         status = "pending" if stale else latest["status"]
+    # While checks are blocking (QA_AUTOMATION_REMOVED=0) a failed check holds the film back unless the
+    # approval says, in so many words, that the reviewer overrides it.
+    failed_checks = qa_blocks_sharing(store, run_id)
+    overridden = bool(failed_checks) and status == "approved" and bool((latest or {}).get("qa_override"))
     state = {
         "status": status,
-        "ready_to_share": status == "approved",
+        "ready_to_share": status == "approved" and (not failed_checks or overridden),
+        "failed_checks": failed_checks,
+        "qa_override": overridden,
         **flags,
         "video_final_exists": final.is_file(),
         "reviewer": latest["reviewer"] if latest else None,
@@ -256,6 +265,10 @@ def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 def _banner(state: dict[str, Any], run_id: str) -> str | None:
     if state["ready_to_share"]:
         return None
+    if state["failed_checks"]:
+        return (f"Automated checks failed (QA_AUTOMATION_REMOVED=0): {state['failed_checks'][0]}. Re-render the "
+                f"item, or approve with the override (sparkle-motion review {run_id} --approve --override-qa "
+                "--reviewer NAME).")
     if state["stale_review"]:
         return (f"The final video changed after the last review ({state['reviewer']}, {state['reviewed_at']}): "
                 f"review it again before sharing (sparkle-motion review {run_id} --approve --reviewer NAME).")
