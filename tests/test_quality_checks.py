@@ -272,6 +272,7 @@ def test_a_failed_clip_check_blocks_assembly_only_when_checks_are_blocking(copie
 
     if removed == "0":
         assert result.code == 1
+        assert "video_clips/clips_sound: shot_002:" in result.stderr and "shot_002: black for" in result.stderr
         assert assembly.stat().st_mtime_ns == before  # video_raw_concat did not run
         assert report["checks_blocking"] and next(
             c for c in report["checks"] if c["name"] == "clips_sound")["severity"] == "ERROR"

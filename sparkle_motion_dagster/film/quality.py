@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from sparkle_motion_dagster.stages import folder
 
 # Keyframes: a picture whose luma spread (standard deviation) is under this is blank or flat.
 MIN_IMAGE_SPREAD = 4.0
-# Continuity: the least SSIM (at the clip's size) between a clip's end frame and its keyframe, per
+# Continuity: the least SSIM (at the clip's analysis size, at most 256 wide) between a clip's end frame and its keyframe, per
 # continuity mode. The animatic starts and ends on its keyframes exactly; a video model regenerates them.
 CONTINUITY_SSIM = {"crossfade": 0.9, "first_last_frame": 0.6, "image_to_video": 0.6}
 DEFAULT_CONTINUITY_SSIM = 0.6
@@ -47,6 +48,7 @@ CONTINUITY_ZOOMS = (1.0, 1.04, 1.08)
 MAX_BLACK_S = 0.5
 MAX_FROZEN_S = 1.0
 MAX_FROZEN_FRACTION = 0.5
+CLIP_WORKERS = 2
 # Dialogue: a 20 ms window holds speech above this level; a line holds speech in most of its windows.
 SPEECH_FLOOR_DBFS = -45.0
 MIN_SPEECH_FRACTION = 0.5
@@ -59,10 +61,11 @@ MAX_CLIPPED_FRACTION = 0.001
 MAX_AUDIO_LAG_S = 0.01
 MIN_AUDIO_CORRELATION = 0.8
 # Loudness: the final's integrated loudness within this of the target; the true peak at most the
-# limit plus this (AAC encoding moves peaks a little).
+# limit plus this (AAC encoding moves peaks a little; the normaliser leaves a decibel of headroom for it).
 LOUDNESS_TOLERANCE_LU = 1.0
 TRUE_PEAK_TOLERANCE_DB = 0.5
 TRUE_PEAK_LIMIT_DBTP = -1.0
+NORMALISER_TRUE_PEAK_DBTP = -2.0
 DEFAULT_LOUDNESS_LUFS = -16.0
 
 
@@ -269,17 +272,22 @@ def check_clips(store: ArtifactStore, run_id: str) -> CheckOutcome:
     motion = _json(store, run_id, "video_clips", "motion_manifest.json")
     listed = {clip["shot_id"]: clip for clip in motion.get("clip_assets", [])}
     counts = shot_frame_counts([shot.duration_sec for shot in plan.shots], plan.fps)
-    clips = []
+    work = []
     for shot, frames in zip(plan.shots, counts):
         entry = listed.get(shot.id)
         if entry is None:
             judge.fail(f"{shot.id}: missing from motion_manifest.json")
             continue
-        row, failures = judge_clip(
-            _file(store, run_id, "video_clips", f"{shot.id}.mp4"), shot_id=shot.id, expected_frames=frames,
+        work.append(dict(
+            clip=_file(store, run_id, "video_clips", f"{shot.id}.mp4"), shot_id=shot.id, expected_frames=frames,
             fps=plan.fps, mode=entry.get("continuity_mode"),
             start_keyframe=_file(store, run_id, "base_images", f"{shot.start_base_image_id}.png"),
-            end_keyframe=_file(store, run_id, "base_images", f"{shot.end_base_image_id}.png"))
+            end_keyframe=_file(store, run_id, "base_images", f"{shot.end_base_image_id}.png")))
+    # Each clip is one ffmpeg decode: two at a time keep two cores busy.
+    with ThreadPoolExecutor(max_workers=CLIP_WORKERS) as pool:
+        judged = list(pool.map(lambda args: judge_clip(**args), work))
+    clips = []
+    for row, failures in judged:
         clips.append(row)
         for failure in failures:
             judge.fail(failure)
@@ -360,8 +368,11 @@ def check_final(store: ArtifactStore, run_id: str) -> CheckOutcome:
     info = probe(final)
     judge.metadata.update(expected_frames=expected_frames, runtime_sec=plan.runtime_sec,
                           video_codec=info["video_codec"], audio_codec=info["audio_codec"])
+    # The picture is the clips' (checked frame by frame in video_clips) copied or lip-synced: here its frames
+    # are counted from the packets and every keyframe (each shot's first) is decoded.
     try:
-        frames = analysis.read_clip(final).frames
+        frames = analysis.count_packets(final)
+        judge.metadata["keyframes_decoded"] = analysis.keyframes_decode(final)
     except (FfmpegError, OSError) as error:
         judge.fail(f"video_final.mp4: does not decode ({str(error).splitlines()[0][:160]})")
         return judge.outcome("")

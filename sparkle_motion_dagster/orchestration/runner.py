@@ -250,6 +250,10 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
+            if "blocking asset check failed" in error:  # say what the check measured, naming the item
+                from sparkle_motion_dagster.runs.qa import qa_blocks_sharing
+
+                error = "; ".join(qa_blocks_sharing(store, run_id)) or error
             stopped = _is_stop(event)
             break
     return FilmResult(run_id, dagster_run_id, False, None, failed_stage, error or "the run failed", times, held,
