@@ -286,3 +286,22 @@ def test_a_failed_clip_check_blocks_assembly_only_when_checks_are_blocking(copie
         assert result.code == 0, result.stdout + result.stderr
         assert assembly.stat().st_mtime_ns != before  # a warning: assembly went on
         assert next(c for c in report["checks"] if c["name"] == "clips_sound")["severity"] == "WARN"
+
+
+def test_the_panel_stage_rows_show_what_a_check_measured(good_film, monkeypatch):
+    state, run_id = good_film
+    use_state(monkeypatch, state)
+    from sparkle_motion_dagster.panel.previews import stage_table_html
+
+    status = json.loads(sparkle("status", run_id, "--json").stdout)
+    assert html_row(stage_table_html(status, {}), "video_clips").count('data-checks="passed"') == 1
+    clips = next(s for s in status["stages"] if s["asset"] == "video_clips")
+    clips["checks"] = [{"name": "clips_sound", "passed": False, "severity": "ERROR",
+                        "description": "shot_002: black for 2.46s (> 0.5s)"}]
+    row = html_row(stage_table_html(status, {}), "video_clips")
+    assert 'data-checks="failed"' in row and "shot_002: black for 2.46s (&gt; 0.5s)" in row
+
+
+def html_row(table: str, asset: str) -> str:
+    start = table.index(f'data-stage="{asset}"')
+    return table[start:table.index("</tr>", start)]

@@ -13,7 +13,7 @@ from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
 from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.qa import qa_record
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
 from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
 
@@ -50,7 +50,7 @@ def video_final(
             "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result, "loudness": loudness,
         })
         frames = assembly["total_frames"]
-        flags = qa_flags()
+        flags = qa_record(store, run_id)  # the checks of the stages before it have run by now
         stage.publish(out, duration_s=round(frames / plan.fps, 6),
                       metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
                                 **flags}, sources=[raw, audio])

@@ -550,7 +550,7 @@ def artifacts_view(store: ArtifactStore, run_id: str, stage: str | None = None, 
     review = review_state(store, run_id)
     payload = artifacts_payload(catalog, run_id, stage, review_summary={"finalize": review})
     return {**payload, "review_summary": review, "manual_review_required": review["manual_review_required"],
-            "qa_mode": review["qa_mode"]}
+            "qa_mode": review["qa_mode"], "checks": status_checks(store, run_id)}
 
 
 def catalog_missing_stages(catalog, store: ArtifactStore, run_id: str) -> int:

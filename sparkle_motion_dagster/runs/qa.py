@@ -41,6 +41,16 @@ def qa_flags() -> dict:
             "review_gate": "blocking" if removed else "advisory"}
 
 
+def qa_record(store: ArtifactStore, run_id: str) -> dict:
+    """What a manifest records: :func:`qa_flags`, with ``qa_mode: automated`` and each check's result
+    once checks have run on this film."""
+    flags = qa_flags()
+    results = check_results(store, run_id)
+    if results:
+        flags.update(qa_mode="automated", qa_checks={f"{r['asset']}/{r['name']}": r["passed"] for r in results})
+    return flags
+
+
 def _results_dir(store: ArtifactStore, run_id: str):
     return store.path(run_id, "finalize", RESULTS_FOLDER)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.qa import qa_blocks_sharing, qa_flags
+from sparkle_motion_dagster.runs.qa import qa_blocks_sharing, qa_record
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import (
     ArtifactStore,
@@ -232,7 +232,7 @@ def latest_review(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
 def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     """Where the run stands: ``status`` is pending, approved, rejected or skipped;
     ``ready_to_share`` only when the current final video is approved."""
-    flags = qa_flags()
+    flags = qa_record(store, run_id)
     found = reviews(store, run_id)
     latest = found[-1] if found else None
     final = final_video_path(store, run_id)
