@@ -284,6 +284,7 @@ def test_a_failed_clip_check_blocks_assembly_only_when_checks_are_blocking(copie
         assert state["ready_to_share"] and state["qa_override"]
     else:
         assert result.code == 0, result.stdout + result.stderr
+        assert "warning: check video_clips/clips_sound failed: shot_002:" in result.stderr
         assert assembly.stat().st_mtime_ns != before  # a warning: assembly went on
         assert next(c for c in report["checks"] if c["name"] == "clips_sound")["severity"] == "WARN"
 

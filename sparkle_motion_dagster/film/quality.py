@@ -35,7 +35,7 @@ from sparkle_motion_dagster.stages import folder
 
 # Keyframes: a picture whose luma spread (standard deviation) is under this is blank or flat.
 MIN_IMAGE_SPREAD = 4.0
-# Continuity: the least SSIM (at the clip's analysis size, at most 256 wide) between a clip's end frame and its keyframe, per
+# Continuity: the least SSIM (the keyframe framed at the clip's size, both reduced to at most 256 wide) between a clip's end frame and its keyframe, per
 # continuity mode. The animatic starts and ends on its keyframes exactly; a video model regenerates them.
 CONTINUITY_SSIM = {"crossfade": 0.9, "first_last_frame": 0.6, "image_to_video": 0.6}
 DEFAULT_CONTINUITY_SSIM = 0.6
@@ -213,11 +213,18 @@ def _keyframe_luma(path: Path, width: int, height: int, zoom: float) -> np.ndarr
         return np.asarray(gray.crop((left, top, left + width, top + height)), dtype=np.float32)
 
 
-def keyframe_similarity(frame: np.ndarray, keyframe: Path) -> float:
-    """The best SSIM of a decoded frame against its keyframe framed as-is or with a slight overscan."""
+def keyframe_similarity(frame: np.ndarray, keyframe: Path, clip_size: tuple[int, int]) -> float:
+    """The best SSIM of a decoded frame (at the analysis size) against its keyframe framed at the clip's
+    size as-is or with a slight overscan, then reduced to the analysis size as the frame was."""
     height, width = frame.shape
-    return round(max(analysis.ssim(frame, _keyframe_luma(keyframe, width, height, zoom))
-                     for zoom in CONTINUITY_ZOOMS), 4)
+    best = 0.0
+    for zoom in CONTINUITY_ZOOMS:
+        framed = _keyframe_luma(keyframe, *clip_size, zoom)
+        if framed.shape != frame.shape:
+            framed = np.asarray(Image.fromarray(np.clip(np.rint(framed), 0, 255).astype(np.uint8))
+                                .resize((width, height), Image.Resampling.BOX), dtype=np.float32)
+        best = max(best, analysis.ssim(frame, framed))
+    return round(best, 4)
 
 
 def judge_clip(clip: Path, *, shot_id: str, expected_frames: int, fps: float, mode: str | None,
@@ -238,14 +245,15 @@ def judge_clip(clip: Path, *, shot_id: str, expected_frames: int, fps: float, mo
     threshold = CONTINUITY_SSIM.get(mode or "", DEFAULT_CONTINUITY_SSIM)
     row["continuity_threshold_ssim"] = threshold
     verified = reading.first is not None
+    clip_size = (reading.source_width, reading.source_height)
     if reading.first is not None:
-        row["start_ssim"] = keyframe_similarity(reading.first, start_keyframe)
+        row["start_ssim"] = keyframe_similarity(reading.first, start_keyframe, clip_size)
         if row["start_ssim"] < threshold:
             verified = False
             failures.append(f"{shot_id}: first frame does not match its start keyframe "
                             f"(SSIM {row['start_ssim']} < {threshold})")
     if (mode or "") in ENDS_ON_KEYFRAME and reading.last is not None:
-        row["end_ssim"] = keyframe_similarity(reading.last, end_keyframe)
+        row["end_ssim"] = keyframe_similarity(reading.last, end_keyframe, clip_size)
         if row["end_ssim"] < threshold:
             verified = False
             failures.append(f"{shot_id}: last frame does not match its end keyframe "

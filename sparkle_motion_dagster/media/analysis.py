@@ -38,6 +38,9 @@ class ClipReading:
     first: np.ndarray | None
     """The first frame, as luma (float32, 0..255) at the analysis size (``width`` x ``height``)."""
     last: np.ndarray | None
+    source_width: int = 0
+    source_height: int = 0
+    """The clip's own size (``width`` x ``height`` is the analysis size)."""
     black: list[tuple[float, float]] = field(default_factory=list)
     """(start, end) seconds of each black stretch."""
     frozen: list[tuple[float, float]] = field(default_factory=list)
@@ -81,7 +84,7 @@ def read_clip(path: Path) -> ClipReading:
     ends = [float(e) for e in _FREEZE_END.findall(log)]
     frozen = [(start, ends[i] if i < len(ends) else duration) for i, start in enumerate(starts)]
     return ClipReading(frames=frames, width=width, height=height, fps=info["fps"], first=first, last=last,
-                       black=black, frozen=frozen)
+                       source_width=info["width"], source_height=info["height"], black=black, frozen=frozen)
 
 
 def analysis_size(width: int, height: int) -> tuple[int, int]:
