@@ -75,7 +75,6 @@ def video_final(
             "lipsync_no_face_frames": len(result.get("no_face_frames", [])),
             "lipsync_clips": len(result.get("lipsync_clips", [])),
             "loudness_lufs": loudness["output_lufs"],
-            "true_peak_dbtp": loudness["output_true_peak_dbtp"],
             "manual_review_required": flags["manual_review_required"],
             "qa_mode": flags["qa_mode"],
             "alignment_map": dg.MetadataValue.path(str(alignment)),

@@ -14,6 +14,7 @@ with the run (``finalize/qa_report.json``, see :mod:`sparkle_motion_dagster.runs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -203,28 +204,30 @@ def check_keyframes(store: ArtifactStore, run_id: str) -> CheckOutcome:
 # ---------------------------------------------------------------------- video_clips
 
 
-def _keyframe_luma(path: Path, width: int, height: int, zoom: float) -> np.ndarray:
-    """The keyframe at the clip's size, centre-cropped after enlarging it by ``zoom``."""
+@functools.lru_cache(maxsize=16)
+def _keyframe(path: Path, mtime_ns: int) -> Image.Image:
     with Image.open(path) as image:
-        gray = image.convert("L")
-        big_w, big_h = max(width, int(round(width * zoom)) // 2 * 2), max(height, int(round(height * zoom)) // 2 * 2)
-        gray = gray.resize((big_w, big_h), Image.Resampling.BICUBIC)
-        left, top = (big_w - width) // 4 * 2, (big_h - height) // 4 * 2
-        return np.asarray(gray.crop((left, top, left + width, top + height)), dtype=np.float32)
+        return image.convert("L")
+
+
+def framed_keyframe(path: Path, clip_size: tuple[int, int], zoom: float, size: tuple[int, int]) -> np.ndarray:
+    """The keyframe as a clip of ``clip_size`` frames it (enlarged by ``zoom``, even-sized, centre-cropped
+    to even offsets, as the animatic does), resampled straight to ``size`` (one resize, whatever the zoom)."""
+    gray = _keyframe(path, path.stat().st_mtime_ns)
+    width, height = clip_size
+    big_w, big_h = max(width, int(round(width * zoom)) // 2 * 2), max(height, int(round(height * zoom)) // 2 * 2)
+    left, top = (big_w - width) // 4 * 2, (big_h - height) // 4 * 2
+    scale_x, scale_y = gray.width / big_w, gray.height / big_h
+    box = (left * scale_x, top * scale_y, (left + width) * scale_x, (top + height) * scale_y)
+    return np.asarray(gray.resize(size, Image.Resampling.BICUBIC, box=box), dtype=np.float32)
 
 
 def keyframe_similarity(frame: np.ndarray, keyframe: Path, clip_size: tuple[int, int]) -> float:
     """The best SSIM of a decoded frame (at the analysis size) against its keyframe framed at the clip's
-    size as-is or with a slight overscan, then reduced to the analysis size as the frame was."""
+    size, as-is or with a slight overscan, at the frame's size."""
     height, width = frame.shape
-    best = 0.0
-    for zoom in CONTINUITY_ZOOMS:
-        framed = _keyframe_luma(keyframe, *clip_size, zoom)
-        if framed.shape != frame.shape:
-            framed = np.asarray(Image.fromarray(np.clip(np.rint(framed), 0, 255).astype(np.uint8))
-                                .resize((width, height), Image.Resampling.BOX), dtype=np.float32)
-        best = max(best, analysis.ssim(frame, framed))
-    return round(best, 4)
+    return round(max(analysis.ssim(frame, framed_keyframe(keyframe, clip_size, zoom, (width, height)))
+                     for zoom in CONTINUITY_ZOOMS), 4)
 
 
 def judge_clip(clip: Path, *, shot_id: str, expected_frames: int, fps: float, mode: str | None,

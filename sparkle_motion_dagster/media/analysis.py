@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,22 +63,35 @@ def read_clip(path: Path) -> ClipReading:
     if not info["video_codec"] or not info["width"] or not info["height"]:
         raise FfmpegError(f"{path.name}: no decodable video stream (Invalid data found when processing input)")
     width, height = analysis_size(info["width"], info["height"])
-    filters = (f"format=gray,scale={width}:{height}:flags=area,blackdetect=d=0:pix_th={BLACK_PIXEL_THRESHOLD},"
+    filters = (f"scale={width}:{height}:flags=bilinear,format=gray,blackdetect=d=0:pix_th={BLACK_PIXEL_THRESHOLD},"
                f"freezedetect=n={FREEZE_NOISE_DB}dB:d=0")
     # The deblocking filter is skipped: a quarter of the decode, and invisible at the analysis size.
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "info", "-threads", "1", "-skip_loop_filter", "all",
            "-flags2", "fast", "-i", str(path), "-map", "0:v:0",
            "-vf", filters, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
-    result = subprocess.run(cmd, capture_output=True)
-    log = result.stderr.decode(errors="replace")
-    if result.returncode != 0 or "Invalid data found" in log or "error while decoding" in log.lower():
-        tail = "\n".join(log.strip().splitlines()[-4:])
-        raise FfmpegError(f"decoding {path.name} failed ({result.returncode}): {tail}")
     size = width * height
-    frames = len(result.stdout) // size
-    pixels = np.frombuffer(result.stdout, np.uint8)
-    first = pixels[:size].reshape(height, width).astype(np.float32) if frames else None
-    last = pixels[(frames - 1) * size:frames * size].reshape(height, width).astype(np.float32) if frames else None
+    first = last = None
+    frames = 0
+    with tempfile.TemporaryFile() as log_file:  # ffmpeg's log, read once it has finished
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file)
+        try:
+            while chunk := process.stdout.read(size):  # frame by frame: only the first and the last are kept
+                if len(chunk) < size:
+                    break
+                if first is None:
+                    first = chunk
+                last = chunk
+                frames += 1
+        finally:
+            process.stdout.close()
+            process.wait()
+        log_file.seek(0)
+        log = log_file.read().decode(errors="replace")
+    if process.returncode != 0 or "Invalid data found" in log or "error while decoding" in log.lower():
+        tail = "\n".join(log.strip().splitlines()[-4:])
+        raise FfmpegError(f"decoding {path.name} failed ({process.returncode}): {tail}")
+    first = np.frombuffer(first, np.uint8).reshape(height, width).astype(np.float32) if first else None
+    last = np.frombuffer(last, np.uint8).reshape(height, width).astype(np.float32) if last else None
     duration = frames / info["fps"] if info["fps"] else 0.0
     black = [(float(a), float(b)) for a, b in _BLACK.findall(log)]
     starts = [float(s) for s in _FREEZE_START.findall(log)]
@@ -202,14 +216,18 @@ _SUMMARY = {
 }
 
 
-def loudness(path: Path) -> dict[str, float]:
+def loudness(path: Path, *, true_peak: bool = True) -> dict[str, float]:
     """EBU R128 figures of the first audio track by ffmpeg's ``ebur128``: integrated loudness (LUFS), its
-    gating threshold (LUFS), loudness range (LU) and true peak (dBTP)."""
-    result = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"])
+    gating threshold (LUFS), loudness range (LU) and, with ``true_peak``, the true peak (dBTP: the
+    costly part, as it oversamples four times)."""
+    measure = "ebur128=peak=true" if true_peak else "ebur128"
+    result = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-af", measure, "-f", "null", "-"])
     log = result.stderr.decode(errors="replace")
     summary = log[log.rfind("Summary:"):]
     figures = {}
     for name, pattern in _SUMMARY.items():
+        if name == "true_peak_dbtp" and not true_peak:
+            continue
         match = pattern.search(summary)
         if not match:
             raise FfmpegError(f"ebur128 printed no {name} for {path.name}")
@@ -227,23 +245,23 @@ def normalise_loudness(source: Path, out_path: Path, *, target_lufs: float, true
 
     (ffmpeg's ``loudnorm`` in its dynamic mode, which speech with long silences needs, landed up to
     4.7 LU off the target on the sample film, and resamples to 192 kHz to do it.)"""
-    measured = loudness(source)
+    measured = loudness(source, true_peak=False)
     if not np.isfinite(measured["integrated_lufs"]):  # silence: nothing to normalise
         run_ffmpeg(["-i", str(source), "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(out_path)])
         return {"target_lufs": target_lufs, "true_peak_limit_dbtp": true_peak_db, "input_lufs": None,
-                "output_lufs": None, "output_true_peak_dbtp": None, "gain_db": 0.0, "rounds": 0}
+                "output_lufs": None, "gain_db": 0.0, "rounds": 0}
     limit = 10 ** (true_peak_db / 20)
     gain = target_lufs - measured["integrated_lufs"]
     result = measured
     for round_number in range(1, rounds + 1):
         run_ffmpeg(["-i", str(source), "-af", f"volume={gain:.3f}dB,alimiter=limit={limit:.4f}:attack=2:release=40"
                     f":level=0:latency=1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(out_path)])
-        result = loudness(out_path)
+        result = loudness(out_path, true_peak=False)
         shortfall = target_lufs - result["integrated_lufs"]
         if abs(shortfall) <= tolerance_lu:
             break
         gain += shortfall
     return {"target_lufs": target_lufs, "true_peak_limit_dbtp": true_peak_db,
-            "input_lufs": measured["integrated_lufs"], "input_true_peak_dbtp": measured["true_peak_dbtp"],
-            "output_lufs": result["integrated_lufs"], "output_true_peak_dbtp": result["true_peak_dbtp"],
+            "input_lufs": measured["integrated_lufs"], "output_lufs": result["integrated_lufs"],
+            "peak_limit_dbfs": true_peak_db,
             "gain_db": round(gain, 3), "rounds": round_number, "method": "ebur128 gain + alimiter"}
