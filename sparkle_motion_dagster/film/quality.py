@@ -36,7 +36,8 @@ from sparkle_motion_dagster.stages import folder
 
 # Keyframes: a picture whose luma spread (standard deviation) is under this is blank or flat.
 MIN_IMAGE_SPREAD = 4.0
-# Continuity: the least SSIM (the keyframe framed at the clip's size, both reduced to at most 256 wide) between a clip's end frame and its keyframe, per
+# Continuity: the least SSIM (the keyframe framed at the clip's size, both reduced to at most 256 wide)
+# between a clip's end frame and its keyframe, per
 # continuity mode. The animatic starts and ends on its keyframes exactly; a video model regenerates them.
 CONTINUITY_SSIM = {"crossfade": 0.9, "first_last_frame": 0.6, "image_to_video": 0.6}
 DEFAULT_CONTINUITY_SSIM = 0.6
@@ -304,7 +305,8 @@ def check_clips(store: ArtifactStore, run_id: str) -> CheckOutcome:
             judge.fail(failure)
     judge.metadata.update(clips=clips, count=len(clips), expected=len(plan.shots),
                           continuity_verified=all(row.get("continuity_verified") for row in clips) and bool(clips))
-    return judge.outcome(f"{len(clips)} clips decode with exact frames, continuity verified, no black or frozen stretch")
+    return judge.outcome(f"{len(clips)} clips decode with exact frames, continuity verified, "
+                         "no black or frozen stretch")
 
 
 # ---------------------------------------------------------------------- dialogue_audio

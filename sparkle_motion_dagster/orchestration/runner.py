@@ -202,7 +202,8 @@ def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.
     # runs on its own): that method cannot say so, and the run's selection is what the steps rebuild.
     dagster_run = instance.create_run(
         job_name=job_def.name, run_id=dagster_run_id, run_config=run_config, op_selection=None,
-        asset_selection=selection, asset_check_selection=frozenset(subset_checks(stages)) if stages is not None else None,
+        asset_selection=selection,
+        asset_check_selection=frozenset(subset_checks(stages)) if stages is not None else None,
         resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute, status=None, tags=tags,
         root_run_id=None, parent_run_id=None, job_snapshot=job_def.get_job_snapshot(),
         execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
