@@ -3,6 +3,7 @@
 import dagster as dg
 
 from sparkle_motion_dagster.assets import film_assets
+from sparkle_motion_dagster.assets.checks import QA_CHECKS
 from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
 from sparkle_motion_dagster.assets.shot_steps import shot_steps_enabled
 from sparkle_motion_dagster.cluster.executors import film_executor
@@ -17,7 +18,7 @@ FILM_ASSETS = film_assets()
 
 film_job = dg.define_asset_job(
     "film",
-    selection=dg.AssetSelection.assets(*FILM_ASSETS).without_checks(),
+    selection=dg.AssetSelection.assets(*FILM_ASSETS).without_checks() | dg.AssetSelection.checks(*QA_CHECKS),
     partitions_def=run_partitions,
     description="Make the whole film for one run_id: plan intake through the final video. "
                 "A new film starts with the new_film job (paste a plan or give a prompt), or pick a run_id "
@@ -32,6 +33,14 @@ review_gate_job = dg.define_asset_job(
     selection=dg.AssetSelection.checks(approved_by_reviewer),
     description="Re-run the manual review gate on one film run's final video (set run_id in the config) "
                 "after `sparkle-motion review RUN_ID --approve`.",
+)
+
+qa_checks_job = dg.define_asset_job(
+    "qa_checks",
+    selection=dg.AssetSelection.checks(*QA_CHECKS),
+    partitions_def=run_partitions,
+    description="Evaluate every automated quality check on one film's files as they are on disk, rendering "
+                "nothing (`sparkle-motion check RUN_ID`).",
 )
 
 plan_dry_run_job = dg.define_asset_job(
@@ -50,8 +59,8 @@ def step_value_resources() -> dict:
 
 defs = dg.Definitions(
     assets=FILM_ASSETS,
-    asset_checks=[approved_by_reviewer],
-    jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job],
+    asset_checks=[approved_by_reviewer, *QA_CHECKS],
+    jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job, qa_checks_job],
     sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job)],
     resources={**configured_resources(), **step_value_resources()},
     # SPARKLE_EXECUTOR: in process (the default), a process per step, or Celery workers.

@@ -29,7 +29,11 @@ def test_the_snapshot_sees_what_it_promises_to_guard():
     snapshot = current()
     assert snapshot["assets"]["video_final"]["deps"] == ["dialogue_audio", "video_raw_concat"]
     assert snapshot["assets"]["video_clips"]["pools"] == ["gpu"]
-    assert snapshot["jobs"]["film"]["checks"] == [] and snapshot["jobs"]["review_gate"]["assets"] == []
+    # The film job runs the automated quality checks, not the manual review gate (that runs on its own).
+    assert "video_clips:clips_sound" in snapshot["jobs"]["film"]["checks"]
+    assert "video_final:approved_by_reviewer" not in snapshot["jobs"]["film"]["checks"]
+    assert snapshot["jobs"]["review_gate"]["assets"] == []
+    assert snapshot["asset_checks"]["video_clips:clips_sound"]["blocking"] is True
     assert snapshot["jobs"]["plan_dry_run"]["assets"] == ["movie_plan"]
     assert snapshot["sensors"]["plan_inbox"]["jobs"] == ["film"]
     assert snapshot["asset_checks"]["video_final:approved_by_reviewer"]["blocking"] is True

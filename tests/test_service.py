@@ -167,6 +167,7 @@ def test_status_route(server):
     assert {"run_id", "current_stage", "status", "progress", "stages", "log", "dagster_runs", "review"} <= set(body)
     assert body["status"] == "succeeded" and body["progress"] == 1.0 and len(body["stages"]) == len(STAGE_KEYS)
     assert all(s["duration_s"] is not None and s["started_at"] and s["completed_at"] for s in body["stages"])
+    assert {(c["asset"], c["name"]) for c in body["checks"]} >= {("video_clips", "clips_sound")}
 
 
 @pytest.mark.slow
@@ -175,7 +176,9 @@ def test_artifacts_route_has_the_seed_shape(server):
     assert status == 200
     assert {"run_id", "stages", "artifacts", "review_summary", "manual_review_required", "qa_mode"} <= set(body)
     assert body["review_summary"]["status"] == "pending" and body["manual_review_required"] is True
-    assert body["qa_mode"] == "disabled"
+    assert body["qa_mode"] == "automated"  # the film's quality checks ran, with their results listed
+    assert {c["name"] for c in body["checks"]} >= {"clips_sound", "final_sound"}
+    assert all(c["passed"] for c in body["checks"])
     stages = {s["stage"]: s for s in body["stages"]}
     assert list(stages)[:len(STAGE_KEYS)] == [folder(key) for key in STAGE_KEYS]
     for section in body["stages"]:

@@ -7,6 +7,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.film.final_cut import normalised_dialogue
 from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
 from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
 from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
@@ -14,7 +15,7 @@ from sparkle_motion_dagster.media.verify import check_video
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs import integrity
-from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.qa import qa_record
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
 from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
 
@@ -42,21 +43,25 @@ def video_final(
         work_dir = store.stage_dir(run_id, *stages.stage("video_final").work_folders)
         for stale in work_dir.glob("*.mp4") if work_dir.is_dir() else []:
             stale.unlink()  # a shot that no longer changes must not keep an old lip-synced clip
+        mix = stage.path("dialogue_mix.wav")
+        with atomic_output(mix) as temp:  # the stitched track stays as synthesised; the film plays at the target
+            loudness = normalised_dialogue(audio, temp, sample_rate=audio_manifest["sample_rate"])
         out = stage.path("video_final.mp4")
         frames = assembly["total_frames"]
         with atomic_output(out) as temp:
-            result = lipsync.apply(raw, audio, temp, windows=lipsync_windows(plan, audio_manifest["line_artifacts"]),
+            result = lipsync.apply(raw, mix, temp, windows=lipsync_windows(plan, audio_manifest["line_artifacts"]),
                                    fps=plan.fps, shots=lipsync_shots(plan, assembly), work_dir=work_dir)
             measured = check_video(temp, what=out.name, frames=frames, fps=plan.fps, audio=True)
         integrity.record_output(out, frames=frames, fps=plan.fps)
         alignment = atomic_write_json(stage.path("alignment_map.json"), {
-            "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result,
+            "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result, "loudness": loudness,
         })
-        flags = qa_flags()
+        flags = qa_record(store, run_id)  # the checks of the stages before it have run by now
         stage.publish(out, duration_s=measured["duration_s"],
                       metadata={"lipsync_backend": lipsync.backend, "lipsync_applied": result["lipsync_applied"],
                                 **flags}, sources=[raw, audio])
         stage.publish(alignment, sources=[raw, audio])
+        stage.publish(mix, duration_s=round(frames / plan.fps, 6), metadata={"loudness": loudness}, sources=[audio])
         for clip in result.get("lipsync_clips", []):
             stage.publish(Path(clip["path"]), stage="lipsync", shot_id=clip["shot_id"],
                           artifact_type=clip["artifact_type"],
@@ -75,6 +80,7 @@ def video_final(
             "lipsync_changed_frames": len(result["changed_frames"]),
             "lipsync_no_face_frames": len(result.get("no_face_frames", [])),
             "lipsync_clips": len(result.get("lipsync_clips", [])),
+            "loudness_lufs": loudness["output_lufs"],
             "manual_review_required": flags["manual_review_required"],
             "qa_mode": flags["qa_mode"],
             "alignment_map": dg.MetadataValue.path(str(alignment)),

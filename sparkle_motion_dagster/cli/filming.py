@@ -111,10 +111,20 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
         click.echo(f"continue it with: sparkle-motion resume {run_id}", err=True)
         return 1
     click.echo(f"done in {time.monotonic() - started:.1f} s")
+    echo_check_warnings(store, run_id)
     click.echo(f"run_id: {run_id}")
     if result.final_video:
         click.echo(f"video_final: {result.final_video}")
     return 0
+
+
+def echo_check_warnings(store, run_id: str) -> None:
+    """Quality checks that failed as warnings (QA_AUTOMATION_REMOVED=1): the film went on, but say so."""
+    from sparkle_motion_dagster.runs.qa import status_checks
+
+    for check in status_checks(store, run_id):
+        if not check["passed"]:
+            click.echo(f"warning: check {check['asset']}/{check['name']} failed: {check['description']}", err=True)
 
 
 def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as_json: bool = False,

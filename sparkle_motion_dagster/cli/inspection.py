@@ -96,6 +96,7 @@ def _echo_status(status: dict) -> None:
         click.echo(f"\nreview:    {review['status']}{by}")
         if review["banner"]:
             click.echo(f"           {review['banner']}")
+    _echo_checks(status.get("checks") or [])
     for regeneration in status["regenerations"]:
         click.echo(regeneration["note"])
     if status["dagster_runs"]:
@@ -108,6 +109,16 @@ def _echo_status(status: dict) -> None:
         for line in status["log"]:
             click.echo(f"  {line['timestamp'][11:19]}  {line['level']:<7} {line['stage'] or '-':<15} "
                        f"{line['message']}")
+
+
+def _echo_checks(checks: list[dict]) -> None:
+    """The automated checks, one line each: what failed names the item and the value against its threshold."""
+    if not checks:
+        return
+    click.echo("\nchecks:")
+    for check in checks:
+        mark = "passed" if check["passed"] else ("FAILED" if check["severity"] == "ERROR" else "warning")
+        click.echo(f"  {check['asset'] + '/' + check['name']:<30} {mark:<8} {check['description']}")
 
 
 @click.command("status")
@@ -196,8 +207,10 @@ def events(run_id: str, as_json: bool) -> int:
 @click.option("--sha256", "seen_sha256", metavar="HEX",
               help="the sha256 of the final video you watched (printed by this command; default: the current "
                    "final, only while nothing is filming the run again)")
+@click.option("--override-qa", is_flag=True,
+              help="with --approve: share the film although automated checks failed (recorded with the approval)")
 def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, notes: str,
-           attach: tuple[str, ...], seen_sha256: str | None) -> int:
+           attach: tuple[str, ...], seen_sha256: str | None, override_qa: bool = False) -> int:
     """Record a manual review of a run's final video.
 
     Give one of --approve, --reject or --skip; the review gate is evaluated again. The review
@@ -217,6 +230,8 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
 
     decision = "approve" if approve else "reject" if reject else "skip"
     store = open_store()
+    if override_qa and not approve:
+        raise click.UsageError("--override-qa goes with --approve")
     run_id = run_with_files(store, run_id)
     instance, _ = open_instance_and_store()
     film = film_status(instance, store, run_id, log_lines=0, artifacts=False)["status"]
@@ -228,13 +243,16 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
         raise ReviewRefusedError(f"{run_id}: refused: finalize/video_final.mp4 changed since the last review; watch "
                                  f"it, then approve it with --sha256 {current}")
     record = record_review(store, run_id, decision, reviewer, notes or "", list(attach),
-                           sha256=seen_sha256 or (None if refilming else current), refilming=refilming)
+                           sha256=seen_sha256 or (None if refilming else current), refilming=refilming,
+                           qa_override=override_qa)
     click.echo(f"{run_id}: {record['status']} by {record['reviewer']} (review {record['review_id']}) "
                f"of sha256 {record['video_final']['sha256']}")
     for attachment in record["attachments"]:
         click.echo(f"  attached {attachment['source']} -> {attachment['path']}")
     state = review_state(store, run_id)
-    click.echo("ready to share" if state["ready_to_share"] else "not ready to share: the final video is not approved")
+    click.echo("ready to share" if state["ready_to_share"] else
+               f"not ready to share: {state['failed_checks'][0]}" if state["failed_checks"] else
+               "not ready to share: the final video is not approved")
     from sparkle_motion_dagster.definitions import defs
     from sparkle_motion_dagster.orchestration.runner import run_review_gate
 

@@ -21,7 +21,17 @@ from collections.abc import Sequence
 
 import click
 
-from sparkle_motion_dagster.cli import cluster, files, filming, inspection, installation, lineage, plans, redo
+from sparkle_motion_dagster.cli import (
+    cluster,
+    files,
+    filming,
+    inspection,
+    installation,
+    lineage,
+    plans,
+    quality,
+    redo,
+)
 from sparkle_motion_dagster.cli.invocation import command_group, run_command
 
 DESCRIPTION = "Turn a story prompt into a short film."
@@ -30,7 +40,7 @@ DESCRIPTION = "Turn a story prompt into a short film."
 def build_cli() -> click.Group:
     """The whole command tree."""
     return command_group(DESCRIPTION, (*plans.COMMANDS, *filming.COMMANDS, *redo.COMMANDS, *lineage.COMMANDS,
-                                       *inspection.COMMANDS, *files.COMMANDS, *installation.COMMANDS,
+                                       *inspection.COMMANDS, *quality.COMMANDS, *files.COMMANDS, *installation.COMMANDS,
                                        *cluster.COMMANDS))
 
 

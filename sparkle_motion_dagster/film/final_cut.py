@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.film.plan import MoviePlan
+from sparkle_motion_dagster.film.quality import NORMALISER_TRUE_PEAK_DBTP, target_loudness
+from sparkle_motion_dagster.media.analysis import normalise_loudness
 
 
 def lipsync_windows(plan: MoviePlan, line_artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -44,3 +47,12 @@ def middle_shot_start_sec(assembly_plan: dict[str, Any]) -> float:
     clips = assembly_plan["clips"]
     frames_before = sum(clip["num_frames"] for clip in clips[:len(clips) // 2])
     return frames_before / assembly_plan["fps"]
+
+
+def normalised_dialogue(track: Path, out_path: Path, *, sample_rate: int) -> dict[str, Any]:
+    """The dialogue track as the film plays it: EBU R128 loudness at ``SPARKLE_LOUDNESS_LUFS``
+    (default -16 LUFS) with the true peak at most -1 dBTP once AAC-encoded (the normaliser aims a
+    decibel lower, as AAC raises peaks): gain and a peak limiter, measured until on target. Returns the
+    measurements before and after (what the alignment map records)."""
+    return normalise_loudness(track, out_path, target_lufs=target_loudness(), true_peak_db=NORMALISER_TRUE_PEAK_DBTP,
+                             sample_rate=sample_rate)

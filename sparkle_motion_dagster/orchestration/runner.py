@@ -115,8 +115,10 @@ def film_run(
     mark_abandoned_runs(instance)
     job = defs.resolve_job_def(job_name)
     if stages is not None:
-        # Only these stages, and none of the checks (the review gate runs on its own).
-        job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages}, asset_check_selection=set())
+        # Only these stages, with the quality checks that judge them and the stages they read (a failed
+        # blocking check stops them); the review gate runs on its own.
+        job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages},
+                             asset_check_selection=subset_checks(stages))
     dagster_run_id = str(uuid.uuid4())
     clock = _StageClock(on_stage)
     if job.executor_def.name == dg.in_process_executor.name:
@@ -152,6 +154,14 @@ def film_run(
     return film
 
 
+def subset_checks(stages: list[str]) -> set[dg.AssetCheckKey]:
+    """The quality checks a run of only these stages evaluates: theirs and those of the stages they read."""
+    from sparkle_motion_dagster.assets.checks import qa_check_keys
+
+    judged = set(stages) | {dep for stage in stages for dep in stage_table.stage(stage).deps}
+    return qa_check_keys(judged)
+
+
 def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResult, clock: _StageClock,
                       seconds: float) -> None:
     """Add a whole film, rendered from scratch, to this installation's history of stage times
@@ -184,7 +194,7 @@ def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.
     selection = None
     if stages is not None:
         selection = frozenset(dg.AssetKey(stage) for stage in stages)
-        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset())
+        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset(subset_checks(stages)))
     job_def = recon.get_definition()
     tags = {**tags, PARTITION_NAME_TAG: run_id}
     plan = create_execution_plan(job_def, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
@@ -192,7 +202,8 @@ def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.
     # runs on its own): that method cannot say so, and the run's selection is what the steps rebuild.
     dagster_run = instance.create_run(
         job_name=job_def.name, run_id=dagster_run_id, run_config=run_config, op_selection=None,
-        asset_selection=selection, asset_check_selection=frozenset() if stages is not None else None,
+        asset_selection=selection,
+        asset_check_selection=frozenset(subset_checks(stages)) if stages is not None else None,
         resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute, status=None, tags=tags,
         root_run_id=None, parent_run_id=None, job_snapshot=job_def.get_job_snapshot(),
         execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
@@ -240,6 +251,10 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
+            if "blocking asset check failed" in error:  # say what the check measured, naming the item
+                from sparkle_motion_dagster.runs.qa import qa_blocks_sharing
+
+                error = "; ".join(qa_blocks_sharing(store, run_id)) or error
             stopped = _is_stop(event)
             break
     return FilmResult(run_id, dagster_run_id, False, None, failed_stage, error or "the run failed", times, held,
@@ -465,6 +480,21 @@ class _StageClock:
                     self.on_stage(stage, status, seconds)
                 except Exception:  # noqa: BLE001 - reporting progress (to a closed pipe, say) must never fail the film
                     self.on_stage = None
+
+
+def run_quality_checks(defs: dg.Definitions, instance: dg.DagsterInstance, store: ArtifactStore,
+                       run_id: str) -> list[dict]:
+    """Evaluate every automated quality check on the run's files as they are, through Dagster (the UI
+    shows the evaluations on the run's partition); returns the results as the QA report keeps them."""
+    from sparkle_motion_dagster.runs.qa import status_checks
+
+    check_run_id(run_id)
+    # A checks-only selection has no asset to take the partition from: the partition goes in as a tag.
+    defs.resolve_job_def("qa_checks").execute_in_process(
+        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id, "dagster/partition": run_id},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    return status_checks(store, run_id)
 
 
 def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:

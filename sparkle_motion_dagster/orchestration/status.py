@@ -43,6 +43,7 @@ from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, is_abandoned
 from sparkle_motion_dagster.runs.control import read_state
 from sparkle_motion_dagster.runs.events import read_events
+from sparkle_motion_dagster.runs.qa import status_checks
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import (
@@ -411,6 +412,10 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),
                               damaged=damaged)
     submitted = submitted_at(store, run_id)
+    checks = status_checks(store, run_id) if has_files else []
+    for stage in stages:
+        stage["checks"] = [{"name": c["name"], "passed": c["passed"], "severity": c["severity"],
+                            "description": c["description"]} for c in checks if c["asset"] == stage["asset"]]
     return {
         "run_id": run_id,
         "title": run_title(store, run_id),
@@ -428,6 +433,7 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         "log": [{k: v for k, v in line.items() if k != "_ts"} for line in lines[-log_lines:]] if log_lines else [],
         "dagster_runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs],
         "review": review_state(store, run_id) if has_files else None,
+        "checks": checks,
         "regenerations": regenerations(store, run_id) if has_files else [],
         "estimated_seconds_left": _time_left(store, run_id, stages) if status == "running" else None,
     }
@@ -567,7 +573,7 @@ def artifacts_view(store: ArtifactStore, run_id: str, stage: str | None = None, 
     review = review_state(store, run_id)
     payload = artifacts_payload(catalog, run_id, stage, review_summary={"finalize": review})
     return {**payload, "review_summary": review, "manual_review_required": review["manual_review_required"],
-            "qa_mode": review["qa_mode"]}
+            "qa_mode": review["qa_mode"], "checks": status_checks(store, run_id)}
 
 
 def catalog_missing_stages(catalog, store: ArtifactStore, run_id: str) -> int:

@@ -38,6 +38,18 @@ def _time(value: str | None) -> str:
     return value[11:19] if value else ""
 
 
+def checks_cell(checks: list[dict[str, Any]]) -> str:
+    """A stage's automated checks: passed, or what failed (a warning, or an error while checks block)."""
+    if not checks:
+        return ""
+    failed = [c for c in checks if not c["passed"]]
+    if not failed:
+        return '<span class="sm-checks" data-checks="passed" style="color:#2e7d32">checks passed</span>'
+    colour = "#c62828" if any(c["severity"] == "ERROR" for c in failed) else "#b26a00"
+    text = "; ".join(f"{c['name']}: {c['description']}" for c in failed)
+    return f'<span class="sm-checks" data-checks="failed" style="color:{colour}">{escape(text)}</span>'
+
+
 def stage_table_html(status: dict[str, Any], sections: dict[str, dict[str, Any]]) -> str:
     rows = []
     for stage in status.get("stages", []):
@@ -47,9 +59,10 @@ def stage_table_html(status: dict[str, Any], sections: dict[str, dict[str, Any]]
             f'<tr class="sm-stage" data-stage="{escape(stage["asset"])}" data-status="{escape(stage["status"])}">'
             f'<td>{escape(stage["name"])}</td><td style="color:{colour}"><b>{escape(stage["status"])}</b></td>'
             f"<td>{_time(stage.get('started_at'))}</td><td>{_time(stage.get('completed_at'))}</td><td>{duration}</td>"
-            f"<td>{escape(stage_badges(sections.get(stage['name'])))}</td></tr>")
+            f"<td>{escape(stage_badges(sections.get(stage['name'])))}</td>"
+            f"<td>{checks_cell(stage.get('checks') or [])}</td></tr>")
     return ('<table class="sm-stage-table"><tr><th>stage</th><th>status</th><th>start</th><th>end</th>'
-            f"<th>duration</th><th>badges</th></tr>{''.join(rows)}</table>")
+            f"<th>duration</th><th>badges</th><th>checks</th></tr>{''.join(rows)}</table>")
 
 
 def log_html(status: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.qa import qa_flags
+from sparkle_motion_dagster.runs.qa import qa_blocks_sharing, qa_record
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import (
     ArtifactStore,
@@ -107,8 +107,9 @@ def reviews_path(store: ArtifactStore, run_id: str) -> Path:
 
 def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: str, notes: str = "",
                   attachments: Iterable[str | Path] = (), *, catalog=None, sha256: str | None = None,
-                  refilming: str | None = None) -> dict[str, Any]:
+                  refilming: str | None = None, qa_override: bool = False) -> dict[str, Any]:
     """Record a person's decision (``approve``, ``reject`` or ``skip``) on the run's final video.
+    ``qa_override``: an approval that ships the film although automated checks failed (recorded with them).
 
     ``sha256``: the video the reviewer watched; a review of any other file is refused.
     ``refilming``: what is filming the run again (a status, e.g. ``running``), if anything; an
@@ -162,6 +163,8 @@ def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: st
             "video_final": {"path": str(final), **_fingerprint(final)},
             "event_id": event["event_id"],
         }
+        if qa_override:
+            record["qa_override"] = {"failed_checks": qa_blocks_sharing(store, run_id)}
         records_file = reviews_path(store, run_id)
         atomic_write_json(records_file, _read_records(records_file) + [record])
     _catalog(store, run_id, record, records_file, catalog)
@@ -294,7 +297,7 @@ def latest_review(store: ArtifactStore, run_id: str) -> dict[str, Any] | None:
 def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     """Where the run stands: ``status`` is pending, approved, rejected or skipped;
     ``ready_to_share`` only when the current final video is approved."""
-    flags = qa_flags()
+    flags = qa_record(store, run_id)
     found = reviews(store, run_id)
     latest = found[-1] if found else None
     final = final_video_path(store, run_id)
@@ -303,9 +306,15 @@ def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         judged = latest.get("video_final")
         stale = bool(judged) and not _same_video(final, judged)
         status = "pending" if stale else latest["status"]
+    # While checks are blocking (QA_AUTOMATION_REMOVED=0) a failed check holds the film back unless the
+    # approval says, in so many words, that the reviewer overrides it.
+    failed_checks = qa_blocks_sharing(store, run_id)
+    overridden = bool(failed_checks) and status == "approved" and bool((latest or {}).get("qa_override"))
     state = {
         "status": status,
-        "ready_to_share": status == "approved",
+        "ready_to_share": status == "approved" and (not failed_checks or overridden),
+        "failed_checks": failed_checks,
+        "qa_override": overridden,
         **flags,
         "video_final_exists": final.is_file(),
         "reviewer": latest["reviewer"] if latest else None,
@@ -321,6 +330,10 @@ def review_state(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 def _banner(state: dict[str, Any], run_id: str) -> str | None:
     if state["ready_to_share"]:
         return None
+    if state["failed_checks"]:
+        return (f"Automated checks failed (QA_AUTOMATION_REMOVED=0): {state['failed_checks'][0]}. Re-render the "
+                f"item, or approve with the override (sparkle-motion review {run_id} --approve --override-qa "
+                "--reviewer NAME).")
     if state["stale_review"]:
         return (f"The final video changed after the last review ({state['reviewer']}, {state['reviewed_at']}): "
                 f"review it again before sharing (sparkle-motion review {run_id} --approve --reviewer NAME).")
