@@ -314,10 +314,17 @@ def test_damaged_inputs_fail_at_once_naming_the_file(tmp_path, monkeypatch):
     assert clip.stat().st_ino != before  # rendered again, not trusted
     assert json.loads((clip.parent / ".meta" / "shot_001.mp4.json").read_text())["fingerprint"]
 
-    # A truncated keyframe: the clips stage fails once, naming the file.
+    # A truncated keyframe that its record says is what the renderer made (a model that wrote a broken
+    # PNG; a keyframe damaged after the fact no longer matches its record and is simply rendered
+    # again): the clips stage fails once, naming the file.
+    from sparkle_motion_dagster.runs import integrity
+
     keyframe = run / "base_images" / "frame_001.png"
     good = keyframe.read_bytes()
+    good_record = json.loads(integrity.sidecar_path(keyframe).read_text())
     keyframe.write_bytes(good[:len(good) // 2])
+    integrity.atomic_write_json(integrity.sidecar_path(keyframe),
+                                {**good_record, integrity.FILE_KEY: integrity.file_record(keyframe)})
     result = sparkle("rerun", run_id, "--from", "video_clips")
     assert result.code == 1
     assert f"{keyframe}: the end keyframe is damaged and cannot be decoded" in result.stderr, result.stderr

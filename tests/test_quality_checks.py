@@ -63,6 +63,16 @@ def reencode(clip: Path, video_filter: str) -> None:
     temp.replace(clip)
 
 
+def as_rendered(item: Path) -> None:
+    """Record ``item`` as the file its stage made (a model that returned a bad clip), so that it is
+    reused as it is instead of being rendered again for not matching its record."""
+    from sparkle_motion_dagster.runs import integrity
+
+    sidecar = integrity.sidecar_path(item)
+    record = json.loads(sidecar.read_text())
+    integrity.atomic_write_json(sidecar, {**record, integrity.FILE_KEY: integrity.file_record(item)})
+
+
 def rewrite_wav(path: Path, change) -> None:
     with wave.open(str(path), "rb") as wav:
         rate, samples = wav.getframerate(), np.frombuffer(wav.readframes(wav.getnframes()), np.int16).copy()
@@ -264,7 +274,9 @@ def test_a_failed_clip_check_blocks_assembly_only_when_checks_are_blocking(copie
     monkeypatch.setenv("QA_AUTOMATION_REMOVED", removed)
     assembly = run_folder(store, run_id) / "assembly" / "video_raw_concat.mp4"
     before = assembly.stat().st_mtime_ns
-    reencode(run_folder(store, run_id) / "video_clips" / "shot_002.mp4", "drawbox=c=black:t=fill:enable='gte(n,12)'")
+    clip = run_folder(store, run_id) / "video_clips" / "shot_002.mp4"
+    reencode(clip, "drawbox=c=black:t=fill:enable='gte(n,12)'")
+    as_rendered(clip)
     result = sparkle("rerun", run_id, "--from", "video_raw_concat")
     report = json.loads((run_folder(store, run_id) / "finalize" / "qa_report.json").read_text())
     assert "video_clips/clips_sound" in report["failed"]

@@ -15,10 +15,10 @@ from sparkle_motion_dagster.orchestration.status import film_status
 from sparkle_motion_dagster.runs.catalog import Catalog
 from sparkle_motion_dagster.runs.events import read_events, write_event
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.runs.qa import qa_flags
 from sparkle_motion_dagster.runs.review import (
     NothingToReviewError,
     latest_review,
-    qa_flags,
     record_review,
     review_state,
     reviews,
@@ -76,7 +76,7 @@ def write(path: Path, data: bytes) -> Path:
 def test_qa_flags(monkeypatch):
     assert qa_flags() == {"manual_review_required": True, "qa_mode": "disabled", "review_gate": "blocking"}
     monkeypatch.setenv("QA_AUTOMATION_REMOVED", "0")
-    # No automated QA exists, so nothing may claim it is enabled: the gate only becomes advisory.
+    # Before any check has run nothing may claim automated QA: the flags alone say "disabled".
     assert qa_flags() == {"manual_review_required": False, "qa_mode": "disabled", "review_gate": "advisory"}
     monkeypatch.setenv("QA_AUTOMATION_REMOVED", "yes")
     with pytest.raises(ValueError, match="QA_AUTOMATION_REMOVED"):
@@ -121,8 +121,9 @@ def test_safe_file_names():
 def test_reject_then_approve_a_real_film(filmed, tmp_path):
     instance, store, run_id = filmed
     state = review_state(store, run_id)
+    # The film job runs the quality checks, so the film records that automated checks ran.
     assert (state["status"], state["ready_to_share"], state["manual_review_required"], state["qa_mode"]) == (
-        "pending", False, True, "disabled")
+        "pending", False, True, "automated")
     assert "Manual review required" in state["banner"]
     assert latest_review(store, run_id) is None
 
