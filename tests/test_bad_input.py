@@ -333,7 +333,10 @@ def test_damaged_inputs_fail_at_once_naming_the_file(tmp_path, monkeypatch):
 
     # A clip cut short inside its header ("reached eof, corrupted STSD atom"): ffmpeg refuses it, no retry.
     data = clip.read_bytes()
+    clip_record = json.loads(integrity.sidecar_path(clip).read_text())
     clip.write_bytes(data[:data.find(b"stsd") + 20])
+    integrity.atomic_write_json(integrity.sidecar_path(clip),
+                                {**clip_record, integrity.FILE_KEY: integrity.file_record(clip)})
     result = sparkle("rerun", run_id, "--from", "video_raw_concat")
     assert result.code == 1 and "corrupted STSD atom" in result.stderr and str(clip) in result.stderr
     assert _latest_attempts(state, "video_raw_concat") == ("FAILURE", 1)
