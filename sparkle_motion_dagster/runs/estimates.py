@@ -38,7 +38,6 @@ OVERHEAD_RECENT = 5
 UNITS: dict[str, tuple[str, bool]] = {s.key: (s.work_unit, s.cost_grows_with_pixels) for s in stages.STAGES}
 # resource key -> the stage it serves
 RESOURCE_STAGES = {s.resource: s.key for s in stages.STAGES}
-EMBEDDED_DEFAULTS = {"video_raw_concat": "ffmpeg-concat-copy"}
 # What to set when a model's estimated peak memory does not fit, per backend.
 FITTING_PRESETS = {
     "wan-2.1": "VIDEOS_WAN_DEVICE_PRESET=cuda-offload (each sub-model on the GPU only while it runs)",
@@ -71,8 +70,7 @@ def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     resource). A real model's device is resolved without loading it."""
     from sparkle_motion_dagster.runs.provenance import model_provenance
 
-    found: dict[str, dict[str, Any]] = {stage: {"backend": backend, "device": "cpu", "settings": {}}
-                                        for stage, backend in EMBEDDED_DEFAULTS.items()}
+    found: dict[str, dict[str, Any]] = {}
     for key, resource in resources.items():
         stage = RESOURCE_STAGES.get(key)
         if stage is None or resource is None:
