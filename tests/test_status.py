@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers import wait_for
+from helpers import small_sample, wait_for
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
@@ -45,7 +45,7 @@ def _env(state: Path) -> dict[str, str]:
 
 def submit(store, instance, preview=True) -> str:
     clips = defs.resources["clips"]
-    return submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=preview,
+    return submit_run(store, instance, small_sample(), source="test", preview=preview,
                       clip_model_ids=clips.model_ids, clip_backend=clips.backend)
 
 
@@ -226,7 +226,8 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     ensure_dagster_home()  # create the instance's storage once, before two processes use it
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
     env.pop("DAGSTER_HOME")  # the CLI derives it from SPARKLE_STATE_DIR
-    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "run", "--sample", "--preview"],
+    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "run", "--sample", "--preview",
+                             "--size", "320x180"],  # still seconds of "running" to observe
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with dg.DagsterInstance.get() as instance:
