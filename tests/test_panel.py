@@ -70,7 +70,8 @@ def shown(panel, status=None) -> SimpleNamespace:
     controls = {name: SimpleNamespace(value=getattr(widget, "value", None), disabled=getattr(widget, "disabled", None))
                 for name, widget in vars(panel).items() if isinstance(widget, ipywidgets.Widget)}
     return SimpleNamespace(
-        **controls, status=status, stage_previews={k: SimpleNamespace(value=v.value) for k, v in panel.stage_previews.items()},
+        **controls, status=status,
+        stage_previews={folder: SimpleNamespace(value=pane.value) for folder, pane in panel.stage_previews.items()},
         **{name: copy.deepcopy(getattr(panel, name, None))
            for name in ("plan_document", "plan_report_data", "artifacts", "review_gate_passed")})
 
