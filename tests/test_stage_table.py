@@ -57,19 +57,20 @@ SCRIPT = textwrap.dedent('''
         sys.modules[folder.__name__] = folder
     sys.modules["sparkle_motion_dagster.resources.interpolation"] = types.ModuleType("interpolation")
 
-    from sparkle_motion_dagster.cli.doctor import diagnose
+    from sparkle_motion_dagster.cli import doctor
     from sparkle_motion_dagster.film.plan import MoviePlan
     from sparkle_motion_dagster.panel import previews
     from sparkle_motion_dagster.resources import selection
     from sparkle_motion_dagster.runs import catalog, estimates
 
+    doctor._cuda = lambda: None  # the GPU is not what this checks, and importing torch takes seconds
     plan = MoviePlan.model_validate(json.loads(Path(sys.argv[3]).read_text()))
     units = estimates.plan_units(plan)
     switched, problems = selection.adapters_from_env({"INTERP_RIFE_MODEL": "rife-4.6", "INTERP_RIFE_SCALE": "1"})
     print(json.dumps({
         "keys": list(module.STAGE_KEYS),
         "downstream_of_clips": module.downstream("video_clips"),
-        "doctor": diagnose(probe=False)["stages"].get("frame_interpolation"),
+        "doctor": doctor.diagnose(probe=False)["stages"].get("frame_interpolation"),
         "embedded": type(selection.embedded_resources()["interpolator"]).__name__,
         "switched": type(selection.adapters_from_env({"INTERP_RIFE_MODEL": "rife-4.6"})[0]["interpolator"]).__name__,
         "bad_setting": [p.variable for p in problems.get("interpolator", [])],
@@ -115,15 +116,16 @@ def test_a_new_row_in_the_stage_table_reaches_every_consumer_of_stages(tmp_path)
     assert seen["catalog_order"][-1] == "frame_interpolation"
 
 
-def test_every_consumer_lists_exactly_the_stages_of_the_table():
-    from sparkle_motion_dagster.cli.doctor import diagnose
+def test_every_consumer_lists_exactly_the_stages_of_the_table(monkeypatch):
+    from sparkle_motion_dagster.cli import doctor
     from sparkle_motion_dagster.panel import previews
     from sparkle_motion_dagster.resources import selection
     from sparkle_motion_dagster.runs import catalog, estimates
 
     with_resources = [row.key for row in stages.STAGES if row.resource]
     assert with_resources == list(stages.STAGE_KEYS)  # today every stage has an adapter
-    assert list(diagnose(probe=False)["stages"]) == with_resources
+    monkeypatch.setattr(doctor, "_cuda", lambda: None)  # not what this checks; importing torch takes seconds
+    assert list(doctor.diagnose(probe=False)["stages"]) == with_resources
     assert set(selection.embedded_resources()) == {"artifact_store"} | {row.resource for row in stages.STAGES}
     assert [folder for _, folder in previews.TABS] == [row.folder for row in stages.STAGES if row.tab]
     assert set(estimates.UNITS) == set(stages.STAGE_KEYS)
