@@ -362,6 +362,7 @@ def spawn(script: str, *args: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_many_processes_write_and_read_one_catalog_without_lock_errors(tmp_path):
     root, go, done = tmp_path / "artifacts", tmp_path / "go", tmp_path / "writers_done"
     runs = [RUN, OTHER_RUN]

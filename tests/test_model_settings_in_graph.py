@@ -202,6 +202,7 @@ class RenderLoggingClips(AnimaticClips):
         return super().render(request, out_path)
 
 
+@pytest.mark.slow
 def test_the_clips_stage_frees_the_keyframe_model_before_its_first_clip(tmp_path, store, instance):
     log = tmp_path / "gpu.log"
     run_id = submit(store, instance, small_plan(tmp_path, shots=2))

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from sparkle_motion_dagster import stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +86,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_new_row_in_the_stage_table_reaches_every_consumer_of_stages(tmp_path):
     script = tmp_path / "add_stage.py"
     script.write_text(SCRIPT)
