@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE
 
+from sparkle_motion_dagster.stages import STAGE_KEYS
+
 
 def cli(*args, cwd: Path, env_extra=None):
     env = {**os.environ, "SPARKLE_STATE_DIR": str(cwd / "state"), **(env_extra or {})}
@@ -112,13 +114,14 @@ def test_template_planner_is_deterministic(tmp_path):
 
 @pytest.mark.slow
 def test_run_from_a_prompt_films_into_the_persistent_instance(tmp_path):
-    result = cli("run", "--prompt", "A lighthouse keeper meets a storm.", "--title", "Keeper", cwd=tmp_path)
+    result = cli("run", "--prompt", "A lighthouse keeper meets a storm.", "--title", "Keeper", "--size", "160x90",
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line and not line.startswith(" "))
     final = Path(lines["video_final"])
     assert final.is_absolute() and final.exists()
     assert final.is_relative_to(tmp_path / "state" / "artifacts" / "runs" / lines["run_id"])
-    for stage in ("movie_plan", "dialogue_audio", "base_images", "video_clips", "video_raw_concat", "video_final"):
+    for stage in STAGE_KEYS:
         assert f"  {stage}" in result.stdout
     # The run is recorded in the persistent Dagster home, so the UI shows it later.
     home = tmp_path / "state" / "dagster_home"
