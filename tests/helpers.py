@@ -53,3 +53,14 @@ def dagster_dev(env: dict, cwd: Path):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def small_sample(width: int = 160, height: int = 90) -> dict:
+    """The bundled sample plan artifact (Rooftop Revelations) rendered small: the same shots, lines
+    and timing, at a size that films in seconds (its own 1280x720 proves nothing more here)."""
+    import json
+
+    document = json.loads((Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples"
+                           / "rooftop_revelations.json").read_text())
+    document["validated_plan"]["render_profile"]["video"].update(width=width, height=height)
+    return document

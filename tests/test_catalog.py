@@ -362,6 +362,7 @@ def spawn(script: str, *args: object) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_many_processes_write_and_read_one_catalog_without_lock_errors(tmp_path):
     root, go, done = tmp_path / "artifacts", tmp_path / "go", tmp_path / "writers_done"
     runs = [RUN, OTHER_RUN]
@@ -408,7 +409,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_a_foreign_process_holding_the_index_is_waited_out(tmp_path):
+def test_a_foreign_process_holding_the_index_is_waited_out(tmp_path, monkeypatch):
     catalog = Catalog(tmp_path)
     catalog.index_path.parent.mkdir(parents=True, exist_ok=True)
     release = tmp_path / "release"
@@ -420,12 +421,30 @@ def test_a_foreign_process_holding_the_index_is_waited_out(tmp_path):
     with pytest.raises(CatalogBusyError):
         Catalog(tmp_path, busy_timeout_s=0.2).artifacts(RUN)
 
+    import duckdb
+
+    met_lock, opened = threading.Event(), threading.Event()
+    real_connect = duckdb.connect
+
+    def connect(*args, **kwargs):
+        try:
+            con = real_connect(*args, **kwargs)
+        except duckdb.IOException:
+            met_lock.set()
+            raise
+        opened.set()
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", connect)
     result: dict = {}
     reader = threading.Thread(target=lambda: result.setdefault("rows", catalog.artifacts(RUN)))
     reader.start()
-    time.sleep(0.3)  # let the reader meet the lock (the test passes either way)
+    assert met_lock.wait(timeout=60), "the reader never tried the held index"
+    # It met the foreign lock and keeps waiting (it neither failed nor answered without the index).
+    assert reader.is_alive() and not opened.is_set() and "rows" not in result
     release.touch()
     reader.join()
+    assert opened.is_set()
     holder.communicate()
     assert holder.returncode == 0
     assert [r["local_path"] for r in result["rows"]] == [str(path)]

@@ -10,6 +10,8 @@ import pytest
 from conftest import SAMPLE
 from sparkle_motion_dagster.stages import STAGE_KEYS
 
+from sparkle_motion_dagster.stages import STAGE_KEYS
+
 
 def cli(*args, cwd: Path, env_extra=None):
     env = {**os.environ, "SPARKLE_STATE_DIR": str(cwd / "state"), **(env_extra or {})}
@@ -113,7 +115,8 @@ def test_template_planner_is_deterministic(tmp_path):
 
 @pytest.mark.slow
 def test_run_from_a_prompt_films_into_the_persistent_instance(tmp_path):
-    result = cli("run", "--prompt", "A lighthouse keeper meets a storm.", "--title", "Keeper", cwd=tmp_path)
+    result = cli("run", "--prompt", "A lighthouse keeper meets a storm.", "--title", "Keeper", "--size", "160x90",
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line and not line.startswith(" "))
     final = Path(lines["video_final"])

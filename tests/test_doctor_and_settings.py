@@ -47,6 +47,7 @@ def test_render_profile_images_is_validated(sample_plan):
     assert validate_plan(sample_plan).render_profile.images.steps == 20
 
 
+@pytest.mark.slow
 def test_doctor_reports_embedded_backends_and_a_missing_model(tmp_path):
     report = json.loads(cli(tmp_path, "doctor", "--json").stdout)
     assert report["ok"] is True

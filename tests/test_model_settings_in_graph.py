@@ -14,7 +14,9 @@ from PIL import Image
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import submit_run
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
+from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
+from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
 
 
 def submit(store, instance, plan_path: Path) -> str:
@@ -173,3 +175,45 @@ def test_wav2lip_redraws_mouths_on_talking_closeups_during_dialogue_and_nothing_
         # Outside the face only the shot's one re-encode shows (a mean of about 2 levels).
         assert diff[outside].mean() < 4, f"frame {index}: more than the face changed"
     assert [kind for kind, _ in streams(store.path(run_id, "finalize", "video_final.mp4"))] == ["Video", "Audio"]
+
+
+# ---------------------------------------------------------------------- the GPU handed from stage to stage
+
+
+class ReleaseLoggingKeyframes(StoryboardKeyframes):
+    """The storyboard keyframes, noting in a log when they are told to free their model."""
+
+    log: str
+
+    def release(self) -> None:
+        with open(self.log, "a") as handle:
+            handle.write("keyframes released\n")
+        super().release()
+
+
+class RenderLoggingClips(AnimaticClips):
+    """The animatic clips, noting in the same log each clip they render."""
+
+    log: str
+
+    def render(self, request, out_path):
+        with open(self.log, "a") as handle:
+            handle.write(f"clip {request.shot_id}\n")
+        return super().render(request, out_path)
+
+
+@pytest.mark.slow
+def test_the_clips_stage_frees_the_keyframe_model_before_its_first_clip(tmp_path, store, instance):
+    log = tmp_path / "gpu.log"
+    run_id = submit(store, instance, small_plan(tmp_path, shots=2))
+    resources = {**defs.resources, "keyframes": ReleaseLoggingKeyframes(log=str(log)),
+                 "clips": RenderLoggingClips(log=str(log))}
+    keys = [dg.AssetKey(k) for k in ("movie_plan", "base_images")]
+    images = dg.materialize([a for a in defs.assets if a.key in keys], instance=instance, partition_key=run_id,
+                            resources=resources)
+    assert images.success and not log.exists()  # rendering keyframes keeps their model loaded
+    clips = dg.materialize([*defs.assets], selection="video_clips", instance=instance, partition_key=run_id,
+                           resources=resources)
+    assert clips.success
+    first, *renders = log.read_text().splitlines()
+    assert first == "keyframes released" and sorted(renders) == ["clip shot_001", "clip shot_002"]

@@ -317,6 +317,7 @@ def test_worker_protocol_on_the_wire(tmp_path):
             proc.wait()
 
 
+@pytest.mark.slow
 def test_worker_with_vits_matches_in_process_vits(vits_dir):
     remote = WorkerSpeech(engine="vits", model=str(vits_dir), device="cpu", threads=WORKER_THREADS)
     local = VitsSpeech(model=str(vits_dir), device="cpu")

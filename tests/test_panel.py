@@ -2,10 +2,12 @@
 the artifact service (with a token) on loopback, a fresh state folder, the panel driven through
 its controls as a person drives them."""
 
+import copy
 import json
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import free_port
@@ -59,131 +61,187 @@ def fetch(url, headers=None):
         return response.status, response.headers["Content-Type"], response.read()
 
 
+def shown(panel, status=None) -> SimpleNamespace:
+    """What the panel shows at one moment: every control's value and whether it is enabled, the
+    preview panes, and what it has loaded. A state's fixture keeps this record, so a test reads the
+    state it names whatever ran before it."""
+    import ipywidgets
+
+    controls = {name: SimpleNamespace(value=getattr(widget, "value", None), disabled=getattr(widget, "disabled", None))
+                for name, widget in vars(panel).items() if isinstance(widget, ipywidgets.Widget)}
+    return SimpleNamespace(
+        **controls, status=status,
+        stage_previews={folder: SimpleNamespace(value=pane.value) for folder, pane in panel.stage_previews.items()},
+        **{name: copy.deepcopy(getattr(panel, name, None))
+           for name in ("plan_document", "plan_report_data", "artifacts", "review_gate_passed")})
+
+
 @pytest.fixture(scope="module")
-def filmed(services):
-    """A plan generated from a prompt in the panel, reviewed, then filmed from the panel."""
+def planned(services):
+    """A plan generated from a prompt in the panel: the panel before, and once the plan is ready."""
     panel = create_control_panel(services.endpoints, size="96x64")
-    assert panel.pause.disabled and panel.run_production.disabled  # nothing to pause or film yet
+    before = shown(panel)
     panel.check_health.click()
-    assert "filesystem backend" in panel.backend.value and "(token auth) · ready" in panel.backend.value
     panel.prompt.value = "A lantern keeper walks a foggy wood and meets a fox"
     panel.title.value = "Lantern and Fox"
     panel.generate_plan.click()
+    return panel, before, shown(panel, panel.refresh())
+
+
+@pytest.fixture
+def loaded(services, planned):
+    """A fresh panel with the generated plan loaded from its Plan URI (no run of its own yet)."""
+    _, _, ready = planned
+    panel = create_control_panel(services.endpoints, size="96x64")
+    panel.plan_uri.value = ready.plan_uri.value
+    panel.load_plan.click()
+    assert panel.plan_document == ready.plan_document, panel.responses.value
     return panel
 
 
-def test_generate_plan_fills_the_uri_summary_and_review(filmed):
-    panel = filmed
-    run_id = panel.run_id.value
-    assert run_id.startswith("run_")
-    assert f"/files/runs/{run_id}/plan_intake/plan_artifact.json?expires=" in panel.plan_uri.value
-    assert "plan_id <code>plan_" in panel.plan_details.value and "shots" in panel.plan_details.value
-    assert panel.plan_review.value.count("<tr data-shot=") == len(panel.plan_document["validated_plan"]["shots"])
-    assert "Dialogue timeline" in panel.plan_review.value and "Render profile" in panel.plan_review.value
-    status = panel.refresh()
-    assert status["status"] == "planned", status["detail"]
-    assert not panel.run_production.disabled
-    # The dry run's report, before paying for a render: warnings and the estimated cost per stage.
-    assert set(panel.plan_report_data["estimate"]["stages"]) == set(STAGE_KEYS)
-    assert "<b>Estimate</b>" in panel.plan_report.value and "<b>Warnings</b>" in panel.plan_report.value
-
-
-def test_an_invalid_inline_edit_is_refused_naming_the_field(filmed):
-    panel = filmed
-    edited = json.loads(panel.plan_editor.value)
-    edited["validated_plan"]["shots"][0]["duration_sec"] = -2
-    panel.plan_editor.value = json.dumps(edited)
-    panel.send_inline.value = True
-    run_id = panel.run_id.value
+@pytest.fixture(scope="module")
+def stopped(planned):
+    """The generated run filmed with Run Production, paused at a stage gate, then stopped."""
+    panel, _, ready = planned
     panel.run_production.click()
-    assert "validated_plan.shots[0].duration_sec" in panel.plan_details.value
-    assert "refused" in panel.responses.value
-    assert panel.run_id.value == run_id and panel.refresh()["status"] == "planned"  # nothing was sent
-    panel.send_inline.value = False
-
-
-def test_run_production_stop_banner_and_resume_from_stage(filmed):
-    panel = filmed
-    run_id = panel.run_id.value
-    panel.run_production.click()
-    assert panel.run_id.value == run_id  # the same run_id Generate Plan made
+    filmed_run = panel.run_id.value
     panel.pause.click()  # so that the stop below lands at a known place: the gate the run holds at
     until(panel, lambda s: s["status"] == "paused" and s["hold"])
     panel.stop.click()
     status = until(panel, lambda s: s["status"] == "stopped" and s["dagster_runs"][-1]["status"] == "FAILURE")
-    assert "sm-banner-stopped" in panel.status_banner.value and "Resume from stage" in panel.status_banner.value
-    assert not panel.resume_from_stage.disabled and panel.pause.disabled
-    assert "no video_final" in panel.final_video.value and not panel.resume_final.disabled
-    panel.resume_stage.value = next(s["asset"] for s in status["stages"] if s["status"] != "succeeded")
+    return panel, filmed_run, shown(panel, status)
+
+
+@pytest.fixture(scope="module")
+def finished(stopped):
+    """The stopped film resumed from its first unfinished stage and run to its end."""
+    panel, _, at_stop = stopped
+    panel.resume_stage.value = next(s["asset"] for s in at_stop.status["stages"] if s["status"] != "succeeded")
     panel.resume_from_stage.click()
     status = until(panel, ended)
     assert status["status"] == "succeeded", status["detail"]
-    assert "sm-banner-stopped" not in panel.status_banner.value
+    return panel, shown(panel, panel.refresh())
 
 
-def test_the_finished_film_shows_its_stages_previews_and_video(filmed):
-    panel = filmed
-    assert panel.refresh()["status"] == "succeeded"
-    table = panel.stage_table.value
+@pytest.fixture(scope="module")
+def approved(finished):
+    """The finished film approved from the panel."""
+    panel, _ = finished
+    panel.reviewer.value, panel.review_notes.value = "ana", "continuity checked"
+    panel.approve.click()
+    return panel, shown(panel, panel.refresh())
+
+
+@pytest.fixture(scope="module")
+def regenerated(approved):
+    """After approval, one shot's clip regenerated with a new seed, with a pause and resume on the way."""
+    panel, at_approval = approved
+    before = clip_hashes(at_approval)
+    shot = sorted(before)[1]
+    panel.shot.value = shot
+    panel.regen_seed.value = "4242"
+    panel.regenerate_clip.click()
+    asked = shown(panel)
+    panel.pause.click()
+    held = shown(panel, until(panel, lambda s: s["status"] == "paused" and s["hold"]))
+    panel.resume.click()
+    status = until(panel, lambda s: ended(s) and s["dagster_runs"][-1]["status"] in ("SUCCESS", "FAILURE"))
+    return SimpleNamespace(shot=shot, before=before, asked=asked, held=held, done=shown(panel, panel.refresh()))
+
+
+def test_generate_plan_fills_the_uri_summary_and_review(planned):
+    _, before, ready = planned
+    assert before.pause.disabled and before.run_production.disabled  # nothing to pause or film yet
+    assert "filesystem backend" in ready.backend.value and "(token auth) · ready" in ready.backend.value
+    run_id = ready.run_id.value
+    assert run_id.startswith("run_")
+    assert f"/files/runs/{run_id}/plan_intake/plan_artifact.json?expires=" in ready.plan_uri.value
+    assert "plan_id <code>plan_" in ready.plan_details.value and "shots" in ready.plan_details.value
+    assert ready.plan_review.value.count("<tr data-shot=") == len(ready.plan_document["validated_plan"]["shots"])
+    assert "Dialogue timeline" in ready.plan_review.value and "Render profile" in ready.plan_review.value
+    assert ready.status["status"] == "planned", ready.status["detail"]
+    assert not ready.run_production.disabled
+    # The dry run's report, before paying for a render: warnings and the estimated cost per stage.
+    assert set(ready.plan_report_data["estimate"]["stages"]) == set(STAGE_KEYS)
+    assert "<b>Estimate</b>" in ready.plan_report.value and "<b>Warnings</b>" in ready.plan_report.value
+
+
+def test_an_invalid_inline_edit_is_refused_naming_the_field(loaded, services):
+    panel = loaded
+    runs_before = sorted(p.name for p in (services.state / "artifacts" / "runs").iterdir())
+    edited = json.loads(panel.plan_editor.value)
+    edited["validated_plan"]["shots"][0]["duration_sec"] = -2
+    panel.plan_editor.value = json.dumps(edited)
+    panel.send_inline.value = True
+    panel.run_production.click()
+    assert "validated_plan.shots[0].duration_sec" in panel.plan_details.value
+    assert "refused" in panel.responses.value
+    assert panel.run_id.value == ""  # nothing was sent
+    assert sorted(p.name for p in (services.state / "artifacts" / "runs").iterdir()) == runs_before
+
+
+def test_run_production_stop_banner_and_resume_from_stage(planned, stopped, finished):
+    _, _, ready = planned
+    _, filmed_run, at_stop = stopped
+    _, done = finished
+    assert filmed_run == ready.run_id.value  # Run Production filmed the run Generate Plan made
+    assert "sm-banner-stopped" in at_stop.status_banner.value and "Resume from stage" in at_stop.status_banner.value
+    assert not at_stop.resume_from_stage.disabled and at_stop.pause.disabled
+    assert "no video_final" in at_stop.final_video.value and not at_stop.resume_final.disabled
+    assert done.status["run_id"] == filmed_run and done.status["status"] == "succeeded"
+    assert "sm-banner-stopped" not in done.status_banner.value
+
+
+def test_the_finished_film_shows_its_stages_previews_and_video(finished):
+    panel, done = finished
+    table = done.stage_table.value
     for stage in STAGE_KEYS:
         assert f'data-stage="{stage}" data-status="succeeded"' in table
     assert "audio clips · " in table  # the seed's badges
-    shots = len(panel.plan_document["validated_plan"]["shots"])
-    previews = panel.stage_previews
+    shots = len(done.plan_document["validated_plan"]["shots"])
+    previews = done.stage_previews
     assert previews["base_images"].value.count("<img ") == shots + 1
     assert previews["dialogue_audio"].value.count("<audio ") >= 2  # lines and the stitched timeline
     assert previews["video_clips"].value.count("<video ") == shots
     assert "<video " in previews["assembly"].value and "<video " in previews["finalize"].value
-    assert panel.pause.disabled and panel.stop.disabled and not panel.approve.disabled
-    assert "Manual review" in panel.review_banner.value
+    assert done.pause.disabled and done.stop.disabled and not done.approve.disabled
+    assert "Manual review" in done.review_banner.value
     # The final video plays from its signed URL, without the bearer header, with ranges.
-    src = panel.final_video.value.split('src="')[1].split('"')[0].replace("&amp;", "&")
+    src = done.final_video.value.split('src="')[1].split('"')[0].replace("&amp;", "&")
     status_code, content_type, body = fetch(src, {"Range": "bytes=0-1023"})
     assert (status_code, content_type, len(body)) == (206, "video/mp4", 1024)
     panel.download.click()
     assert "video_final.mp4" in panel.download_link.value
 
 
-def test_approve_from_the_panel_passes_the_review_gate(filmed):
-    panel = filmed
-    panel.reviewer.value, panel.review_notes.value = "ana", "continuity checked"
-    panel.approve.click()
-    assert panel.review_gate_passed is True, panel.responses.value
-    assert panel.refresh()["review"]["status"] == "approved"
+def test_approve_from_the_panel_passes_the_review_gate(approved):
+    _, at_approval = approved
+    assert at_approval.review_gate_passed is True, at_approval.responses.value
+    assert at_approval.status["review"]["status"] == "approved"
 
 
-def test_regenerate_one_shot_with_a_pause_on_the_way(filmed):
-    panel = filmed
-    panel.refresh()
-    before = clip_hashes(panel)
-    shot = sorted(before)[1]
-    panel.shot.value = shot
-    panel.regen_seed.value = "4242"
-    panel.regenerate_clip.click()
-    assert "regenerating the clip" in panel.responses.value
-    panel.pause.click()
-    status = until(panel, lambda s: s["status"] == "paused" and s["hold"])
-    assert "holding before" in panel.status_banner.value
-    assert panel.pause.disabled and not panel.resume.disabled
-    panel.resume.click()
-    status = until(panel, lambda s: ended(s) and s["dagster_runs"][-1]["status"] in ("SUCCESS", "FAILURE"))
+def test_regenerate_one_shot_with_a_pause_on_the_way(regenerated):
+    seen, shot = regenerated, regenerated.shot
+    assert "regenerating the clip" in seen.asked.responses.value
+    assert "holding before" in seen.held.status_banner.value
+    assert seen.held.pause.disabled and not seen.held.resume.disabled
+    status = seen.done.status
     assert status["status"] == "succeeded", status["detail"]
-    after = clip_hashes(panel)
-    assert [s for s in before if before[s] != after[s]] == [shot]  # only that shot's clip changed
+    after = clip_hashes(seen.done)
+    assert [s for s in seen.before if seen.before[s] != after[s]] == [shot]  # only that shot's clip changed
     assert status["regenerations"] == [{"shot_id": shot, "count": 1, "note": f"{shot} regenerations: 1"}]
     assert status["review"]["status"] == "pending"  # the approval judged the old final video
 
 
-def test_a_valid_inline_edit_is_sent_as_a_new_run_in_dry_mode(filmed, services):
-    panel = filmed
-    filmed_run = panel.run_id.value
-    edited = json.loads(json.dumps(panel.plan_document))  # the plan as loaded, not the refused edit
+def test_a_valid_inline_edit_is_sent_as_a_new_run_in_dry_mode(loaded, services):
+    panel = loaded
+    edited = json.loads(json.dumps(panel.plan_document))
     edited["validated_plan"]["title"] = "Lantern and Fox, edited"
     panel.plan_editor.value = json.dumps(edited)
     panel.send_inline.value, panel.mode.value = True, "dry"
     panel.run_production.click()
     run_id = panel.run_id.value
-    assert run_id != filmed_run, panel.responses.value
+    assert run_id, panel.responses.value
     status = until(panel, ended)
     assert status["status"] == "planned" and status["title"] == "Lantern and Fox, edited", status["detail"]
     from sparkle_motion_dagster.runs.storage import ArtifactStore

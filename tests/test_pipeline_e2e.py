@@ -115,7 +115,7 @@ def test_unknown_run_id_is_refused(store, instance):
 
 def test_launchpad_config_submits_a_plan_file(store, instance, sample_plan, tmp_path):
     """From the UI: add a partition, then materialize with plan_path in the run config."""
-    sample_plan["render_profile"]["video"]["model_id"] = "animatic"
+    sample_plan["render_profile"]["video"].update(model_id="animatic", width=160, height=90)  # the size is not at stake
     sample_plan["shots"][0]["duration_sec"] = 2.0
     sample_plan["shots"][1]["duration_sec"] = 2.0
     sample_plan["dialogue_timeline"] = [{"type": "dialogue", "character_id": "ava", "text": "Hi.",

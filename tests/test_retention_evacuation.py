@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import small_sample
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
@@ -65,7 +66,7 @@ def filmed(tmp_path_factory):
 
 def submit(store, instance) -> str:
     clips = defs.resources["clips"]
-    return submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=True,
+    return submit_run(store, instance, small_sample(), source="test", preview=True,
                       clip_model_ids=clips.model_ids, clip_backend=clips.backend)
 
 

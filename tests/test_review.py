@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import small_sample
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
@@ -48,7 +49,7 @@ def filmed(tmp_path_factory):
         instance = dg.DagsterInstance.get()
         store = ArtifactStore(artifacts_root())
         clips = defs.resources["clips"]
-        run_id = submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=True,
+        run_id = submit_run(store, instance, small_sample(), source="test", preview=True,
                             clip_model_ids=clips.model_ids, clip_backend=clips.backend)
         assert film_run(defs, instance, run_id, store=store).success
         yield instance, store, run_id

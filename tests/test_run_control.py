@@ -43,7 +43,12 @@ def framemd5(path: Path) -> list[str]:
     return [line.split(",")[-1].strip() for line in out.splitlines() if line and not line.startswith("#")]
 
 
-def four_shot_plan(tmp_path: Path) -> Path:
+SMALL = (160, 90)
+
+
+def four_shot_plan(tmp_path: Path, size: tuple[int, int] | None = None) -> Path:
+    """Four three-second shots at the default 1280x720 (clips slow enough to act on while they
+    render), or at ``size`` for tests that only need the films made."""
     frames = [{"id": f"frame_{i:03d}", "prompt": f"Keyframe {i}: a harbour at dusk, boat {i}",
                "metadata": {"seed": 100 + i}} for i in range(5)]
     shots = [{"id": f"shot_{i + 1:03d}", "duration_sec": 3.0, "start_base_image_id": f"frame_{i:03d}",
@@ -55,6 +60,8 @@ def four_shot_plan(tmp_path: Path) -> Path:
                                "start_time_sec": 1.0, "duration_sec": 2.0}],
         "render_profile": {"video": {"model_id": "animatic", "max_fps": 24}},
     }
+    if size:
+        plan["render_profile"]["video"].update(width=size[0], height=size[1])
     path = tmp_path / "harbour.json"
     path.write_text(json.dumps(plan))
     return path
@@ -114,7 +121,7 @@ def test_kill_during_clips_then_resume_matches_an_uninterrupted_run(tmp_path, mo
 
 def test_regenerate_one_shot_keeps_every_other_file(tmp_path):
     state = tmp_path / "state"
-    first = cli(state, "run", "--plan", str(four_shot_plan(tmp_path)))
+    first = cli(state, "run", "--plan", str(four_shot_plan(tmp_path, size=SMALL)))
     run_id = run_id_of(first.stdout)
     run = state / "artifacts" / "runs" / run_id
     before = {p: sha256_file(p) for p in run.rglob("*") if p.suffix in {".png", ".wav", ".mp4"}}
@@ -135,7 +142,7 @@ def test_regenerate_one_shot_keeps_every_other_file(tmp_path):
 
 def test_rerun_from_a_stage_and_resume_when_complete(tmp_path):
     state = tmp_path / "state"
-    run_id = run_id_of(cli(state, "run", "--plan", str(four_shot_plan(tmp_path))).stdout)
+    run_id = run_id_of(cli(state, "run", "--plan", str(four_shot_plan(tmp_path, size=SMALL))).stdout)
     rerun = cli(state, "rerun", run_id, "--from", "video_raw_concat")
     assert rerun.returncode == 0, rerun.stderr
     stages = [line.split()[0] for line in rerun.stdout.splitlines() if line.startswith("  ")]
@@ -190,7 +197,7 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
 def test_two_runs_at_once_each_get_their_own_files(tmp_path):
     state = tmp_path / "state"
     cli(state, "paths")  # create the Dagster home once, as `make ui` does
-    plan = four_shot_plan(tmp_path)
+    plan = four_shot_plan(tmp_path, size=SMALL)
     other = json.loads(plan.read_text())
     other["title"] = "Harbour at night"
     other["base_images"][0]["prompt"] = "A different first keyframe"

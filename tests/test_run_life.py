@@ -49,16 +49,18 @@ def poll(predicate, what):
     return wait_for(predicate, what, attempts=5000, interval=0.01)
 
 
-def harbour_plan(folder: Path, *, title="Harbour", model_id="animatic") -> Path:
-    """Eight four-second shots at 640x360: the clips take a few seconds to render."""
+def harbour_plan(folder: Path, *, title="Harbour", model_id="animatic", shots=SHOTS, size=(640, 360)) -> Path:
+    """Eight four-second shots at 640x360: the clips take a few seconds to render, time enough to
+    interrupt them. Tests that only need a finished film ask for fewer shots and a smaller size."""
+    count = shots
     frames = [{"id": f"frame_{i:03d}", "prompt": f"Keyframe {i}: a harbour at dusk, boat {i}",
-               "metadata": {"seed": 100 + i}} for i in range(SHOTS + 1)]
+               "metadata": {"seed": 100 + i}} for i in range(count + 1)]
     shots = [{"id": f"shot_{i + 1:03d}", "duration_sec": 4.0, "start_base_image_id": f"frame_{i:03d}",
-              "end_base_image_id": f"frame_{i + 1:03d}", "motion_prompt": f"drift {i}"} for i in range(SHOTS)]
+              "end_base_image_id": f"frame_{i + 1:03d}", "motion_prompt": f"drift {i}"} for i in range(count)]
     plan = {"title": title, "characters": [{"id": "ava", "name": "Ava"}], "base_images": frames, "shots": shots,
             "dialogue_timeline": [{"type": "dialogue", "character_id": "ava", "text": "The boats are back.",
                                    "start_time_sec": 1.0, "duration_sec": 2.0}],
-            "render_profile": {"video": {"model_id": model_id, "max_fps": 24, "width": 640, "height": 360}}}
+            "render_profile": {"video": {"model_id": model_id, "max_fps": 24, "width": size[0], "height": size[1]}}}
     path = folder / f"{title.lower().replace(' ', '_')}.json"
     path.write_text(json.dumps(plan))
     return path
@@ -164,14 +166,22 @@ def clips_rendering(state: Path, run_id_holder: list, terminal: Terminal):
     return check
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The harbour filmed without interruption: its state folder and run id."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    state = folder / "state"
+    reference = cli(state, "run", "--plan", harbour_plan(folder))
+    assert reference.returncode == 0, reference.stderr
+    return state, run_id_in(reference.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_the_film_cleanly_and_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch,
-                                                                                          how):
+                                                                                          how, uninterrupted):
     state = tmp_path / "state"
     plan = harbour_plan(tmp_path)
-    reference = cli(state, "run", "--plan", plan)
-    assert reference.returncode == 0, reference.stderr
 
     terminal, run_ids = Terminal(state, "run", "--plan", plan), []
     assert terminal.read_until(clips_rendering(state, run_ids, terminal)), terminal.text()
@@ -188,9 +198,9 @@ def test_ctrl_c_or_sigterm_stops_the_film_cleanly_and_resume_matches_an_uninterr
 
     resumed = cli(state, "resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
-    assert clip_frames(state, run_id) == clip_frames(state, run_id_in(reference.stdout))
+    assert clip_frames(state, run_id) == clip_frames(*uninterrupted)
     assert framemd5(run_dir(state, run_id) / "finalize" / "video_final.mp4") == framemd5(
-        run_dir(state, run_id_in(reference.stdout)) / "finalize" / "video_final.mp4")
+        run_dir(*uninterrupted) / "finalize" / "video_final.mp4")
 
 
 @pytest.mark.slow
@@ -239,7 +249,7 @@ def test_a_second_ctrl_c_quits_at_once_and_resume_completes(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_pause_of_a_run_that_is_not_running_says_so_and_changes_nothing(tmp_path):
     state = tmp_path / "state"
-    plan = harbour_plan(tmp_path)
+    plan = harbour_plan(tmp_path, shots=2, size=(160, 90))
     submitted = cli(state, "submit", "--plan", plan).stdout.split()[1]
     store = ArtifactStore(state / "artifacts")
     for action in ("pause", "stop"):
@@ -342,7 +352,7 @@ def test_a_film_killed_in_a_gpu_stage_does_not_hold_its_slot_against_another_fil
         assert dead.run_id in instance.event_log_storage.get_concurrency_run_ids()  # it holds the gpu slot
 
     # Another film (not a resume of the dead one) in the same Dagster home.
-    other = cli(state, "run", "--plan", harbour_plan(tmp_path, title="Harbour at night"))
+    other = cli(state, "run", "--plan", harbour_plan(tmp_path, title="Harbour at night", shots=2, size=(160, 90)))
     assert other.returncode == 0, other.stderr
     assert (run_dir(state, run_id_in(other.stdout)) / "finalize" / "video_final.mp4").exists()
     with dg.DagsterInstance.get() as instance:
@@ -382,7 +392,7 @@ def test_a_dry_run_then_resume_does_not_film_an_unconfigured_model(tmp_path, mon
 @pytest.mark.slow
 def test_a_previewed_dry_run_then_resume_records_the_substitution(tmp_path):
     state = tmp_path / "state"
-    plan = harbour_plan(tmp_path, model_id="wan-2.1")
+    plan = harbour_plan(tmp_path, model_id="wan-2.1", shots=2, size=(160, 90))
     run_id = run_id_in(cli(state, "run", "--mode", "dry", "--preview", "--plan", plan).stdout)
     resumed = cli(state, "resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
@@ -412,9 +422,9 @@ def test_permanent_and_transient_errors():
 @pytest.mark.slow
 def test_a_deterministic_ffmpeg_refusal_fails_after_one_attempt(tmp_path, monkeypatch):
     state = tmp_path / "state"
-    run_id = run_id_in(cli(state, "run", "--plan", harbour_plan(tmp_path)).stdout)
+    run_id = run_id_in(cli(state, "run", "--plan", harbour_plan(tmp_path, shots=2, size=(160, 90))).stdout)
     clip = run_dir(state, run_id) / "video_clips" / "shot_001.mp4"
-    with FrameEncoder(clip, width=640, height=360, fps=24):
+    with FrameEncoder(clip, width=160, height=90, fps=24):
         pass  # a clip with no frames: ffmpeg's concat refuses it
     rerun = cli(state, "rerun", run_id, "--from", "video_raw_concat")
     assert rerun.returncode == 1 and "matches no streams" in rerun.stderr, rerun.stderr

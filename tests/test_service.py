@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers import free_port, wait_for
+from helpers import free_port, small_sample, wait_for
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
@@ -105,7 +105,7 @@ def server(tmp_path_factory):
         with dg.DagsterInstance.get() as instance:
             store = ArtifactStore(artifacts_root())
             clips = defs.resources["clips"]
-            run_id = submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=True,
+            run_id = submit_run(store, instance, small_sample(), source="test", preview=True,
                                 clip_model_ids=clips.model_ids, clip_backend=clips.backend)
             assert film_run(defs, instance, run_id, store=store).success
         outside = base / "outside-secret.txt"

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
-from sparkle_motion_dagster.stages import STAGE_KEYS as FILM_STAGES
-from helpers import wait_for
+from helpers import small_sample, wait_for
 
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
@@ -23,6 +21,7 @@ from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
 from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, UnsafeIdError, new_run_id
+from sparkle_motion_dagster.stages import STAGE_KEYS as FILM_STAGES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 STAGE_NAMES = [name for _, name in STAGES]
@@ -47,7 +46,7 @@ def _env(state: Path) -> dict[str, str]:
 
 def submit(store, instance, preview=True) -> str:
     clips = defs.resources["clips"]
-    return submit_run(store, instance, json.loads(SAMPLE.read_text()), source="test", preview=preview,
+    return submit_run(store, instance, small_sample(), source="test", preview=preview,
                       clip_model_ids=clips.model_ids, clip_backend=clips.backend)
 
 
@@ -228,7 +227,8 @@ def test_status_follows_a_film_run_in_another_process(tmp_path, monkeypatch):
     ensure_dagster_home()  # create the instance's storage once, before two processes use it
     env = {**os.environ, "SPARKLE_STATE_DIR": str(state)}
     env.pop("DAGSTER_HOME")  # the CLI derives it from SPARKLE_STATE_DIR
-    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "run", "--sample", "--preview"],
+    proc = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "run", "--sample", "--preview",
+                             "--size", "320x180"],  # still seconds of "running" to observe
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with dg.DagsterInstance.get() as instance:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.media.verify import DamagedOutputError, check_video, video_problems
@@ -28,7 +29,7 @@ def video_raw_concat(
         store, run_id = stage.store, stage.run_id
         stage.plan_id = load_run_plan(store, run_id).plan_id()
         stage.made_by = assembler
-        motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
+        motion = read_stage_json(store, run_id, "video_clips", stages.manifest("video_clips"))
         clips = [stage.upstream("video_clips", f"{c['shot_id']}.mp4") for c in motion["clip_assets"]]
         out = stage.path("video_raw_concat.mp4")
         frames = sum(c["num_frames"] for c in motion["clip_assets"])

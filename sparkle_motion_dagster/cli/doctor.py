@@ -20,9 +20,6 @@ PACKAGES = ("dagster", "dagster-webserver", "pydantic", "numpy", "pillow", "imag
 CORE_PACKAGES = ("dagster", "pydantic", "numpy", "pillow", "imageio-ffmpeg", "espeakng-loader", "duckdb")
 # Import names -> the distribution to install.
 DISTRIBUTIONS = {"cv2": "opencv-python-headless", "skimage": "scikit-image"}
-# Resource keys in pipeline order, with the stage each serves.
-STAGES = (("planner", "movie_plan"), ("speech", "dialogue_audio"), ("keyframes", "base_images"),
-          ("clips", "video_clips"), ("lipsync", "video_final"))
 
 
 def _version(package: str) -> str | None:
@@ -38,12 +35,14 @@ def _problem(kind: str, message: str, **details: Any) -> dict[str, Any]:
 
 def _stages(problems: list[dict[str, Any]], *, probe: bool) -> dict[str, Any]:
     """Every stage's entry; its problems (bad settings, missing libraries, what stops it) into ``problems``."""
+    from sparkle_motion_dagster import stages as stage_table
     from sparkle_motion_dagster.resources.model_support import MODELS_EXTRA
     from sparkle_motion_dagster.resources.selection import adapters_from_env, stage_entry
 
     adapters, invalid = adapters_from_env()
     stages: dict[str, Any] = {}
-    for key, stage in STAGES:
+    for row in stage_table.with_resources():
+        key, stage = row.resource, row.key
         entry = stage_entry(key, adapters.get(key), invalid.get(key), probe=probe)
         for setting in invalid.get(key, []):
             problems.append(_problem("setting", stage=stage, **setting.as_dict()))
@@ -57,9 +56,6 @@ def _stages(problems: list[dict[str, Any]], *, probe: bool) -> dict[str, Any]:
         if not entry.get("ok") and key not in invalid and not missing:
             problems.append(_problem("stage", f"{stage}: {entry.get('problem')}", stage=stage))
         stages[stage] = entry
-        if stage == "video_clips":
-            stages["video_raw_concat"] = {"backend": "ffmpeg-concat-copy", "ok": True, "device": "cpu",
-                                          "why": "ffmpeg concat demuxer, stream copy"}
     return stages
 
 

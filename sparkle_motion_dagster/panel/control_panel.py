@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.panel import plan_view, previews
 from sparkle_motion_dagster.panel.client import ArtifactClient, ServiceError
 from sparkle_motion_dagster.panel.colab import browser_url, in_colab
@@ -126,10 +127,11 @@ class ControlPanel:
             button.on_click(self._handler(work))
         self.poll_status.observe(self._poll_toggled, names="value")
 
+        clips_folder = stages.folder("video_clips")  # its tab also regenerates a shot
         tabs = w.Tab(children=[w.VBox([self.stage_previews[folder]]
                                       + ([w.HBox([self.shot, self.regen_seed]),
                                           w.HBox([self.regenerate_clip, self.regenerate_keyframes])]
-                                         if folder == "video_clips" else [])) for _, folder in previews.TABS])
+                                         if folder == clips_folder else [])) for _, folder in previews.TABS])
         for index, (title, _) in enumerate(previews.TABS):
             tabs.set_title(index, title)
         self.preview_tabs = tabs

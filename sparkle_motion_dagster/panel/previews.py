@@ -7,11 +7,12 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Callable
 
+from sparkle_motion_dagster import stages
+
 STATUS_COLOURS = {"succeeded": "#1b7f3b", "running": "#1a5fb4", "failed": "#b00020", "stopped": "#b00020",
                   "pending": "#777", "paused": "#a36a00"}
-# Preview tabs: (tab title, stage folder, what to show).
-TABS = (("Keyframes", "base_images"), ("Dialogue", "dialogue_audio"), ("Clips", "video_clips"),
-        ("Assembly", "assembly"), ("Final video", "finalize"))
+# Preview tabs: (tab title, stage folder), from the stage table.
+TABS = stages.preview_tabs()
 
 
 def _plural(count: int, word: str) -> str:

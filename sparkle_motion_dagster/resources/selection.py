@@ -14,42 +14,62 @@ fails there, with every bad variable of every adapter named at once.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import dagster as dg
 
-from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
-from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
-from sparkle_motion_dagster.resources.clips.wan import WanClips
-from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
-from sparkle_motion_dagster.resources.keyframes.storyboard import StoryboardKeyframes
-from sparkle_motion_dagster.resources.lipsync.passthrough import PassthroughLipsync
-from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync
-from sparkle_motion_dagster.resources.planning.llm import LlmPlanner
-from sparkle_motion_dagster.resources.planning.template import TemplatePlanner
+from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.resources.settings import SettingProblem, SettingsError, env_values
 from sparkle_motion_dagster.resources.speech import SpeechEngine
-from sparkle_motion_dagster.resources.speech.chatterbox import ChatterboxSpeech
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
-from sparkle_motion_dagster.resources.speech.piper import PiperSpeech
-from sparkle_motion_dagster.resources.speech.vits import VitsSpeech
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 
 
+@cache
+def adapter_class(path: str) -> type:
+    """The class a stage row names as ``module:Class`` under ``sparkle_motion_dagster.resources``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"sparkle_motion_dagster.resources.{module}"), name)
+
+
+def _rows() -> dict[str, stages.Stage]:
+    """Resource key -> the row that names its adapters (a stage that shares another's resource,
+    as character_refs shares base_images' keyframe renderer, names none)."""
+    return {row.resource: row for row in stages.with_resources() if row.embedded}
+
+
+def adapter_classes() -> dict[type, str]:
+    """The real adapter classes the environment can configure, and the resource key of each."""
+    return {adapter_class(path): key for key, row in _rows().items() for path in row.adapters}
+
+
 def embedded_resources() -> dict[str, dg.ConfigurableResource]:
-    """The weight-free defaults that run anywhere."""
-    return {
-        "artifact_store": ArtifactStoreResource(),
-        "planner": TemplatePlanner(),
-        "speech": EspeakSpeech(),
-        "keyframes": StoryboardKeyframes(),
-        "clips": AnimaticClips(),
-        "assembler": FfmpegAssembler(),
-        "lipsync": PassthroughLipsync(),
-    }
+    """The weight-free defaults that run anywhere, by resource key (from the stage table)."""
+    return {"artifact_store": ArtifactStoreResource(),
+            **{key: adapter_class(row.embedded)() for key, row in _rows().items()}}
+
+
+def adapter_from_env(key: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The real adapter of a resource key the environment asks for, or None for the embedded default.
+    Its stage's adapters are tried in table order and the first whose switch variable is set wins;
+    a bad value in any of them raises one :class:`SettingsError` naming them all."""
+    problems: list[SettingProblem] = []
+    for path in _rows()[key].adapters:
+        try:
+            chosen = adapter_class(path).from_env(environ)
+        except SettingsError as error:
+            problems += error.problems
+            continue
+        if chosen is not None and not problems:
+            return chosen
+    if problems:
+        raise SettingsError(problems)
+    return None
 
 
 def speech_from_env(environ: Mapping[str, str] | None = None) -> SpeechEngine | None:
@@ -62,28 +82,7 @@ def speech_from_env(environ: Mapping[str, str] | None = None) -> SpeechEngine | 
     ``TTS_CHATTERBOX_MODEL`` without ``TTS_CHATTERBOX_PYTHON`` is an error (the
     pipeline's environment cannot import chatterbox-tts).
     """
-    problems: list[SettingProblem] = []
-    for engine in (ChatterboxSpeech, PiperSpeech, VitsSpeech):
-        try:
-            chosen = engine.from_env(environ)
-        except SettingsError as error:
-            problems += error.problems
-            continue
-        if chosen is not None and not problems:
-            return chosen
-    if problems:
-        raise SettingsError(problems)
-    return None
-
-
-# resource key -> (the pipeline stage it serves, the reader of its real adapter)
-ADAPTERS: dict[str, tuple[str, Callable[[Mapping[str, str] | None], Any]]] = {
-    "planner": ("movie_plan", LlmPlanner.from_env),
-    "speech": ("dialogue_audio", speech_from_env),
-    "keyframes": ("base_images", SdxlKeyframes.from_env),
-    "clips": ("video_clips", WanClips.from_env),
-    "lipsync": ("video_final", Wav2LipLipsync.from_env),
-}
+    return adapter_from_env("speech", environ)
 
 
 def adapters_from_env(environ: Mapping[str, str] | None = None
@@ -93,9 +92,9 @@ def adapters_from_env(environ: Mapping[str, str] | None = None
     bad value: every adapter is read, and every problem of each is kept."""
     adapters: dict[str, dg.ConfigurableResource] = {}
     problems: dict[str, list[SettingProblem]] = {}
-    for key, (_stage, read) in ADAPTERS.items():
+    for key in _rows():
         try:
-            adapter = read(environ)
+            adapter = adapter_from_env(key, environ)
         except SettingsError as error:
             problems[key] = list(error.problems)
             continue
@@ -115,17 +114,15 @@ def configured_resources(environ: Mapping[str, str] | None = None) -> dict[str, 
     return {**embedded_resources(), **adapters}
 
 
-# resource key -> why the embedded default runs, for the doctor
-EMBEDDED_WHY = {
-    "planner": "SCRIPT_AGENT_MODEL is not set: embedded deterministic template planner (not a language model)",
-    "speech": "TTS_CHATTERBOX_PYTHON, TTS_PIPER_VOICE and TTS_VITS_MODEL are not set: embedded espeak-ng speech (GPL-3)",
-    "keyframes": "IMAGES_SDXL_MODEL is not set: embedded storyboard keyframes (not an image model)",
-    "clips": "VIDEOS_WAN_MODEL is not set: embedded animatic (plans declaring wan-2.1 need --preview)",
-    "lipsync": "WAV2LIP_CHECKPOINT is not set: embedded passthrough (muxes the dialogue, mouths unchanged)",
-}
-# The adapter classes the environment configures, and the stage of each.
-ADAPTER_CLASSES = {LlmPlanner: "planner", ChatterboxSpeech: "speech", PiperSpeech: "speech", VitsSpeech: "speech",
-                   SdxlKeyframes: "keyframes", WanClips: "clips", Wav2LipLipsync: "lipsync"}
+def embedded_why(key: str) -> str:
+    """Why the embedded default of a resource key runs, for the doctor: the switch variables left
+    unset, and what the default is."""
+    row = _rows()[key]
+    switches = [adapter_class(path).variable(adapter_class(path).switch) for path in row.adapters]
+    if not switches:
+        return row.embedded_why
+    unset = f"{switches[0]} is not set" if len(switches) == 1 else f"{' and '.join(switches)} are not set"
+    return f"{unset}: {row.embedded_why}"
 
 
 def stage_entry(key: str, adapter: Any = None, problems: list[SettingProblem] | None = None, *,
@@ -134,13 +131,13 @@ def stage_entry(key: str, adapter: Any = None, problems: list[SettingProblem] | 
     or (with ``problems``) the adapter the environment asks for with settings that cannot work."""
     chosen: Any = embedded_resources()[key]
     if problems:
-        chosen = {cls.__name__: cls for cls in ADAPTER_CLASSES}.get(problems[0].resource, chosen)
+        chosen = {cls.__name__: cls for cls in adapter_classes()}.get(problems[0].resource, chosen)
         entry = {"backend": chosen.backend, "ok": False, "why": f"{problems[0].resource} settings are invalid",
                  "problem": "\n".join(map(str, problems))}
     elif adapter is not None:
         chosen, entry = adapter, adapter.describe(probe=probe)
     else:
-        entry = {"backend": chosen.backend, "ok": True, "device": "cpu", "why": EMBEDDED_WHY[key]}
+        entry = {"backend": chosen.backend, "ok": True, "device": "cpu", "why": embedded_why(key)}
     if key == "clips":  # the model ids a plan may declare
         entry["serves"] = list(chosen.model_ids)
     if key == "speech" and chosen.backend == EspeakSpeech.backend:
@@ -156,7 +153,7 @@ def unused_settings(environ: Mapping[str, str] | None = None) -> list[str]:
     """Variables of adapters whose switch variable is unset: set, but nothing reads them."""
     env = os.environ if environ is None else environ
     unused = []
-    for cls in ADAPTER_CLASSES:
+    for cls in adapter_classes():
         switch = cls.variable(cls.switch)
         if env.get(switch, "").strip():
             continue

@@ -72,7 +72,7 @@ EVENTS_DIR = "events"  # the run's event log (see events.py), not a stage's outp
 STAGE_ORDER = stages.folder_order()
 PLAYABLE_VIDEO = {"video/mp4", "video/webm"}
 # Which artifact of a media type a stage preview shows first, when present.
-PREVIEW_FIRST = ("video_final", "video_raw", "shot_lipsync_video", "tts_timeline_audio")
+PREVIEW_FIRST = stages.preview_first()
 
 MIME_OVERRIDES = {".wav": "audio/wav", ".srt": "application/x-subrip", ".vtt": "text/vtt",
                   ".jsonl": "application/x-ndjson", ".mp4": "video/mp4", ".json": "application/json",
@@ -155,20 +155,14 @@ def media_type_for(mime_type: str | None) -> str:
 
 
 def infer_artifact_type(stage: str, path: str | Path, media_type: str | None = None) -> str:
-    """The artifact type a file gets when the caller names none (also used by rebuild)."""
+    """The artifact type a file gets when the caller names none (also used by rebuild): a media
+    file's comes from the stage table's ``file_types``; a manifest's is its name."""
     path = Path(path)
     stem, suffix = path.stem.lower(), path.suffix.lower()
     media_type = media_type or media_type_for(guess_mime(path))
-    if media_type == "video":
-        if stem.startswith("video_final"):
-            return "video_final"
-        if stem.startswith("video_raw"):
-            return "video_raw"
-        return "shot_lipsync_video" if "lipsync" in stage or "lipsync" in stem else "shot_video"
-    if media_type == "audio":
-        return "tts_timeline_audio" if stem.startswith("tts_timeline") else "shot_dialogue_audio"
-    if media_type == "image":
-        return "shot_frames"
+    from_table = stages.artifact_type(stage, path.name, media_type)
+    if from_table:
+        return from_table
     if suffix in (".srt", ".vtt"):
         return "subtitles"
     return "".join(c if c.isalnum() else "_" for c in stem) or media_type  # manifests: their name

@@ -43,7 +43,6 @@ UNITS: dict[str, tuple[str, bool]] = {s.key: (s.work_unit, s.cost_grows_with_pix
 # resource key -> the stages it serves (the keyframe model draws portraits and keyframes)
 RESOURCE_STAGES = {resource: [s.key for s in stages.STAGES if s.resource == resource]
                    for resource in dict.fromkeys(s.resource for s in stages.STAGES if s.resource)}
-EMBEDDED_DEFAULTS = {"video_raw_concat": "ffmpeg-concat-copy"}
 # What to set when a model's estimated peak memory does not fit, per backend.
 FITTING_PRESETS = {
     "wan-2.1": "VIDEOS_WAN_DEVICE_PRESET=cuda-offload (each sub-model on the GPU only while it runs)",
@@ -77,8 +76,7 @@ def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     resource). A real model's device (and a video model's continuity mode) is resolved without loading it."""
     from sparkle_motion_dagster.runs.provenance import model_provenance
 
-    found: dict[str, dict[str, Any]] = {stage: {"backend": backend, "device": "cpu", "settings": {}}
-                                        for stage, backend in EMBEDDED_DEFAULTS.items()}
+    found: dict[str, dict[str, Any]] = {}
     for key, resource in resources.items():
         if resource is None or key not in RESOURCE_STAGES:
             continue

@@ -6,13 +6,13 @@ from sparkle_motion_dagster.film.plan import SEED_LIMIT, checked_seed
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override, set_seed
 from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json, stage_file
 from sparkle_motion_dagster.runs.storage import ArtifactStore
-from sparkle_motion_dagster.stages import downstream
+from sparkle_motion_dagster.stages import downstream, manifest
 
 # What can be regenerated: the stage that renders it, its manifest (list key, id key) and
 # the override kind that holds its seeds.
 TARGETS = {
-    "clip": ("video_clips", "motion_manifest.json", "clip_assets", "shot_id", "shots"),
-    "keyframe": ("base_images", "base_images_manifest.json", "base_image_assets", "id", "base_images"),
+    "clip": ("video_clips", manifest("video_clips"), "clip_assets", "shot_id", "shots"),
+    "keyframe": ("base_images", manifest("base_images"), "base_image_assets", "id", "base_images"),
 }
 
 
