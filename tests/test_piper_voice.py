@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from film_checks import audio_seconds, small_plan, sparkle, use_state
+from film_checks import audio_seconds, small_plan
+from test_provenance import cli, run_id_of
 from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.resources.selection import speech_from_env
 from sparkle_motion_dagster.resources.speech.piper import PACKAGED_VOICE, PiperSpeech, pick_speaker
@@ -93,16 +94,15 @@ def test_multi_speaker_voices_take_a_speaker_per_character():
 
 
 def test_a_film_with_the_piper_voice_fits_its_slots_and_rerenders_byte_identically(tmp_path, monkeypatch):
-    use_state(monkeypatch, tmp_path / "state")
+    # The command line in a process of its own: this process's definitions were loaded without the variable.
     monkeypatch.setenv("TTS_PIPER_VOICE", PACKAGED_VOICE)
     plan = small_plan(tmp_path, shots=2, seconds=2.0, dialogue_timeline=[
         {"type": "dialogue", "character_id": "ava", "text": "The boats are back.", "start_time_sec": 0.2,
          "duration_sec": 1.6},
         {"type": "dialogue", "character_id": "ava", "text": "Every one of them, and the fog is lifting at last.",
          "start_time_sec": 2.0, "duration_sec": 1.0}])
-    filmed = sparkle("run", "--plan", plan)
-    assert filmed.code == 0, filmed.stdout + filmed.stderr
-    run = tmp_path / "state" / "artifacts" / "runs" / filmed.run_id
+    run_id = run_id_of(cli("run", "--plan", str(plan), cwd=tmp_path))
+    run = tmp_path / "state" / "artifacts" / "runs" / run_id
     audio = run / "dialogue_audio"
     timeline = json.loads((audio / "dialogue_timeline_audio.json").read_text())
     assert timeline["backend"] == "piper"
@@ -122,9 +122,7 @@ def test_a_film_with_the_piper_voice_fits_its_slots_and_rerenders_byte_identical
     assert file_sha256(voice_file) in json.dumps(record)
     before = {path.name: path.read_bytes() for path in audio.glob("line_*.wav")} | {
         "tts_timeline.wav": (audio / "tts_timeline.wav").read_bytes()}
-    PiperSpeech(voice=PACKAGED_VOICE).release()
-    again = sparkle("rerun", filmed.run_id, "--from", "dialogue_audio")
-    assert again.code == 0, again.stdout + again.stderr
+    cli("rerun", run_id, "--from", "dialogue_audio", cwd=tmp_path)  # every line spoken again
     after = {path.name: path.read_bytes() for path in audio.glob("line_*.wav")} | {
         "tts_timeline.wav": (audio / "tts_timeline.wav").read_bytes()}
     assert after == before

@@ -143,5 +143,5 @@ def test_each_stage_names_the_files_it_reads_and_the_classes_it_uses():
     for row in stages.STAGES:
         if row.manifest:
             assert row.manifest in row.outputs, row.key
-        for path in (row.embedded, *row.adapters):
+        for path in filter(None, (row.embedded, *row.adapters)):
             assert isinstance(selection.adapter_class(path), type), path
