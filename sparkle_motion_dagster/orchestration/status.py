@@ -10,17 +10,20 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
   its latest attempt is in an active Dagster run, **failed** when its latest
   failure is newer than its latest materialization, and **pending** otherwise;
 * the film run's status, in order of precedence: the control state ``stopped``
-  -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused``; an
+  -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused`` (the running
+  stage finishes, then the run ends); ``paused`` once it ended at a stage boundary ->
+  ``held`` (nothing holds a pool slot; ``control resume`` launches the rest); an
   active Dagster run -> ``running`` (``queued`` when none has started yet); all
   six stages materialized -> ``succeeded``; the latest Dagster run failed ->
   ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``submitted``; a
   dry run -> ``planned``; an idle, incomplete run (a partial materialization) -> ``stopped``,
   with ``detail`` saying what is missing.
 
-A CLI process that was killed leaves its Dagster run "started" forever, or "not
-started" when it was killed between creating the run and starting it; such a run,
-tagged with a pid on this host whose process is gone, is reported as
-``abandoned`` and not counted as active (the film run reads ``failed``).
+A process that was killed (a CLI, a run worker, ``dagster dev``) leaves its Dagster run
+"started" until :mod:`.liveness` marks it failed, or "not started" when it was killed between
+creating the run and starting it; such a run, tagged with a pid on this host whose process is
+gone, is reported as ``abandoned`` and not counted as active (the film run reads ``failed``).
+A step that ended its run at a pause is not an attempt of its stage (the stage did not start).
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, is_abandoned
-from sparkle_motion_dagster.runs.control import read_state
+from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG
+from sparkle_motion_dagster.orchestration.liveness import is_dead as is_abandoned
+from sparkle_motion_dagster.runs.control import read_record
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.runs.run_files import stage_file
@@ -234,6 +238,13 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
                 _note_step(steps[asset], entry, event, run)
             if asset is None or kind not in STEP_EVENTS:
                 continue
+            if kind == dg.DagsterEventType.STEP_FAILURE and _ended_at_pause(event):
+                attempt = open_attempt.pop(asset, None)
+                if attempt is not None and attempt in attempts[asset]:
+                    attempts[asset].remove(attempt)  # it held before the stage: no attempt of it
+                lines.append(_line(entry.timestamp, stage, "INFO", f"{asset}: held at a pause (the Dagster run "
+                                   f"ended before it, keeping no slot)", run, "HELD"))
+                continue
             message = f"{asset} {STEP_EVENTS[kind]}"
             one_step = entry.step_key == asset
             if kind == dg.DagsterEventType.STEP_START:
@@ -261,6 +272,13 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
                                else "INFO", message, run, kind.name))
     lines.sort(key=lambda line: line["_ts"])
     return attempts, lines, {asset: list(found.values()) for asset, found in steps.items()}
+
+
+def _ended_at_pause(event) -> bool:
+    """A step failure that only says the film run is paused (assets/stage.py)."""
+    data = event.step_failure_data
+    user = data.user_failure_data if data is not None else None
+    return bool(user and "paused" in (user.metadata or {}))
 
 
 def _note_step(found: dict[str, dict[str, Any]], entry, event, run: dict[str, Any]) -> None:
@@ -402,8 +420,10 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
             stage["artifacts"] = known if known else _stage_files(store, run_id, stage["name"])
     done = sum(stage["status"] == "succeeded" for stage in stages)
     has_files = store.run_dir(run_id).is_dir()
-    control = read_state(store, run_id).get("state", "running") if has_files else "running"
-    status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id))
+    record = read_record(store, run_id) if has_files else {"state": "running"}
+    control = record.get("state", "running")
+    status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),
+                              hold=record.get("hold") if control == "paused" else None)
     submitted = submitted_at(store, run_id)
     return {
         "run_id": run_id,
@@ -454,13 +474,16 @@ def _dry_run(store: ArtifactStore, run_id: str) -> bool:
 
 
 def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool, *,
-             dry_run: bool = False) -> tuple[str, str]:
+             dry_run: bool = False, hold: dict | None = None) -> tuple[str, str]:
     active = [r for r in runs if r["_active"]]
     done = sum(s["status"] == "succeeded" for s in stages)
     if state == "stopped":
         return "stopped", f"stopped by a person; continue with `sparkle-motion resume {run_id}`"
     if state == "paused" and active:
-        return "paused", "paused: the running stage finishes, then the run holds until resumed"
+        return "paused", "paused: the running stage finishes, then the run ends and holds until resumed"
+    if state == "paused" and hold:
+        return "held", (f"held before {hold.get('stage')} since {hold.get('since')} (no Dagster run, no GPU); "
+                        f"continue with `sparkle-motion control resume {run_id}`")
     if any(r["_started"] for r in active):
         return "running", f"{done}/{len(stages)} stages done"
     if active:

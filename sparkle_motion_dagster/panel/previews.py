@@ -8,7 +8,7 @@ from html import escape
 from typing import Any, Callable
 
 STATUS_COLOURS = {"succeeded": "#1b7f3b", "running": "#1a5fb4", "failed": "#b00020", "stopped": "#b00020",
-                  "pending": "#777", "paused": "#a36a00"}
+                  "pending": "#777", "paused": "#a36a00", "held": "#a36a00"}
 # Preview tabs: (tab title, stage folder, what to show).
 TABS = (("Keyframes", "base_images"), ("Dialogue", "dialogue_audio"), ("Clips", "video_clips"),
         ("Assembly", "assembly"), ("Final video", "finalize"))
