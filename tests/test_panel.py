@@ -108,7 +108,7 @@ def test_run_production_stop_banner_and_resume_from_stage(filmed):
     panel.run_production.click()
     assert panel.run_id.value == run_id  # the same run_id Generate Plan made
     panel.pause.click()  # so that the stop below lands at a known place: the gate the run holds at
-    until(panel, lambda s: s["status"] == "paused" and s["hold"])
+    until(panel, lambda s: s["status"] == "held" and s["hold"])  # its Dagster run ended there
     panel.stop.click()
     status = until(panel, lambda s: s["status"] == "stopped" and s["dagster_runs"][-1]["status"] == "FAILURE")
     assert "sm-banner-stopped" in panel.status_banner.value and "Resume from stage" in panel.status_banner.value
@@ -162,7 +162,8 @@ def test_regenerate_one_shot_with_a_pause_on_the_way(filmed):
     panel.regenerate_clip.click()
     assert "regenerating the clip" in panel.responses.value
     panel.pause.click()
-    status = until(panel, lambda s: s["status"] == "paused" and s["hold"])
+    status = until(panel, lambda s: s["status"] == "held" and s["hold"])  # its Dagster run ended, keeping no GPU
+    assert status["dagster_runs"][-1]["status"] == "FAILURE"
     assert "holding before" in panel.status_banner.value
     assert panel.pause.disabled and not panel.resume.disabled
     panel.resume.click()

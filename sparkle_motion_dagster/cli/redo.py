@@ -47,6 +47,19 @@ def resume_film(run_id: str, *, actor: str = "cli") -> int:
     return film(instance, defs, store, run_id, stages=stages)
 
 
+def film_what_was_left(run_id: str) -> int:
+    """Film what the film's held Dagster run was to make and did not (with its config: a forced
+    stage stays forced); what is missing when that is nothing."""
+    from sparkle_motion_dagster.orchestration.liveness import stages_left
+
+    instance, defs, store = open_film_context()
+    stages, run_config = stages_left(instance, run_id)
+    if not stages:
+        return resume_film(run_id)
+    click.echo(f"resuming {run_id}: {', '.join(stages)}")
+    return film(instance, defs, store, run_id, stages=stages, run_config=run_config or None)
+
+
 def wait_for_other_runs(instance, store, run_id: str) -> int | None:
     """While another live Dagster run films ``run_id``, wait for it to end, saying which and since
     when (a run whose process dies meanwhile is marked failed). Returns the signal that ended the
@@ -156,7 +169,7 @@ def control(action: str, run_id: str) -> int:
             click.echo(f"{run_id} resumed")
             return 0
         click.echo(f"{run_id} resumed; nothing is filming it, so the rest is filmed here")
-        return resume_film(run_id)
+        return film_what_was_left(run_id)
     run_control.set_state(store, run_id, CONTROL_TARGETS[action])
     write_event(store.root, run_id, f"control.{action}", {"previous": current}, actor="cli")
     click.echo({"pause": f"{run_id} paused: the running stage finishes, then the film holds (its Dagster run "

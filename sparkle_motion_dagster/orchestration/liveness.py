@@ -140,3 +140,23 @@ def build_dead_runs_sensor() -> dg.SensorDefinition:
                              else "every started run's process is alive")
 
     return dead_runs
+
+
+def stages_left(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], dict]:
+    """What the film's latest Dagster run was to make and did not (it ended at a pause, or died),
+    in film order, with the run config of those stages (a forced stage stays forced): what
+    resuming it launches. Empty when the film has no Dagster run."""
+    from sparkle_motion_dagster import stages as stage_table
+
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: run_id}), limit=1)
+    if not records:
+        return [], {}
+    run = records[0].dagster_run
+    chosen = ({key.to_user_string() for key in run.asset_selection} if run.asset_selection
+              else set(stage_table.STAGE_KEYS))
+    made = {entry.dagster_event.asset_key.to_user_string()
+            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if entry.dagster_event and entry.dagster_event.asset_key}
+    left = [key for key in stage_table.STAGE_KEYS if key in chosen and key not in made]
+    ops = {key: value for key, value in ((run.run_config or {}).get("ops") or {}).items() if key in left}
+    return left, ({"ops": ops} if ops else {})

@@ -312,8 +312,9 @@ class ControlPanel:
         answer = self.client.post(f"/control/{action}", {"run_id": run_id})
         if action == "resume" and answer["needs_launch"]:
             # Nothing is filming a held or stopped run: launch what is missing (finished work is reused).
-            self.last_dagster_run = self.launcher.launch("film", run_id=run_id,
-                                                         assets=(answer.get("launch") or {}).get("assets"))
+            launch = answer.get("launch") or {}
+            self.last_dagster_run = self.launcher.launch("film", run_id=run_id, assets=launch.get("assets") or None,
+                                                         run_config=launch.get("run_config") or None)
             self._say(f"{run_id}: resumed; relaunched (Dagster run {self.last_dagster_run[:8]})")
             self.poll_status.value = True
         else:

@@ -127,10 +127,16 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
             needs_launch = False
         write_event(store.root, run_id, f"control.{action}", {"previous": current}, actor=ACTOR)
         answer = {"run_id": run_id, "state": record["state"], "previous": current, "needs_launch": needs_launch}
-        if needs_launch:  # only what is missing: the stages not materialized and what depends on them
-            missing = {s["asset"] for s in status_of(run_id)["stages"] if s["status"] != "succeeded"}
-            rest = {later for key in missing for later in stage_table.downstream(key)}
-            answer["launch"] = {"job": "film", "assets": [key for key in stage_table.STAGE_KEYS if key in rest]}
+        if needs_launch:  # what the held run was to make and did not; else the stages missing and what follows
+            from sparkle_motion_dagster.orchestration.liveness import stages_left
+
+            with instance_lock:
+                assets, run_config = stages_left(instance_getter(), run_id)
+            if not assets:
+                missing = {s["asset"] for s in status_of(run_id)["stages"] if s["status"] != "succeeded"}
+                rest = {later for key in missing for later in stage_table.downstream(key)}
+                assets = [key for key in stage_table.STAGE_KEYS if key in rest]
+            answer["launch"] = {"job": "film", "assets": assets, "run_config": run_config}
         return answer
 
     @router.post("/review")
