@@ -31,7 +31,11 @@ def resume_film(run_id: str, *, actor: str = "cli") -> int:
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)
-    if control.read_state(store, run_id)["state"] != "running":
+    state = control.read_state(store, run_id)["state"]
+    if state == "paused" and not control.resume(store, run_id, actor=actor):
+        click.echo(f"{run_id} resumed; the command filming it carries on")
+        return 0
+    if state == "stopped":
         control.set_state(store, run_id, "running", actor=actor)
     abandoned = mark_abandoned_runs(instance, run_id)
     signum = wait_for_other_runs(instance, store, run_id)

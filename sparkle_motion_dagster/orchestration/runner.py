@@ -106,7 +106,8 @@ def film_run(
 ) -> FilmResult:
     """Execute the film job (or some of its stages) for one run_id in this process,
     reporting each stage as it ends (``on_stage``) and what a person should know on the way
-    (``on_notice``: the run holds at a pause, resumes, is stopping).
+    (``on_notice``: it waits for a pool slot, is stopping). A paused film ends the execution at
+    the next stage boundary: the result says where (``paused_at``) and the caller decides.
 
     With ``stop_on_signals`` (the foreground CLI), SIGINT and SIGTERM stop the film instead of
     interrupting Dagster's step: see :func:`execute_stoppably`."""
@@ -267,8 +268,7 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
     Dagster leaves signal handling alone, with SIGINT blocked, so that neither the worker nor
     any process it starts (ffmpeg, Dagster's log tailers) sees a terminal's Ctrl-C. This main
     thread takes the signal and sets the run's control state to ``stopped``: the running item
-    finishes, the stage ends at the next item (or at the gate, if the run is held at a pause),
-    without a retry, and temporary files go as they do on any error. A second signal leaves at
+    finishes, the stage ends at the next item (or the next stage at its gate), without a retry, and temporary files go as they do on any error. A second signal leaves at
     once (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run
     failed and frees its slots.
 
