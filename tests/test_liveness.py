@@ -191,6 +191,29 @@ def test_resume_waiting_for_the_gpu_says_for_what_and_sigterm_ends_it(tmp_path, 
         assert ended.run_id not in instance.event_log_storage.get_concurrency_run_ids()
 
 
+@pytest.mark.slow
+def test_resume_while_another_process_films_the_run_waits_saying_so_and_sigterm_ends_it(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    run_id = cli(state, "submit", "--plan", harbour_plan(tmp_path)).stdout.split()[1]
+    with instance_of(state, monkeypatch) as instance:  # this process films it, as far as Dagster knows
+        from sparkle_motion_dagster.definitions import defs
+
+        other = instance.create_run_for_job(defs.resolve_job_def("film"), tags={"dagster/partition": run_id},
+                                            status=dg.DagsterRunStatus.STARTED)
+        instance.add_run_tags(other.run_id, liveness.process_tags(other.run_id))
+        waiting = subprocess.Popen([sys.executable, "-m", "sparkle_motion_dagster.cli.main", "resume", run_id],
+                                   env=environment(state), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = waiting.stderr.readline()
+        assert line.startswith(f"{run_id}: waiting since ") and line.rstrip().endswith(
+            f"for film {run_id} (Dagster run {other.run_id[:8]}, pid {os.getpid()}), which films it now, to end"), line
+        waiting.send_signal(signal.SIGTERM)
+        assert waiting.wait() == 128 + signal.SIGTERM
+        assert waiting.stderr.read().strip() == (f"{run_id}: SIGTERM: stopped waiting; nothing was started "
+                                                 f"(continue later with `sparkle-motion resume {run_id}`)")
+        assert [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": run_id}))] == [
+            other.run_id]  # nothing was launched
+
+
 # --- a killed `dagster dev` ------------------------------------------------------------------------
 
 

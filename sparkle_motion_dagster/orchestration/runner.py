@@ -288,11 +288,6 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
     def on_signal(signum: int, _frame) -> None:
         if received:
             _leave_now(store, run_id, signum, on_notice)
-        wait = waiting() if waiting else None
-        if wait:
-            _notify(on_notice, f"{run_id}: {signal.Signals(signum).name} while waiting; nothing was rendering")
-            wait[1]()
-            _leave_now(store, run_id, signum, on_notice)
         received.append(signum)
         control.set_state(store, run_id, "stopped", actor=f"signal:{signal.Signals(signum).name}")
         _notify(on_notice, f"stopping {run_id}: the running item finishes first (press Ctrl-C again to quit at once)")
@@ -304,7 +299,11 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
         worker.start()
         while worker.is_alive():
             worker.join(0.5)
-            watch.look()
+            wait = watch.look()
+            if received and wait:  # here, not in the handler: it may have interrupted a database call
+                _notify(on_notice, f"{run_id}: {signal.Signals(received[0]).name} while waiting; nothing was rendering")
+                wait[1]()
+                _leave_now(store, run_id, received[0], on_notice)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -341,15 +340,16 @@ class _WaitWatch:
     def __init__(self, waiting, on_notice: Callable[[str], None] | None):
         self.waiting, self.on_notice, self.told = waiting, on_notice, None
 
-    def look(self) -> None:
-        """Called twice a second while the film runs."""
+    def look(self):
+        """Called twice a second while the film runs: what it waits for now (or None)."""
         try:
             wait = self.waiting() if self.waiting else None
         except Exception:  # noqa: BLE001 - a busy instance database: look again next time
-            return
+            return None
         if wait and wait[0] != self.told:
             _notify(self.on_notice, wait[0])
         self.told = wait[0] if wait else None
+        return wait
 
 
 def _slot_waits(instance: dg.DagsterInstance, dagster_run_id: str):
