@@ -126,6 +126,7 @@ def test_a_paused_film_holds_no_gpu_slot_so_another_film_finishes_and_it_resumes
         assert a_runs[0].run_id not in instance.event_log_storage.get_concurrency_run_ids()
     status = json.loads(cli(state, "status", a_id, "--json").stdout)
     assert status["status"] == "held" and f"held before {held_before}" in status["detail"], status
+    assert {s["asset"]: s["status"] for s in status["stages"]}.get(held_before) == "held"
     assert "running" not in {s["status"] for s in status["stages"]}
 
     resumed = cli(state, "control", "resume", a_id)

@@ -7,7 +7,8 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
 
 * a stage has **succeeded** when its asset has a materialization for the
   partition more recent than any failure of its step; it is **running** while
-  its latest attempt is in an active Dagster run, **failed** when its latest
+  its latest attempt is in an active Dagster run, **held** when its run ended
+  before it at a pause (and nothing newer made it), **failed** when its latest
   failure is newer than its latest materialization, and **pending** otherwise;
 * the film run's status, in order of precedence: the control state ``stopped``
   -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused`` (the running
@@ -239,9 +240,11 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
             if asset is None or kind not in STEP_EVENTS:
                 continue
             if kind == dg.DagsterEventType.STEP_FAILURE and _ended_at_pause(event):
-                attempt = open_attempt.pop(asset, None)
-                if attempt is not None and attempt in attempts[asset]:
-                    attempts[asset].remove(attempt)  # it held before the stage: no attempt of it
+                attempt = open_attempt.pop(asset, None) or {"dagster_run_id": run["dagster_run_id"], "started": None}
+                if attempt not in attempts[asset]:
+                    attempts[asset].append(attempt)
+                # It held before the stage did anything: neither a failure nor time spent in the stage.
+                attempt.update(started=None, ended=entry.timestamp, outcome="held", error=None)
                 lines.append(_line(entry.timestamp, stage, "INFO", f"{asset}: held at a pause (the Dagster run "
                                    f"ended before it, keeping no slot)", run, "HELD"))
                 continue
@@ -329,6 +332,8 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
     materialized_at = materialization.timestamp if materialization is not None else None
     if latest and latest.get("outcome") is None and latest["dagster_run_id"] in active_runs:
         status = "running"
+    elif latest and latest.get("outcome") == "held" and (materialized_at is None or latest["ended"] > materialized_at):
+        status = "held"
     elif materialized_at is not None and (last_failure is None or materialized_at > last_failure):
         status = "succeeded"
     elif last_failure is not None:
@@ -353,7 +358,7 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
         "completed_at": iso(completed) if status != "running" else None,
         "duration_s": duration if status != "running" else None,
         "held_s": held,
-        "attempts": len(attempts),
+        "attempts": sum(1 for a in attempts if a.get("outcome") != "held"),
         "dagster_run_id": (latest or {}).get("dagster_run_id") or (
             materialization.run_id if materialization is not None else None),
         "error": latest.get("error") if status == "failed" and latest else None,
@@ -511,7 +516,7 @@ def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], regi
 
 
 def _current_stage(status: str, stages: list[dict]) -> str | None:
-    for wanted in ("running", "failed"):
+    for wanted in ("running", "held", "failed"):
         found = next((s["name"] for s in stages if s["status"] == wanted), None)
         if found:
             return found
