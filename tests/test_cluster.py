@@ -177,7 +177,7 @@ def test_a_gpu_worker_killed_mid_clips_leaves_the_film_to_the_other(cluster, tmp
 
     def writing_worker():
         """A GPU worker writing a clip now (one has finished before it), and the finished clips."""
-        finished = {path.name: identity(path) for path in clips.glob("shot_*.mp4")}
+        finished = {path.name: identity(path) for path in clips.glob("shot_*.mp4") if TEMP_MARKER not in path.name}
         for temp in clips.glob(f"shot_*{TEMP_MARKER}*"):
             pid = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
             try:
