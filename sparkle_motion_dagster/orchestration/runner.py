@@ -429,8 +429,9 @@ def _is_stop(event: dg.DagsterEvent) -> bool:
 
 
 class _StageClock:
-    """An event listener on the run: times each step from its start to its end, less the time it
-    held at a pause (its materialization's ``held_seconds``), and reports it as it ends
+    """An event listener on the run: times each step from its start to its end (a pause ends the
+    run before a stage, so no hold is inside that time; the materialization's ``held_seconds``
+    says how long it held before), and reports it as it ends
     (``succeeded``, ``failed`` or ``stopped``). The instance calls it right after storing each
     event, in the executing thread."""
 
@@ -473,7 +474,7 @@ class _StageClock:
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE or (
                 event.event_type == dg.DagsterEventType.STEP_SUCCESS and stage_table.ends_stage(event.step_key)):
             started = self.started.get(stage, timestamp)
-            seconds = max(0.0, timestamp - started - self.held.get(stage, 0.0))
+            seconds = max(0.0, timestamp - started)  # a hold ends the run before the stage: never inside it
             self.seconds[stage] = seconds
             self.peaks[stage] = self.memory.peak()
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:

@@ -43,7 +43,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG
 from sparkle_motion_dagster.orchestration.liveness import is_dead as is_abandoned
-from sparkle_motion_dagster.runs.control import read_record
+from sparkle_motion_dagster.runs.control import read_record, readable_time
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.review import review_state
 from sparkle_motion_dagster.runs.run_files import stage_file
@@ -347,9 +347,8 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
     if status == "succeeded" and latest is None:
         completed = materialized_at  # materialized outside a step (reported, or from another instance)
     duration = round(completed - started, 3) if started is not None and completed is not None else None
+    # How long it held at a pause before it started: its run ended there, so never part of its duration.
     held = _held_seconds(materialization) if status == "succeeded" else 0.0
-    if duration is not None and held:
-        duration = round(max(0.0, duration - held), 3)  # time held at a pause is not the stage's time
     return {
         "name": STAGE_OF_ASSET[asset],
         "asset": asset,
@@ -487,7 +486,8 @@ def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], regi
     if state == "paused" and active:
         return "paused", "paused: the running stage finishes, then the run ends and holds until resumed"
     if state == "paused" and hold:
-        return "held", (f"held before {hold.get('stage')} since {hold.get('since')} (no Dagster run, no GPU); "
+        return "held", (f"held before {hold.get('stage')} since {readable_time(hold.get('since', ''))} "
+                        f"(no Dagster run, no GPU); "
                         f"continue with `sparkle-motion control resume {run_id}`")
     if any(r["_started"] for r in active):
         return "running", f"{done}/{len(stages)} stages done"

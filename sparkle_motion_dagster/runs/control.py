@@ -111,12 +111,12 @@ def stopped_message(run_id: str) -> str:
 
 def hold_message(run_id: str, stage: str, since: str | None = None) -> str:
     """What a run held at a closed gate says, in the foreground CLI and in its Dagster log."""
-    when = f" since {_clock(since)}" if since else ""
+    when = f" since {readable_time(since)}" if since else ""
     return (f"{run_id} is paused: holding before {stage}{when}; continue it with "
             f"`sparkle-motion control resume {run_id}` (or stop it with `sparkle-motion control stop {run_id}`)")
 
 
-def _clock(iso: str) -> str:
+def readable_time(iso: str) -> str:
     """``2026-12-07 06:01:02 UTC`` from an ISO timestamp (as written here)."""
     try:
         return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
