@@ -139,6 +139,9 @@ def close_gate(store: ArtifactStore, run_id: str, stage: str) -> float:
     """At the start of ``stage``: raise RunStopped when the run was stopped, RunPaused when it is
     paused (recording that it holds before ``stage``, unless it already holds), or return the
     seconds this stage was held at the last pause (0.0 when it was not), once."""
+    quick = read_record(store, run_id)
+    if quick["state"] == "running" and (quick.get("last_hold") or {}).get("stage") != stage:
+        return 0.0  # nothing to honour (a pause set from now on is honoured at the next gate)
     with _locked(store, run_id):
         record = read_record(store, run_id)
         if record["state"] == "stopped":
@@ -176,6 +179,10 @@ def set_waiter(store: ArtifactStore, run_id: str, present: bool) -> None:
             record["waiter"] = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
         elif (record.get("waiter") or {}).get("pid") == os.getpid():
             del record["waiter"]
+            if record == {"state": "running"}:  # nobody ever paused or stopped it: leave no files behind
+                state_path(store, run_id).unlink(missing_ok=True)
+                _remove_if_empty(_active_dir(store, run_id))
+                return
         else:
             return
         _write(store, run_id, record)
@@ -221,10 +228,24 @@ def clear_active(store: ArtifactStore, run_id: str) -> None:
     """This process has finished filming the run (the folder goes when nothing else is in it)."""
     path = _own_active_file(store, run_id)
     path.unlink(missing_ok=True)
+    _remove_if_empty(path.parent)
+
+
+def _remove_if_empty(active: Path) -> None:
+    """Remove ``active/`` and, when no record is left beside it, the lock and ``control/``."""
     try:
-        path.parent.rmdir()
-    except OSError:  # another process's marker is still there
+        active.rmdir()
+    except FileNotFoundError:
         pass
+    except OSError:  # another process's marker is still there
+        return
+    control = active.parent
+    if not (control / "state.json").exists():
+        (control / "state.lock").unlink(missing_ok=True)
+        try:
+            control.rmdir()
+        except OSError:
+            pass
 
 
 def is_running(store: ArtifactStore, run_id: str) -> bool:
