@@ -8,6 +8,7 @@ from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
 from sparkle_motion_dagster.assets.shot_steps import shot_steps_enabled
 from sparkle_motion_dagster.cluster.executors import film_executor
 from sparkle_motion_dagster.jobs.new_film import new_film_job
+from sparkle_motion_dagster.orchestration.liveness import build_dead_runs_sensor
 from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
@@ -61,7 +62,8 @@ defs = dg.Definitions(
     assets=FILM_ASSETS,
     asset_checks=[approved_by_reviewer, *QA_CHECKS],
     jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job, qa_checks_job],
-    sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job)],
+    sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job),
+             build_dead_runs_sensor()],
     resources={**configured_resources(), **step_value_resources()},
     # SPARKLE_EXECUTOR: in process (the default), a process per step, or Celery workers.
     executor=film_executor(),

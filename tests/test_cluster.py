@@ -167,27 +167,32 @@ def test_films_launched_from_the_ui_and_the_drop_folder_at_once_all_finish(clust
 def test_a_gpu_worker_killed_mid_clips_leaves_the_film_to_the_other(cluster, tmp_path):
     """kill -9 a GPU worker (its pool too) while it holds a clip step: the task goes back to the
     queue, the other worker runs it, the film completes; finished clips are not rendered again
-    and no temporary file is left. The step is caught mid-clips by pausing the run after the
-    first clip: the next clip steps hold at the gate, inside their workers."""
-    from sparkle_motion_dagster.runs import control
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
-
+    and no temporary file is left. The step is caught mid-clips by the temporary file of the clip
+    it is writing (named with its writer's pid)."""
     plan = small_plan(tmp_path, shots=4, size=SIZE)
     run_id = cluster.cli("submit", "--plan", plan).stdout.split()[1]
     clips = cluster.artifacts / "runs" / run_id / "video_clips"
     film = subprocess.Popen([sparkle_motion(), "run", "--run-id", run_id], env=cluster.env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+    def writing_worker():
+        """A GPU worker writing a clip now (one has finished before it), and the finished clips."""
+        finished = {path.name: identity(path) for path in clips.glob("shot_*.mp4") if TEMP_MARKER not in path.name}
+        for temp in clips.glob(f"shot_*{TEMP_MARKER}*"):
+            pid = temp.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
+            try:
+                group = os.getpgid(int(pid))
+            except (ValueError, ProcessLookupError):
+                continue
+            worker = next((w for w in cluster.workers.values() if w.process.pid == group), None)
+            if finished and worker is not None and worker.name in GPU_WORKERS:
+                return worker, finished
+        return None
+
     try:
-        wait_for(lambda: any(clips.glob("shot_*.mp4")), "the first clip", interval=0.02, attempts=20000)
-        control.set_state(ArtifactStore(cluster.artifacts), run_id, "paused")
-        hold = clips.parent / "control" / "hold.json"
-        held_pid = wait_for(lambda: hold.exists() and json.loads(hold.read_text()).get("stage") == "video_clips"
-                            and json.loads(hold.read_text())["pid"], "a clip step to hold at the gate")
-        finished = {path.name: identity(path) for path in clips.glob("shot_*.mp4")}
-        victim = next(w for w in cluster.workers.values() if os.getpgid(held_pid) == w.process.pid)
-        assert victim.name in GPU_WORKERS
+        victim, finished = wait_for(writing_worker, "a GPU worker writing a clip after the first",
+                                    interval=0.005, attempts=200000)
         victim.kill()
-        cluster.cli("control", "resume", run_id)
         output, _ = film.communicate(timeout=600)
     finally:
         if film.poll() is None:

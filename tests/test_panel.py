@@ -106,7 +106,7 @@ def stopped(planned):
     panel.run_production.click()
     filmed_run = panel.run_id.value
     panel.pause.click()  # so that the stop below lands at a known place: the gate the run holds at
-    until(panel, lambda s: s["status"] == "paused" and s["hold"])
+    until(panel, lambda s: s["status"] == "held" and s["hold"])  # its Dagster run ended there
     panel.stop.click()
     status = until(panel, lambda s: s["status"] == "stopped" and s["dagster_runs"][-1]["status"] == "FAILURE")
     return panel, filmed_run, shown(panel, status)
@@ -143,7 +143,8 @@ def regenerated(approved):
     panel.regenerate_clip.click()
     asked = shown(panel)
     panel.pause.click()
-    held = shown(panel, until(panel, lambda s: s["status"] == "paused" and s["hold"]))
+    # its Dagster run ended, keeping no GPU
+    held = shown(panel, until(panel, lambda s: s["status"] == "held" and s["hold"]))
     panel.resume.click()
     status = until(panel, lambda s: ended(s) and s["dagster_runs"][-1]["status"] in ("SUCCESS", "FAILURE"))
     return SimpleNamespace(shot=shot, before=before, asked=asked, held=held, done=shown(panel, panel.refresh()))
@@ -223,6 +224,7 @@ def test_approve_from_the_panel_passes_the_review_gate(approved):
 def test_regenerate_one_shot_with_a_pause_on_the_way(regenerated):
     seen, shot = regenerated, regenerated.shot
     assert "regenerating the clip" in seen.asked.responses.value
+    assert seen.held.status["dagster_runs"][-1]["status"] == "FAILURE"
     assert "holding before" in seen.held.status_banner.value
     assert seen.held.pause.disabled and not seen.held.resume.disabled
     status = seen.done.status

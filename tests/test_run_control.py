@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +12,9 @@ import pytest
 from helpers import wait_for
 
 from sparkle_motion_dagster.media.ffmpeg import run_ffmpeg
+from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.events import read_events
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, sha256_file
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -165,15 +165,14 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     state = tmp_path / "state"
     plan = four_shot_plan(tmp_path)
     run_id = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
-    hold = state / "artifacts" / "runs" / run_id / "control" / "hold.json"
+    store = ArtifactStore(state / "artifacts")
     proc = filming_process(state, run_id)
     assert cli(state, "control", "pause", run_id).returncode == 0
-    poll(hold.exists, "the run to hold at its gate")
-    # While paused nothing starts; we look a few times to be sure it is holding.
-    held_before = json.loads(hold.read_text())["stage"]
-    for _ in range(20):
-        time.sleep(0.1)
-        assert proc.poll() is None and json.loads(hold.read_text())["stage"] == held_before
+    poll(lambda: control.read_hold(store, run_id), "the run to hold at its gate")
+    held_before = control.read_hold(store, run_id)["stage"]
+    # Its Dagster run ends at the gate; the command waits, holding no slot.
+    poll(lambda: film_status_of(state, run_id) == "held", "the film to read held")
+    assert proc.poll() is None and control.read_hold(store, run_id)["stage"] == held_before
     assert cli(state, "control", "resume", run_id).returncode == 0
     out, err = proc.communicate()
     assert proc.returncode == 0, err
@@ -183,7 +182,7 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     second = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
     proc = filming_process(state, second)
     cli(state, "control", "pause", second)
-    poll((state / "artifacts" / "runs" / second / "control" / "hold.json").exists, "the run to hold")
+    poll(lambda: control.read_hold(store, second), "the run to hold")
     assert cli(state, "control", "stop", second).returncode == 0
     out, err = proc.communicate()
     assert proc.returncode == 1 and "stopped" in err
@@ -192,6 +191,22 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     finished = cli(state, "resume", second)
     assert finished.returncode == 0, finished.stderr
     assert (state / "artifacts" / "runs" / second / "finalize" / "video_final.mp4").exists()
+
+
+def film_status_of(state: Path, run_id: str) -> str:
+    from sparkle_motion_dagster.orchestration.status import film_status
+
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(state / "dagster_home")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return film_status(instance, ArtifactStore(state / "artifacts"), run_id, log_lines=0,
+                               artifacts=False)["status"]
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = previous
 
 
 def test_two_runs_at_once_each_get_their_own_files(tmp_path):

@@ -278,23 +278,28 @@ def test_a_run_starting_at_a_closed_gate_says_it_is_paused_and_reports_time_held
     assert resumed.returncode == 0 and resumed.stdout.strip() == f"{run_id} resumed", resumed
     out, err = proc.communicate()
     assert proc.returncode == 0, err
-    assert f"{run_id} is paused: holding before movie_plan; continue it with " \
-           f"`sparkle-motion control resume {run_id}`" in err
+    assert f"{run_id} is paused: holding before movie_plan since " in err
+    assert f"; continue it with `sparkle-motion control resume {run_id}`" in err
     assert f"{run_id} resumed after" in err and "held before movie_plan" in err
     intake_line = next(line for line in out.splitlines() if line.strip().startswith("movie_plan"))
-    assert float(intake_line.split()[2]) < 1.5, intake_line
+    assert 0 < float(intake_line.split()[2]) < 1.5, intake_line  # its own time: the hold was before it
 
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
     with dg.DagsterInstance.get() as instance:
-        (dagster_run,) = instance.get_runs(filters=dg.RunsFilter(tags={"sparkle/run_id": run_id}))
-        messages = [e.user_message for e in instance.all_logs(dagster_run.run_id) if e.step_key == "movie_plan"]
+        # The paused film's first Dagster run ended at the gate; the second filmed it once resumed.
+        held_run, filmed = sorted(instance.get_run_records(filters=dg.RunsFilter(tags={"sparkle/run_id": run_id})),
+                                  key=lambda r: r.create_timestamp)
+        assert held_run.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        assert filmed.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        messages = [e.user_message for e in instance.all_logs(held_run.dagster_run.run_id)
+                    if e.step_key == "movie_plan"]
         assert any("is paused: holding before movie_plan" in m for m in messages)
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("movie_plan"), asset_partitions=[run_id]), limit=1).records[0]
         assert record.asset_materialization.metadata["held_seconds"].value >= 2.0
         # status reports the hold apart from the stage's own time too
         intake = film_status(instance, store, run_id)["stages"][0]
-        assert intake["held_s"] >= 2.0 and intake["duration_s"] < 1.5, intake
+        assert intake["held_s"] >= 2.0 and 0 < intake["duration_s"] < 1.5, intake
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.orchestration.status import STAGES, film_status, format_age, list_runs
+from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.control import set_state
 from sparkle_motion_dagster.runs.events import write_event
 from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
@@ -181,6 +182,11 @@ def test_precedence_of_control_state_and_dagster_runs(bare):
     assert status() == "failed"
     set_state(store, run_id, "paused")  # paused without an active Dagster run is just the outcome
     assert status() == "failed"
+    with pytest.raises(control.RunPaused):  # ... until a stage's gate ends a Dagster run there: held
+        control.close_gate(store, run_id, "video_clips")
+    payload = film_status(instance, store, run_id)
+    assert payload["status"] == "held" and "held before video_clips" in payload["detail"], payload
+    set_state(store, run_id, "paused")
     set_state(store, run_id, "running")
     instance.report_run_canceled(instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED))
     assert status() == "stopped"
@@ -190,8 +196,9 @@ def test_precedence_of_control_state_and_dagster_runs(bare):
     dead.wait()
     import socket
 
-    instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
-                                tags={**tags, "sparkle/pid": str(dead.pid), "sparkle/host": socket.gethostname()})
+    killed = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED, tags=tags)
+    instance.add_run_tags(killed.run_id, {"sparkle/pid": str(dead.pid), "sparkle/host": socket.gethostname(),
+                                          "sparkle/pid_of_run": killed.run_id})
     payload = film_status(instance, store, run_id)
     assert payload["status"] == "failed" and payload["dagster_runs"][-1]["status"] == "ABANDONED"
     assert "process" in payload["detail"]

@@ -1,4 +1,5 @@
-"""What every stage does around its own work: wait at the run's control gate,
+"""What every stage does around its own work: pass the run's control gate (a paused film ends
+its Dagster run there), tag the run with its process,
 clear temporary files a killed process left behind, catalog what it publishes,
 and turn permanent problems into failures that are not retried (the one place
 that tells permanent from transient: :func:`is_permanent`)."""
@@ -20,6 +21,7 @@ from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
+from sparkle_motion_dagster.orchestration import liveness
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources import memory_plan
 from sparkle_motion_dagster.resources.settings import SettingsError
@@ -45,6 +47,8 @@ UNSETTLED_VALUE_ERRORS = (UnicodeDecodeError, json.JSONDecodeError)
 
 # Set on the failure of a stage that ended because the run was stopped (the runner reports it as stopped).
 STOPPED_METADATA = "stopped"
+# Set on the failure of a stage that ended its run because the film run is paused (it holds, holding nothing).
+PAUSED_METADATA = "paused"
 
 # Transient errors (a busy GPU, a flaky network filesystem) get two more tries.
 RENDER_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -219,10 +223,17 @@ def failure_for(exc: Exception, store: ArtifactStore, run_id: str) -> BaseExcept
     return exc
 
 
-def _wait_at_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_id: str, key: str) -> None:
-    """Hold while the run is paused, saying so in the run's log; the time held is recorded as
-    ``held_seconds`` on the materialization, apart from the stage's own time."""
-    held = control.wait_at_gate(store, run_id, stage=key, on_hold=context.log.warning)
+def _pass_gate(context: dg.AssetExecutionContext, store: ArtifactStore, run_id: str, key: str) -> None:
+    """At the stage boundary: a paused film run ends its Dagster run here, before the stage does
+    anything, so it holds no pool slot and no worker while paused (``control resume`` launches
+    the rest); a stopped one ends as stopped. The time a stage held at the last pause is recorded
+    as ``held_seconds`` on its materialization, apart from the stage's own time."""
+    try:
+        held = control.close_gate(store, run_id, key)
+    except control.RunPaused as paused:
+        context.log.warning(str(paused))
+        raise dg.Failure(description=str(paused), allow_retries=False,
+                         metadata={PAUSED_METADATA: True, "holds_before": paused.stage}) from None
     if held:
         context.log.info(f"{run_id} resumed after {held:.1f} s held before {key}")
         context.add_output_metadata({"held_seconds": round(held, 2)})
@@ -257,9 +268,10 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         expected = context.run.tags.get(CLUSTER_TAG)
         if expected:
             check_step_view(store.root, expected)
+        liveness.tag_run_process(context.instance, context.run)
         control.mark_active(store, run_id)
         if gate:
-            _wait_at_gate(context, store, run_id, key)
+            _pass_gate(context, store, run_id, key)
         measure = film_history.StepMeasure()
         run = StageRun(context, store, run_id, key)
         if items is None or items:

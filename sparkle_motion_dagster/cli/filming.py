@@ -87,16 +87,42 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
     """Film (some stages of) a run, print progress, and report the outcome (0; 1 when a stage failed
     or the run was stopped with ``control stop``; 128 + the signal when Ctrl-C or SIGTERM stopped it).
 
-    Starting a film starts a stopped run again; a paused one holds at its gate, saying so."""
-    from sparkle_motion_dagster.orchestration.runner import film_run
+    Starting a film starts a stopped run again. A paused film ends its Dagster run at the next stage
+    boundary (holding no GPU); this command then waits, saying so, and films the stages left when
+    the run is resumed (``control resume``)."""
+    import dataclasses
+
+    from sparkle_motion_dagster.orchestration.runner import FILM_STAGES, film_run
     from sparkle_motion_dagster.runs import control
     from sparkle_motion_dagster.runs.run_files import stage_file
 
     if control.read_state(store, run_id)["state"] == "stopped":
         control.set_state(store, run_id, "running")
     started = time.monotonic()
-    result = film_run(defs, instance, run_id, on_stage=echo_stage, store=store, log_level="CRITICAL",
-                      stop_on_signals=True, on_notice=echo_notice, **kwargs)
+    wanted = list(kwargs.pop("stages", None) or FILM_STAGES)
+    subset = len(wanted) < len(FILM_STAGES)
+    succeeded: list[str] = []
+
+    def on_stage(stage: str, status: str, seconds: float) -> None:
+        if status == "succeeded":
+            succeeded.append(stage)
+        echo_stage(stage, status, seconds)
+
+    control.set_waiter(store, run_id, True)
+    try:
+        while True:
+            result = film_run(defs, instance, run_id, on_stage=on_stage, store=store, log_level="CRITICAL",
+                              stop_on_signals=True, on_notice=echo_notice,
+                              stages=wanted if subset else None, **kwargs)
+            if not result.paused_at:
+                break
+            signum = wait_while_held(store, run_id, result.paused_at)
+            if signum is not None or control.read_state(store, run_id)["state"] == "stopped":
+                return stopped_status(dataclasses.replace(result, stopped=True, stop_signal=signum,
+                                                          failed_stage=result.paused_at), run_id)
+            wanted, subset = [s for s in wanted if s not in succeeded], True
+    finally:
+        control.set_waiter(store, run_id, False)
     if "movie_plan" in result.stage_seconds:
         report = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report.exists():
@@ -125,6 +151,28 @@ def echo_check_warnings(store, run_id: str) -> None:
     for check in status_checks(store, run_id):
         if not check["passed"]:
             click.echo(f"warning: check {check['asset']}/{check['name']} failed: {check['description']}", err=True)
+
+
+def wait_while_held(store, run_id: str, stage: str) -> int | None:
+    """The film's Dagster run ended at a pause, before ``stage``: say so, and wait (holding no
+    slot) until it is resumed (None) or stopped (None; the record says so), or a signal comes
+    (the signal, and the run is recorded as stopped)."""
+    from sparkle_motion_dagster.cli.waiting import say, signal_name, wait_until
+    from sparkle_motion_dagster.runs import control
+
+    hold = control.read_hold(store, run_id)
+    if hold is None and control.read_state(store, run_id)["state"] != "paused":
+        return None  # resumed (or stopped) before the run had ended
+    held = time.monotonic()
+    state, signum = wait_until(
+        lambda: (s := control.read_state(store, run_id)["state"]) != "paused" and s,
+        announce=lambda: say(control.hold_message(run_id, (hold or {}).get("stage", stage), (hold or {}).get("since"))))
+    if signum is not None:
+        control.set_state(store, run_id, "stopped", actor=f"signal:{signal_name(signum)}")
+        return signum
+    if state == "running":
+        say(f"{run_id} resumed after {time.monotonic() - held:.1f} s held before {stage}")
+    return None
 
 
 def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as_json: bool = False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,17 +22,17 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, STOPPED_METADATA
+from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, PAUSED_METADATA, STOPPED_METADATA
 from sparkle_motion_dagster.cluster.identity import read_marker
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
+from sparkle_motion_dagster.orchestration import liveness
+from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG, is_dead  # noqa: F401 - re-exported
 from sparkle_motion_dagster.runs import control, estimates
 from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id, process_alive
+from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
 
 RUN_TAG = "sparkle/run_id"
-PID_TAG = "sparkle/pid"
-HOST_TAG = "sparkle/host"
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
 
 
@@ -60,6 +59,9 @@ class FilmResult:
     """The run ended because it was stopped (``control stop``, or a signal)."""
     stop_signal: int | None = None
     """The signal that stopped it, when one did."""
+    paused_at: str | None = None
+    """The stage before which the run was paused (its Dagster run ended there, holding nothing)."""
+    held_since: str | None = None
 
 
 def submit_run(
@@ -104,7 +106,8 @@ def film_run(
 ) -> FilmResult:
     """Execute the film job (or some of its stages) for one run_id in this process,
     reporting each stage as it ends (``on_stage``) and what a person should know on the way
-    (``on_notice``: the run holds at a pause, resumes, is stopping).
+    (``on_notice``: it waits for a pool slot, is stopping). A paused film ends the execution at
+    the next stage boundary: the result says where (``paused_at``) and the caller decides.
 
     With ``stop_on_signals`` (the foreground CLI), SIGINT and SIGTERM stop the film instead of
     interrupting Dagster's step: see :func:`execute_stoppably`."""
@@ -125,7 +128,7 @@ def film_run(
         instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
 
-    tags = {RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    tags = {RUN_TAG: run_id, **liveness.process_tags(dagster_run_id)}
 
     def execute() -> dg.ExecuteInProcessResult:
         if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
@@ -141,7 +144,8 @@ def film_run(
     control.mark_active(store, run_id)
     try:
         if stop_on_signals and threading.current_thread() is threading.main_thread():
-            result, signum = execute_stoppably(execute, store, run_id, on_notice=on_notice)
+            result, signum = execute_stoppably(execute, store, run_id, on_notice=on_notice,
+                                               waiting=_slot_waits(instance, dagster_run_id))
         else:
             result, signum = execute(), None
     finally:
@@ -247,8 +251,14 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
         return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times,
                           held_seconds=held)
     failed_stage, error, stopped = None, None, False
+    paused = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE and _is_pause(e)]
+    if paused and signum is None:  # it holds before a stage (or was resumed since: the caller looks)
+        hold = control.read_hold(store, run_id) or control.read_record(store, run_id).get("last_hold") or {}
+        return FilmResult(run_id, dagster_run_id, False, None, stage_seconds=times, held_seconds=held,
+                          paused_at=hold.get("stage") or stage_table.stage_of_step(paused[0].step_key),
+                          held_since=hold.get("since"))
     for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and not _is_pause(event):
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
             if "blocking asset check failed" in error:  # say what the check measured, naming the item
@@ -262,7 +272,9 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
 
 
 def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: ArtifactStore, run_id: str, *,
-                      on_notice: Callable[[str], None] | None = None) -> tuple[dg.ExecuteInProcessResult, int | None]:
+                      on_notice: Callable[[str], None] | None = None,
+                      waiting: Callable[[], tuple[str, Callable[[], None]] | None] | None = None,
+                      ) -> tuple[dg.ExecuteInProcessResult, int | None]:
     """Run ``execute`` so that the first SIGINT or SIGTERM stops the film cleanly; returns its result
     and the signal that stopped it (None when none came).
 
@@ -271,10 +283,13 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
     Dagster leaves signal handling alone, with SIGINT blocked, so that neither the worker nor
     any process it starts (ffmpeg, Dagster's log tailers) sees a terminal's Ctrl-C. This main
     thread takes the signal and sets the run's control state to ``stopped``: the running item
-    finishes, the stage ends at the next item (or at the gate, if the run is held at a pause),
-    without a retry, and temporary files go as they do on any error. A second signal leaves at
+    finishes, the stage ends at the next item (or the next stage at its gate), without a retry, and temporary files go as they do on any error. A second signal leaves at
     once (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run
-    failed and frees its slots."""
+    failed and frees its slots.
+
+    ``waiting`` says what the run waits for (a pool slot another run holds: what, and since when),
+    with what ends the wait's Dagster run; it is told once per wait, and a signal during a wait
+    ends the command at once: nothing is running to finish first."""
     outcome: dict[str, Any] = {}
     received: list[int] = []
 
@@ -294,12 +309,16 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     worker = threading.Thread(target=work, name=f"film-{run_id}", daemon=True)
-    watch = _HoldWatch(store, run_id, on_notice)
+    watch = _WaitWatch(waiting, on_notice)
     try:
         worker.start()
         while worker.is_alive():
-            worker.join(0.2)
-            watch.look()
+            worker.join(0.5)
+            wait = watch.look()
+            if received and wait:  # here, not in the handler: it may have interrupted a database call
+                _notify(on_notice, f"{run_id}: {signal.Signals(received[0]).name} while waiting; nothing was rendering")
+                wait[1]()
+                _leave_now(store, run_id, received[0], on_notice)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -329,25 +348,39 @@ def _notify(on_notice: Callable[[str], None] | None, message: str) -> None:
             pass
 
 
-class _HoldWatch:
-    """Tells the foreground user when the run starts holding at a closed gate and when it goes on."""
+class _WaitWatch:
+    """Tells the foreground user what the run waits for (a pool slot, held by which run) and since
+    when: once per wait."""
 
-    def __init__(self, store: ArtifactStore, run_id: str, on_notice: Callable[[str], None] | None):
-        self.store, self.run_id, self.on_notice = store, run_id, on_notice
-        self.holding: str | None = None
-        self.since = 0.0
+    def __init__(self, waiting, on_notice: Callable[[str], None] | None):
+        self.waiting, self.on_notice, self.told = waiting, on_notice, None
 
-    def look(self) -> None:
-        """Called a few times a second: compare ``control/hold.json`` with what was last seen."""
-        hold = control.read_hold(self.store, self.run_id)
-        stage = hold.get("stage") if hold and hold.get("pid") == os.getpid() else None
-        if stage and stage != self.holding:
-            self.since = time.monotonic()
-            _notify(self.on_notice, control.hold_message(self.run_id, stage))
-        elif self.holding and not stage and control.read_state(self.store, self.run_id)["state"] == "running":
-            _notify(self.on_notice, f"{self.run_id} resumed after {time.monotonic() - self.since:.1f} s held "
-                                    f"before {self.holding}")
-        self.holding = stage
+    def look(self):
+        """Called twice a second while the film runs: what it waits for now (or None)."""
+        try:
+            wait = self.waiting() if self.waiting else None
+        except Exception:  # noqa: BLE001 - a busy instance database: look again next time
+            return None
+        if wait and wait[0] != self.told:
+            _notify(self.on_notice, wait[0])
+        self.told = wait[0] if wait else None
+        return wait
+
+
+def _slot_waits(instance: dg.DagsterInstance, dagster_run_id: str):
+    """What this Dagster run waits for now (a message, and how to end the run), or None."""
+    def waiting():
+        wait = liveness.slot_wait(instance, dagster_run_id)
+        if wait is None:
+            return None
+
+        def end_run() -> None:
+            run = instance.get_run_by_id(dagster_run_id)
+            if run is not None and run.status in liveness.LIVE_STATUSES:
+                instance.report_run_failed(run, message="ended by a signal while waiting for a pool slot")
+            liveness.free_slots(instance, dagster_run_id)
+        return wait.message(instance), end_run
+    return waiting
 
 
 def downstream_of(stage: str) -> list[str]:
@@ -380,30 +413,15 @@ def missing_stages(instance: dg.DagsterInstance, store: ArtifactStore, run_id: s
     return [s for s in FILM_STAGES if s in missing]
 
 
-def is_abandoned(run: dg.DagsterRun) -> bool:
-    """A started CLI run on this host whose process is gone (killed before it could record an end)."""
-    pid = run.tags.get(PID_TAG, "")
-    return (run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
-            and run.tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)))
+is_abandoned = is_dead
 
 
 def mark_abandoned_runs(instance: dg.DagsterInstance, run_id: str | None = None) -> list[str]:
-    """Mark as failed the Dagster runs that a killed CLI process on this host left 'started'
-    (of one film run, or of every film run when ``run_id`` is None), and free their slots.
-
-    Every film start does it for all of them: a dead run of another film would otherwise hold
-    the gpu pool's slot and this film would wait for it forever."""
-    abandoned = []
-    tags = {RUN_TAG: run_id} if run_id else {HOST_TAG: socket.gethostname()}
-    runs = instance.get_runs(filters=dg.RunsFilter(tags=tags,
-                                                   statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
-    for run in filter(is_abandoned, runs):
-        instance.report_run_failed(run, message=f"the process running it (pid {run.tags[PID_TAG]}) is gone")
-        # A killed process never hands back its concurrency-pool slots (the gpu pool):
-        # without this the next run would wait for them forever.
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        abandoned.append(run.run_id)
-    return abandoned
+    """Mark failed the Dagster runs whose process died (of one film run, or of every film run on
+    this host when ``run_id`` is None) and free their slots: see :mod:`.liveness`. Every film
+    start does it for all of them: a dead run of another film would otherwise hold the gpu
+    pool's slot and this film would wait for it forever."""
+    return liveness.fail_dead_runs(instance, run_id)
 
 
 def _user_message(error) -> str:
@@ -419,6 +437,12 @@ def _user_message(error) -> str:
     return message
 
 
+def _is_pause(event: dg.DagsterEvent) -> bool:
+    """Whether a step ended its run because the film run is paused (see assets/stage.py)."""
+    user_data = event.step_failure_data.user_failure_data
+    return bool(user_data and PAUSED_METADATA in (user_data.metadata or {}))
+
+
 def _is_stop(event: dg.DagsterEvent) -> bool:
     """Whether a step failed because the run was stopped (see assets/stage.py)."""
     user_data = event.step_failure_data.user_failure_data
@@ -426,8 +450,9 @@ def _is_stop(event: dg.DagsterEvent) -> bool:
 
 
 class _StageClock:
-    """An event listener on the run: times each step from its start to its end, less the time it
-    held at a pause (its materialization's ``held_seconds``), and reports it as it ends
+    """An event listener on the run: times each step from its start to its end (a pause ends the
+    run before a stage, so no hold is inside that time; the materialization's ``held_seconds``
+    says how long it held before), and reports it as it ends
     (``succeeded``, ``failed`` or ``stopped``). The instance calls it right after storing each
     event, in the executing thread."""
 
@@ -465,10 +490,12 @@ class _StageClock:
             reused = metadata.get("reused") or metadata.get("reused_lines")
             if reused is not None:
                 self.reused[stage] = self.reused.get(stage, 0) + int(reused.value)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE and _is_pause(event):
+            self.started.pop(stage, None)  # it held: neither a failure nor time spent in the stage
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE or (
                 event.event_type == dg.DagsterEventType.STEP_SUCCESS and stage_table.ends_stage(event.step_key)):
             started = self.started.get(stage, timestamp)
-            seconds = max(0.0, timestamp - started - self.held.get(stage, 0.0))
+            seconds = max(0.0, timestamp - started)  # a hold ends the run before the stage: never inside it
             self.seconds[stage] = seconds
             self.peaks[stage] = self.memory.peak()
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:

@@ -8,22 +8,26 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
 * a stage has **succeeded** when its asset has a materialization for the
   partition more recent than any failure of its step and its files still match
   their records (size and sha256, ``runs/integrity.py``); it is **running** while
-  its latest attempt is in an active Dagster run, **failed** when its latest
+  its latest attempt is in an active Dagster run, **held** when its run ended
+  before it at a pause (and nothing newer made it), **failed** when its latest
   failure is newer than its latest materialization or a file of it is missing,
   damaged or swapped (``error`` names the files), and **pending** otherwise;
 * the film run's status, in order of precedence: the control state ``stopped``
-  -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused``; an
+  -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused`` (the running
+  stage finishes, then the run ends); ``paused`` once it ended at a stage boundary ->
+  ``held`` (nothing holds a pool slot; ``control resume`` launches the rest); an
   active Dagster run -> ``running`` (``queued`` when none has started yet); a file
-  that no longer matches its record -> ``failed``, naming it; all six stages
+  that no longer matches its record -> ``failed``, naming it; every stage
   materialized -> ``succeeded``; the latest Dagster run failed ->
   ``failed`` (cancelled -> ``stopped``); no Dagster run yet -> ``submitted``; a
   dry run -> ``planned``; an idle, incomplete run (a partial materialization) -> ``stopped``,
   with ``detail`` saying what is missing.
 
-A CLI process that was killed leaves its Dagster run "started" forever, or "not
-started" when it was killed between creating the run and starting it; such a run,
-tagged with a pid on this host whose process is gone, is reported as
-``abandoned`` and not counted as active (the film run reads ``failed``).
+A process that was killed (a CLI, a run worker, ``dagster dev``) leaves its Dagster run
+"started" until :mod:`.liveness` marks it failed, or "not started" when it was killed between
+creating the run and starting it; such a run, tagged with a pid on this host whose process is
+gone, is reported as ``abandoned`` and not counted as active (the film run reads ``failed``).
+A step that ended its run at a pause is not an attempt of its stage (the stage did not start).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
-from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, is_abandoned
-from sparkle_motion_dagster.runs.control import read_state
+from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG
+from sparkle_motion_dagster.orchestration.liveness import is_dead as is_abandoned
+from sparkle_motion_dagster.runs.control import read_record, readable_time
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.qa import status_checks
 from sparkle_motion_dagster.runs.review import review_state
@@ -238,6 +243,15 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
                 _note_step(steps[asset], entry, event, run)
             if asset is None or kind not in STEP_EVENTS:
                 continue
+            if kind == dg.DagsterEventType.STEP_FAILURE and _ended_at_pause(event):
+                attempt = open_attempt.pop(asset, None) or {"dagster_run_id": run["dagster_run_id"], "started": None}
+                if attempt not in attempts[asset]:
+                    attempts[asset].append(attempt)
+                # It held before the stage did anything: neither a failure nor time spent in the stage.
+                attempt.update(started=None, ended=entry.timestamp, outcome="held", error=None)
+                lines.append(_line(entry.timestamp, stage, "INFO", f"{asset}: held at a pause (the Dagster run "
+                                   f"ended before it, keeping no slot)", run, "HELD"))
+                continue
             message = f"{asset} {STEP_EVENTS[kind]}"
             one_step = entry.step_key == asset
             if kind == dg.DagsterEventType.STEP_START:
@@ -265,6 +279,13 @@ def _read_logs(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> tupl
                                else "INFO", message, run, kind.name))
     lines.sort(key=lambda line: line["_ts"])
     return attempts, lines, {asset: list(found.values()) for asset, found in steps.items()}
+
+
+def _ended_at_pause(event) -> bool:
+    """A step failure that only says the film run is paused (assets/stage.py)."""
+    data = event.step_failure_data
+    user = data.user_failure_data if data is not None else None
+    return bool(user and "paused" in (user.metadata or {}))
 
 
 def _note_step(found: dict[str, dict[str, Any]], entry, event, run: dict[str, Any]) -> None:
@@ -315,6 +336,8 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
     materialized_at = materialization.timestamp if materialization is not None else None
     if latest and latest.get("outcome") is None and latest["dagster_run_id"] in active_runs:
         status = "running"
+    elif latest and latest.get("outcome") == "held" and (materialized_at is None or latest["ended"] > materialized_at):
+        status = "held"
     elif materialized_at is not None and (last_failure is None or materialized_at > last_failure):
         status = "succeeded"
     elif last_failure is not None:
@@ -328,9 +351,8 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
     if status == "succeeded" and latest is None:
         completed = materialized_at  # materialized outside a step (reported, or from another instance)
     duration = round(completed - started, 3) if started is not None and completed is not None else None
+    # How long it held at a pause before it started: its run ended there, so never part of its duration.
     held = _held_seconds(materialization) if status == "succeeded" else 0.0
-    if duration is not None and held:
-        duration = round(max(0.0, duration - held), 3)  # time held at a pause is not the stage's time
     return {
         "name": STAGE_OF_ASSET[asset],
         "asset": asset,
@@ -339,7 +361,7 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
         "completed_at": iso(completed) if status != "running" else None,
         "duration_s": duration if status != "running" else None,
         "held_s": held,
-        "attempts": len(attempts),
+        "attempts": sum(1 for a in attempts if a.get("outcome") != "held"),
         "dagster_run_id": (latest or {}).get("dagster_run_id") or (
             materialization.run_id if materialization is not None else None),
         "error": latest.get("error") if status == "failed" and latest else None,
@@ -408,9 +430,10 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     # While a Dagster run is active a file may be between its rename and its record: judge files once idle.
     damaged = _mark_damaged(store, run_id, stages) if has_files and not active_ids else ""
     done = sum(stage["status"] == "succeeded" for stage in stages)
-    control = read_state(store, run_id).get("state", "running") if has_files else "running"
+    record = read_record(store, run_id) if has_files else {"state": "running"}
+    control = record.get("state", "running")
     status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),
-                              damaged=damaged)
+                              damaged=damaged, hold=record.get("hold") if control == "paused" else None)
     submitted = submitted_at(store, run_id)
     checks = status_checks(store, run_id) if has_files else []
     for stage in stages:
@@ -480,13 +503,17 @@ def _dry_run(store: ArtifactStore, run_id: str) -> bool:
 
 
 def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], registered: bool, *,
-             dry_run: bool = False, damaged: str = "") -> tuple[str, str]:
+             dry_run: bool = False, damaged: str = "", hold: dict | None = None) -> tuple[str, str]:
     active = [r for r in runs if r["_active"]]
     done = sum(s["status"] == "succeeded" for s in stages)
     if state == "stopped":
         return "stopped", f"stopped by a person; continue with `sparkle-motion resume {run_id}`"
     if state == "paused" and active:
-        return "paused", "paused: the running stage finishes, then the run holds until resumed"
+        return "paused", "paused: the running stage finishes, then the run ends and holds until resumed"
+    if state == "paused" and hold:
+        return "held", (f"held before {hold.get('stage')} since {readable_time(hold.get('since', ''))} "
+                        f"(no Dagster run, no GPU); "
+                        f"continue with `sparkle-motion control resume {run_id}`")
     if any(r["_started"] for r in active):
         return "running", f"{done}/{len(stages)} stages done"
     if active:
@@ -517,7 +544,7 @@ def _overall(run_id: str, state: str, runs: list[dict], stages: list[dict], regi
 
 
 def _current_stage(status: str, stages: list[dict]) -> str | None:
-    for wanted in ("running", "failed"):
+    for wanted in ("running", "held", "failed"):
         found = next((s["name"] for s in stages if s["status"] == wanted), None)
         if found:
             return found

@@ -313,8 +313,10 @@ class ControlPanel:
         run_id = self._current_run()
         answer = self.client.post(f"/control/{action}", {"run_id": run_id})
         if action == "resume" and answer["needs_launch"]:
-            # Nothing is filming a stopped run: launch what is missing (finished work is reused).
-            self.last_dagster_run = self.launcher.launch("film", run_id=run_id)
+            # Nothing is filming a held or stopped run: launch what is missing (finished work is reused).
+            launch = answer.get("launch") or {}
+            self.last_dagster_run = self.launcher.launch("film", run_id=run_id, assets=launch.get("assets") or None,
+                                                         run_config=launch.get("run_config") or None)
             self._say(f"{run_id}: resumed; relaunched (Dagster run {self.last_dagster_run[:8]})")
             self.poll_status.value = True
         else:
@@ -502,8 +504,8 @@ class ControlPanel:
         self.run_production.disabled = active or (self.plan_document is None and self.plan_run_id is None
                                                   and not self.plan_editor.value.strip())
         self.pause.disabled = state not in ("queued", "running")
-        self.resume.disabled = state not in ("paused", "stopped", "failed")
-        self.stop.disabled = not active
+        self.resume.disabled = state not in ("paused", "held", "stopped", "failed")
+        self.stop.disabled = not active and state != "held"
         self.resume_from_stage.disabled = state not in ("failed", "stopped")
         for button in (self.regenerate_clip, self.regenerate_keyframes):
             button.disabled = active or state != "succeeded" or not self.shot.options

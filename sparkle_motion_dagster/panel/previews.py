@@ -10,7 +10,7 @@ from typing import Any, Callable
 from sparkle_motion_dagster import stages
 
 STATUS_COLOURS = {"succeeded": "#1b7f3b", "running": "#1a5fb4", "failed": "#b00020", "stopped": "#b00020",
-                  "pending": "#777", "paused": "#a36a00"}
+                  "pending": "#777", "paused": "#a36a00", "held": "#a36a00"}
 # Preview tabs: (tab title, stage folder), from the stage table.
 TABS = stages.preview_tabs()
 

@@ -5,9 +5,10 @@ notebook panel and any other thin client:
   or ``{"plan": <MoviePlan or plan artifact>, "size", "preview", "source"}``; answers ``{"run_id"}``.
   Nothing is launched: the client launches ``plan_dry_run`` or ``film`` for the partition through
   the Dagster webserver, so the run belongs to Dagster's daemon and shows in its UI;
-* ``POST /control/pause|resume|stop`` ``{"run_id"}`` — the run's control state (the stages wait
-  at their gate); ``resume`` of a stopped run answers ``needs_launch: true`` (nothing is filming
-  it: the client launches the stages to continue);
+* ``POST /control/pause|resume|stop`` ``{"run_id"}`` — the run's control state: a paused film's
+  Dagster run ends at the next stage boundary (status ``paused``, then ``held``, keeping no
+  GPU); ``resume`` of a held or stopped run answers ``needs_launch: true`` (nothing is filming
+  it: the client launches the film job, which films only what is missing);
 * ``POST /review`` ``{"run_id", "decision", "reviewer", "notes", "sha256"}`` — the
   ``finalize_manual_review`` decision (:func:`review.record_review`) on the video the reviewer
   watched (``sha256``, required to approve); 409 with the reason when that is not the current
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.film.plan import (
     PlanInputError,
     PlanValidationError,
@@ -118,13 +120,33 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         run_id = _known(store, body.run_id)
         current = control.read_state(store, run_id)["state"]
         film = status_of(run_id)["status"]
-        if action in ("pause", "stop") and film not in ACTIVE:
+        if (action == "pause" and film not in ACTIVE) or (action == "stop" and film not in ACTIVE | {"held"}):
             raise HTTPException(status_code=409, detail=f"{run_id} is {film}: there is nothing to {action}")
-        target = {"pause": "paused", "resume": "running", "stop": "stopped"}[action]
-        record = control.set_state(store, run_id, target, actor=ACTOR)
+        if action == "resume":
+            # A held film's Dagster run has ended: the caller launches the rest, unless a command waits to.
+            if current == "paused":
+                launch = control.resume(store, run_id, actor=ACTOR)
+            else:
+                control.set_state(store, run_id, "running", actor=ACTOR)
+                launch = film not in ACTIVE
+            record = control.read_state(store, run_id)
+            needs_launch = launch and film != "succeeded"
+        else:
+            record = control.set_state(store, run_id, {"pause": "paused", "stop": "stopped"}[action], actor=ACTOR)
+            needs_launch = False
         write_event(store.root, run_id, f"control.{action}", {"previous": current}, actor=ACTOR)
-        needs_launch = action == "resume" and film not in ACTIVE and film != "succeeded"
-        return {"run_id": run_id, "state": record["state"], "previous": current, "needs_launch": needs_launch}
+        answer = {"run_id": run_id, "state": record["state"], "previous": current, "needs_launch": needs_launch}
+        if needs_launch:  # what the held run was to make and did not; else the stages missing and what follows
+            from sparkle_motion_dagster.orchestration.liveness import stages_left
+
+            with instance_lock:
+                assets, run_config = stages_left(instance_getter(), run_id)
+            if not assets:
+                missing = {s["asset"] for s in status_of(run_id)["stages"] if s["status"] != "succeeded"}
+                rest = {later for key in missing for later in stage_table.downstream(key)}
+                assets = [key for key in stage_table.STAGE_KEYS if key in rest]
+            answer["launch"] = {"job": "film", "assets": assets, "run_config": run_config}
+        return answer
 
     @router.post("/review")
     def review(body: ReviewBody) -> dict[str, Any]:
