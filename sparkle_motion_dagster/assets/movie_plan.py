@@ -111,8 +111,13 @@ def movie_plan(
         report.update(mode="dry" if config.dry_run else "run", **qa_flags(),
                       speech_fit={**policy.as_dict(), "engine": speech.backend,
                                   "basis": sorted({line.basis for line in lines})})
+        # The estimate scales with the run's steps: the adapters as this plan's render_profile sets them.
+        if not choice.get("substituted") and not choice.get("problem"):
+            clips = clips.with_settings(plan.render_profile.video.model_dump(exclude_none=True))
+        images = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
         report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
-                                                                 "keyframes": keyframes, "lipsync": lipsync},
+                                                                 "keyframes": keyframes.with_settings(images),
+                                                                 "lipsync": lipsync},
                                               budget=config.budget)
         report["warnings"] += report["estimate"]["warnings"]
         stage.plan_id = plan.plan_id()

@@ -151,7 +151,7 @@ class WanClips(EnvConfigured, ClipRenderer):
     model_id: str = ""  # the family render_profile.video.model_id declares ("": whatever the folder holds)
 
     _loras_from_text = field_validator("loras", mode="before")(model_levers.parse_loras)
-    _cache_checked = field_validator("cache")(model_levers.check_cache)
+    _cache_checked = field_validator("cache", mode="before")(model_levers.check_cache)
     _attention_checked = field_validator("attention_backend")(model_levers.check_attention)
 
     @field_validator("max_frames_per_generation")
