@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from sparkle_motion_dagster.dev.tiny_models import build_tiny_wan, tiny_wan_pipeline  # noqa: E402
+from sparkle_motion_dagster.dev.tiny_models import build_tiny_a14b, build_tiny_lora, build_tiny_wan  # noqa: E402
 from sparkle_motion_dagster.film import levers  # noqa: E402
 from sparkle_motion_dagster.film.intake import LeverNotTakenError, resolve_video_backend  # noqa: E402
 from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan  # noqa: E402
@@ -28,42 +28,6 @@ from sparkle_motion_dagster.runs.storage import sha256_file  # noqa: E402
 
 SIZE = 32
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def build_tiny_lora(model_folder, out_folder, seed=1):
-    """A rank-2 LoRA on the tiny Wan transformer's attention projections, in diffusers format."""
-    import torch
-    from diffusers import WanImageToVideoPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    transformer = WanImageToVideoPipeline.from_pretrained(str(model_folder)).transformer
-    torch.manual_seed(seed)
-    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
-                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    WanImageToVideoPipeline.save_lora_weights(str(out_folder), transformer_lora_layers=get_peft_model_state_dict(
-        transformer))
-    return out_folder / "pytorch_lora_weights.safetensors"
-
-
-def build_tiny_a14b(directory):
-    """A Wan 2.2 A14B-shaped pipeline: two transformers (no CLIP image tokens) and a boundary ratio."""
-    import torch
-    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
-
-    base = tiny_wan_pipeline(first_last_frame=False)
-    experts = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        experts.append(WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
-            text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
-    pipe = WanImageToVideoPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
-                                   scheduler=base.scheduler, transformer=experts[0], transformer_2=experts[1],
-                                   boundary_ratio=0.875)
-    pipe.save_pretrained(str(directory))
-    return directory
 
 
 @pytest.fixture(scope="module")
