@@ -216,3 +216,27 @@ def test_declaring_another_family_than_the_folder_holds_is_refused(models):
     assert clips(models, "flf", model_id="wan-2.1").runtime()["family"] == "wan-2.1-flf2v-720p"
     assert clips(models, "i2v", model_id="wan-2.1-i2v-480p").runtime()["family"] == "wan-2.1-i2v-480p"
     assert wan.WanClips.model_ids[0] == "wan-2.1"
+
+
+def test_the_dry_run_counts_generations_and_frames_as_the_render_makes_them(models, keyframes, outputs, tmp_path):
+    renderer = clips(models, "flf")
+    planned = renderer.generations(40, 12.0)
+    shot = ClipRequest(**{**request(keyframes, frames=40).__dict__, "fps": 12.0})
+    details = renderer.render(shot, tmp_path / "a.mp4")
+    assert planned == {"generations": details["generations"], "model_frames": details["model_frames"]} \
+        == {"generations": len(outputs), "model_frames": sum(len(o["frames"]) for o in outputs)}
+    guided = clips(models, "flf", waypoints=True).generations(40, 12.0)
+    assert guided == {"generations": planned["generations"] + 1, "model_frames": planned["model_frames"] + 9}
+
+
+def test_the_estimate_scales_with_the_runs_steps(models, sample_plan):
+    from sparkle_motion_dagster.runs.estimates import backends_of, estimate
+
+    plan = validate_plan(plan_with(sample_plan, model_id="wan-2.1"))
+    seconds = {}
+    for steps in (4, 40):
+        renderer = clips(models).with_settings({"steps": steps})
+        backends = backends_of({"clips": renderer})
+        assert backends["video_clips"]["steps"] == steps
+        seconds[steps] = estimate(plan, backends, [])["stages"]["video_clips"]["seconds"]
+    assert seconds[40] == pytest.approx(10 * seconds[4], rel=0.01)

@@ -55,6 +55,11 @@ class ClipRenderer(dg.ConfigurableResource):
         ones it cannot take); renderers without levers return themselves."""
         return self
 
+    def generations(self, frames: int, fps: float) -> dict[str, int]:
+        """What one shot of ``frames`` output frames at ``fps`` costs the model: ``generations`` (calls) and
+        ``model_frames`` (frames generated); a renderer without a model draws each output frame once."""
+        return {"generations": 1, "model_frames": frames}
+
     def levers_record(self) -> dict[str, Any]:
         """The levers a clip was made with, for the stage's metadata (empty: none)."""
         return {}

@@ -182,6 +182,12 @@ class WanClips(EnvConfigured, ClipRenderer):
         return model_levers.with_profile(self, profile, section="video", presets=presets,
                                          run_fields=("model_id", *self.levers, "retime", "waypoints"))
 
+    def generations(self, frames: int, fps: float) -> dict[str, int]:
+        """Generations and generated frames of one shot (the segments, and the guide when waypoints are on)."""
+        lengths = segment_lengths(frames, fps, self.gen_fps, self.max_frames_per_generation)
+        guide = self.max_frames_per_generation if self.waypoints and len(lengths) > 1 else 0
+        return {"generations": len(lengths) + (1 if guide else 0), "model_frames": sum(lengths) + guide}
+
     def levers_record(self) -> dict[str, Any]:
         """Steps, guidance and the levers a clip is made with (LoRAs by sha256)."""
         runtime = self.runtime()
