@@ -1,6 +1,11 @@
-"""Shot clips from Wan 2.1 image-to-video (diffusers ``WanImageToVideoPipeline``).
+"""Shot clips from Wan image-to-video models (diffusers ``WanImageToVideoPipeline``).
 
-Serves ``render_profile.video.model_id`` ``wan-2.1``.
+Serves the ``render_profile.video.model_id`` values of ``wan_families.py``
+(``wan-2.1``, ``wan-2.1-i2v-480p``, ``wan-2.1-flf2v-720p``, ``wan-2.2-i2v-a14b``,
+``wan-2.2-ti2v-5b``): the folder's configs must hold the declared family, and
+the family it ran is recorded. The run's speed levers (LoRAs, attention
+backend, regional compile, step cache, shift; ``resources/model_levers.py``)
+come from the environment and ``render_profile.video`` (:meth:`WanClips.with_settings`).
 
 Continuity
     A shot runs from its start keyframe to its end keyframe. When the model's
@@ -24,11 +29,10 @@ Time: generation fps vs output fps
     (rounded up, so the effective generation fps, reported as
     ``generation_fps``, is ``gen_fps`` or slightly above). The output's frame
     ``i`` sits at ``i / (frames - 1)`` of the span (the first frame on the start
-    keyframe and, with FLF2V, the last on the end keyframe, as in the animatic) and is
-    interpolated linearly between the two nearest generated frames: exact at
-    both ends, a short blend instead of a duplicated frame in between (e.g.
-    16 -> 24 fps). The MP4 therefore has exactly ``request.frames`` frames at
-    ``request.fps``.
+    keyframe and, with FLF2V, the last on the end keyframe, as in the animatic);
+    frames between two generated ones are made by ``retime`` (``media/retime.py``:
+    motion-compensated by default, or a blend). The MP4 therefore has exactly
+    ``request.frames`` frames at ``request.fps``.
 
 Space
     Generation happens at the output's aspect ratio in multiples of 16 (8x VAE
@@ -42,12 +46,13 @@ Long shots: chained segments
     drifts in colour). A longer shot is split into balanced segments; each
     starts from the previous segment's last generated frame, and the seam frame
     is kept once. With an I2V model the segments simply continue. With an
-    FLF2V model every segment must also end on a frame (the model cannot run
-    without one), so a *guide* generation first spans the whole shot from the
-    start to the end keyframe at a coarser time step; its frames at the segment
-    boundaries are the intermediate targets, and the final segment ends on the
-    shot's end keyframe. Segment ``i`` is seeded ``seed + i``, the guide
-    ``seed + GUIDE_SEED_OFFSET``.
+    FLF2V model the last segment ends on the shot's end keyframe and the ones
+    before run with an open end (the start frame's CLIP tokens stand in for the
+    missing last frame: :func:`_open_end`). Only when ``waypoints`` is on does a
+    *guide* generation first span the whole shot from the start to the end
+    keyframe at a coarser time step, its frames at the segment boundaries
+    becoming the intermediate targets (one more generation per long shot).
+    Segment ``i`` is seeded ``seed + i``, the guide ``seed + GUIDE_SEED_OFFSET``.
 
 Loading
     ``WanClips`` is plain configuration; the pipeline is loaded once per process
@@ -66,6 +71,14 @@ Loading
     VIDEOS_WAN_MAX_FRAMES       max_frames_per_generation (81; 4k+1)
     VIDEOS_WAN_MAX_PIXELS       generation area cap (0 = auto, see above)
     VIDEOS_WAN_NEGATIVE_PROMPT  negative prompt ("")
+    VIDEOS_WAN_SHIFT            the flow-matching shift ("" = the model's scheduler's)
+    VIDEOS_WAN_LORAS            LoRA files: JSON ``[{"path", "scale"}]`` or one path
+    VIDEOS_WAN_ATTENTION        attention backend ("" = diffusers' default)
+    VIDEOS_WAN_COMPILE          off (default) or regional
+    VIDEOS_WAN_CACHE            "" or ``first_block:0.05`` / ``taylorseer:5``
+    VIDEOS_WAN_FAST_LORA        the step-distilled LoRA of ``preset: fast``
+    VIDEOS_WAN_RETIME           motion (default) or blend
+    VIDEOS_WAN_WAYPOINTS        1 = guide long first-last-frame shots (one more generation)
     ==========================  ======================================================
 
     Device presets: ``cuda-bf16``/``cuda-fp16`` load the transformer and text
@@ -120,7 +133,7 @@ FAST: dict[str, Any] = {"steps": 4, "guidance": 1.0}
 
 
 class WanClips(EnvConfigured, ClipRenderer):
-    """Shot clips from a Wan 2.1 image-to-video model (first-last-frame when the model supports it).
+    """Shot clips from a Wan image-to-video model (first-last-frame when the model supports it).
 
     Plain configuration; see the module docstring for continuity, timing,
     chained segments and loading.
