@@ -240,3 +240,13 @@ def test_the_estimate_scales_with_the_runs_steps(models, sample_plan):
         assert backends["video_clips"]["steps"] == steps
         seconds[steps] = estimate(plan, backends, [])["stages"]["video_clips"]["seconds"]
     assert seconds[40] == pytest.approx(10 * seconds[4], rel=0.01)
+
+
+def test_a_lora_goes_into_the_wan_22_expert_it_names(models, keyframes, outputs, tmp_path):
+    low_noise = [{"path": str(models["lora"]), "scale": 1.0, "transformer": "transformer_2"}]
+    details = clips(models, "a14b", loras=low_noise).render(request(keyframes), tmp_path / "low.mp4")
+    pipe = outputs[0]["pipe"]
+    assert "lora_0" in pipe.transformer_2.peft_config and not getattr(pipe.transformer, "peft_config", None)
+    assert details["levers"]["loras"][0]["transformer"] == "transformer_2"
+    with pytest.raises(ValueError, match=r"render_profile\.video\.loras.*\[0\]\.transformer = 'transformer_2'.*one"):
+        clips(models, "i2v", loras=low_noise).runtime()

@@ -139,6 +139,8 @@ class LoraRef(_Strict):
 
     path: Annotated[str, Field(min_length=1, max_length=4096)]
     scale: Annotated[float, Field(ge=-10, le=10)] = 1.0
+    # Wan 2.2 A14B: "transformer" is the high-noise expert, "transformer_2" the low-noise one.
+    transformer: Literal["transformer", "transformer_2"] | None = None
 
 
 class _Levers(_Open):

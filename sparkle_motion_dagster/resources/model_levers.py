@@ -43,6 +43,7 @@ class LoraSetting(dg.Config):
 
     path: str
     scale: float = 1.0
+    transformer: str | None = None  # Wan 2.2 A14B: "transformer_2" loads into the low-noise expert
 
 
 def parse_loras(value: Any) -> Any:
@@ -87,8 +88,8 @@ class Levers:
 
     def load_key(self) -> tuple:
         """What changes the loaded model (part of the pipeline's cache key)."""
-        return (tuple((lora["path"], lora["sha256"]) for lora in self.loras), self.attention_backend, self.compile,
-                self.cache)
+        return (tuple((lora["path"], lora["sha256"], lora.get("transformer")) for lora in self.loras),
+                self.attention_backend, self.compile, self.cache)
 
     def record(self) -> dict[str, Any]:
         """How provenance and metadata show them."""
@@ -103,7 +104,7 @@ def key_part(load_key: tuple) -> tuple:
 
 
 def resolve(resource: Any, *, device: str, where: Callable[[str], str],
-            denoisers: Sequence[str] = ("transformer",)) -> Levers:
+            denoisers: Sequence[str] = ("transformer",), two_transformers: bool = False) -> Levers:
     """The levers of ``resource`` (fields ``loras``, ``attention_backend``, ``compile``, ``cache`` and, where
     it has one, ``shift``) checked against the disk and the installed packages, without loading a model.
 
@@ -116,7 +117,12 @@ def resolve(resource: Any, *, device: str, where: Callable[[str], str],
         path = Path(lora.path).expanduser()
         if not path.is_file():
             raise ValueError(f"{where_}: no such file (a LoRA is one .safetensors file).")
-        loras.append({"path": str(path.resolve()), "scale": float(lora.scale), "sha256": file_digest(path)})
+        into = lora.transformer or "transformer"
+        if into not in ("transformer", "transformer_2") or (into == "transformer_2" and not two_transformers):
+            raise ValueError(f"{where('loras')}[{index}].transformer = {lora.transformer!r}: this model has "
+                             + ("transformer and transformer_2" if two_transformers else "one transformer"))
+        loras.append({"path": str(path.resolve()), "scale": float(lora.scale), "sha256": file_digest(path),
+                      **({"transformer": into} if into != "transformer" else {})})
     backend = getattr(resource, "attention_backend", "") or ""
     if backend:
         where_ = f"{where('attention_backend')} = {backend!r}"
@@ -159,7 +165,9 @@ def _apply_once(pipe: Any, levers: Levers) -> dict[str, Any]:
     adapters = []
     for index, lora in enumerate(levers.loras):
         name = f"{ADAPTER_PREFIX}{index}"
-        pipe.load_lora_weights(lora["path"], adapter_name=name)
+        into_second = lora.get("transformer") == "transformer_2"
+        pipe.load_lora_weights(lora["path"], adapter_name=name, **({"load_into_transformer_2": True} if into_second
+                                                                    else {}))
         adapters.append(name)
     for denoiser in _denoisers(pipe, levers):
         if levers.attention_backend:

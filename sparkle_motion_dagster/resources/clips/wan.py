@@ -230,7 +230,8 @@ class WanClips(EnvConfigured, ClipRenderer):
         mode = continuity_mode(transformer)
         levers = model_levers.resolve(self, device="cpu" if preset == "cpu" else "cuda",
                                       where=lambda name: f"render_profile.video.{name} / {self.where(name)}",
-                                      denoisers=("transformer", "transformer_2"))
+                                      denoisers=("transformer", "transformer_2"),
+                                      two_transformers=family.two_transformers)
         return {"source": source, "preset": preset, "continuity_mode": mode, "family": family.model_id,
                 "levers": levers, "loras": levers.record()["loras"],
                 "max_pixels": self.max_pixels or (AREA_720P if mode == FIRST_LAST_FRAME else AREA_480P)}
