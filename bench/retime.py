@@ -1,8 +1,9 @@
 """What the motion-compensated retime costs next to the blend (the floor), on one Wan-sized clip.
 
 A 5 s shot generated at 16 fps (81 frames) retimed to 24 fps (121 frames), at
-Wan's 480p generation size by default. Prints seconds per clip for each method
-and the ratio to the blend measured in the same run.
+Wan's 480p generation size by default. Prints seconds per clip for the blend,
+the motion retime in one ffmpeg and cut into one piece per CPU, and the ratios
+to the blend measured in the same run.
 
     python bench/retime.py [--size 832x480] [--repeats 2]
 """
@@ -10,11 +11,12 @@ and the ratio to the blend measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 
-from sparkle_motion_dagster.media.retime import retime
+from sparkle_motion_dagster.media.retime import blend_frames, motion_frames
 
 
 def moving_clip(frames: int, width: int, height: int) -> np.ndarray:
@@ -28,11 +30,11 @@ def moving_clip(frames: int, width: int, height: int) -> np.ndarray:
     return video
 
 
-def timed(method: str, video: np.ndarray, count: int, repeats: int) -> float:
+def timed(retimer, video: np.ndarray, count: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        frames = list(retime(video, count, method))
+        frames = list(retimer(video, count))
         best = min(best, time.perf_counter() - start)
         assert len(frames) == count
     return best
@@ -45,11 +47,14 @@ def main() -> None:
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     video = moving_clip(81, width, height)
-    floor = timed("blend", video, 121, args.repeats)
-    motion = timed("motion", video, 121, args.repeats)
-    print(f"retime 81 -> 121 frames at {width}x{height} (best of {args.repeats})")
-    print(f"  blend  (floor) {floor:8.2f} s")
-    print(f"  motion         {motion:8.2f} s   {motion / floor:6.1f}x the blend")
+    cores = len(os.sched_getaffinity(0))
+    floor = timed(blend_frames, video, 121, args.repeats)
+    one = timed(lambda v, c: motion_frames(v, c, workers=1), video, 121, args.repeats)
+    every = timed(lambda v, c: motion_frames(v, c, workers=cores), video, 121, args.repeats)
+    print(f"retime 81 -> 121 frames at {width}x{height} (best of {args.repeats}, {cores} CPUs)")
+    print(f"  blend  (floor)          {floor:8.2f} s")
+    print(f"  motion, one ffmpeg      {one:8.2f} s   {one / floor:6.1f}x the blend")
+    print(f"  motion, {cores} pieces       {every:8.2f} s   {every / floor:6.1f}x the blend")
 
 
 if __name__ == "__main__":

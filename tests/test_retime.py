@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparkle_motion_dagster.media.retime import blend_frames, retime
+from sparkle_motion_dagster.media.retime import blend_frames, motion_frames, retime
 
 
 def moving_bar(count: int, width: int = 96, height: int = 48, step: int = 4) -> np.ndarray:
@@ -26,9 +26,11 @@ def test_motion_retime_gives_exactly_count_frames_with_exact_ends(generated, cou
     assert np.array_equal(frames[0], video[0]) and np.array_equal(frames[-1], video[-1])
 
 
-def test_motion_retime_differs_from_a_blend_of_neighbours_on_moving_edges():
+@pytest.mark.parametrize("workers", [1, 3])  # one ffmpeg, or the clip cut where the frame grids meet
+def test_motion_retime_differs_from_a_blend_of_neighbours_on_moving_edges(workers):
     video = moving_bar(17)  # 16 fps over one second, to 24 fps
-    motion = list(retime(video, 25, "motion"))
+    motion = list(motion_frames(video, 25, workers=workers))
+    assert len(motion) == 25 and np.array_equal(motion[-1], video[-1])
     blended = list(blend_frames(video, 25))
     between = [i for i in range(25) if (i * 16 / 24) % 1]  # output frames between two generated ones
     assert between
