@@ -8,8 +8,8 @@ from pydantic import Field
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.intake import resolve_video_backend, validation_report
 from sparkle_motion_dagster.film.plan import parse_plan_document, read_json_file, with_video_size
-from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
+from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
