@@ -99,7 +99,8 @@ def test_doctor_reports_every_problem_at_once(monkeypatch, tmp_path):
     stages = report["stages"]
     assert (stages["base_images"]["backend"], stages["base_images"]["ok"]) == ("sdxl", False)
     assert "IMAGES_SDXL_DEVICE" in stages["base_images"]["problem"] and "IMAGES_SDXL_STEPS" in stages["base_images"]["problem"]
-    assert stages["video_clips"]["serves"] == ["wan-2.1"]
+    assert stages["video_clips"]["serves"] == ["wan-2.1", "wan-2.1-i2v-480p", "wan-2.1-flf2v-720p", "wan-2.2-i2v-a14b",
+                                              "wan-2.2-ti2v-5b"]
     assert stages["dialogue_audio"]["backend"] == "vits"
     assert report["warnings"] == ["TTS_CHATTERBOX_DEVICE is set but TTS_CHATTERBOX_PYTHON is not: it is not used"]
 
@@ -125,7 +126,8 @@ def test_tiny_models_from_the_cli_are_what_doctor_finds(tmp_path):
     stages = json.loads(report.stdout)["stages"]
     assert report.returncode == 0, report.stdout
     assert stages["base_images"]["backend"] == "sdxl" and stages["base_images"]["ok"]
-    assert stages["video_clips"]["serves"] == ["wan-2.1"] and stages["video_clips"]["ok"]
+    assert stages["video_clips"]["serves"] == ["wan-2.1", "wan-2.1-i2v-480p", "wan-2.1-flf2v-720p", "wan-2.2-i2v-a14b",
+                                              "wan-2.2-ti2v-5b"] and stages["video_clips"]["ok"]
 
 
 @pytest.mark.slow

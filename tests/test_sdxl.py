@@ -190,3 +190,36 @@ def test_from_env_reads_the_settings(model_dir):
 def test_from_env_errors_name_the_variable(model_dir, name, value):
     with pytest.raises(ValueError, match=name):
         SdxlKeyframes.from_env({"IMAGES_SDXL_MODEL": str(model_dir), name: value})
+
+
+# ---------------------------------------------------------------------- levers
+
+
+def test_a_lora_changes_the_keyframe_and_is_recorded_and_unfit_levers_are_refused(renderer, model_dir, tmp_path):
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pytest.importorskip("peft")
+    unet = StableDiffusionXLPipeline.from_pretrained(str(model_dir)).unet
+    torch.manual_seed(1)
+    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    StableDiffusionXLPipeline.save_lora_weights(str(tmp_path), unet_lora_layers=get_peft_model_state_dict(unet))
+    lora = tmp_path / "pytorch_lora_weights.safetensors"
+
+    plain = pixels(renderer.render(PROMPT, seed=2, width=64, height=64, label="a"))
+    adapted = renderer.with_settings({"loras": [{"path": str(lora), "scale": 1.0}], "steps": 2})
+    changed = pixels(adapted.render(PROMPT, seed=2, width=64, height=64, label="a"))
+    assert not np.array_equal(plain, changed)
+    from sparkle_motion_dagster.runs.storage import sha256_file
+
+    assert adapted.fingerprint()["resolved"]["levers"]["loras"][0]["sha256"] == sha256_file(lora)
+    assert adapted.fingerprint() != renderer.fingerprint()
+    with pytest.raises(ValueError, match=r"render_profile\.images\.cache: the SDXL keyframe model cannot take"):
+        renderer.with_settings({"cache": "first_block"})
+    with pytest.raises(ValueError, match=r"render_profile\.images\.preset = 'fast'.*IMAGES_SDXL_FAST_LORA"):
+        renderer.with_settings({"preset": "fast"})
+    fast = SdxlKeyframes(**{**renderer.model_dump(), "fast_lora": str(lora)}).with_settings({"preset": "fast"})
+    assert (fast.steps, fast.guidance, fast.scheduler, fast.loras[0].path) == (4, 0.0, "euler_trailing", str(lora))

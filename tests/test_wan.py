@@ -179,20 +179,33 @@ def test_a_long_i2v_shot_chains_segments_from_each_last_frame(models, keyframes,
     assert count_video_frames(out) == 40 == details["frames"]
 
 
-def test_a_long_flf_shot_is_guided_and_lands_on_the_end_keyframe(models, keyframes, calls, tmp_path):
+def test_a_long_flf_shot_chains_without_a_guide_and_lands_on_the_end_keyframe(models, keyframes, calls, tmp_path):
     out = tmp_path / "long.mp4"
     details = clips(models, "flf").render(request(keyframes, frames=40, fps=12.0), out)
-    guide, segments = calls[0], calls[1:]
     assert details["continuity_mode"] == "first_last_frame"
+    # No extra generation: only the segments, each from the previous one's last frame.
+    assert [c["num_frames"] for c in calls] == details["segment_frames"] == [9, 9, 9, 5]
+    assert details["guide_frames"] == 0 and details["generations"] == 4 == len(calls)
+    assert details["model_frames"] == sum(details["segment_frames"])
+    assert same_pixels(calls[0]["image"], fitted(keyframes[0], SIZE, SIZE))
+    for previous, current in zip(calls, calls[1:]):
+        assert same_pixels(current["image"], previous["output"][-1])
+    # The open segments run with no last frame; the end keyframe conditions the last segment.
+    assert all("last_image" not in call for call in calls[:-1])
+    assert same_pixels(calls[-1]["last_image"], fitted(keyframes[1], SIZE, SIZE))
+    assert count_video_frames(out) == 40
+
+
+def test_waypoints_on_request_guide_a_long_flf_shot(models, keyframes, calls, tmp_path):
+    out = tmp_path / "long.mp4"
+    details = clips(models, "flf", waypoints=True).render(request(keyframes, frames=40, fps=12.0), out)
+    guide, segments = calls[0], calls[1:]
     assert guide["num_frames"] == details["guide_frames"] == MAX_FRAMES
+    assert details["generations"] == 5 and details["model_frames"] == MAX_FRAMES + sum(details["segment_frames"])
     assert same_pixels(guide["image"], fitted(keyframes[0], SIZE, SIZE))
     assert same_pixels(guide["last_image"], fitted(keyframes[1], SIZE, SIZE))
     assert [c["num_frames"] for c in segments] == details["segment_frames"] == [9, 9, 9, 5]
-    # Every call carries a last frame: an FLF2V transformer cannot run without one.
     assert all(c.get("last_image") is not None for c in calls)
-    assert same_pixels(segments[0]["image"], fitted(keyframes[0], SIZE, SIZE))
-    for previous, current in zip(segments, segments[1:]):
-        assert same_pixels(current["image"], previous["output"][-1])
     expected = wan.waypoints(guide["output"], details["segment_frames"])
     for segment, waypoint in zip(segments[:-1], expected):
         assert same_pixels(segment["last_image"], waypoint)
@@ -218,7 +231,7 @@ def test_the_resource_is_plain_config_with_a_full_fingerprint(models):
     renderer = clips(models, "flf")
     json.dumps(renderer.model_dump())
     assert WanClips(**renderer.model_dump()) == renderer
-    assert renderer.model_ids == ("wan-2.1",)
+    assert renderer.model_ids[0] == "wan-2.1" and "wan-2.2-i2v-a14b" in renderer.model_ids
     fingerprint = renderer.fingerprint()
     assert fingerprint["model"] == str(models["flf"]) and fingerprint["steps"] == 2
     assert fingerprint["resolved"]["continuity_mode"] == "first_last_frame"

@@ -17,6 +17,7 @@ from sparkle_motion_dagster.film.plan import (
     with_video_size,
 )
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
+from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
@@ -43,6 +44,15 @@ class PlanIntakeConfig(dg.Config):
     dry_run: bool = Field(default=False, description="Only validate: report problems as warnings, render nothing.")
     force: bool = Field(default=False, description="Ask the planner again even when the prompt did not change.")
     budget: str = Field(default="", description="Warn when the estimated film time exceeds this (e.g. 30m, 90s, 2h).")
+
+
+def video_generations(plan, clips: ClipRenderer) -> dict:
+    """How many generations and generated frames the clips stage will pay for, per shot and in all."""
+    shots = {shot.id: clips.generations(frames, plan.fps)
+             for shot, frames in zip(plan.shots, shot_frame_counts([s.duration_sec for s in plan.shots], plan.fps))}
+    return {"backend": clips.backend, "shots": shots,
+            "generations": sum(s["generations"] for s in shots.values()),
+            "model_frames": sum(s["model_frames"] for s in shots.values())}
 
 
 def planned_document(stage, planner: Planner, prompt: dict, *, force: bool, timing: SpeechTiming) -> dict:
@@ -126,10 +136,16 @@ def movie_plan(
         raw_plan = document.get("validated_plan", document) if isinstance(document, dict) else None
         report["cast"] = {"keyframes": {image.id: list(image.characters or []) for image in plan.base_images},
                           "inferred_from_prompts": inferred_cast(raw_plan, plan)}
+        # The estimate scales with the run's steps: the adapters as this plan's render_profile sets them.
+        if not choice.get("substituted") and not choice.get("problem"):
+            clips = clips.with_settings(plan.render_profile.video.model_dump(exclude_none=True))
+        images = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
         report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
-                                                                 "keyframes": keyframes, "lipsync": lipsync},
+                                                                 "keyframes": keyframes.with_settings(images),
+                                                                 "lipsync": lipsync},
                                               budget=config.budget)
         report["warnings"] += report["estimate"]["warnings"]
+        report["video_generations"] = video_generations(plan, clips)
         stage.plan_id = plan.plan_id()
         plan_path = atomic_write_json(stage.path("movie_plan.json"), plan.model_dump(mode="json"))
         report_path = atomic_write_json(stage.path("plan_validation.json"), report)

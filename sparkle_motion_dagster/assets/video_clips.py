@@ -75,7 +75,10 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
         store, run_id, "base_images", "base_images_manifest.json")["base_image_assets"]}
     width, height, fps = *output_size(plan), plan.fps
     keyframes.release()  # the keyframe model is done: give its memory to the video model
+    if not choice["substituted"]:
+        clips = clips.with_settings(plan.render_profile.video.model_dump(exclude_none=True))
     renderer = clips.fingerprint()
+    levers = clips.levers_record()
     stage.made_by = clips
 
     items = []
@@ -105,7 +108,8 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
                       height=height, metadata={"seed": done.record["seed"], "frames": frames,
                                                "backend": done.record["backend"],
                                                "continuity_mode": done.record.get("continuity_mode"),
-                                               **memory_plan_of(done.record)},
+                                               "retime": done.record.get("retime", "none"),
+                                               **({"levers": levers} if levers else {}), **memory_plan_of(done.record)},
                       sources=done.item.sources, settings=done.item.inputs)
 
     def finish(results) -> dict:
@@ -117,7 +121,9 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
                             "num_frames": request.frames, "fps": fps, "seed": request.seed,
                             "start_base_image_id": shot.start_base_image_id,
                             "end_base_image_id": shot.end_base_image_id, "motion_prompt": shot.motion_prompt,
-                            "backend": done.record["backend"], "continuity_mode": done.record.get("continuity_mode")})
+                            "backend": done.record["backend"], "continuity_mode": done.record.get("continuity_mode"),
+                            "retime": done.record.get("retime", "none"),
+                            **{k: done.record[k] for k in ("family", "generations", "model_frames") if k in done.record}})
         manifest = atomic_write_json(stage.path("motion_manifest.json"), {
             "run_id": run_id, "fps": fps, "width": width, "height": height, "video": choice, "clip_assets": entries})
         stage.publish(manifest, sources=[r.item.path for r in results])
@@ -131,6 +137,8 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
             "reused": tally["reused"],
             "rendered_shots": dg.MetadataValue.json([r.item.id for r in results if r.rendered]),
             "rerendered": dg.MetadataValue.json(rerendered(results)),
+            "retime": dg.MetadataValue.json(sorted({e["retime"] for e in entries})),
+            **({"levers": dg.MetadataValue.json(levers)} if levers else {}),
             "frames": sum(e["num_frames"] for e in entries),
             "fps": fps,
             "size": f"{width}x{height}",

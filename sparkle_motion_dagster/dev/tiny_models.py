@@ -232,6 +232,47 @@ def build_tiny_wan(directory: str | Path, first_last_frame: bool) -> Path:
     return directory
 
 
+# --------------------------------------------------------------------------- Wan 2.2 A14B and LoRAs
+
+
+def build_tiny_lora(model_folder: str | Path, out_folder: str | Path, seed: int = 1) -> Path:
+    """A rank-2 LoRA (peft, random weights) on a tiny Wan transformer's attention projections, written in
+    diffusers format (``save_lora_weights``); returns the ``.safetensors`` file. Needs ``peft``."""
+    import torch
+    from diffusers import WanImageToVideoPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = WanImageToVideoPipeline.from_pretrained(str(model_folder)).transformer
+    torch.manual_seed(seed)
+    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    WanImageToVideoPipeline.save_lora_weights(str(out_folder), transformer_lora_layers=get_peft_model_state_dict(
+        transformer))
+    return Path(out_folder) / "pytorch_lora_weights.safetensors"
+
+
+def build_tiny_a14b(directory: str | Path) -> Path:
+    """Write a Wan 2.2 A14B-shaped pipeline: two transformers (high- and low-noise experts, no CLIP image
+    tokens) switched at a boundary ratio."""
+    import torch
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+
+    base = tiny_wan_pipeline(first_last_frame=False)
+    experts = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        experts.append(WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
+            text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
+    pipe = WanImageToVideoPipeline(tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+                                   scheduler=base.scheduler, transformer=experts[0], transformer_2=experts[1],
+                                   boundary_ratio=0.875)
+    pipe.save_pretrained(str(directory))
+    return Path(directory)
+
+
 # --------------------------------------------------------------------------- all
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparkle_motion_dagster.film.levers import accepted, refused_levers
 from sparkle_motion_dagster.film.plan import MoviePlan, summarize
 from sparkle_motion_dagster.film.speech_fit import FitPolicy, LineSpeech, overrun_warning
 
 # How to configure the real backends users declare in render_profile.video.model_id.
 MODEL_HINTS = {
     "wan-2.1": "set VIDEOS_WAN_MODEL to a Wan 2.1 image-to-video model (folder or Hugging Face repo id)",
+    "wan-2.1-i2v-480p": "set VIDEOS_WAN_MODEL to a Wan 2.1 I2V model, e.g. Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    "wan-2.1-flf2v-720p": "set VIDEOS_WAN_MODEL to Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers (or a copy)",
+    "wan-2.2-i2v-a14b": "set VIDEOS_WAN_MODEL to Wan-AI/Wan2.2-I2V-A14B-Diffusers (or a copy)",
+    "wan-2.2-ti2v-5b": "set VIDEOS_WAN_MODEL to Wan-AI/Wan2.2-TI2V-5B-Diffusers (or a copy)",
 }
 
 
@@ -17,14 +22,28 @@ class ModelNotConfiguredError(ValueError):
     """The plan declares a video model that no configured backend serves."""
 
 
+class LeverNotTakenError(ValueError):
+    """The plan sets a lever (render_profile.video.loras, ...) its video backend cannot take."""
+
+
 def resolve_video_backend(plan: MoviePlan, *, served: tuple[str, ...], backend: str, preview: bool) -> dict[str, Any]:
     """Honour render_profile.video.model_id, or substitute the animatic when previewing."""
     declared = plan.render_profile.video.model_id
+    profile = plan.render_profile.video.model_dump(exclude_none=True)
     if declared in served:
+        refused = refused_levers(profile, backend)
+        if refused:
+            raise LeverNotTakenError(
+                f"render_profile.video.{refused[0]}: the {backend} video backend cannot take "
+                f"{', '.join(refused)} (it takes {', '.join(sorted(accepted(backend) or ())) or 'no levers'}). "
+                "Remove them from render_profile.video, or declare a model that takes them.")
         return {"declared_model_id": declared, "video_backend": backend, "substituted": False}
     if preview:
+        ignored = refused_levers(profile, backend)
         return {"declared_model_id": declared, "video_backend": backend, "substituted": True,
-                "substitution": f"previewing: {backend} renders in place of {declared}"}
+                "substitution": f"previewing: {backend} renders in place of {declared}"
+                                + (f" (ignoring {', '.join(ignored)})" if ignored else ""),
+                **({"ignored_levers": ignored} if ignored else {})}
     hint = MODEL_HINTS.get(declared, f"configure a video backend that serves {declared!r}")
     raise ModelNotConfiguredError(
         f"render_profile.video.model_id: {declared!r} is not served by the configured video backend "

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sparkle_motion_dagster.film.cast import fill_cast
+from sparkle_motion_dagster.film.levers import attention_backend_problem, cache_setting
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 
 # Times are compared with this tolerance so that 8.4 + 2.6 == 11.0 holds.
@@ -164,21 +165,50 @@ class SilenceEntry(_Strict):
 TimelineEntry = Annotated[Union[DialogueEntry, SilenceEntry], Field(discriminator="type")]
 
 
-class VideoProfile(_Open):
-    """The video stage's declared model; extra keys (``notes``, ``runtime``) are kept."""
+def _attention_backend(value: str) -> str:
+    problem = attention_backend_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class LoraRef(_Strict):
+    """One LoRA file (diffusers or a common community format) and the scale it is applied at."""
+
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    scale: Annotated[float, Field(ge=-10, le=10)] = 1.0
+    # Wan 2.2 A14B: "transformer" is the high-noise expert, "transformer_2" the low-noise one.
+    transformer: Literal["transformer", "transformer_2"] | None = None
+
+
+class _Levers(_Open):
+    """The speed levers both image and video models take (see ``film/levers.py``)."""
+
+    preset: Literal["quality", "fast"] | None = None
+    steps: Annotated[int, Field(ge=1, le=500)] | None = None
+    guidance: Annotated[float, Field(ge=0, le=50)] | None = None
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+    attention_backend: Annotated[str, AfterValidator(_attention_backend)] | None = None
+    compile: Literal["off", "regional"] | None = None
+    cache: Annotated[str, BeforeValidator(cache_setting)] | None = None
+
+
+class VideoProfile(_Levers):
+    """The video stage's declared model and its levers; extra keys (``notes``, ``runtime``) are kept."""
 
     model_id: Annotated[str, Field(min_length=1)]
     max_fps: Annotated[float, AfterValidator(_frame_rate_in_range),
                        Field(json_schema_extra={"minimum": MIN_FPS, "maximum": MAX_FPS})] = 24
     width: Annotated[int, Field(ge=64, le=7680, multiple_of=2)] | None = None
     height: Annotated[int, Field(ge=64, le=4320, multiple_of=2)] | None = None
+    shift: Annotated[float, Field(gt=0, le=100)] | None = None
+    retime: Literal["motion", "blend"] | None = None
+    waypoints: bool | None = None
 
 
-class ImagesProfile(_Open):
+class ImagesProfile(_Levers):
     """Keyframe settings for image models (the seed's ``sdxl_config``); the storyboard ignores them."""
 
-    steps: Annotated[int, Field(ge=1, le=500)] | None = None
-    guidance: Annotated[float, Field(ge=0, le=50)] | None = None
     scheduler: str | None = None
     negative_prompt: str | None = None
 

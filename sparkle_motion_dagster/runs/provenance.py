@@ -190,6 +190,9 @@ def model_provenance(resource: Any) -> dict[str, Any]:
         "dtype": resolved.get("dtype") or resolved.get("preset"),
         "device": resolved.get("device") or resolved.get("preset"),
     })
+    for key in ("family", "loras"):  # the model family a video adapter ran, LoRA files by sha256
+        if resolved.get(key) is not None:
+            found[key] = resolved[key]
     if found["weights_digest"] is None and source:
         from sparkle_motion_dagster.resources.model_support import model_digest
 

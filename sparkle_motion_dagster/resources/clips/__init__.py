@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 import dagster as dg
 
+from sparkle_motion_dagster.film.levers import register as register_levers
+
 
 @dataclass(frozen=True)
 class ClipRequest:
@@ -34,12 +36,33 @@ class ClipRenderer(dg.ConfigurableResource):
 
     ``backend`` names the renderer in manifests, ``model_ids`` are the
     ``render_profile.video.model_id`` values it honours, ``parallel_shots`` is how
-    many shots may render at once (a model on one GPU: one).
+    many shots may render at once (a model on one GPU: one), ``levers`` the
+    speed levers of ``render_profile.video`` it takes (``film/levers.py``).
     """
 
     backend: ClassVar[str] = ""
     model_ids: ClassVar[tuple[str, ...]] = ()
     parallel_shots: ClassVar[int] = 1
+    levers: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        register_levers(cls.backend, cls.levers)
+
+    def with_settings(self, profile: dict[str, Any]) -> "ClipRenderer":
+        """This renderer with a run's ``render_profile.video`` levers applied (intake has refused the
+        ones it cannot take); renderers without levers return themselves."""
+        return self
+
+    def generations(self, frames: int, fps: float) -> dict[str, int]:
+        """What one shot of ``frames`` output frames at ``fps`` costs the model: ``generations`` (calls) and
+        ``model_frames`` (frames generated); a renderer without a model draws each output frame once."""
+        return {"generations": 1, "model_frames": frames}
+
+    def levers_record(self) -> dict[str, Any]:
+        """The levers a clip was made with, for the stage's metadata (empty: none)."""
+        return {}
 
     @property
     def max_seconds_per_generation(self) -> float | None:

@@ -1,6 +1,11 @@
-"""Shot clips from Wan 2.1 image-to-video (diffusers ``WanImageToVideoPipeline``).
+"""Shot clips from Wan image-to-video models (diffusers ``WanImageToVideoPipeline``).
 
-Serves ``render_profile.video.model_id`` ``wan-2.1``.
+Serves the ``render_profile.video.model_id`` values of ``wan_families.py``
+(``wan-2.1``, ``wan-2.1-i2v-480p``, ``wan-2.1-flf2v-720p``, ``wan-2.2-i2v-a14b``,
+``wan-2.2-ti2v-5b``): the folder's configs must hold the declared family, and
+the family it ran is recorded. The run's speed levers (LoRAs, attention
+backend, regional compile, step cache, shift; ``resources/model_levers.py``)
+come from the environment and ``render_profile.video`` (:meth:`WanClips.with_settings`).
 
 Continuity
     A shot runs from its start keyframe to its end keyframe. When the model's
@@ -24,11 +29,10 @@ Time: generation fps vs output fps
     (rounded up, so the effective generation fps, reported as
     ``generation_fps``, is ``gen_fps`` or slightly above). The output's frame
     ``i`` sits at ``i / (frames - 1)`` of the span (the first frame on the start
-    keyframe and, with FLF2V, the last on the end keyframe, as in the animatic) and is
-    interpolated linearly between the two nearest generated frames: exact at
-    both ends, a short blend instead of a duplicated frame in between (e.g.
-    16 -> 24 fps). The MP4 therefore has exactly ``request.frames`` frames at
-    ``request.fps``.
+    keyframe and, with FLF2V, the last on the end keyframe, as in the animatic);
+    frames between two generated ones are made by ``retime`` (``media/retime.py``:
+    motion-compensated by default, or a blend). The MP4 therefore has exactly
+    ``request.frames`` frames at ``request.fps``.
 
 Space
     Generation happens at the output's aspect ratio in multiples of 16 (8x VAE
@@ -42,12 +46,13 @@ Long shots: chained segments
     drifts in colour). A longer shot is split into balanced segments; each
     starts from the previous segment's last generated frame, and the seam frame
     is kept once. With an I2V model the segments simply continue. With an
-    FLF2V model every segment must also end on a frame (the model cannot run
-    without one), so a *guide* generation first spans the whole shot from the
-    start to the end keyframe at a coarser time step; its frames at the segment
-    boundaries are the intermediate targets, and the final segment ends on the
-    shot's end keyframe. Segment ``i`` is seeded ``seed + i``, the guide
-    ``seed + GUIDE_SEED_OFFSET``.
+    FLF2V model the last segment ends on the shot's end keyframe and the ones
+    before run with an open end (the start frame's CLIP tokens stand in for the
+    missing last frame: :func:`_open_end`). Only when ``waypoints`` is on does a
+    *guide* generation first span the whole shot from the start to the end
+    keyframe at a coarser time step, its frames at the segment boundaries
+    becoming the intermediate targets (one more generation per long shot).
+    Segment ``i`` is seeded ``seed + i``, the guide ``seed + GUIDE_SEED_OFFSET``.
 
 Loading
     ``WanClips`` is plain configuration; the pipeline is loaded once per process
@@ -67,6 +72,14 @@ Loading
     VIDEOS_WAN_MAX_FRAMES       max_frames_per_generation (81; 4k+1)
     VIDEOS_WAN_MAX_PIXELS       generation area cap (0 = auto, see above)
     VIDEOS_WAN_NEGATIVE_PROMPT  negative prompt ("")
+    VIDEOS_WAN_SHIFT            the flow-matching shift ("" = the model's scheduler's)
+    VIDEOS_WAN_LORAS            LoRA files: JSON ``[{"path", "scale"}]`` or one path
+    VIDEOS_WAN_ATTENTION        attention backend ("" = diffusers' default)
+    VIDEOS_WAN_COMPILE          off (default) or regional
+    VIDEOS_WAN_CACHE            "" or ``first_block:0.05`` / ``taylorseer:5``
+    VIDEOS_WAN_FAST_LORA        the step-distilled LoRA of ``preset: fast``
+    VIDEOS_WAN_RETIME           motion (default) or blend
+    VIDEOS_WAN_WAYPOINTS        1 = guide long first-last-frame shots (one more generation)
     ==========================  ======================================================
 
     Device presets: ``cuda-bf16``/``cuda-fp16`` load the transformer and text
@@ -92,6 +105,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -100,10 +114,14 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import field_validator
 
+from sparkle_motion_dagster.film.levers import LEVERS
 from sparkle_motion_dagster.media.ffmpeg import FrameEncoder
 from sparkle_motion_dagster.media.images import open_image
-from sparkle_motion_dagster.resources import memory_plan, model_support
-from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
+from sparkle_motion_dagster.media.retime import RETIMERS, retime
+from sparkle_motion_dagster.media.retime import blend_frames as resample_frames  # noqa: F401 - the blend, by its old name
+from sparkle_motion_dagster.resources import memory_plan, model_levers, model_support
+from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest, wan_families
+from sparkle_motion_dagster.resources.model_levers import LoraSetting
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import NOT_BLANK, EnvConfigured, env_field
 
@@ -116,17 +134,22 @@ AREA_480P = 832 * 480
 AREA_720P = 1280 * 720
 # Components a Wan image-to-video folder must declare in model_index.json.
 REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+# The named presets (README "Speed levers"): the model's published defaults, and a 4-step distilled LoRA
+# at CFG 1 (lightx2v, diffusers PR #12040); the fast preset's LoRA file is VIDEOS_WAN_FAST_LORA.
+QUALITY: dict[str, Any] = {"steps": 40, "guidance": 5.0}
+FAST: dict[str, Any] = {"steps": 4, "guidance": 1.0}
 
 
 class WanClips(EnvConfigured, ClipRenderer):
-    """Shot clips from a Wan 2.1 image-to-video model (first-last-frame when the model supports it).
+    """Shot clips from a Wan image-to-video model (first-last-frame when the model supports it).
 
     Plain configuration; see the module docstring for continuity, timing,
     chained segments and loading.
     """
 
     backend: ClassVar[str] = "wan-2.1"
-    model_ids: ClassVar[tuple[str, ...]] = ("wan-2.1",)
+    model_ids: ClassVar[tuple[str, ...]] = wan_families.MODEL_IDS
+    levers: ClassVar[tuple[str, ...]] = tuple(name for name in LEVERS if name != "scheduler")
 
     model: str = env_field("VIDEOS_WAN_MODEL", pattern=NOT_BLANK, expected="must name a folder or a repo id")
     device_preset: Preset = env_field("VIDEOS_WAN_DEVICE_PRESET", "auto")
@@ -136,6 +159,21 @@ class WanClips(EnvConfigured, ClipRenderer):
     max_frames_per_generation: int = env_field("VIDEOS_WAN_MAX_FRAMES", 81, ge=5)
     max_pixels: int = env_field("VIDEOS_WAN_MAX_PIXELS", 0, ge=0)
     negative_prompt: str = env_field("VIDEOS_WAN_NEGATIVE_PROMPT", "", verbatim=True)
+    # The speed levers (README "Speed levers"); a run's render_profile.video sets them too (with_settings).
+    shift: float | None = env_field("VIDEOS_WAN_SHIFT", None, gt=0)
+    loras: list[LoraSetting] = env_field("VIDEOS_WAN_LORAS", [])
+    attention_backend: str = env_field("VIDEOS_WAN_ATTENTION", "")
+    compile: Literal["off", "regional"] = env_field("VIDEOS_WAN_COMPILE", "off")
+    cache: str = env_field("VIDEOS_WAN_CACHE", "")
+    fast_lora: str = env_field("VIDEOS_WAN_FAST_LORA", "")
+    retime: str = env_field("VIDEOS_WAN_RETIME", "motion", pattern="^(" + "|".join(RETIMERS) + ")$",
+                            expected=f"expected one of {', '.join(RETIMERS)}")
+    waypoints: bool = env_field("VIDEOS_WAN_WAYPOINTS", False)
+    model_id: str = ""  # the family render_profile.video.model_id declares ("": whatever the folder holds)
+
+    _loras_from_text = field_validator("loras", mode="before")(model_levers.parse_loras)
+    _cache_checked = field_validator("cache", mode="before")(model_levers.check_cache)
+    _attention_checked = field_validator("attention_backend")(model_levers.check_attention)
 
     @field_validator("max_frames_per_generation")
     @classmethod
@@ -156,6 +194,27 @@ class WanClips(EnvConfigured, ClipRenderer):
         """Seconds of a shot one generation covers (5 s by default); longer shots are chained segments."""
         return (self.max_frames_per_generation - 1) / self.gen_fps
 
+    def with_settings(self, profile: Mapping[str, Any]) -> "WanClips":
+        """This model with a run's ``render_profile.video``: its model id, preset and levers."""
+        if profile.get("preset") == "fast" and not self.fast_lora:
+            raise ValueError(f"render_profile.video.preset = 'fast' needs a step-distilled LoRA file (e.g. "
+                             f"lightx2v's Wan 2.1 I2V 4-step LoRA): set {self.variable('fast_lora')}.")
+        presets = {"quality": QUALITY, "fast": {**FAST, "loras": [{"path": self.fast_lora, "scale": 1.0}]}}
+        return model_levers.with_profile(self, profile, section="video", presets=presets,
+                                         run_fields=("model_id", *self.levers, "retime", "waypoints"))
+
+    def generations(self, frames: int, fps: float) -> dict[str, int]:
+        """Generations and generated frames of one shot (the segments, and the guide when waypoints are on)."""
+        lengths = segment_lengths(frames, fps, self.gen_fps, self.max_frames_per_generation)
+        guide = self.max_frames_per_generation if self.waypoints and len(lengths) > 1 else 0
+        return {"generations": len(lengths) + (1 if guide else 0), "model_frames": sum(lengths) + guide}
+
+    def levers_record(self) -> dict[str, Any]:
+        """Steps, guidance and the levers a clip is made with (LoRAs by sha256)."""
+        runtime = self.runtime()
+        return {"family": runtime["family"], "steps": self.steps, "guidance": self.guidance,
+                **runtime["levers"].record(), "retime": self.retime, "waypoints": self.waypoints}
+
     def release(self) -> None:
         """Free this process's Wan pipeline (and the CUDA cache); the next render loads it again."""
         _MODEL.release()
@@ -174,8 +233,15 @@ class WanClips(EnvConfigured, ClipRenderer):
         source = resolve_model_source(self.model)
         preset = resolve_preset(self.device_preset)
         transformer = _transformer_config(source)
+        family = wan_families.check(self.model_id, _pipeline_index(source), transformer, folder=source,
+                                    where=self.where("model"))
         mode = continuity_mode(transformer)
-        return {"source": source, "preset": preset, "continuity_mode": mode,
+        levers = model_levers.resolve(self, device="cpu" if preset == "cpu" else "cuda",
+                                      where=lambda name: f"render_profile.video.{name} / {self.where(name)}",
+                                      denoisers=("transformer", "transformer_2"),
+                                      two_transformers=family.two_transformers)
+        return {"source": source, "preset": preset, "continuity_mode": mode, "family": family.model_id,
+                "levers": levers, "loras": levers.record()["loras"],
                 "max_pixels": self.max_pixels or (AREA_720P if mode == FIRST_LAST_FRAME else AREA_480P)}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -186,7 +252,8 @@ class WanClips(EnvConfigured, ClipRenderer):
             **self.model_dump(),
             "resolved": {"preset": runtime["preset"], "continuity_mode": runtime["continuity_mode"],
                          "max_pixels": runtime["max_pixels"], "model_files": model_digest(runtime["source"]),
-                         "diffusers": package_version("diffusers")},
+                         "diffusers": package_version("diffusers"), "family": runtime["family"],
+                         "levers": runtime["levers"].record()},
         }
 
     # ------------------------------------------------------------------ rendering
@@ -198,7 +265,9 @@ class WanClips(EnvConfigured, ClipRenderer):
         runtime = self.runtime()
         with _MODEL.lock:
             plan = self.memory_plan(runtime, request)
-            pipe = _pipeline(runtime["source"], runtime["preset"], plan)
+            levers = runtime["levers"]
+            pipe = _pipeline(runtime["source"], runtime["preset"], plan, levers.load_key())
+            model_levers.prepare(pipe, levers)
             mode = continuity_mode(pipe.transformer.config)
             spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
             temporal = pipe.vae_scale_factor_temporal
@@ -213,10 +282,13 @@ class WanClips(EnvConfigured, ClipRenderer):
                 nonlocal plan
 
                 def attempt(placed: memory_plan.MemoryPlan | None) -> np.ndarray:
-                    return _generate(_pipeline(runtime["source"], runtime["preset"], placed), first,
-                                     last if mode == FIRST_LAST_FRAME else None, prompt=prompt,
-                                     negative_prompt=self.negative_prompt, width=gen_w, height=gen_h, frames=frames,
-                                     steps=self.steps, guidance=self.guidance, seed=seed)
+                    placed_pipe = _pipeline(runtime["source"], runtime["preset"], placed, levers.load_key())
+                    model_levers.prepare(placed_pipe, levers)
+                    with _open_end(placed_pipe, mode == FIRST_LAST_FRAME and last is None):
+                        return _generate(placed_pipe, first, last if mode == FIRST_LAST_FRAME else None,
+                                         prompt=prompt, negative_prompt=self.negative_prompt, width=gen_w,
+                                         height=gen_h, frames=frames, steps=self.steps, guidance=self.guidance,
+                                         seed=seed)
 
                 if plan is None:
                     return attempt(None)
@@ -226,7 +298,7 @@ class WanClips(EnvConfigured, ClipRenderer):
 
             targets: list[Image.Image | None] = [None] * (len(lengths) - 1) + [end]
             guide_frames = 0
-            if mode == FIRST_LAST_FRAME and len(lengths) > 1:
+            if mode == FIRST_LAST_FRAME and len(lengths) > 1 and self.waypoints:
                 guide_frames = self.max_frames_per_generation
                 guide = generate(start, end, guide_frames, request.seed + GUIDE_SEED_OFFSET)
                 targets = [Image.fromarray(frame) for frame in waypoints(guide, lengths)] + [end]
@@ -240,7 +312,7 @@ class WanClips(EnvConfigured, ClipRenderer):
         video = np.stack(generated)
 
         with FrameEncoder(out_path, width=request.width, height=request.height, fps=request.fps) as encoder:
-            for frame in resample_frames(video, request.frames):
+            for frame in retime(video, request.frames, self.retime):
                 if frame.shape[1] != request.width or frame.shape[0] != request.height:
                     frame = np.asarray(Image.fromarray(frame).resize((request.width, request.height),
                                                                      Image.Resampling.LANCZOS))
@@ -253,7 +325,12 @@ class WanClips(EnvConfigured, ClipRenderer):
             "segments": len(lengths),
             "segment_frames": lengths,
             "guide_frames": guide_frames,
+            "generations": len(lengths) + (1 if guide_frames else 0),
             "generated_frames": int(video.shape[0]),
+            "model_frames": sum(lengths) + guide_frames,  # every frame the model made: seams twice, the guide too
+            "retime": self.retime,
+            "family": runtime["family"],
+            "levers": {"steps": self.steps, "guidance": self.guidance, **levers.record()},
             "generation_fps": round((video.shape[0] - 1) / span, 4) if span > 0 else float(self.gen_fps),
             "generation_size": [gen_w, gen_h],
             "identical_endpoints": bool(np.array_equal(np.asarray(start), np.asarray(end))),
@@ -340,11 +417,12 @@ def resample_frames(video: np.ndarray, count: int) -> Iterator[np.ndarray]:
 
 
 def _generate(pipe, first: Image.Image, last: Image.Image | None, *, prompt: str, negative_prompt: str, width: int,
-              height: int, frames: int, steps: int, guidance: float, seed: int) -> np.ndarray:
+              height: int, frames: int, steps: int, guidance: float, seed: int, **extra: Any) -> np.ndarray:
     """One generation: ``frames`` RGB uint8 frames of ``height`` x ``width``."""
     import torch
 
-    extra = {"last_image": last} if last is not None else {}
+    if last is not None:
+        extra["last_image"] = last
     result = pipe(
         image=first, prompt=prompt, negative_prompt=negative_prompt or None, height=height, width=width,
         num_frames=frames, num_inference_steps=steps, guidance_scale=guidance,
@@ -352,6 +430,24 @@ def _generate(pipe, first: Image.Image, last: Image.Image | None, *, prompt: str
     )
     video = np.asarray(result.frames[0], dtype=np.float32)
     return np.clip(np.rint(video * 255), 0, 255).astype(np.uint8)
+
+
+@contextmanager
+def _open_end(pipe, active: bool) -> Iterator[None]:
+    """A first-last-frame generation with no last frame (an open segment of a long shot).
+
+    The transformer takes two frames' CLIP tokens; without ``last_image`` the pipeline encodes one, and it
+    refuses ``image`` together with ``image_embeds``. So, for this call only, the start frame's tokens are
+    given twice, and the last frame's latent stays unconditioned (its mask is 0), as in image-to-video."""
+    if not active:
+        yield
+        return
+    encode = pipe.encode_image
+    pipe.encode_image = lambda image, device=None: encode([image, image], device)
+    try:
+        yield
+    finally:
+        del pipe.encode_image
 
 
 def _load_fitted(path: Path, width: int, height: int) -> Image.Image:
@@ -393,10 +489,10 @@ def resolve_model_source(model: str) -> str:
     index = model_support.diffusers_index(path, where=where, example="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
     kind = index.get("_class_name")
     missing = model_support.missing_components(index, REQUIRED_COMPONENTS)
-    if kind != "WanImageToVideoPipeline" or missing:
+    if kind not in wan_families.PIPELINE_CLASSES or missing:
         detail = f"missing components: {', '.join(missing)}" if missing else f"it holds a {kind}"
-        raise ValueError(f"{where}: {str(path)!r} is not a Wan image-to-video pipeline (WanImageToVideoPipeline; "
-                         f"{detail}).")
+        raise ValueError(f"{where}: {str(path)!r} is not a Wan image-to-video pipeline "
+                         f"({' or '.join(wan_families.PIPELINE_CLASSES)}; {detail}).")
     model_support.check_component_folders(path, REQUIRED_COMPONENTS, where=where)
     return str(path.resolve())
 
@@ -411,10 +507,22 @@ def _transformer_config(source: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
         raise RuntimeError(f"{where}: cannot read the transformer config: {error}. A repo id must already be in the "
                            "Hugging Face cache (or downloadable, when HF_HUB_OFFLINE is unset).") from error
-    if config.get("in_channels") != 36:
+    if config.get("in_channels") not in (36, 48):
         raise ValueError(f"{where}: the transformer takes {config.get('in_channels')} input channels, not 36 "
-                         "(16 noise + 4 mask + 16 image latents): this is not a Wan 2.1 image-to-video model.")
+                         "(16 noise + 4 mask + 16 image latents) or 48 (Wan 2.2 TI2V): this is not a Wan "
+                         "image-to-video model.")
     return config
+
+
+def _pipeline_index(source: str) -> dict[str, Any]:
+    """The pipeline's model_index.json (local folder or cached repo)."""
+    from diffusers import WanImageToVideoPipeline
+
+    try:
+        return dict(WanImageToVideoPipeline.load_config(source))
+    except Exception as error:  # noqa: BLE001 - re-raised with the setting to fix
+        raise RuntimeError(f"{WanClips.where('model')} = {source!r}: cannot read model_index.json: {error}. "
+                           f"{model_support.HF_CACHE_HINT}") from error
 
 
 def _check_image_tokens(pipe, source: str) -> None:
@@ -453,9 +561,10 @@ def _dtypes(preset: str):
     return {"default": main, "vae": torch.float32, "image_encoder": torch.float32}
 
 
-def _pipeline(source: str, preset: str, plan: memory_plan.MemoryPlan | None = None):
-    """The loaded pipeline for ``source``, the resolved ``preset`` and the memory ``plan``'s placement (loaded
-    at most once per process; another placement reloads it)."""
+def _pipeline(source: str, preset: str, plan: memory_plan.MemoryPlan | None = None, levers: tuple = ()):
+    """The loaded pipeline for ``source``, the resolved ``preset``, the memory ``plan``'s placement and the
+    model-changing levers (``Levers.load_key()``; loaded at most once per process; another placement or
+    another set of such levers reloads it)."""
 
     def load() -> _Loaded:
         from diffusers import WanImageToVideoPipeline
@@ -473,9 +582,11 @@ def _pipeline(source: str, preset: str, plan: memory_plan.MemoryPlan | None = No
         pipe.set_progress_bar_config(disable=True)
         return _Loaded(pipe)
 
-    return _MODEL.get((source, preset, plan.label if plan is not None else None), load).pipe
+    return _MODEL.get((source, preset, plan.label if plan is not None else None, *model_levers.key_part(levers)),
+                      load).pipe
 
 
-# ``loaded_key()``: ``(source, preset, placement)`` of the pipeline held by this process, if any.
+# ``loaded_key()``: ``(source, preset, placement)`` (and the levers' load key when set) of the pipeline held by
+# this process, if any.
 loaded_key = _MODEL.key
 __getattr__ = _MODEL.module_getattr(__name__)  # ``_LOADED``: the held pipeline

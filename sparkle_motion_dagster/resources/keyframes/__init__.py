@@ -32,6 +32,7 @@ class KeyframeRenderer(dg.ConfigurableResource):
 
     backend: ClassVar[str] = ""
     parallel_images: ClassVar[int] = 1
+    levers: ClassVar[tuple[str, ...]] = ()  # the levers of render_profile.images it takes (film/levers.py)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the picture for the same prompt, seed and size."""

@@ -57,10 +57,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
 from PIL import Image
+from pydantic import field_validator
 
-from sparkle_motion_dagster.resources import memory_plan, model_support
+from sparkle_motion_dagster.film.levers import LEVERS
+from sparkle_motion_dagster.resources import memory_plan, model_levers, model_support
 from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer, ip_adapter
 from sparkle_motion_dagster.resources.keyframes.ip_adapter import IpAdapterSettings
+from sparkle_motion_dagster.resources.model_levers import LoraSetting
 from sparkle_motion_dagster.resources.model_support import model_digest, package_version
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
 
@@ -68,6 +71,7 @@ from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NO
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "euler_trailing": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),  # SDXL-Lightning's
     "dpm++": ("DPMSolverMultistepScheduler", {}),
     "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
     "dpm++_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
@@ -79,7 +83,11 @@ Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 DTYPES = get_args(Dtype)
 # Components a text-to-image SDXL folder must declare in model_index.json.
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
-RUN_SETTINGS = ("steps", "guidance", "scheduler", "negative_prompt")  # what a run may change (with_settings)
+RUN_SETTINGS = ("steps", "guidance", "scheduler", "negative_prompt", "loras", "compile")  # what a run may change
+# The named presets (README "Speed levers"): diffusers' SDXL defaults, and a 4-step distilled LoRA
+# (SDXL-Lightning: CFG 0, Euler with trailing timesteps) whose file is IMAGES_SDXL_FAST_LORA.
+QUALITY: dict[str, Any] = {"steps": 50, "guidance": 5.0}
+FAST: dict[str, Any] = {"steps": 4, "guidance": 0.0, "scheduler": "euler_trailing"}
 
 
 class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
@@ -90,6 +98,8 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     """
 
     backend: ClassVar[str] = "sdxl"
+    # SDXL's UNet takes no diffusers step cache, and its attention processors ignore set_attention_backend.
+    levers: ClassVar[tuple[str, ...]] = ("steps", "guidance", "scheduler", "loras", "compile")
 
     model: str = env_field("IMAGES_SDXL_MODEL", pattern=NOT_BLANK, expected="must name a folder or a repo id")
     device: str = env_field("IMAGES_SDXL_DEVICE", "auto", pattern=DEVICE, expected=DEVICE_CHOICES)
@@ -103,6 +113,10 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     cpu_offload: bool = env_field("IMAGES_SDXL_CPU_OFFLOAD", False)
     vae_tiling: bool = env_field("IMAGES_SDXL_VAE_TILING", False)
     max_pixels: int = env_field("IMAGES_SDXL_MAX_PIXELS", 1024 * 1024, ge=64 * 64)
+    loras: list[LoraSetting] = env_field("IMAGES_SDXL_LORAS", [])
+    compile: Literal["off", "regional"] = env_field("IMAGES_SDXL_COMPILE", "off")
+    fast_lora: str = env_field("IMAGES_SDXL_FAST_LORA", "")
+
     ip_adapter: str = env_field("IMAGES_SDXL_IP_ADAPTER", "")
     ip_adapter_subfolder: str = env_field("IMAGES_SDXL_IP_ADAPTER_SUBFOLDER", "sdxl_models")
     ip_adapter_weight: str = env_field("IMAGES_SDXL_IP_ADAPTER_WEIGHT", "ip-adapter_sdxl.safetensors",
@@ -110,6 +124,8 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     image_encoder: str = env_field("IMAGES_SDXL_IMAGE_ENCODER", "image_encoder", pattern=NOT_BLANK,
                                    expected="must name the image encoder's folder")
     ip_adapter_scale: float = env_field("IMAGES_SDXL_IP_ADAPTER_SCALE", 0.6, ge=0, le=2)
+
+    _loras_from_text = field_validator("loras", mode="before")(model_levers.parse_loras)
 
     def ip_adapter_settings(self) -> IpAdapterSettings | None:
         """The IP-Adapter keyframes with characters are conditioned through, or None when unset."""
@@ -123,9 +139,17 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
         return {} if settings is None else settings.describe()
 
     def with_settings(self, settings: Mapping[str, Any]) -> "SdxlKeyframes":
-        """The same model with a run's steps, guidance, scheduler or negative prompt (checked)."""
-        chosen = {k: v for k, v in settings.items() if k in RUN_SETTINGS and v is not None}
-        return type(self)(**{**self.model_dump(), **chosen}) if chosen else self
+        """The same model with a run's preset, steps, guidance, scheduler, negative prompt, LoRAs or
+        compile (checked; a lever SDXL cannot take is refused naming its render_profile.images field)."""
+        refused = [name for name in LEVERS if settings.get(name) is not None and name not in self.levers]
+        if refused:
+            raise ValueError(f"render_profile.images.{refused[0]}: the SDXL keyframe model cannot take "
+                             f"{', '.join(refused)} (it takes {', '.join(self.levers)}).")
+        if settings.get("preset") == "fast" and not self.fast_lora:
+            raise ValueError(f"render_profile.images.preset = 'fast' needs a step-distilled LoRA file (e.g. "
+                             f"SDXL-Lightning 4-step): set {self.variable('fast_lora')}.")
+        presets = {"quality": QUALITY, "fast": {**FAST, "loras": [{"path": self.fast_lora, "scale": 1.0}]}}
+        return model_levers.with_profile(self, settings, section="images", presets=presets, run_fields=RUN_SETTINGS)
 
     def release(self) -> None:
         """Free this process's SDXL pipeline (and the CUDA cache); the next render loads it again."""
@@ -144,11 +168,14 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
         source = resolve_model_source(self.model)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
+        levers = model_levers.resolve(self, device=device, denoisers=("unet",),
+                                      where=lambda name: f"render_profile.images.{name} / {self.where(name)}")
         if self.cpu_offload and device == "cpu":
             raise RuntimeError(f"{self.where('cpu_offload')} is set but the device is cpu: CPU offload moves "
                                f"sub-models onto a CUDA device while they run. Unset it or use "
                                f"{self.variable('device')}=cuda.")
-        return {"source": source, "device": device, "dtype": dtype}
+        return {"source": source, "device": device, "dtype": dtype, "levers": levers,
+                "loras": levers.record()["loras"]}
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the picture for the same prompt, seed and size."""
@@ -157,7 +184,8 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
             "backend": self.backend,
             **self.model_dump(),
             "resolved": {"device": runtime["device"], "dtype": runtime["dtype"],
-                         "model_files": model_digest(runtime["source"]), "diffusers": package_version("diffusers")},
+                         "model_files": model_digest(runtime["source"]), "diffusers": package_version("diffusers"),
+                         "levers": runtime["levers"].record()},
         }
 
     # ------------------------------------------------------------------ rendering
@@ -173,7 +201,9 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
         with _MODEL.lock:
             def attempt(plan: memory_plan.MemoryPlan | None):
                 offload = self.cpu_offload or (plan is not None and plan.placement == "model-offload")
-                pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], offload)
+                pipe, base_scheduler = _pipeline(runtime["source"], runtime["device"], runtime["dtype"], offload,
+                                                 runtime["levers"].load_key())
+                model_levers.prepare(pipe, runtime["levers"])
                 pipe.scheduler = make_scheduler(self.scheduler, base_scheduler)
                 memory_plan.set_vae_tiling(pipe.vae, self.vae_tiling or (plan is not None and plan.vae_tiling))
                 generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -269,7 +299,7 @@ class _Loaded:
 _MODEL: model_support.ProcessModel[_Loaded] = model_support.ProcessModel()
 
 
-def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[Any, dict[str, Any]]:
+def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool, levers: tuple = ()) -> tuple[Any, dict[str, Any]]:
     """The loaded pipeline for these settings and its original scheduler config (loaded at most once)."""
 
     def load() -> _Loaded:
@@ -290,7 +320,7 @@ def _pipeline(source: str, device: str, dtype: str, cpu_offload: bool) -> tuple[
         pipe.set_progress_bar_config(disable=True)
         return _Loaded(pipe, dict(pipe.scheduler.config))
 
-    loaded = _MODEL.get((source, device, dtype, cpu_offload), load)
+    loaded = _MODEL.get((source, device, dtype, cpu_offload, *model_levers.key_part(levers)), load)
     return loaded.pipe, loaded.scheduler_config
 
 
