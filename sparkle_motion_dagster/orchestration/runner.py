@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,9 @@ from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, STOPPED_METADATA
 from sparkle_motion_dagster.cluster.identity import read_marker
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
+from sparkle_motion_dagster.orchestration.dagster_gaps import free_pool_slots
+from sparkle_motion_dagster.orchestration.job_loading import job_for, reconstructable_job
+from sparkle_motion_dagster.orchestration.run_events import ATTEMPT_TAG, RunEventReader, execute_reading, new_attempt
 from sparkle_motion_dagster.runs import control, estimates
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id, process_alive
@@ -34,6 +36,8 @@ from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, chec
 RUN_TAG = "sparkle/run_id"
 PID_TAG = "sparkle/pid"
 HOST_TAG = "sparkle/host"
+PARTITION_TAG = "dagster/partition"
+"""Dagster's tag of a run's partition (a documented system tag)."""
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
 
 
@@ -113,40 +117,34 @@ def film_run(
     if not instance.has_dynamic_partition("run_id", run_id):
         raise LookupError(f"unknown run_id {run_id!r}: it was never submitted to this Dagster instance")
     mark_abandoned_runs(instance)
-    job = defs.resolve_job_def(job_name)
-    if stages is not None:
-        # Only these stages, and none of the checks (the review gate runs on its own).
-        job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages}, asset_check_selection=set())
-    dagster_run_id = str(uuid.uuid4())
+    job = job_for(defs, job_name, stages)
     clock = _StageClock(on_stage)
-    if job.executor_def.name == dg.in_process_executor.name:
-        instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    attempt = new_attempt()
+    reader = RunEventReader(instance, attempt, clock.on_event)
+    tags = {RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), ATTEMPT_TAG: attempt}
 
-    tags = {RUN_TAG: run_id, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-
-    def execute() -> dg.ExecuteInProcessResult:
-        if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
+    def execute() -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+        if job.executor_def.name != dg.in_process_executor.name:
             marker = read_marker(store.root)
             if marker:  # each step checks it sees this artifact root
                 tags[CLUSTER_TAG] = marker["id"]
-            return execute_with_executor(job_name, stages, instance, run_id, dagster_run_id, tags, config, clock)
+            return execute_with_executor(job_name, stages, instance, run_id, tags, config)
         return job.execute_in_process(
-            instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-            tags=tags, run_config=config,
+            instance=instance, partition_key=run_id, raise_on_error=False, tags=tags, run_config=config,
         )
 
     control.mark_active(store, run_id)
     try:
         if stop_on_signals and threading.current_thread() is threading.main_thread():
-            result, signum = execute_stoppably(execute, store, run_id, on_notice=on_notice)
+            result, signum = execute_stoppably(execute, store, run_id, reader, on_notice=on_notice)
         else:
-            result, signum = execute(), None
+            result, signum = execute_reading(execute, reader), None
     finally:
         control.clear_active(store, run_id)
     if signum is not None and result.success:  # the signal came after the last item: nothing was stopped
         control.set_state(store, run_id, "running")
-    film = _film_result(result, store, run_id, dagster_run_id, clock, signum)
+    film = _film_result(result, store, run_id, reader, clock, signum)
     if film.success and stages is None and job_name == "film" and not clock.reused_any():
         record_throughput(defs, store, film, clock, time.monotonic() - started)
     return film
@@ -167,76 +165,30 @@ def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResu
 
 
 def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.DagsterInstance, run_id: str,
-                          dagster_run_id: str, tags: dict[str, str], run_config: dict,
-                          clock: _StageClock | None = None) -> ExecutorRunResult:
+                          tags: dict[str, str], run_config: dict) -> dg.JobExecutionResult:
     """Execute the job with its own executor (a process per step, or Celery workers) from this
-    process, which orchestrates: ``execute_in_process`` would run every step here. The job is
-    loaded by its module path (``sparkle_motion_dagster.definitions``), which is how each step's
-    process, here or on a worker, loads it again. Step events are written to the instance by the
-    process that ran the step; ``clock`` hears them here, as the executor hands them over."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.execution.api import create_execution_plan, execute_run_iterator
-    from dagster._core.snap import snapshot_from_execution_plan
-    from dagster._core.storage.tags import PARTITION_NAME_TAG
-
-    recon = ReconstructableRepository.for_module("sparkle_motion_dagster.definitions", "defs").get_reconstructable_job(
-        job_name)
-    selection = None
-    if stages is not None:
-        selection = frozenset(dg.AssetKey(stage) for stage in stages)
-        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset())
-    job_def = recon.get_definition()
-    tags = {**tags, PARTITION_NAME_TAG: run_id}
-    plan = create_execution_plan(job_def, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
-    # As instance.create_run_for_job does, but with the checks left out of a subset (the review gate
-    # runs on its own): that method cannot say so, and the run's selection is what the steps rebuild.
-    dagster_run = instance.create_run(
-        job_name=job_def.name, run_id=dagster_run_id, run_config=run_config, op_selection=None,
-        asset_selection=selection, asset_check_selection=frozenset() if stages is not None else None,
-        resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute, status=None, tags=tags,
-        root_run_id=None, parent_run_id=None, job_snapshot=job_def.get_job_snapshot(),
-        execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
-        parent_job_snapshot=job_def.get_parent_job_snapshot(), remote_job_origin=None,
-        job_code_origin=recon.get_python_origin(), asset_graph=job_def.asset_layer.asset_graph,
-    )
-    step_ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
-    events = []
+    process, which orchestrates: ``execute_in_process`` would run every step here. Each step's
+    process, here or on a worker, loads the job again from the pointer that
+    :func:`~sparkle_motion_dagster.orchestration.job_loading.reconstructable_job` makes, and
+    stores its step's events in the instance, where the film's event reader finds them."""
     with warnings.catch_warnings():
         # dagster-celery registers its task again for every step it submits; Celery warns each time.
         warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
-        for event in execute_run_iterator(recon, dagster_run, instance):
-            events.append(event)
-            if clock is None or event.event_type == dg.DagsterEventType.STEP_START:
-                continue
-            if event.event_type not in step_ends:
-                clock.on_event(event, time.time())
-                continue
-            # A worker hands its step's events over when the step ends: take their times from the log.
-            for entry in instance.all_logs(dagster_run_id, of_type={dg.DagsterEventType.STEP_START, *step_ends}):
-                if entry.step_key == event.step_key:
-                    clock.on_event(entry.dagster_event, entry.timestamp)
-    status = instance.get_run_by_id(dagster_run_id).status
-    return ExecutorRunResult(status == dg.DagsterRunStatus.SUCCESS, events)
+        return dg.execute_job(reconstructable_job(job_name, stages), instance=instance, run_config=run_config,
+                              tags={**tags, PARTITION_TAG: run_id}, raise_on_error=False)
 
 
-@dataclass
-class ExecutorRunResult:
-    """What :func:`execute_with_executor` came to, shaped as ``execute_in_process``'s result."""
-
-    success: bool
-    all_events: list[dg.DagsterEvent]
-
-
-def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
-                 clock: _StageClock, signum: int | None) -> FilmResult:
+def _film_result(result: dg.ExecuteInProcessResult | dg.JobExecutionResult, store: ArtifactStore, run_id: str,
+                 reader: RunEventReader, clock: _StageClock, signum: int | None) -> FilmResult:
     """What the film job's execution came to: success and the video, or the first failed stage."""
     times, held = clock.seconds, clock.held
+    dagster_run_id = result.run_id
     final = stage_file(store, run_id, "video_final", "video_final.mp4")
     if result.success:
         return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times,
                           held_seconds=held)
     failed_stage, error, stopped = None, None, False
-    for event in result.all_events:
+    for event in reader.step_failures():  # stored by whichever process ran the step
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
@@ -246,8 +198,8 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
                       stopped=stopped or signum is not None, stop_signal=signum)
 
 
-def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: ArtifactStore, run_id: str, *,
-                      on_notice: Callable[[str], None] | None = None) -> tuple[dg.ExecuteInProcessResult, int | None]:
+def execute_stoppably(execute: Callable[[], Any], store: ArtifactStore, run_id: str, reader: RunEventReader, *,
+                      on_notice: Callable[[str], None] | None = None) -> tuple[Any, int | None]:
     """Run ``execute`` so that the first SIGINT or SIGTERM stops the film cleanly; returns its result
     and the signal that stopped it (None when none came).
 
@@ -260,15 +212,7 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
     without a retry, and temporary files go as they do on any error. A second signal leaves at
     once (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run
     failed and frees its slots."""
-    outcome: dict[str, Any] = {}
     received: list[int] = []
-
-    def work() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            outcome["result"] = execute()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            outcome["error"] = exc
 
     def on_signal(signum: int, _frame) -> None:
         if received:
@@ -278,19 +222,14 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
         _notify(on_notice, f"stopping {run_id}: the running item finishes first (press Ctrl-C again to quit at once)")
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    worker = threading.Thread(target=work, name=f"film-{run_id}", daemon=True)
     watch = _HoldWatch(store, run_id, on_notice)
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
-            watch.look()
+        result = execute_reading(execute, reader, watch.look,
+                                 before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"], (received[0] if received else None)
+    return result, (received[0] if received else None)
 
 
 def _leave_now(store: ArtifactStore, run_id: str, signum: int, on_notice: Callable[[str], None] | None) -> None:
@@ -380,7 +319,7 @@ def mark_abandoned_runs(instance: dg.DagsterInstance, run_id: str | None = None)
         instance.report_run_failed(run, message=f"the process running it (pid {run.tags[PID_TAG]}) is gone")
         # A killed process never hands back its concurrency-pool slots (the gpu pool):
         # without this the next run would wait for them forever.
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        free_pool_slots(instance, run.run_id)
         abandoned.append(run.run_id)
     return abandoned
 
@@ -405,10 +344,10 @@ def _is_stop(event: dg.DagsterEvent) -> bool:
 
 
 class _StageClock:
-    """An event listener on the run: times each step from its start to its end, less the time it
+    """Times each step from its start to its end (the times the instance stored), less the time it
     held at a pause (its materialization's ``held_seconds``), and reports it as it ends
-    (``succeeded``, ``failed`` or ``stopped``). The instance calls it right after storing each
-    event, in the executing thread."""
+    (``succeeded``, ``failed`` or ``stopped``). The run's event reader hands it each event, in the
+    thread that started the film, a moment after the step stored it."""
 
     def __init__(self, on_stage: Callable[[str, str, float], None] | None):
         self.on_stage = on_stage
@@ -422,10 +361,6 @@ class _StageClock:
     def reused_any(self) -> bool:
         """Whether a rendering stage reused items (its time then says nothing about rendering them)."""
         return any(self.reused.values())
-
-    def __call__(self, entry) -> None:
-        if entry.dagster_event is not None:
-            self.on_event(entry.dagster_event, entry.timestamp)
 
     def on_event(self, event: dg.DagsterEvent, timestamp: float) -> None:
         """One step event; a stage rendered as several steps starts with its first step and
