@@ -442,7 +442,8 @@ def test_review_and_regenerate_routes(server):
     status, body = server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": "ana",
                                            "notes": "continuity ok"})
     assert status == 200 and body["review"]["status"] == "approved"
-    assert body["launch"]["job"] == "review_gate"
+    assert body["launch"] == {"checks": [{"asset": "video_final", "name": "approved_by_reviewer"}],
+                              "partition": server.run_id}  # the check, for this film's partition
     assert server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": " "})[0] == 422
 
     status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_002", "seed": 77})

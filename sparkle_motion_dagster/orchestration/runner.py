@@ -397,11 +397,13 @@ class _StageClock:
 
 
 def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Evaluate the manual review check on the run's final video, so the UI shows the decision."""
-    result = defs.resolve_job_def("review_gate").execute_in_process(
-        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id},
-        run_config={"ops": {"video_final_approved_by_reviewer": {"config": {"run_id": run_id}}},
-                    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    """Evaluate the manual review check for the film's partition (alone, in Dagster's job of every
+    asset and check, as the UI's *Execute* of a check does), so the UI shows the decision on it."""
+    check = dg.AssetCheckKey(dg.AssetKey("video_final"), "approved_by_reviewer")
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_check_selection={check})
+    result = job.execute_in_process(
+        instance=instance, partition_key=run_id, raise_on_error=False, tags={RUN_TAG: run_id},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     evaluations = [e.event_specific_data for e in result.all_events
                    if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]

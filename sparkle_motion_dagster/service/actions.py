@@ -119,7 +119,12 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
 
     @router.post("/review")
     def review(body: ReviewBody) -> dict[str, Any]:
-        from sparkle_motion_dagster.runs.review import NothingToReviewError, record_review, review_state
+        from sparkle_motion_dagster.runs.review import (
+            REVIEW_CHECK,
+            NothingToReviewError,
+            record_review,
+            review_state,
+        )
 
         run_id = _known(store, body.run_id)
         try:
@@ -129,8 +134,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"run_id": run_id, "record": record, "review": review_state(store, run_id),
-                "launch": {"job": "review_gate", "run_config": {
-                    "ops": {"video_final_approved_by_reviewer": {"config": {"run_id": run_id}}}}}}
+                "launch": {"checks": [REVIEW_CHECK], "partition": run_id}}
 
     @router.post("/regenerate")
     def regenerate(body: RegenerateBody) -> dict[str, Any]:
