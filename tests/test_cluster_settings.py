@@ -89,6 +89,8 @@ def test_a_render_step_takes_every_item_in_process_and_a_group_where_steps_run_a
 
     monkeypatch.setenv("SPARKLE_SHOTS_PER_STEP", "2")
     assert items_per_step("in_process") is None  # steps run one at a time here: the items render side by side
+    assert items_per_step(dg.in_process_executor.name) is None
+    assert items_per_step("execute_in_process_executor") is None  # JobDefinition.execute_in_process's own
     assert items_per_step("multiprocess") == items_per_step("celery") == 2
 
 

@@ -49,12 +49,17 @@ class StageWork:
     """Writes the stage's manifest from every item; returns the materialization's metadata."""
 
 
+# The executors that run each step apart (a process, a Celery task): the names film_executor gives them.
+STEPS_APART = (dg.multiprocess_executor.name, "celery")
+
+
 def items_per_step(executor_name: str) -> int | None:
-    """How many items one render step takes under the run's executor: all of them (None) in
-    process, ``SPARKLE_SHOTS_PER_STEP`` where steps run apart."""
-    if executor_name == dg.in_process_executor.name:
-        return None
-    return ClusterSettings.from_env().shots_per_step
+    """How many items one render step takes under the run's executor: ``SPARKLE_SHOTS_PER_STEP``
+    where steps run apart, else all of them (None): in process (``execute_in_process`` included)
+    steps run one at a time, so the items render side by side in one step."""
+    if executor_name in STEPS_APART:
+        return ClusterSettings.from_env().shots_per_step
+    return None
 
 
 CPU_TAGS = {QUEUE_TAG: "cpu"}
