@@ -68,7 +68,7 @@ class RunEventReader:
 def execute_reading(execute: Callable[[], Any], reader: RunEventReader,
                     on_tick: Callable[[], None] | None = None, *, before: Callable[[], None] | None = None) -> Any:
     """Run ``execute`` in a thread of its own while this thread reads the run's events (and calls
-    ``on_tick``) a few times a second; returns what ``execute`` returned, or raises what it raised.
+    ``on_tick``) a few times a second, and once more at the end; returns what ``execute`` returned, or raises what it raised.
     ``before`` runs first in the executing thread (to block signals there, say)."""
     outcome: dict[str, Any] = {}
 
@@ -80,11 +80,15 @@ def execute_reading(execute: Callable[[], Any], reader: RunEventReader,
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
             outcome["error"] = exc
 
+    # An ephemeral instance's in-memory storage is not made for a second thread reading while the
+    # run writes ("table is locked"): its events are read once the run has ended.
+    live = not reader.instance.is_ephemeral
     worker = threading.Thread(target=work, name=f"film-{reader.attempt[:8]}", daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(POLL_SECONDS)
-        reader.read()
+        if live:
+            reader.read()
         if on_tick:
             on_tick()
     reader.read()
