@@ -110,7 +110,10 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             rendered = [r.item.id for r in results if r.rendered]
             context.log.info(f"{key} {', '.join(group)}: {len(rendered)} rendered, "
                              f"{len(results) - len(rendered)} reused")
-            return {"rendered": rendered, "items": list(group), "published": stage.published}
+            # What a render made beside its record (a keyframe's thumbnail): the manifest shows it
+            # without opening the file again.
+            extras = {r.item.id: r.extra for r in results if r.rendered and isinstance(r.extra, str)}
+            return {"rendered": rendered, "items": list(group), "published": stage.published, "extras": extras}
 
     @dg.op(name=f"{key}_manifest", out=dg.Out(dg.Nothing, io_manager_key=STEP_VALUES), tags=CPU_TAGS,
            retry_policy=RENDER_RETRY, required_resource_keys=needs)
@@ -122,8 +125,10 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             rendered = {item for tally in tallies for item in tally["rendered"]}
             stage.published = sum(tally["published"] for tally in tallies)
             results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
+            extras = {item: extra for tally in tallies for item, extra in tally.get("extras", {}).items()}
             for result in results:
                 result.rendered = result.item.id in rendered
+                result.extra = extras.get(result.item.id)
             context.add_output_metadata(done.finish(results))
 
     @dg.config_mapping(config_schema=config_class.to_fields_dict())
