@@ -5,7 +5,6 @@ import dagster as dg
 from sparkle_motion_dagster.assets import film_assets
 from sparkle_motion_dagster.assets.checks import QA_CHECKS
 from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
-from sparkle_motion_dagster.assets.shot_steps import shot_steps_enabled
 from sparkle_motion_dagster.cluster.executors import film_executor
 from sparkle_motion_dagster.jobs.new_film import new_film_job
 from sparkle_motion_dagster.orchestration.liveness import build_dead_runs_sensor
@@ -29,13 +28,6 @@ film_job = dg.define_asset_job(
                 "*Materialize selected and downstream* (`force: true` in its config renders it all again).",
 )
 
-review_gate_job = dg.define_asset_job(
-    "review_gate",
-    selection=dg.AssetSelection.checks(approved_by_reviewer),
-    description="Re-run the manual review gate on one film run's final video (set run_id in the config) "
-                "after `sparkle-motion review RUN_ID --approve`.",
-)
-
 qa_checks_job = dg.define_asset_job(
     "qa_checks",
     selection=dg.AssetSelection.checks(*QA_CHECKS),
@@ -53,18 +45,14 @@ plan_dry_run_job = dg.define_asset_job(
 )
 
 
-def step_value_resources() -> dict:
-    """Where stages render as several steps, the IO manager of the values between them."""
-    return {STEP_VALUES: StepValuesIOManager()} if shot_steps_enabled() else {}
-
-
 defs = dg.Definitions(
     assets=FILM_ASSETS,
     asset_checks=[approved_by_reviewer, *QA_CHECKS],
-    jobs=[film_job, new_film_job, plan_dry_run_job, review_gate_job, qa_checks_job],
+    jobs=[film_job, new_film_job, plan_dry_run_job, qa_checks_job],
     sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job),
              build_dead_runs_sensor()],
-    resources={**configured_resources(), **step_value_resources()},
+    # The values between a rendering stage's steps (assets/shot_steps.py).
+    resources={**configured_resources(), STEP_VALUES: StepValuesIOManager()},
     # SPARKLE_EXECUTOR: in process (the default), a process per step, or Celery workers.
     executor=film_executor(),
 )

@@ -198,44 +198,28 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
 
 
 def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
-    """The sensor that films what the ``new_film`` job registered: for every successful
-    ``new_film`` run it launches ``film`` once for the run_id in that run's tag. It looks at
-    the instance's runs rather than at run events, so a film submitted before the daemon's
-    first tick is not missed; the run key makes each film launch once."""
-    from datetime import datetime
-
+    """The sensor that films what the ``new_film`` job registered: as each ``new_film`` run
+    succeeds, it requests ``film`` for the run_id partition named in that run's tag (once: the
+    run key). Dagster's run-status cursor starts at the sensor's first tick; a film registered
+    while no daemon ran is filmed with ``sparkle-motion resume RUN_ID``."""
     from sparkle_motion_dagster.jobs.new_film import NEW_FILM_TAG
 
-    @dg.sensor(
+    @dg.run_status_sensor(
         name="new_film_launcher",
-        job=film,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[new_film],
+        request_job=film,
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches the film job for each run_id registered by a successful new_film run "
+        description="Launches the film job for the run_id registered by each successful new_film run "
                     "(the launchpad's way to start a film).",
     )
-    def new_film_launcher(context: dg.SensorEvaluationContext):
-        # The cursor is the last seen run's update time, exactly as stored (an ISO timestamp); an
-        # unreadable one starts over, and the run keys still launch each film once.
-        try:
-            after = datetime.fromisoformat(context.cursor) if context.cursor else None
-        except ValueError:
-            after = None
-        filters = dg.RunsFilter(job_name=new_film.name, statuses=[dg.DagsterRunStatus.SUCCESS],
-                                **({"updated_after": after} if after else {}))
-        records = context.instance.get_run_records(filters=filters, limit=50, order_by="update_timestamp",
-                                                   ascending=True)
-        requests, latest = [], after
-        for record in records:
-            latest = record.update_timestamp if latest is None else max(latest, record.update_timestamp)
-            run_id = record.dagster_run.tags.get(NEW_FILM_TAG)
-            if run_id and context.instance.has_dynamic_partition("run_id", run_id):
-                requests.append(dg.RunRequest(run_key=f"new_film:{run_id}", partition_key=run_id,
-                                              tags={"sparkle/source": "ui:new_film",
-                                                    "sparkle/new_film_dagster_run": record.dagster_run.run_id}))
-        if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no new films from the new_film job"),
-                                   cursor=latest.isoformat() if latest else None)
-        return dg.SensorResult(run_requests=requests, cursor=latest.isoformat())
+    def new_film_launcher(context: dg.RunStatusSensorContext):
+        run_id = context.dagster_run.tags.get(NEW_FILM_TAG)
+        if not run_id or not context.instance.has_dynamic_partition("run_id", run_id):
+            return dg.SkipReason(f"new_film run {context.dagster_run.run_id} registered no known run_id")
+        return dg.RunRequest(run_key=f"new_film:{run_id}", partition_key=run_id,
+                             tags={"sparkle/source": "ui:new_film",
+                                   "sparkle/new_film_dagster_run": context.dagster_run.run_id})
 
     return new_film_launcher

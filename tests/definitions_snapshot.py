@@ -28,6 +28,15 @@ def _retry(policy) -> dict[str, Any] | None:
             "backoff": policy.backoff.value if policy.backoff else None}
 
 
+def _retries(assets_def) -> Any:
+    """The asset's retry policy; for an asset backed by a graph of ops, each op's."""
+    node = assets_def.node_def
+    ops = getattr(node, "node_defs", None)
+    if ops is None:
+        return _retry(node.retry_policy)
+    return {op.name: _retry(op.retry_policy) for op in ops}
+
+
 def _job_config(defs, job) -> Any:
     """The run config a job is defined with (the UI's launchpad default), if any."""
     declared = next((j for j in defs.jobs or [] if getattr(j, "name", None) == job.name), None)
@@ -48,7 +57,7 @@ def describe(defs) -> dict[str, Any]:
             "kinds": sorted(node.kinds),
             "partitions": _partitions(node.partitions_def),
             "pools": sorted(node.pools or []),
-            "retry_policy": _retry(node.assets_def.op.retry_policy),
+            "retry_policy": _retries(node.assets_def),
             "resources": sorted(node.assets_def.required_resource_keys),
             "checks": sorted(check.name for check in node.check_keys),
         }

@@ -69,19 +69,38 @@ def _job_shape(env: dict) -> dict:
     return json.loads(result.stdout)
 
 
-def test_stages_are_one_step_in_process_and_a_step_per_shot_group_on_celery():
+def test_rendering_stages_are_the_same_steps_under_every_executor_with_their_queues_and_pool():
     alone = _job_shape({"SPARKLE_EXECUTOR": "in_process"})
-    assert alone["executor"] == "in_process"
-    assert alone["ops"]["video_clips"] == [{"dagster-celery/queue": "gpu"}, "gpu"]
     celery = _job_shape({"SPARKLE_EXECUTOR": "celery", "SPARKLE_CELERY_BROKER": "redis://127.0.0.1:9/0"})
-    assert celery["executor"] == "celery"
+    assert (alone["executor"], celery["executor"]) == ("in_process", "celery")
+    assert alone["ops"] == celery["ops"]
     ops = celery["ops"]
-    # GPU work on the gpu queue and without a pool (one worker per GPU is the exclusivity); the rest on cpu
-    assert ops["video_clips_render"] == [{"dagster-celery/queue": "gpu"}, None]
-    assert ops["base_images_render"] == [{"dagster-celery/queue": "gpu"}, None]
+    # GPU work on the gpu queue and in the gpu pool (unlimited in a Celery cluster's instance); the rest on cpu
+    assert ops["video_clips_render"] == [{"dagster-celery/queue": "gpu"}, "gpu"]
+    assert ops["base_images_render"] == [{"dagster-celery/queue": "gpu"}, "gpu"]
     assert ops["video_clips_groups"][0] == ops["video_clips_manifest"][0] == {"dagster-celery/queue": "cpu"}
+    assert ops["video_clips_groups"][1] is None and ops["video_clips_manifest"][1] is None
     assert ops["movie_plan"][0] == ops["video_raw_concat"][0] == {"dagster-celery/queue": "cpu"}
-    assert ops["video_final"][0] == {"dagster-celery/queue": "gpu"}
+    assert ops["video_final"] == [{"dagster-celery/queue": "gpu"}, "gpu"]
+
+
+def test_a_render_step_takes_every_item_in_process_and_a_group_where_steps_run_apart(monkeypatch):
+    from sparkle_motion_dagster.assets.shot_steps import items_per_step
+
+    monkeypatch.setenv("SPARKLE_SHOTS_PER_STEP", "2")
+    assert items_per_step("in_process") is None  # steps run one at a time here: the items render side by side
+    assert items_per_step(dg.in_process_executor.name) is None
+    assert items_per_step("execute_in_process_executor") is None  # JobDefinition.execute_in_process's own
+    assert items_per_step("multiprocess") == items_per_step("celery") == 2
+
+
+def test_a_celery_clusters_home_leaves_the_gpu_pool_unlimited(monkeypatch):
+    from sparkle_motion_dagster.runs.locations import dagster_yaml
+
+    monkeypatch.setenv("SPARKLE_EXECUTOR", "in_process")
+    assert "default_limit: 1" in dagster_yaml()
+    monkeypatch.setenv("SPARKLE_EXECUTOR", "celery")
+    assert "default_limit" not in dagster_yaml().replace("# ", "")
 
 
 def test_a_bad_executor_stops_the_definitions_from_loading_with_the_variable_named():

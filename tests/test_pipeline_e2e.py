@@ -39,6 +39,12 @@ def test_seed_sample_becomes_a_film(store, instance, sample_envelope):
     run = store.run_dir(run_id)
     final = run / "finalize" / "video_final.mp4"
     assert result.final_video == str(final)
+    # In process each rendering stage renders every item in one step (side by side), between its
+    # groups and manifest steps: the graph every executor has.
+    starts = instance.get_records_for_run(result.dagster_run_id, of_type=dg.DagsterEventType.STEP_START).records
+    clip_steps = sorted(r.event_log_entry.step_key for r in starts if r.event_log_entry.step_key.startswith("video_clips"))
+    assert clip_steps == ["video_clips.video_clips_groups", "video_clips.video_clips_manifest",
+                          "video_clips.video_clips_render[shot_001]"]
 
     # The final cut: H.264 at the plan's frame count, one AAC track as long as the film.
     info = probe(final)

@@ -11,6 +11,7 @@ from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gat
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
 from sparkle_motion_dagster.runs.review import record_review
 from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.stages import stage_of_step
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +80,9 @@ class FlakyClips(AnimaticClips):
         return super().render(request, out_path)
 
 
-def step_events(result, step: str, kind: dg.DagsterEventType):
-    return [e for e in result.all_events if e.step_key == step and e.event_type == kind]
+def step_events(result, stage: str, kind: dg.DagsterEventType):
+    """The events of this kind of the stage's steps (a rendering stage renders in a step of its graph)."""
+    return [e for e in result.all_events if stage_of_step(e.step_key) == stage and e.event_type == kind]
 
 
 def test_a_transient_error_is_retried(store, instance, sample_plan, tmp_path):

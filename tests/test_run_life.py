@@ -24,6 +24,7 @@ from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.events import read_events
 from sparkle_motion_dagster.runs.locations import DAGSTER_YAML, upgrade_dagster_yaml
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore
+from sparkle_motion_dagster.stages import stage_of_step
 
 CLI = [sys.executable, "-m", "sparkle_motion_dagster.cli.main"]
 SHOTS = 8
@@ -130,12 +131,12 @@ def dagster_runs(state: Path, run_id: str, monkeypatch) -> list[dg.DagsterRun]:
 
 
 def step_events(state: Path, run_id: str, step: str, monkeypatch) -> list[dg.DagsterEventType]:
-    """The kinds of the events of one step in the latest Dagster run of a film run."""
+    """The kinds of the events of one stage's steps in the latest Dagster run of a film run."""
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
     with dg.DagsterInstance.get() as instance:
         latest = instance.get_run_records(filters=dg.RunsFilter(tags={"sparkle/run_id": run_id}), limit=1)[0]
         return [e.dagster_event.event_type for e in instance.all_logs(latest.dagster_run.run_id)
-                if e.dagster_event and e.step_key == step]
+                if e.dagster_event and stage_of_step(e.step_key) == step]
 
 
 def status_of(state: Path, run_id: str) -> str:

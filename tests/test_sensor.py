@@ -277,3 +277,22 @@ def test_accepted_never_keeps_a_link_swapped_in_after_the_read(inbox, tmp_path):
     assert not accepted.is_symlink() and accepted.read_bytes() == loaded.raw
     assert (inbox / "rejected" / "plan.json").is_symlink()
     assert "replaced while it was being accepted" in rejection(inbox, "plan.json")[0]
+
+
+def test_a_successful_new_film_run_requests_the_film_of_the_partition_it_registered(tmp_path, monkeypatch,
+                                                                                        instance, sample_plan):
+    monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
+    sensor = defs.resolve_sensor_def("new_film_launcher")
+    assert isinstance(sensor, dg.RunStatusSensorDefinition) and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    new_film = defs.resolve_job_def("new_film").execute_in_process(
+        instance=instance, run_config={"ops": {"submit_new_film": {"config": {
+            "plan_text": json.dumps(sample_plan), "preview": True}}}})
+    run_id = new_film.output_for_node("submit_new_film")
+    context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
+                                                 dagster_run=instance.get_run_by_id(new_film.run_id),
+                                                 dagster_event=new_film.get_run_success_event())
+    request = sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    assert (request.partition_key, request.run_key) == (run_id, f"new_film:{run_id}")
+    assert request.tags["sparkle/new_film_dagster_run"] == new_film.run_id
+    assert [job.name for job in sensor.jobs] == ["film"]

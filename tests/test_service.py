@@ -483,7 +483,8 @@ def test_review_and_regenerate_routes(server):
                                            "notes": "continuity ok", "sha256": watched})
     assert status == 200 and body["review"]["status"] == "approved"
     assert body["record"]["video_final"]["sha256"] == watched
-    assert body["launch"]["job"] == "review_gate"
+    assert body["launch"] == {"checks": [{"asset": "video_final", "name": "approved_by_reviewer"}],
+                              "partition": server.run_id}  # the check, for this film's partition
     assert server.post("/review", {"run_id": server.run_id, "decision": "approve", "reviewer": " "})[0] == 422
 
     status, body = server.post("/regenerate", {"run_id": server.run_id, "shot_id": "shot_002", "seed": 77})

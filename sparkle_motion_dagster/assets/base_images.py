@@ -7,14 +7,12 @@ import dagster as dg
 from PIL import Image
 
 from sparkle_motion_dagster.assets.render_config import RenderConfig
-from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset, shot_steps_enabled
-from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset
 from sparkle_motion_dagster.film.characters import MANIFEST as CHARACTER_MANIFEST
 from sparkle_motion_dagster.film.characters import load_references
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
 from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer
-from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
+from sparkle_motion_dagster.runs.items import Item, counts, rerendered
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import image_seed, load_run_plan, output_size
 from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
@@ -111,26 +109,9 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
     return StageWork(items, render, publish, keyframes.parallel_images, finish)
 
 
-def base_images(
-    context: dg.AssetExecutionContext,
-    config: BaseImagesConfig,
-    artifact_store: ArtifactStoreResource,
-    keyframes: KeyframeRenderer,
-) -> dg.MaterializeResult:
-    """One PNG per base image (N shots need N+1), rendered from its prompt and seed, conditioned on the
-    reference portraits of the characters in it. Keyframes whose prompt, seed, size, renderer and
-    characters' portraits did not change are reused."""
-    with stage_run(context, artifact_store, "base_images") as stage:
-        work = keyframe_work(stage, config, keyframes)
-        results = render_items(work.items, work.render, force=config.force, workers=work.workers,
-                               on_ready=work.publish, before_render=stage.check_stop,
-                               on_problem=context.log.warning)
-        return dg.MaterializeResult(metadata=work.finish(results))
-
-
-# One step for the stage in process; one step per group of keyframes where steps run apart.
-if shot_steps_enabled():
-    base_images = shot_steps_asset("base_images", work=keyframe_work, item_ids=keyframe_ids, config=BaseImagesConfig,
-                                   resources=("keyframes",), kinds={"png"}, description=base_images.__doc__)
-else:
-    base_images = film_asset("base_images", kinds={"png"})(base_images)
+base_images = shot_steps_asset(
+    "base_images", work=keyframe_work, item_ids=keyframe_ids, config=BaseImagesConfig, resources=("keyframes",),
+    kinds={"png"},
+    description="""One PNG per base image (N shots need N+1), rendered from its prompt and seed, conditioned on the
+    reference portraits of the characters in it. Keyframes whose prompt, seed, size, renderer and characters'
+    portraits did not change are reused.""")

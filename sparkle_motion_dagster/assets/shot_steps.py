@@ -1,11 +1,13 @@
 """A rendering stage as several steps, so that several GPU workers share one film.
 
-Under the in-process executor a stage is one step (today's speed: no step start-up per
-shot). Where steps run apart (``SPARKLE_EXECUTOR=multiprocess`` or ``celery``) the stage's
-asset is backed by a graph of three ops:
+The stage's asset is backed by a graph of three ops, whatever the executor (the definitions are
+the same under every ``SPARKLE_EXECUTOR``; only how the items are grouped differs, at run time):
 
-* ``<stage>_groups`` (cpu queue) reads the plan and fans out one group of items per
-  ``SPARKLE_SHOTS_PER_STEP`` items (a dynamic output per group, keyed by its first id);
+* ``<stage>_groups`` (cpu queue) reads the plan and fans out the items in groups (a dynamic
+  output per group, keyed by its first id): one group of every item when the run's executor
+  runs its steps in this process (they run one at a time there, so the items render side by
+  side in one step, as fast as a one-step stage), else one group per ``SPARKLE_SHOTS_PER_STEP``
+  items (``multiprocess``, ``celery``: a step each, on any worker);
 * ``<stage>_render[<first id>]`` (the stage's queue: gpu for keyframes and clips) renders
   the group's items with the same per-item loop as the one-step stage (reuse by
   fingerprint, sidecars, the catalog entry as each item exists, the stop check), so each
@@ -47,9 +49,17 @@ class StageWork:
     """Writes the stage's manifest from every item; returns the materialization's metadata."""
 
 
-def shot_steps_enabled() -> bool:
-    """Whether stages render as several steps: where the executor runs steps apart."""
-    return ClusterSettings.from_env().steps_per_shot
+# The executors that run each step apart (a process, a Celery task): the names film_executor gives them.
+STEPS_APART = (dg.multiprocess_executor.name, "celery")
+
+
+def items_per_step(executor_name: str) -> int | None:
+    """How many items one render step takes under the run's executor: ``SPARKLE_SHOTS_PER_STEP``
+    where steps run apart, else all of them (None): in process (``execute_in_process`` included)
+    steps run one at a time, so the items render side by side in one step."""
+    if executor_name in STEPS_APART:
+        return ClusterSettings.from_env().shots_per_step
+    return None
 
 
 CPU_TAGS = {QUEUE_TAG: "cpu"}
@@ -73,16 +83,17 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
     """The stage ``key`` as a graph-backed asset: groups -> render per group -> manifest."""
     row = stages.stage(key)
     needs = {"artifact_store", *resources}
-    per_step = ClusterSettings.from_env().shots_per_step
     config_class = config
 
     @dg.op(name=f"{key}_groups", ins={dep: dg.In(dg.Nothing) for dep in row.deps},
            out=dg.DynamicOut(list, io_manager_key=STEP_VALUES), tags=CPU_TAGS, retry_policy=RENDER_RETRY,
            required_resource_keys={"artifact_store"})
     def groups(context: dg.OpExecutionContext):
-        """The stage's items in groups of SPARKLE_SHOTS_PER_STEP, one step each."""
+        """The stage's items in groups, one render step each: every item in one group in process,
+        groups of SPARKLE_SHOTS_PER_STEP where steps run apart."""
         with stage_run(context, context.resources.artifact_store, key, gate=False, items=()) as stage:
             ids = item_ids(load_run_plan(stage.store, stage.run_id))
+            per_step = items_per_step(context.job_def.executor_def.name) or max(1, len(ids))
             for start in range(0, len(ids), per_step):
                 chunk = ids[start:start + per_step]
                 yield dg.DynamicOutput(chunk, mapping_key=step_group_key(chunk[0]))
@@ -100,22 +111,28 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             rendered = [r.item.id for r in results if r.rendered]
             context.log.info(f"{key} {', '.join(group)}: {len(rendered)} rendered, "
                              f"{len(results) - len(rendered)} reused")
+            # What a render made beside its record (a keyframe's thumbnail): the manifest shows it
+            # without opening the file again.
+            extras = {r.item.id: r.extra for r in results if r.rendered and isinstance(r.extra, str)}
             return {"rendered": rendered, "items": list(group), "published": stage.published,
-                    "rerendered": rerendered(results)}
+                    "rerendered": rerendered(results), "extras": extras}
 
     @dg.op(name=f"{key}_manifest", out=dg.Out(dg.Nothing, io_manager_key=STEP_VALUES), tags=CPU_TAGS,
            retry_policy=RENDER_RETRY, required_resource_keys=needs)
     def manifest(context: dg.OpExecutionContext, config: config_class, tallies: list) -> None:
-        """Write the stage's manifest once every group's items exist."""
-        with stage_run(context, context.resources.artifact_store, key, items=()) as stage:
+        """Write the stage's manifest once every group's items exist (no gate: a pause holds before
+        the next stage, not between a stage's items and its manifest)."""
+        with stage_run(context, context.resources.artifact_store, key, gate=False, items=()) as stage:
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             rendered = {item for tally in tallies for item in tally["rendered"]}
             problems = {item: why for tally in tallies for item, why in tally.get("rerendered", {}).items()}
             stage.published = sum(tally["published"] for tally in tallies)
             results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
+            extras = {item: extra for tally in tallies for item, extra in tally.get("extras", {}).items()}
             for result in results:
                 result.rendered = result.item.id in rendered
                 result.problem = problems.get(result.item.id)
+                result.extra = extras.get(result.item.id)
             context.add_output_metadata(done.finish(results))
 
     @dg.config_mapping(config_schema=config_class.to_fields_dict())

@@ -17,7 +17,6 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets import film_history
 from sparkle_motion_dagster.cluster.identity import ClusterMismatchError, check_step_view
-from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError
@@ -64,12 +63,11 @@ def queue_tags(key: str) -> dict[str, str]:
 
 
 def gpu_pool(key: str) -> str | None:
-    """The concurrency pool of a stage's GPU steps: ``gpu`` (one GPU step at a time on this machine),
-    except under Celery, where one worker per GPU with concurrency 1 is what keeps a GPU to one
-    step; a pool there would hold every GPU but one idle (its limit is the instance's, not a box's)."""
-    if not stages.stage(key).gpu or ClusterSettings.from_env().executor == "celery":
-        return None
-    return "gpu"
+    """The concurrency pool of a stage's GPU steps: ``gpu``, whatever the executor. Its limit is the
+    Dagster instance's: 1 on one machine (one GPU step at a time); a Celery cluster's instance leaves
+    it unlimited, since one worker per GPU with concurrency 1 is what keeps each GPU to one step
+    (see ``runs/locations.py``)."""
+    return "gpu" if stages.stage(key).gpu else None
 
 
 def film_asset(key: str, *, kinds: set[str]):

@@ -4,16 +4,14 @@ import dagster as dg
 
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.render_config import RenderConfig
-from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset, shot_steps_enabled
-from sparkle_motion_dagster.assets.stage import film_asset, stage_run
+from sparkle_motion_dagster.assets.shot_steps import StageWork, shot_steps_asset
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import MoviePlan
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
-from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
+from sparkle_motion_dagster.runs.items import Item, counts, rerendered
 from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
 from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
 from sparkle_motion_dagster.runs.shown import one_line
@@ -151,28 +149,10 @@ def clip_work(stage, config: RenderConfig, clips: ClipRenderer, keyframes: Keyfr
     return StageWork(items, render, publish, clips.parallel_shots, finish)
 
 
-def video_clips(
-    context: dg.AssetExecutionContext,
-    config: RenderConfig,
-    artifact_store: ArtifactStoreResource,
-    clips: ClipRenderer,
-    keyframes: KeyframeRenderer,
-) -> dg.MaterializeResult:
-    """One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
+video_clips = shot_steps_asset(
+    "video_clips", work=clip_work, item_ids=shot_ids, config=RenderConfig, resources=("clips", "keyframes"),
+    kinds={"mp4"},
+    description="""One video-only MP4 per shot, from base image *i* to *i+1*, with duration x fps frames
     (rounded on the film's running clock). Shots whose keyframes, seed and settings did not
     change are reused, so a failed or stopped run resumes where it left off and regenerating
-    one shot re-renders only that shot."""
-    with stage_run(context, artifact_store, "video_clips") as stage:
-        work = clip_work(stage, config, clips, keyframes)
-        results = render_items(work.items, work.render, force=config.force, workers=work.workers,
-                               on_ready=work.publish, before_render=stage.check_stop,
-                               on_problem=context.log.warning)
-        return dg.MaterializeResult(metadata=work.finish(results))
-
-
-# One step for the stage in process; one step per group of shots where steps run apart.
-if shot_steps_enabled():
-    video_clips = shot_steps_asset("video_clips", work=clip_work, item_ids=shot_ids, config=RenderConfig,
-                                   resources=("clips", "keyframes"), kinds={"mp4"}, description=video_clips.__doc__)
-else:
-    video_clips = film_asset("video_clips", kinds={"mp4"})(video_clips)
+    one shot re-renders only that shot.""")

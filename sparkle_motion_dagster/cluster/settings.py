@@ -1,7 +1,7 @@
 """The cluster's settings, each read from its environment variable and checked once.
 
 ``SPARKLE_EXECUTOR`` chooses how a film's steps run: ``in_process`` (the default: one
-process per film run, one step per stage), ``multiprocess`` (a process per step on this
+process per film run, its steps one at a time), ``multiprocess`` (a process per step on this
 machine) or ``celery`` (each step is a Celery task on the workers listening on its queue:
 ``gpu`` or ``cpu``). ``SPARKLE_CELERY_BROKER`` is the broker Celery uses (and, unless
 ``SPARKLE_CELERY_BACKEND`` says otherwise, its result backend); ``SPARKLE_POSTGRES_URL``
@@ -45,7 +45,8 @@ class ClusterSettings(BaseModel):
     redeliver_seconds: int = env_field("SPARKLE_CELERY_REDELIVER_S", 3600, ge=5)
     """How long a task whose worker died waits before another worker gets it (longer than any step)."""
     shots_per_step: int = env_field("SPARKLE_SHOTS_PER_STEP", 1, ge=1)
-    """Under ``multiprocess`` and ``celery``: how many shots one keyframe or clip step renders."""
+    """Under ``multiprocess`` and ``celery``: how many shots one keyframe or clip step renders (in
+    process one step renders them all)."""
 
     def __init__(self, **data) -> None:
         try:
@@ -64,11 +65,6 @@ class ClusterSettings(BaseModel):
                                                 "must be set when SPARKLE_EXECUTOR=celery "
                                                 "(e.g. redis://HOST:6379/0)")])
         return settings
-
-    @property
-    def steps_per_shot(self) -> bool:
-        """Whether keyframes and clips are split into one step per shot group (isolating executors)."""
-        return self.executor != "in_process"
 
     @property
     def result_backend(self) -> str:

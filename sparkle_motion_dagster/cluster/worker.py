@@ -58,18 +58,16 @@ def check_view() -> dict:
 
 
 def celery_app(settings):
-    """dagster-celery's app with the executor's settings and its step task registered."""
-    from dagster._core.execution.retries import RetryMode
-    from dagster_celery.executor import CeleryExecutor
+    """dagster-celery's app with the executor's settings and its step task registered: the app
+    the executor makes from the same settings (retries travel with each task, not with the app)."""
     from dagster_celery.make_app import make_app
     from dagster_celery.tasks import create_task
 
     from sparkle_motion_dagster.cluster.executors import celery_executor_config
 
     config = celery_executor_config(settings)
-    executor = CeleryExecutor(retries=RetryMode(RetryMode.DISABLED), broker=config["broker"],
-                              backend=config["backend"], config_source=config["config_source"])
-    app = make_app(executor.app_args())
+    app = make_app({"broker": config["broker"], "backend": config["backend"], "include": [],
+                    "config_source": config["config_source"]})
     create_task(app)
     return app
 

@@ -9,11 +9,9 @@ wrote the run's start event (the run worker). :func:`fail_dead_runs` runs at the
 every film and ``resume``, and in the ``dead_runs`` sensor, which the daemon evaluates as it
 starts again after a crash, then every half minute.
 
-Freeing a dead run's slots uses the event log storage's ``free_concurrency_slots_for_run``:
-Dagster frees the slots of finished runs only from the daemon
-(``run_monitoring: free_slots_after_run_end_seconds``), which a CLI without a daemon lacks.
-Which slots a waiting step waits for is read the same way (:func:`slot_wait`). Both live here
-alone; ``tests/test_liveness.py`` fails when either changes.
+Freeing a dead run's slots, and reading which run holds the slot a step waits for
+(:func:`slot_wait`), are the two things the public API does not offer: both go through
+``dagster_gaps.py``, and ``tests/test_dagster_gaps.py`` fails when either changes.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from sparkle_motion_dagster.orchestration.dagster_gaps import free_pool_slots, pool_slots
 from sparkle_motion_dagster.runs.storage import process_alive
 
 PID_TAG = "sparkle/pid"
@@ -79,9 +78,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, run_id: str | None = None) -> l
 
 def free_slots(instance: dg.DagsterInstance, dagster_run_id: str) -> None:
     """Hand back every pool slot (and pending claim) of a run that will never do it itself."""
-    storage = instance.event_log_storage
-    if storage.supports_global_concurrency_limits:
-        storage.free_concurrency_slots_for_run(dagster_run_id)
+    free_pool_slots(instance, dagster_run_id)
 
 
 @dataclass(frozen=True)
@@ -101,10 +98,9 @@ class SlotWait:
 
 def slot_wait(instance: dg.DagsterInstance, dagster_run_id: str, pool: str = GPU_POOL) -> SlotWait | None:
     """The step of this run waiting for a slot of ``pool``, or None when none is waiting."""
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
+    info = pool_slots(instance, pool)
+    if info is None:
         return None
-    info = storage.get_concurrency_info(pool)
     claimed = {(slot.run_id, slot.step_key) for slot in info.claimed_slots}
     for step in info.pending_steps:
         if step.run_id == dagster_run_id and (step.run_id, step.step_key) not in claimed:

@@ -27,12 +27,16 @@ from sparkle_motion_dagster.cluster.identity import read_marker
 from sparkle_motion_dagster.film.intake import resolve_video_backend
 from sparkle_motion_dagster.film.plan import parse_plan_document
 from sparkle_motion_dagster.orchestration import liveness
+from sparkle_motion_dagster.orchestration.job_loading import job_for, reconstructable_job
 from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG, is_dead  # noqa: F401 - re-exported
+from sparkle_motion_dagster.orchestration.run_events import ATTEMPT_TAG, RunEventReader, execute_reading, new_attempt
 from sparkle_motion_dagster.runs import control, estimates
 from sparkle_motion_dagster.runs.run_files import stage_file
 from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
 
 RUN_TAG = "sparkle/run_id"
+PARTITION_TAG = "dagster/partition"
+"""Dagster's tag of a run's partition (a documented system tag)."""
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
 
 
@@ -116,54 +120,42 @@ def film_run(
     if not instance.has_dynamic_partition("run_id", run_id):
         raise LookupError(f"unknown run_id {run_id!r}: it was never submitted to this Dagster instance")
     mark_abandoned_runs(instance)
-    job = defs.resolve_job_def(job_name)
-    if stages is not None:
-        # Only these stages, with the quality checks that judge them and the stages they read (a failed
-        # blocking check stops them); the review gate runs on its own.
-        job = job.get_subset(asset_selection={dg.AssetKey(stage) for stage in stages},
-                             asset_check_selection=subset_checks(stages))
-    dagster_run_id = str(uuid.uuid4())
+    job = job_for(defs, job_name, stages)
     clock = _StageClock(on_stage)
-    if job.executor_def.name == dg.in_process_executor.name:
-        instance.add_event_listener(dagster_run_id, clock)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    attempt = new_attempt()
+    reader = RunEventReader(instance, attempt, clock.on_event)
+    # In process the Dagster run gets this id; an executor's run gets its own, and its first step
+    # tags it with the process that orchestrates it (liveness.tag_run_process).
+    dagster_run_id = str(uuid.uuid4())
+    tags = {RUN_TAG: run_id, ATTEMPT_TAG: attempt, **liveness.process_tags(dagster_run_id)}
 
-    tags = {RUN_TAG: run_id, **liveness.process_tags(dagster_run_id)}
-
-    def execute() -> dg.ExecuteInProcessResult:
-        if job.executor_def.name != dg.in_process_executor.name:  # the clock hears the executor's events
+    def execute() -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+        if job.executor_def.name != dg.in_process_executor.name:
             marker = read_marker(store.root)
             if marker:  # each step checks it sees this artifact root
                 tags[CLUSTER_TAG] = marker["id"]
-            return execute_with_executor(job_name, stages, instance, run_id, dagster_run_id, tags, config, clock)
+            return execute_with_executor(job_name, stages, instance, run_id, tags, config)
         return job.execute_in_process(
-            instance=instance, partition_key=run_id, run_id=dagster_run_id, raise_on_error=False,
-            tags=tags, run_config=config,
+            instance=instance, partition_key=run_id, raise_on_error=False, tags=tags, run_config=config,
+            run_id=dagster_run_id,
         )
 
     control.mark_active(store, run_id)
     try:
         if stop_on_signals and threading.current_thread() is threading.main_thread():
-            result, signum = execute_stoppably(execute, store, run_id, on_notice=on_notice,
-                                               waiting=_slot_waits(instance, dagster_run_id))
+            result, signum = execute_stoppably(execute, store, run_id, reader, on_notice=on_notice,
+                                               waiting=_slot_waits(instance, reader))
         else:
-            result, signum = execute(), None
+            result, signum = execute_reading(execute, reader), None
     finally:
         control.clear_active(store, run_id)
     if signum is not None and result.success:  # the signal came after the last item: nothing was stopped
         control.set_state(store, run_id, "running")
-    film = _film_result(result, store, run_id, dagster_run_id, clock, signum)
+    film = _film_result(result, store, run_id, reader, clock, signum)
     if film.success and stages is None and job_name == "film" and not clock.reused_any():
         record_throughput(defs, store, film, clock, time.monotonic() - started)
     return film
-
-
-def subset_checks(stages: list[str]) -> set[dg.AssetCheckKey]:
-    """The quality checks a run of only these stages evaluates: theirs and those of the stages they read."""
-    from sparkle_motion_dagster.assets.checks import qa_check_keys
-
-    judged = set(stages) | {dep for stage in stages for dep in stage_table.stage(stage).deps}
-    return qa_check_keys(judged)
 
 
 def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResult, clock: _StageClock,
@@ -181,84 +173,38 @@ def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResu
 
 
 def execute_with_executor(job_name: str, stages: list[str] | None, instance: dg.DagsterInstance, run_id: str,
-                          dagster_run_id: str, tags: dict[str, str], run_config: dict,
-                          clock: _StageClock | None = None) -> ExecutorRunResult:
+                          tags: dict[str, str], run_config: dict) -> dg.JobExecutionResult:
     """Execute the job with its own executor (a process per step, or Celery workers) from this
-    process, which orchestrates: ``execute_in_process`` would run every step here. The job is
-    loaded by its module path (``sparkle_motion_dagster.definitions``), which is how each step's
-    process, here or on a worker, loads it again. Step events are written to the instance by the
-    process that ran the step; ``clock`` hears them here, as the executor hands them over."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.execution.api import create_execution_plan, execute_run_iterator
-    from dagster._core.snap import snapshot_from_execution_plan
-    from dagster._core.storage.tags import PARTITION_NAME_TAG
-
-    recon = ReconstructableRepository.for_module("sparkle_motion_dagster.definitions", "defs").get_reconstructable_job(
-        job_name)
-    selection = None
-    if stages is not None:
-        selection = frozenset(dg.AssetKey(stage) for stage in stages)
-        recon = recon.get_subset(asset_selection=selection, asset_check_selection=frozenset(subset_checks(stages)))
-    job_def = recon.get_definition()
-    tags = {**tags, PARTITION_NAME_TAG: run_id}
-    plan = create_execution_plan(job_def, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
-    # As instance.create_run_for_job does, but with the checks left out of a subset (the review gate
-    # runs on its own): that method cannot say so, and the run's selection is what the steps rebuild.
-    dagster_run = instance.create_run(
-        job_name=job_def.name, run_id=dagster_run_id, run_config=run_config, op_selection=None,
-        asset_selection=selection,
-        asset_check_selection=frozenset(subset_checks(stages)) if stages is not None else None,
-        resolved_op_selection=None, step_keys_to_execute=plan.step_keys_to_execute, status=None, tags=tags,
-        root_run_id=None, parent_run_id=None, job_snapshot=job_def.get_job_snapshot(),
-        execution_plan_snapshot=snapshot_from_execution_plan(plan, job_def.get_job_snapshot_id()),
-        parent_job_snapshot=job_def.get_parent_job_snapshot(), remote_job_origin=None,
-        job_code_origin=recon.get_python_origin(), asset_graph=job_def.asset_layer.asset_graph,
-    )
-    step_ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
-    events = []
+    process, which orchestrates: ``execute_in_process`` would run every step here. Each step's
+    process, here or on a worker, loads the job again from the pointer that
+    :func:`~sparkle_motion_dagster.orchestration.job_loading.reconstructable_job` makes, and
+    stores its step's events in the instance, where the film's event reader finds them."""
     with warnings.catch_warnings():
         # dagster-celery registers its task again for every step it submits; Celery warns each time.
         warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
-        for event in execute_run_iterator(recon, dagster_run, instance):
-            events.append(event)
-            if clock is None or event.event_type == dg.DagsterEventType.STEP_START:
-                continue
-            if event.event_type not in step_ends:
-                clock.on_event(event, time.time())
-                continue
-            # A worker hands its step's events over when the step ends: take their times from the log.
-            for entry in instance.all_logs(dagster_run_id, of_type={dg.DagsterEventType.STEP_START, *step_ends}):
-                if entry.step_key == event.step_key:
-                    clock.on_event(entry.dagster_event, entry.timestamp)
-    status = instance.get_run_by_id(dagster_run_id).status
-    return ExecutorRunResult(status == dg.DagsterRunStatus.SUCCESS, events)
+        return dg.execute_job(reconstructable_job(job_name, stages), instance=instance, run_config=run_config,
+                              tags={**tags, PARTITION_TAG: run_id}, raise_on_error=False)
 
 
-@dataclass
-class ExecutorRunResult:
-    """What :func:`execute_with_executor` came to, shaped as ``execute_in_process``'s result."""
-
-    success: bool
-    all_events: list[dg.DagsterEvent]
-
-
-def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id: str, dagster_run_id: str,
-                 clock: _StageClock, signum: int | None) -> FilmResult:
+def _film_result(result: dg.ExecuteInProcessResult | dg.JobExecutionResult, store: ArtifactStore, run_id: str,
+                 reader: RunEventReader, clock: _StageClock, signum: int | None) -> FilmResult:
     """What the film job's execution came to: success and the video, or the first failed stage."""
     times, held = clock.seconds, clock.held
+    dagster_run_id = result.run_id
     final = stage_file(store, run_id, "video_final", "video_final.mp4")
     if result.success:
         return FilmResult(run_id, dagster_run_id, True, str(final) if final.exists() else None, stage_seconds=times,
                           held_seconds=held)
     failed_stage, error, stopped = None, None, False
-    paused = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE and _is_pause(e)]
+    failures = reader.step_failures()  # stored by whichever process ran the step
+    paused = [event for event in failures if _is_pause(event)]
     if paused and signum is None:  # it holds before a stage (or was resumed since: the caller looks)
         hold = control.read_hold(store, run_id) or control.read_record(store, run_id).get("last_hold") or {}
         return FilmResult(run_id, dagster_run_id, False, None, stage_seconds=times, held_seconds=held,
                           paused_at=hold.get("stage") or stage_table.stage_of_step(paused[0].step_key),
                           held_since=hold.get("since"))
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE and not _is_pause(event):
+    for event in failures:
+        if not _is_pause(event):
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
             if "blocking asset check failed" in error:  # say what the check measured, naming the item
@@ -271,10 +217,10 @@ def _film_result(result: dg.ExecuteInProcessResult, store: ArtifactStore, run_id
                       stopped=stopped or signum is not None, stop_signal=signum)
 
 
-def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: ArtifactStore, run_id: str, *,
+def execute_stoppably(execute: Callable[[], Any], store: ArtifactStore, run_id: str, reader: RunEventReader, *,
                       on_notice: Callable[[str], None] | None = None,
                       waiting: Callable[[], tuple[str, Callable[[], None]] | None] | None = None,
-                      ) -> tuple[dg.ExecuteInProcessResult, int | None]:
+                      ) -> tuple[Any, int | None]:
     """Run ``execute`` so that the first SIGINT or SIGTERM stops the film cleanly; returns its result
     and the signal that stopped it (None when none came).
 
@@ -283,22 +229,15 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
     Dagster leaves signal handling alone, with SIGINT blocked, so that neither the worker nor
     any process it starts (ffmpeg, Dagster's log tailers) sees a terminal's Ctrl-C. This main
     thread takes the signal and sets the run's control state to ``stopped``: the running item
-    finishes, the stage ends at the next item (or the next stage at its gate), without a retry, and temporary files go as they do on any error. A second signal leaves at
-    once (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run
-    failed and frees its slots.
+    finishes, the stage ends at the next item (or the next stage at its gate), without a retry,
+    and temporary files go as they do on any error. A second signal leaves at once
+    (:func:`_leave_now`); the next start of the film marks the abandoned Dagster run failed and
+    frees its slots.
 
     ``waiting`` says what the run waits for (a pool slot another run holds: what, and since when),
     with what ends the wait's Dagster run; it is told once per wait, and a signal during a wait
     ends the command at once: nothing is running to finish first."""
-    outcome: dict[str, Any] = {}
     received: list[int] = []
-
-    def work() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            outcome["result"] = execute()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            outcome["error"] = exc
 
     def on_signal(signum: int, _frame) -> None:
         if received:
@@ -308,23 +247,22 @@ def execute_stoppably(execute: Callable[[], dg.ExecuteInProcessResult], store: A
         _notify(on_notice, f"stopping {run_id}: the running item finishes first (press Ctrl-C again to quit at once)")
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    worker = threading.Thread(target=work, name=f"film-{run_id}", daemon=True)
     watch = _WaitWatch(waiting, on_notice)
+
+    def tick() -> None:
+        wait = watch.look()
+        if received and wait:  # here, not in the handler: it may have interrupted a database call
+            _notify(on_notice, f"{run_id}: {signal.Signals(received[0]).name} while waiting; nothing was rendering")
+            wait[1]()
+            _leave_now(store, run_id, received[0], on_notice)
+
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.5)
-            wait = watch.look()
-            if received and wait:  # here, not in the handler: it may have interrupted a database call
-                _notify(on_notice, f"{run_id}: {signal.Signals(received[0]).name} while waiting; nothing was rendering")
-                wait[1]()
-                _leave_now(store, run_id, received[0], on_notice)
+        result = execute_reading(execute, reader, tick,
+                                 before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"], (received[0] if received else None)
+    return result, (received[0] if received else None)
 
 
 def _leave_now(store: ArtifactStore, run_id: str, signum: int, on_notice: Callable[[str], None] | None) -> None:
@@ -356,7 +294,7 @@ class _WaitWatch:
         self.waiting, self.on_notice, self.told = waiting, on_notice, None
 
     def look(self):
-        """Called twice a second while the film runs: what it waits for now (or None)."""
+        """Called a few times a second while the film runs: what it waits for now (or None)."""
         try:
             wait = self.waiting() if self.waiting else None
         except Exception:  # noqa: BLE001 - a busy instance database: look again next time
@@ -367,10 +305,11 @@ class _WaitWatch:
         return wait
 
 
-def _slot_waits(instance: dg.DagsterInstance, dagster_run_id: str):
-    """What this Dagster run waits for now (a message, and how to end the run), or None."""
+def _slot_waits(instance: dg.DagsterInstance, reader: RunEventReader):
+    """What the film's Dagster run waits for now (a message, and how to end the run), or None."""
     def waiting():
-        wait = liveness.slot_wait(instance, dagster_run_id)
+        dagster_run_id = reader.find_run()
+        wait = liveness.slot_wait(instance, dagster_run_id) if dagster_run_id else None
         if wait is None:
             return None
 
@@ -450,11 +389,11 @@ def _is_stop(event: dg.DagsterEvent) -> bool:
 
 
 class _StageClock:
-    """An event listener on the run: times each step from its start to its end (a pause ends the
-    run before a stage, so no hold is inside that time; the materialization's ``held_seconds``
+    """Times each step from its start to its end (the times the instance stored; a pause ends the
+    run before a stage, so no hold is inside that time: the materialization's ``held_seconds``
     says how long it held before), and reports it as it ends
-    (``succeeded``, ``failed`` or ``stopped``). The instance calls it right after storing each
-    event, in the executing thread."""
+    (``succeeded``, ``failed`` or ``stopped``). The run's event reader hands it each event, in the
+    thread that started the film, a moment after the step stored it."""
 
     def __init__(self, on_stage: Callable[[str, str, float], None] | None):
         self.on_stage = on_stage
@@ -468,10 +407,6 @@ class _StageClock:
     def reused_any(self) -> bool:
         """Whether a rendering stage reused items (its time then says nothing about rendering them)."""
         return any(self.reused.values())
-
-    def __call__(self, entry) -> None:
-        if entry.dagster_event is not None:
-            self.on_event(entry.dagster_event, entry.timestamp)
 
     def on_event(self, event: dg.DagsterEvent, timestamp: float) -> None:
         """One step event; a stage rendered as several steps starts with its first step and
@@ -509,6 +444,20 @@ class _StageClock:
                     self.on_stage = None
 
 
+def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Evaluate the manual review check for the film's partition (alone, in Dagster's job of every
+    asset and check, as the UI's *Execute* of a check does), so the UI shows the decision on it."""
+    check = dg.AssetCheckKey(dg.AssetKey("video_final"), "approved_by_reviewer")
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_check_selection={check})
+    result = job.execute_in_process(
+        instance=instance, partition_key=run_id, raise_on_error=False, tags={RUN_TAG: run_id},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    evaluations = [e.event_specific_data for e in result.all_events
+                   if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    return bool(evaluations) and evaluations[-1].passed
+
+
 def run_quality_checks(defs: dg.Definitions, instance: dg.DagsterInstance, store: ArtifactStore,
                        run_id: str) -> list[dict]:
     """Evaluate every automated quality check on the run's files as they are, through Dagster (the UI
@@ -518,19 +467,7 @@ def run_quality_checks(defs: dg.Definitions, instance: dg.DagsterInstance, store
     check_run_id(run_id)
     # A checks-only selection has no asset to take the partition from: the partition goes in as a tag.
     defs.resolve_job_def("qa_checks").execute_in_process(
-        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id, "dagster/partition": run_id},
+        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id, PARTITION_TAG: run_id},
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     return status_checks(store, run_id)
-
-
-def run_review_gate(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Evaluate the manual review check on the run's final video, so the UI shows the decision."""
-    result = defs.resolve_job_def("review_gate").execute_in_process(
-        instance=instance, raise_on_error=False, tags={RUN_TAG: run_id},
-        run_config={"ops": {"video_final_approved_by_reviewer": {"config": {"run_id": run_id}}},
-                    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
-    evaluations = [e.event_specific_data for e in result.all_events
-                   if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-    return bool(evaluations) and evaluations[-1].passed

@@ -358,7 +358,8 @@ class ControlPanel:
         answer = self.client.post("/review", {"run_id": run_id, "decision": decision, "sha256": seen,
                                               "reviewer": self.reviewer.value, "notes": self.review_notes.value})
         launch = answer["launch"]
-        gate = self.launcher.launch(launch["job"], run_config=launch["run_config"], tags={"sparkle/run_id": run_id})
+        gate = self.launcher.launch_checks(launch["checks"], run_id=launch["partition"],
+                                           tags={"sparkle/run_id": run_id})
         self._say(f"{run_id}: review {answer['review']['status']}; checking the review gate…")
         await self.wait_for_dagster_run(gate)
         self.review_gate_passed = self.launcher.check_results(gate).get("approved_by_reviewer")

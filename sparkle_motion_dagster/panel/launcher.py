@@ -14,6 +14,8 @@ import requests
 PARTITION_TAG = "dagster/partition"
 SOURCE_TAG = "sparkle/source"
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+ASSET_JOB = "__ASSET_JOB"
+"""Dagster's job of every asset and check of a code location (what the UI runs a check in)."""
 
 _LOCATIONS = """
 query { repositoriesOrError { __typename ... on RepositoryConnection { nodes {
@@ -85,14 +87,28 @@ class DagsterLauncher:
         if assets is not None:
             selector["assetSelection"] = [{"path": [asset]} for asset in assets]
             selector["assetCheckSelection"] = []
+        return self._launch(selector, job, run_id=run_id, run_config=run_config, tags=tags)
+
+    def _launch(self, selector: dict[str, Any], what: str, *, run_id: str | None, run_config: dict[str, Any] | None,
+                tags: dict[str, str] | None) -> str:
         all_tags = {SOURCE_TAG: "panel", **(tags or {}), **({PARTITION_TAG: run_id} if run_id else {})}
         params = {"selector": selector, "runConfigData": run_config or {},
                   "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]}}
         result = self.query(_LAUNCH, {"executionParams": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
             detail = result.get("message") or "; ".join(e["message"] for e in result.get("errors", [])) or result
-            raise LaunchError(f"Dagster did not launch {job}: {result['__typename']}: {detail}")
+            raise LaunchError(f"Dagster did not launch {what}: {result['__typename']}: {detail}")
         return result["run"]["runId"]
+
+    def launch_checks(self, checks: list[dict[str, str]], *, run_id: str, tags: dict[str, str] | None = None) -> str:
+        """Run these asset checks (``{"asset", "name"}``) alone for the ``run_id`` partition, in
+        Dagster's job of every asset and check (as the UI's *Execute* of a check does); the Dagster
+        run id."""
+        selector: dict[str, Any] = {**self.repository(), "jobName": ASSET_JOB, "assetSelection": [],
+                                    "assetCheckSelection": [{"assetKey": {"path": [c["asset"]]}, "name": c["name"]}
+                                                            for c in checks]}
+        return self._launch(selector, "the checks " + ", ".join(c["name"] for c in checks), run_id=run_id,
+                            run_config=None, tags=tags)
 
     def run_status(self, dagster_run_id: str) -> str:
         found = self.query(_RUN, {"runId": dagster_run_id})["runOrError"]

@@ -22,19 +22,35 @@ storage:
       env: SPARKLE_POSTGRES_URL
 """
 
-DAGSTER_YAML = """\
+HEADER_YAML = """\
 # Written by sparkle-motion on first use; edit freely.
 telemetry:
   enabled: false
+"""
+
+# One GPU step at a time on this machine: the limit of the ``gpu`` pool (and of any other).
+POOLS_YAML = """\
 concurrency:
   pools:
     default_limit: 1
-""" + RUN_MONITORING_YAML
+"""
+
+# Under Celery the ``gpu`` pool has no limit: one worker per GPU, one step at a time each, is what
+# keeps each GPU to one step; a limit of the (shared) instance would hold every GPU but one idle.
+CELERY_POOLS_YAML = """\
+# The gpu pool is unlimited: each GPU's worker runs one step at a time. To hold the cluster to
+# N GPU steps at once: dagster instance concurrency set gpu N
+"""
+
+DAGSTER_YAML = HEADER_YAML + POOLS_YAML + RUN_MONITORING_YAML
 
 
 def dagster_yaml() -> str:
-    """The dagster.yaml a new home gets: SQLite, or Postgres where SPARKLE_POSTGRES_URL is set."""
-    return DAGSTER_YAML + (POSTGRES_STORAGE_YAML if os.environ.get("SPARKLE_POSTGRES_URL", "").strip() else "")
+    """The dagster.yaml a new home gets: SQLite, or Postgres where SPARKLE_POSTGRES_URL is set;
+    the gpu pool limited to one step, except for a Celery cluster (SPARKLE_EXECUTOR=celery)."""
+    celery = os.environ.get("SPARKLE_EXECUTOR", "").strip() == "celery"
+    return (HEADER_YAML + (CELERY_POOLS_YAML if celery else POOLS_YAML) + RUN_MONITORING_YAML
+            + (POSTGRES_STORAGE_YAML if os.environ.get("SPARKLE_POSTGRES_URL", "").strip() else ""))
 
 
 def upgrade_dagster_yaml(config: Path) -> bool:

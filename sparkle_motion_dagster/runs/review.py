@@ -52,6 +52,8 @@ from sparkle_motion_dagster.runs.storage import (
 )
 
 EVENT_TYPE = "finalize_manual_review"
+REVIEW_CHECK = {"asset": "video_final", "name": "approved_by_reviewer"}
+"""The Dagster asset check of the gate, as the service and the control panel name it to run it."""
 REVIEW_STAGE = "review"
 RECORDS_NAME = "reviews.json"
 LOCK_NAME = ".reviews.lock"

@@ -151,6 +151,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
     @router.post("/review")
     def review(body: ReviewBody) -> dict[str, Any]:
         from sparkle_motion_dagster.runs.review import (
+            REVIEW_CHECK,
             NothingToReviewError,
             ReviewRefusedError,
             filming_again,
@@ -170,8 +171,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"run_id": run_id, "record": record, "review": review_state(store, run_id),
-                "launch": {"job": "review_gate", "run_config": {
-                    "ops": {"video_final_approved_by_reviewer": {"config": {"run_id": run_id}}}}}}
+                "launch": {"checks": [REVIEW_CHECK], "partition": run_id}}
 
     @router.post("/regenerate")
     def regenerate(body: RegenerateBody) -> dict[str, Any]:
