@@ -13,7 +13,7 @@ from film_checks import sparkle
 ADAPTER_PREFIXES = ("SCRIPT_AGENT_", "IMAGES_SDXL_", "VIDEOS_WAN_", "TTS_VITS_", "TTS_CHATTERBOX_", "WAV2LIP_")
 EMBEDDED = {"artifact_store": "ArtifactStoreResource", "planner": "TemplatePlanner", "speech": "EspeakSpeech",
             "keyframes": "StoryboardKeyframes", "clips": "AnimaticClips", "assembler": "FfmpegAssembler",
-            "lipsync": "PassthroughLipsync"}
+            "lipsync": "PassthroughLipsync", "step_values": "StepValuesIOManager"}
 HEAVY = ("torch", "diffusers", "transformers", "cv2", "skimage", "duckdb")
 
 # Loads the definitions once per environment (a reload re-reads it) and reports each resource's class and

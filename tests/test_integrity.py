@@ -295,7 +295,7 @@ def test_evacuating_a_film_being_made_is_refused_or_recorded_incomplete(film, tm
     assert copied.code == 0, copied.stderr
     assert f"-> {dest / 'runs' / run_id} (incomplete: missing video_final; it was paused)" in copied.stdout
     assert f"evacuated 1 run(s) to {dest}, 1 of them incomplete ({run_id})" in copied.stdout
-    assert not (dest / "runs" / run_id / "finalize").exists()
+    assert not (dest / "runs" / run_id / "finalize" / "video_final.mp4").exists()
     last = read_events(film.store.root, run_id, "filesystem_artifacts.evacuate")[-1]["payload"]
     assert (last["status"], last["missing_stages"], last["filming"]) == ("incomplete", ["video_final"], "paused")
 

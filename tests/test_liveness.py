@@ -19,6 +19,9 @@ from test_run_life import cli, environment, harbour_plan, poll, run_dir, run_id_
 from sparkle_motion_dagster.orchestration import liveness
 from sparkle_motion_dagster.runs import control
 from sparkle_motion_dagster.runs.storage import ArtifactStore, sha256_file
+from sparkle_motion_dagster.stages import STAGES
+
+FIRST_GPU_STAGE = next(row.key for row in STAGES if row.gpu)
 
 BIN = Path(sys.executable).parent
 
@@ -181,7 +184,7 @@ def test_resume_waiting_for_the_gpu_says_for_what_and_sigterm_ends_it(tmp_path, 
         line = waiting.stderr.readline()
         while "waiting since" not in line and line:
             line = waiting.stderr.readline()
-        assert "for a slot of the gpu pool (for base_images); held by film run_holder" in line, line
+        assert f"for a slot of the gpu pool (for {FIRST_GPU_STAGE}); held by film run_holder" in line, line
         waiting.send_signal(signal.SIGTERM)
         rest = waiting.stderr.read()
         assert waiting.wait() == 128 + signal.SIGTERM

@@ -42,7 +42,8 @@ def test_seed_sample_becomes_a_film(store, instance, sample_envelope):
     # In process each rendering stage renders every item in one step (side by side), between its
     # groups and manifest steps: the graph every executor has.
     starts = instance.get_records_for_run(result.dagster_run_id, of_type=dg.DagsterEventType.STEP_START).records
-    clip_steps = sorted(r.event_log_entry.step_key for r in starts if r.event_log_entry.step_key.startswith("video_clips"))
+    clip_steps = sorted(r.event_log_entry.step_key for r in starts
+                        if r.event_log_entry.step_key.startswith("video_clips."))  # not its quality check
     assert clip_steps == ["video_clips.video_clips_groups", "video_clips.video_clips_manifest",
                           "video_clips.video_clips_render[shot_001]"]
 

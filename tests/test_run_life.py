@@ -422,7 +422,8 @@ def test_permanent_and_transient_errors():
     assert not is_permanent(FfmpegError("ffmpeg encode of shot_001.mp4 stopped (exit status 1; ...)"))
     assert not is_permanent(OSError("Input/output error"))
     assert not is_permanent(json.JSONDecodeError("cut short", "{", 1))
-    assert not is_permanent(RuntimeError("CUDA out of memory"))
+    # Out of GPU memory is never retried as it is: the adapters step down a placement themselves.
+    assert is_permanent(RuntimeError("CUDA out of memory"))
 
 
 @pytest.mark.slow
@@ -432,6 +433,12 @@ def test_a_deterministic_ffmpeg_refusal_fails_after_one_attempt(tmp_path, monkey
     clip = run_dir(state, run_id) / "video_clips" / "shot_001.mp4"
     with FrameEncoder(clip, width=160, height=90, fps=24):
         pass  # a clip with no frames: ffmpeg's concat refuses it
+    # Recorded as what the clip model made (a clip damaged afterwards would be rendered again).
+    from sparkle_motion_dagster.runs import integrity
+
+    sidecar = integrity.sidecar_path(clip)
+    integrity.atomic_write_json(sidecar, {**json.loads(sidecar.read_text()),
+                                          integrity.FILE_KEY: integrity.file_record(clip)})
     rerun = cli(state, "rerun", run_id, "--from", "video_raw_concat")
     assert rerun.returncode == 1 and "matches no streams" in rerun.stderr, rerun.stderr
     assert "up for retry" not in rerun.stdout + rerun.stderr

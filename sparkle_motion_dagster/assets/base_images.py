@@ -71,8 +71,10 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
     def render(item: Item):
         seed = item.inputs["seed"]
         references = tuple(reference_of(portraits[c]) for c in cast[item.id])
+        # Only a keyframe with characters passes them: a renderer written before references still draws the rest.
+        drawn_from = {"references": references} if references else {}
         picture = keyframes.render(item.request.prompt, seed=seed, width=width, height=height,
-                                   label=f"{item.id} · seed {seed}", references=references)
+                                   label=f"{item.id} · seed {seed}", **drawn_from)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
         atomic_write_bytes(item.path, buffer.getvalue())

@@ -191,7 +191,8 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as
         # An unconfigured video model is reported as a warning instead of refused.
         run_id = run_id or submit_new_run(instance, defs, store, source, check_backend=False)
         click.echo(f"run_id: {run_id} (dry run)")
-        status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=dry_run_config(budget))
+        status = film(instance, defs, store, run_id, stages=["movie_plan"], run_config=dry_run_config(budget),
+                      job_name="plan_dry_run")  # plan intake only: no quality checks, nothing else written
     if as_json:
         report_path = stage_file(store, run_id, "movie_plan", "plan_validation.json")
         if report_path.exists():

@@ -6,6 +6,8 @@ ERROR and what depends on the stage does not run; with ``1`` (the default) it is
 the film goes on.
 """
 
+import warnings
+
 import dagster as dg
 
 from sparkle_motion_dagster.film.quality import CHECKS, evaluate
@@ -40,8 +42,11 @@ def _build(asset: str, name: str, doc: str) -> dg.AssetChecksDefinition:
     return quality_check
 
 
-QA_CHECKS: list[dg.AssetChecksDefinition] = [_build(asset, name, check.__doc__ or "")
-                                             for asset, name, check in CHECKS]
+# A partitioned check is a preview in Dagster 1.13; the warning would print on every command.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    QA_CHECKS: list[dg.AssetChecksDefinition] = [_build(asset, name, check.__doc__ or "")
+                                                 for asset, name, check in CHECKS]
 
 
 def qa_check_keys(assets=None) -> set[dg.AssetCheckKey]:
