@@ -3,10 +3,12 @@ the UI, a sensor, the panel, a Celery cluster), measured where each step ran.
 
 Each one-step stage measures itself in the process that runs it (its time, less any pause, and its
 peak resident and CUDA memory there) and records the figures in its materialization's metadata
-(``step_seconds``, ``peak_rss_bytes``, ``peak_cuda_bytes``). When the film's last stage finishes, it
+(``step_seconds``, ``peak_rss_bytes``, ``peak_cuda_bytes``); a stage rendered in several steps
+(keyframes, clips) adds up its render steps' times and takes the highest of their peaks. When the
+film's last stage finishes, it
 reads the other stages' figures from the Dagster instance and, when every stage of the film ran in
 this Dagster run and rendered every item (nothing reused), adds the film to the history
-(``runs/estimates.py``). Films whose stages ran as several steps each are not recorded this way.
+(``runs/estimates.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ class StepMeasure:
         peak = self.watch.peak()
         return {"step_seconds": round(max(0.0, time.monotonic() - self.started - held_seconds), 4),
                 "peak_rss_bytes": peak["rss"] or 0, "peak_cuda_bytes": peak["cuda"] or 0}
+
+
+def combined(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """One stage's figures from those of its render steps: their times added up, their highest peaks."""
+    if not measured:
+        return {}
+    return {"step_seconds": round(sum(m["step_seconds"] for m in measured), 4),
+            "peak_rss_bytes": max(m["peak_rss_bytes"] for m in measured),
+            "peak_cuda_bytes": max(m["peak_cuda_bytes"] for m in measured)}
 
 
 def _latest(instance: dg.DagsterInstance, key: str, run_id: str):

@@ -28,6 +28,7 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
+from sparkle_motion_dagster.assets import film_history
 from sparkle_motion_dagster.assets.stage import QUEUE_TAG, RENDER_RETRY, gpu_pool, queue_tags, stage_run
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.partitions import run_partitions
@@ -103,6 +104,7 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
     def render(context: dg.OpExecutionContext, config: config_class, group: list) -> dict:
         """Render (or reuse) one group's items; each is in the catalog as soon as it exists."""
         with stage_run(context, context.resources.artifact_store, key, items=group) as stage:
+            measure = film_history.StepMeasure()  # what rendering this group cost, for the history
             done = work(stage, config, *(getattr(context.resources, name) for name in resources))
             wanted = set(group)
             results = render_items([i for i in done.items if i.id in wanted], done.render, force=config.force,
@@ -115,7 +117,7 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             # without opening the file again.
             extras = {r.item.id: r.extra for r in results if r.rendered and isinstance(r.extra, str)}
             return {"rendered": rendered, "items": list(group), "published": stage.published,
-                    "rerendered": rerendered(results), "extras": extras}
+                    "rerendered": rerendered(results), "extras": extras, "measured": measure.metadata()}
 
     @dg.op(name=f"{key}_manifest", out=dg.Out(dg.Nothing, io_manager_key=STEP_VALUES), tags=CPU_TAGS,
            retry_policy=RENDER_RETRY, required_resource_keys=needs)
@@ -129,11 +131,14 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
             stage.published = sum(tally["published"] for tally in tallies)
             results = render_items(done.items, _rendered_by_its_step)  # every item exists by now: all reused
             extras = {item: extra for tally in tallies for item, extra in tally.get("extras", {}).items()}
+            # Its render steps kept their files' provenance records: the stage's summary lists them all.
+            stage.records.extend(_stored_records(stage, [result.item.path for result in results]))
             for result in results:
                 result.rendered = result.item.id in rendered
                 result.problem = problems.get(result.item.id)
                 result.extra = extras.get(result.item.id)
-            context.add_output_metadata(done.finish(results))
+            context.add_output_metadata({**done.finish(results), **film_history.combined(
+                [tally["measured"] for tally in tallies if tally.get("measured")])})
 
     @dg.config_mapping(config_schema=config_class.to_fields_dict())
     def stage_config(values: dict) -> dict:
@@ -149,3 +154,17 @@ def shot_steps_asset(key: str, *, work: Callable[..., StageWork], item_ids: Call
     return dg.graph_asset(name=key, partitions_def=run_partitions, group_name="film", ins={
         dep: dg.AssetIn(dep, dagster_type=dg.Nothing) for dep in row.deps}, kinds=kinds,
         description=description, config=stage_config)(compose)
+
+
+def _stored_records(stage, paths) -> list[dict]:
+    """The provenance records the render steps wrote for these files (those that exist)."""
+    import json
+
+    from sparkle_motion_dagster.runs.provenance import record_path
+
+    records = []
+    for path in paths:
+        record = record_path(stage.store, stage.run_id, stage.stage, path)
+        if record.exists():
+            records.append(json.loads(record.read_text(encoding="utf-8")))
+    return records
