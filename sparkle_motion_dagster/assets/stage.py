@@ -262,12 +262,15 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
     ``items``: a step that renders only these items (it clears only their temporary files)."""
     store = artifact_store.store()
     run_id = context.partition_key
+    marked = False
     try:
         expected = context.run.tags.get(CLUSTER_TAG)
         if expected:
             check_step_view(store.root, expected)
         liveness.tag_run_process(context.instance, context.run)
-        control.mark_active(store, run_id)
+        # A step of a run no runner of ours started (the UI, a sensor, a worker) says it films the run
+        # while it runs, and no longer once it ends: its process may outlive the run for a moment.
+        marked = control.mark_active(store, run_id)
         if gate:
             _pass_gate(context, store, run_id, key)
         measure = film_history.StepMeasure()
@@ -286,3 +289,6 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         if failure is exc:
             raise
         raise failure from None
+    finally:
+        if marked:
+            control.clear_active(store, run_id)

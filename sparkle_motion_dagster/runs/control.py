@@ -215,13 +215,15 @@ def _own_active_file(store: ArtifactStore, run_id: str) -> Path:
     return _active_dir(store, run_id) / f"{socket.gethostname()}-{os.getpid()}.json"
 
 
-def mark_active(store: ArtifactStore, run_id: str) -> None:
+def mark_active(store: ArtifactStore, run_id: str) -> bool:
     """Record that this process is filming the run (the runner before it starts, every stage as it
-    starts: a run launched from the UI or a sensor is seen too). Left behind by a process that
-    dies; :func:`is_running` ignores those."""
+    starts: a run launched from the UI or a sensor is seen too); whether this call made the record
+    (its maker clears it). Left behind by a process that dies; :func:`is_running` ignores those."""
     path = _own_active_file(store, run_id)
-    if not path.exists():
-        atomic_write_json(path, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()})
+    if path.exists():
+        return False
+    atomic_write_json(path, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()})
+    return True
 
 
 def clear_active(store: ArtifactStore, run_id: str) -> None:
