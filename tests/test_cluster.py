@@ -203,6 +203,7 @@ def test_a_gpu_worker_killed_mid_clips_leaves_the_film_to_the_other(cluster, tmp
     assert len(list(clips.glob("shot_*.mp4"))) == 4
     assert not [p for p in (cluster.artifacts / "runs" / run_id).rglob(f"*{TEMP_MARKER}*")]
     status = cluster.status(run_id)
-    renders = [s for s in status["stages"][3]["steps"] if "video_clips_render[" in s["step"]]
+    clips_stage = next(stage for stage in status["stages"] if stage["asset"] == "video_clips")
+    renders = [s for s in clips_stage["steps"] if "video_clips_render[" in s["step"]]
     survivor = next(name for name in GPU_WORKERS if name != victim.name)
     assert {s["worker"].split("@")[0] for s in renders if s["outcome"] == "succeeded"} >= {survivor}
