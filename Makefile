@@ -51,7 +51,7 @@ $(VENV)/.models-installed: $(VENV)/.core-installed
 # cores well; the few that time films run afterwards, alone.
 test: $(VENV)/.test-installed
 	@$(COMPILE)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile -m 'not alone'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile -m 'not alone' --durations=30
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra -m alone
 
 # Rewrite tests/snapshots/definitions.json (assets, deps, jobs, sensors, checks, resource keys) from the

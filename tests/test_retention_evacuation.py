@@ -27,13 +27,13 @@ from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster
 from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention, read_log
 from sparkle_motion_dagster.runs.run_files import submit_request
 from sparkle_motion_dagster.runs.storage import (
-from sparkle_motion_dagster.stages import STAGE_KEYS
     ArtifactStore,
     UnknownRunError,
     atomic_write_json,
     new_run_id,
     sha256_file,
 )
+from sparkle_motion_dagster.stages import STAGE_KEYS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 
