@@ -270,7 +270,7 @@ def main() -> int:
     if args.out:
         out = Path(args.out)
     else:
-        from sparkle_motion_dagster.runs.locations import artifacts_root
+        from sparkle_motion_dagster.store.locations import artifacts_root
 
         out = Path(artifacts_root()) / "estimates" / "gpu_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,14 +33,14 @@ def main() -> None:
         os.environ["SPARKLE_STATE_DIR"] = str(Path(tmp) / "state")
         os.environ.pop("DAGSTER_HOME", None)
         os.environ.pop("ARTIFACTS_FS_ROOT", None)
-        from sparkle_motion_dagster.runs.locations import ensure_dagster_home
+        from sparkle_motion_dagster.store.locations import ensure_dagster_home
 
         ensure_dagster_home()
         import dagster as dg
 
         from sparkle_motion_dagster.definitions import defs
         from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
-        from sparkle_motion_dagster.runs.regenerate import plan_regeneration
+        from sparkle_motion_dagster.lifecycle.regenerate import plan_regeneration
 
         instance = dg.DagsterInstance.get()
         store = defs.resources["artifact_store"].store()

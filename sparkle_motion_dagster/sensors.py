@@ -19,10 +19,10 @@ from sparkle_motion_dagster.film.plan import PlanValidationError, parse_plan_doc
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs import inbox
-from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.shown import one_line
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.lifecycle import inbox
+from sparkle_motion_dagster.store.run_files import submit_request
+from sparkle_motion_dagster.lifecycle.shown import one_line
+from sparkle_motion_dagster.store.storage import ArtifactStore
 
 DEFAULT_BATCH = 5
 MAX_LOGGED_CHARS = 2000  # the full reasons are in the error file beside the rejected one

@@ -48,7 +48,7 @@ class Stage:
     resource: str = ""
     """The resource key whose adapter does its work (what provenance and estimates describe)."""
     work_unit: str = "run"
-    """What its cost is counted in for estimates (see ``runs/estimates.py``: ``plan_units``)."""
+    """What its cost is counted in for estimates (see ``insight/estimates.py``: ``plan_units``)."""
     cost_grows_with_pixels: bool = False
     """Whether that cost grows with the frame's pixels as well."""
     manifest: str = ""

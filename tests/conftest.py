@@ -33,7 +33,7 @@ def isolated_state(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """An artifact store in the test's own folder (and ARTIFACTS_FS_ROOT pointing at it)."""
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     monkeypatch.setenv("ARTIFACTS_FS_ROOT", str(tmp_path / "artifacts"))
     return ArtifactStore(tmp_path / "artifacts")

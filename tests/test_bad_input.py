@@ -194,8 +194,8 @@ def inbox(tmp_path, monkeypatch):
 def test_a_drop_sharing_a_run_id_with_another_plan_is_filmed_under_a_new_id(inbox, instance, tmp_path):
     import hashlib
 
-    from sparkle_motion_dagster.runs.run_files import submit_request
-    from sparkle_motion_dagster.runs.storage import ArtifactStore, check_run_id
+    from sparkle_motion_dagster.store.run_files import submit_request
+    from sparkle_motion_dagster.store.storage import ArtifactStore, check_run_id
 
     store = ArtifactStore(tmp_path / "artifacts")
     fresh = json.dumps({**two_shot_plan("A fresh plan."), "preview": True})
@@ -319,7 +319,7 @@ def test_damaged_inputs_fail_at_once_naming_the_file(tmp_path, monkeypatch):
     # A truncated keyframe that its record says is what the renderer made (a model that wrote a broken
     # PNG; a keyframe damaged after the fact no longer matches its record and is simply rendered
     # again): the clips stage fails once, naming the file.
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     keyframe = run / "base_images" / "frame_001.png"
     good = keyframe.read_bytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparkle_motion_dagster.runs.catalog import (
+from sparkle_motion_dagster.insight.catalog import (
     ArtifactRecord,
     Catalog,
     CatalogBusyError,
@@ -23,7 +23,7 @@ from sparkle_motion_dagster.runs.catalog import (
     describe_file,
     infer_artifact_type,
 )
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, UnsafeIdError
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, UnsafeIdError
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "run_9c29599b"
@@ -205,7 +205,7 @@ def test_spool_temporaries_of_killed_writers_are_removed_by_rebuild_and_the_next
 
     # A killed film's next run (a new process) clears them with its first record, before any reader.
     stale = temporary(_gone_pid())
-    script = ("import sys; from sparkle_motion_dagster.runs.catalog import Catalog; "
+    script = ("import sys; from sparkle_motion_dagster.insight.catalog import Catalog; "
               "Catalog(sys.argv[1]).record({'run_id': sys.argv[2], 'stage': 'x', 'local_path': '/tmp/b.png'})")
     subprocess.run([sys.executable, "-c", script, str(tmp_path), RUN], check=True, cwd=tmp_path)
     assert not stale.exists()
@@ -314,7 +314,7 @@ def test_artifacts_payload_shape(tmp_path):
 WRITER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
     root, run_id, writer, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     catalog = Catalog(root)
     while not go.exists():
@@ -337,7 +337,7 @@ WRITER = textwrap.dedent("""
 READER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.runs.catalog import Catalog, artifacts_payload
+    from sparkle_motion_dagster.insight.catalog import Catalog, artifacts_payload
     root, runs, go, done = sys.argv[1], sys.argv[2].split(","), Path(sys.argv[3]), Path(sys.argv[4])
     catalog = Catalog(root)
     while not go.exists():

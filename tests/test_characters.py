@@ -132,7 +132,7 @@ def test_a_keyframes_provenance_lists_the_portraits_it_used(two_films):
     _, red = runs["red"]
     record = json.loads((red / ".provenance" / "base_images" / "frame_003.png.json").read_text())
     portrait = red / "character_refs" / "bo.png"
-    from sparkle_motion_dagster.runs.storage import sha256_file
+    from sparkle_motion_dagster.store.storage import sha256_file
 
     assert {"path": "character_refs/bo.png", "sha256": sha256_file(portrait)} in record["inputs"]
     assert [r["character_id"] for r in record["settings"]["references"]] == ["bo"]
@@ -180,7 +180,7 @@ def test_bad_reference_images_are_refused_naming_the_field(tmp_path, monkeypatch
     assert "characters[0].reference_image: no such file" in missing.stdout + missing.stderr
     # A path that is not beside the plan file is an artifact path, and must stay under the artifact root
     from sparkle_motion_dagster.film.characters import reference_file
-    from sparkle_motion_dagster.runs.storage import UnsafeIdError
+    from sparkle_motion_dagster.store.storage import UnsafeIdError
 
     with pytest.raises(UnsafeIdError, match="characters\\[0\\].reference_image: '../outside.png' leaves the artifact root"):
         reference_file("../outside.png", artifact_root=tmp_path / "state" / "artifacts",

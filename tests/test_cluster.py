@@ -13,7 +13,7 @@ from cluster_services import Worker, missing_programs, postgres_server, redis_se
 from film_checks import ffmpeg, frame_md5s, identity, small_plan
 from helpers import dagster_dev, wait_for
 
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER
+from sparkle_motion_dagster.store.storage import TEMP_MARKER
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing_programs() is not None,
                                                    reason=f"cluster tests: {missing_programs()}")]

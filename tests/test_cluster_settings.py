@@ -22,7 +22,7 @@ from sparkle_motion_dagster.cluster.identity import (
 from sparkle_motion_dagster.cluster.settings import ClusterSettings, redact
 from sparkle_motion_dagster.cluster.worker import parse_queues, worker_argv
 from sparkle_motion_dagster.resources.settings import SettingsError
-from sparkle_motion_dagster.runs.locations import ensure_dagster_home, upgrade_dagster_yaml
+from sparkle_motion_dagster.store.locations import ensure_dagster_home, upgrade_dagster_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = "postgresql+psycopg2://films:secret@db.studio:5432/dagster"
@@ -95,7 +95,7 @@ def test_a_render_step_takes_every_item_in_process_and_a_group_where_steps_run_a
 
 
 def test_a_celery_clusters_home_leaves_the_gpu_pool_unlimited(monkeypatch):
-    from sparkle_motion_dagster.runs.locations import dagster_yaml
+    from sparkle_motion_dagster.store.locations import dagster_yaml
 
     monkeypatch.setenv("SPARKLE_EXECUTOR", "in_process")
     assert "default_limit: 1" in dagster_yaml()

@@ -81,7 +81,7 @@ WAN = {"backend": "wan-2.1", "device": "cuda-bf16", "steps": 40, "settings": {"g
 
 
 def test_without_history_a_real_model_is_estimated_from_published_figures_and_says_so():
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     plan = _plan(16, 81 / 16, 832, 480)  # one 81-frame generation at 480p, as the figure was measured
     result = estimates.estimate(plan, {"video_clips": WAN}, [], free=lambda device: None)
@@ -110,7 +110,7 @@ def test_a_configured_model_without_history_is_estimated_from_its_published_figu
     from test_provenance import _tiny_sdxl_folder
 
     from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     sdxl = SdxlKeyframes(model=str(_tiny_sdxl_folder(tmp_path / "sdxl")), device="cpu", steps=15)
     result = estimates.estimate_for_run(tmp_path / "artifacts", _plan(24, 2.0, 1024, 512), {"keyframes": sdxl})
@@ -122,7 +122,7 @@ def test_a_configured_model_without_history_is_estimated_from_its_published_figu
 
 
 def test_without_configs_a_published_peak_warns_and_never_suggests_the_preset_already_set(monkeypatch):
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     plan = _plan(16, 81 / 16, 832, 480)
     asked = []
@@ -167,7 +167,7 @@ def report_a_card(monkeypatch, gib: int, name: str = "NVIDIA L4"):
 def test_the_peak_follows_the_placement_and_a_warning_never_suggests_what_is_set(tmp_path, monkeypatch, wan14b):
     pytest.importorskip("diffusers")
     from sparkle_motion_dagster.resources.clips.wan import WanClips
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     report_a_card(monkeypatch, 24)
     plan = _plan(16, 81 / 16, 1280, 720)
@@ -190,7 +190,7 @@ def test_the_peak_follows_the_placement_and_a_warning_never_suggests_what_is_set
 def test_a_first_last_frame_model_is_estimated_with_its_guide_generations(tmp_path, monkeypatch, wan14b):
     pytest.importorskip("diffusers")
     from sparkle_motion_dagster.resources.clips.wan import WanClips, segment_lengths
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     plan = _plan(16, 10.0, 832, 480)  # one 10 s shot: two chained generations
     lengths = segment_lengths(160, 16, 16, 81)
@@ -215,7 +215,7 @@ def test_a_preflight_answers_for_a_card_this_machine_does_not_have(tmp_path, wan
     assert set(t4["stages"]) == set(report["estimate"]["stages"])
 
     from sparkle_motion_dagster.cli.filming import _for_card
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     store = ArtifactStore(tmp_path / "state" / "artifacts")
     h100 = _for_card(store, report["run_id"], report, "h100", None)["estimate"]["gpu"]
@@ -225,7 +225,7 @@ def test_a_preflight_answers_for_a_card_this_machine_does_not_have(tmp_path, wan
 
 
 def test_time_left_counts_the_stages_still_to_come():
-    from sparkle_motion_dagster.runs.estimates import time_left
+    from sparkle_motion_dagster.insight.estimates import time_left
 
     estimate = {"overhead_seconds": 6.0, "stages": {"movie_plan": {"seconds": 1.0}, "base_images": {"seconds": 10.0},
                                                     "video_clips": {"seconds": 30.0}}}
@@ -235,7 +235,7 @@ def test_time_left_counts_the_stages_still_to_come():
 
 
 def test_history_at_other_sizes_fits_how_time_grows_with_pixels():
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     def film(width, height, frames):  # clips whose time grows with the square root of the pixels
         seconds = 0.2 + 1e-4 * frames * (width * height) ** 0.5
@@ -253,7 +253,7 @@ def test_history_at_other_sizes_fits_how_time_grows_with_pixels():
 def test_figures_measured_by_the_gpu_benchmark_replace_published_ones(tmp_path, monkeypatch, wan14b):
     pytest.importorskip("diffusers")
     from sparkle_motion_dagster.resources.clips.wan import WanClips
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     report_a_card(monkeypatch, 80, name="NVIDIA H100 80GB HBM3")
     root = tmp_path / "artifacts"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkle_motion_dagster.runs.events import events_path, read_events, write_event
-from sparkle_motion_dagster.runs.storage import UnsafeIdError
+from sparkle_motion_dagster.lifecycle.events import events_path, read_events, write_event
+from sparkle_motion_dagster.store.storage import UnsafeIdError
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "run_9c29599b"
@@ -58,7 +58,7 @@ def test_a_torn_last_line_is_skipped_and_not_glued_to(tmp_path):
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.lifecycle.events import write_event
     root, run_id, writer, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     while not go.exists():
         time.sleep(0.005)
@@ -72,7 +72,7 @@ WRITER = textwrap.dedent("""
 READER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from sparkle_motion_dagster.runs.events import read_events
+    from sparkle_motion_dagster.lifecycle.events import read_events
     root, run_id, go, done = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
     while not go.exists():
         time.sleep(0.005)

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from sparkle_motion_dagster.cli import installation
 from sparkle_motion_dagster.film.plan import parse_plan_document
 from sparkle_motion_dagster.resources.planning.template import template_plan
-from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
-from sparkle_motion_dagster.runs.regenerate import plan_regeneration
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
+from sparkle_motion_dagster.lifecycle.overrides import read_overrides, seed_override
+from sparkle_motion_dagster.lifecycle.regenerate import plan_regeneration
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sparkle_motion_dagster" / "samples"

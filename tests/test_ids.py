@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sparkle_motion_dagster.film.plan import id_problem
-from sparkle_motion_dagster.runs.storage import RUN_ID_PATTERN, ArtifactStore, UnsafeIdError, check_id, check_run_id
+from sparkle_motion_dagster.store.storage import RUN_ID_PATTERN, ArtifactStore, UnsafeIdError, check_id, check_run_id
 from sparkle_motion_dagster.service.app import create_app
 
 

@@ -16,8 +16,8 @@ from film_checks import audio_seconds, frame_md5s, identity, latest_metadata, sm
 
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run
-from sparkle_motion_dagster.runs import integrity
-from sparkle_motion_dagster.runs.storage import atomic_write_bytes
+from sparkle_motion_dagster.store import integrity
+from sparkle_motion_dagster.store.storage import atomic_write_bytes
 from sparkle_motion_dagster.stages import STAGE_KEYS
 
 pytestmark = pytest.mark.slow
@@ -173,7 +173,7 @@ def test_the_master_is_checked_before_it_is_published(film):
 def test_a_short_clip_is_cataloged_at_its_real_length_and_no_master_is_made_from_it(film, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
 
     # A clip model that hands back half the frames it was asked for.
     renderer = type(defs.resources["clips"])
@@ -226,7 +226,7 @@ def test_an_unchanged_file_is_not_hashed_again(tmp_path, monkeypatch):
 
 
 def test_an_approval_binds_to_the_video_the_reviewer_watched(film):
-    from sparkle_motion_dagster.runs import control
+    from sparkle_motion_dagster.lifecycle import control
 
     current = sha256(film.final)
     stale = hashlib.sha256(b"the final before a regenerate").hexdigest()
@@ -271,8 +271,8 @@ def test_an_approval_binds_to_the_video_the_reviewer_watched(film):
 
 
 def test_evacuating_a_film_being_made_is_refused_or_recorded_incomplete(film, tmp_path):
-    from sparkle_motion_dagster.runs import control
-    from sparkle_motion_dagster.runs.events import read_events
+    from sparkle_motion_dagster.lifecycle import control
+    from sparkle_motion_dagster.lifecycle.events import read_events
 
     # A second film of the plan, paused before its final cut.
     plan = small_plan(tmp_path, shots=SHOTS, seconds=SECONDS, fps=FPS)

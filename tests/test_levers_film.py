@@ -21,7 +21,7 @@ from sparkle_motion_dagster.dev.tiny_models import build_tiny_lora, build_tiny_w
 from sparkle_motion_dagster.media.ffmpeg import count_video_frames  # noqa: E402
 from sparkle_motion_dagster.orchestration.runner import submit_run  # noqa: E402
 from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json, sha256_file  # noqa: E402
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json, sha256_file  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 SHOTS = ("shot_001", "shot_002")

@@ -17,8 +17,8 @@ from helpers import dagster_dev, wait_for
 from test_run_life import cli, environment, harbour_plan, poll, run_dir, run_id_in
 
 from sparkle_motion_dagster.orchestration import liveness
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.storage import ArtifactStore, sha256_file
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.store.storage import ArtifactStore, sha256_file
 from sparkle_motion_dagster.stages import STAGES
 
 FIRST_GPU_STAGE = next(row.key for row in STAGES if row.gpu)

@@ -18,7 +18,7 @@ from sparkle_motion_dagster.media.ffmpeg import (
     run_ffmpeg,
 )
 from sparkle_motion_dagster.media.wav import wav_bytes
-from sparkle_motion_dagster.runs.catalog import describe_file
+from sparkle_motion_dagster.insight.catalog import describe_file
 
 WIDTH, HEIGHT, FPS, FRAMES = 96, 64, 12.0, 18
 

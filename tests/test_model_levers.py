@@ -23,8 +23,8 @@ from sparkle_motion_dagster.film.plan import PlanValidationError, validate_plan 
 from sparkle_motion_dagster.resources.clips import ClipRequest, wan  # noqa: E402
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips  # noqa: E402
 from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
-from sparkle_motion_dagster.runs.provenance import model_provenance  # noqa: E402
-from sparkle_motion_dagster.runs.storage import sha256_file  # noqa: E402
+from sparkle_motion_dagster.insight.provenance import model_provenance  # noqa: E402
+from sparkle_motion_dagster.store.storage import sha256_file  # noqa: E402
 
 SIZE = 32
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -230,7 +230,7 @@ def test_the_dry_run_counts_generations_and_frames_as_the_render_makes_them(mode
 
 
 def test_the_estimate_scales_with_the_runs_steps(models, sample_plan):
-    from sparkle_motion_dagster.runs.estimates import backends_of, estimate
+    from sparkle_motion_dagster.insight.estimates import backends_of, estimate
 
     plan = validate_plan(plan_with(sample_plan, model_id="wan-2.1"))
     seconds = {}

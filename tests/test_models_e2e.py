@@ -20,8 +20,8 @@ from sparkle_motion_dagster.resources.clips.wan import WanClips  # noqa: E402
 from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes  # noqa: E402
 from sparkle_motion_dagster.resources.lipsync.wav2lip import Wav2LipLipsync  # noqa: E402
 from sparkle_motion_dagster.resources.speech.vits import VitsSpeech  # noqa: E402
-from sparkle_motion_dagster.runs.catalog import Catalog  # noqa: E402
-from sparkle_motion_dagster.runs.storage import ArtifactStore  # noqa: E402
+from sparkle_motion_dagster.insight.catalog import Catalog  # noqa: E402
+from sparkle_motion_dagster.store.storage import ArtifactStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -246,7 +246,7 @@ def test_a_valid_inline_edit_is_sent_as_a_new_run_in_dry_mode(loaded, services):
     assert run_id, panel.responses.value
     status = until(panel, ended)
     assert status["status"] == "planned" and status["title"] == "Lantern and Fox, edited", status["detail"]
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     request = json.loads(ArtifactStore(services.state / "artifacts").request_path(run_id).read_text())
     assert request["source"] == "panel:inline" and request["document"]["validated_plan"]["title"].endswith("edited")

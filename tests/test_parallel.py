@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from sparkle_motion_dagster.runs.parallel import results_in_order
+from sparkle_motion_dagster.store.parallel import results_in_order
 
 
 def test_results_come_in_job_order_and_jobs_overlap():

@@ -11,8 +11,8 @@ from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.film.intake import ModelNotConfiguredError
 from sparkle_motion_dagster.media.ffmpeg import count_video_frames, decoded_audio_seconds, probe
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
-from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.storage import sha256_file
+from sparkle_motion_dagster.store.run_files import submit_request
+from sparkle_motion_dagster.store.storage import sha256_file
 from sparkle_motion_dagster.stages import STAGE_KEYS
 
 pytestmark = pytest.mark.slow

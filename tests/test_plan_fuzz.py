@@ -23,8 +23,8 @@ from sparkle_motion_dagster.film.plan import (
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.media.ffmpeg import count_video_frames
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
-from sparkle_motion_dagster.runs.run_files import image_seed
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.run_files import image_seed
+from sparkle_motion_dagster.store.storage import ArtifactStore
 
 MUTABLE_PATHS = [
     ("title",), ("metadata",), ("metadata", "extra"), ("characters", 0, "id"), ("characters", 1),

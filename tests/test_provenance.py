@@ -40,7 +40,7 @@ def test_every_file_of_a_film_has_a_record_and_the_final_cut_reaches_every_input
     payload = json.loads(cli("provenance", run_id, "--json", cwd=tmp_path))
     assert payload["run_id"] == run_id
     records = {r["path"]: r for r in payload["records"]}
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
 
     artifacts = Catalog(tmp_path / "state" / "artifacts").artifacts(run_id)
     assert len(artifacts) >= 20
@@ -105,14 +105,14 @@ def _tiny_sdxl_folder(folder: Path) -> Path:
 
 def test_weights_digest_follows_the_weights_not_the_folder_name(tmp_path, isolated_state, monkeypatch):
     pytest.importorskip("diffusers")  # the models extra: the SDXL adapter resolves its folder with it
-    from sparkle_motion_dagster.runs import provenance
+    from sparkle_motion_dagster.insight import provenance
 
     monkeypatch.setattr(provenance, "REMEMBERED_BYTES", 1)  # remember even these small weights on disk
     import numpy as np
     from safetensors.numpy import save_file
 
     from sparkle_motion_dagster.resources.keyframes.sdxl import SdxlKeyframes
-    from sparkle_motion_dagster.runs.provenance import weights_digest
+    from sparkle_motion_dagster.insight.provenance import weights_digest
 
     folder = _tiny_sdxl_folder(tmp_path / "sdxl")
     described = SdxlKeyframes(model=str(folder), device="cpu").provenance()

@@ -39,7 +39,7 @@ def copied_film(good_film, tmp_path, monkeypatch):
     use_state(monkeypatch, copy)
     monkeypatch.delenv("QA_AUTOMATION_REMOVED", raising=False)
     monkeypatch.delenv("SPARKLE_LOUDNESS_LUFS", raising=False)
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     return ArtifactStore(copy / "artifacts"), run_id
 
@@ -66,7 +66,7 @@ def reencode(clip: Path, video_filter: str) -> None:
 def as_rendered(item: Path) -> None:
     """Record ``item`` as the file its stage made (a model that returned a bad clip), so that it is
     reused as it is instead of being rendered again for not matching its record."""
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     sidecar = integrity.sidecar_path(item)
     record = json.loads(sidecar.read_text())
@@ -280,7 +280,7 @@ def test_a_failed_clip_check_blocks_assembly_only_when_checks_are_blocking(copie
     result = sparkle("rerun", run_id, "--from", "video_raw_concat")
     report = json.loads((run_folder(store, run_id) / "finalize" / "qa_report.json").read_text())
     assert "video_clips/clips_sound" in report["failed"]
-    from sparkle_motion_dagster.runs.review import record_review, review_state
+    from sparkle_motion_dagster.lifecycle.review import record_review, review_state
 
     if removed == "0":
         assert result.code == 1

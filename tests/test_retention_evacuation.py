@@ -19,14 +19,14 @@ from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, RUN_TAG, film_run, submit_run
 from sparkle_motion_dagster.orchestration.status import catalog_missing_stages, film_status
-from sparkle_motion_dagster.runs import retention
-from sparkle_motion_dagster.runs.catalog import Catalog
-from sparkle_motion_dagster.runs.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
-from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention, read_log
-from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.lifecycle import retention
+from sparkle_motion_dagster.insight.catalog import Catalog
+from sparkle_motion_dagster.lifecycle.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
+from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+from sparkle_motion_dagster.store.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.lifecycle.retention import apply_retention, parse_age, plan_retention, read_log
+from sparkle_motion_dagster.store.run_files import submit_request
+from sparkle_motion_dagster.store.storage import (
     ArtifactStore,
     UnknownRunError,
     atomic_write_json,

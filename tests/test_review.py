@@ -13,11 +13,11 @@ from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.orchestration.status import film_status
-from sparkle_motion_dagster.runs.catalog import Catalog
-from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.runs.review import (
+from sparkle_motion_dagster.insight.catalog import Catalog
+from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+from sparkle_motion_dagster.store.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.insight.qa import qa_flags
+from sparkle_motion_dagster.lifecycle.review import (
     NothingToReviewError,
     latest_review,
     record_review,
@@ -25,7 +25,7 @@ from sparkle_motion_dagster.runs.review import (
     reviews,
     safe_file_name,
 )
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, UnsafeIdError, atomic_write_bytes
+from sparkle_motion_dagster.store.storage import ArtifactStore, UnknownRunError, UnsafeIdError, atomic_write_bytes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"
 RUN = "run_0a1b2c3d"

@@ -9,8 +9,8 @@ from helpers import wait_for
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, run_review_gate, submit_run
 from sparkle_motion_dagster.resources.clips.animatic import AnimaticClips
-from sparkle_motion_dagster.runs.review import record_review
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.lifecycle.review import record_review
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.stages import stage_of_step
 
 pytestmark = pytest.mark.slow
@@ -168,7 +168,7 @@ class CatalogWatchingClips(AnimaticClips):
     def render(self, request, out_path):
         from pathlib import Path
 
-        from sparkle_motion_dagster.runs.catalog import Catalog
+        from sparkle_motion_dagster.insight.catalog import Catalog
 
         run_id = Path(out_path).parent.parent.name
         listed = [Path(e["local_path"]).name for e in Catalog(self.root).artifacts(run_id, stage="video_clips")]
@@ -217,7 +217,7 @@ def test_the_video_model_is_freed_when_the_next_gpu_stage_starts(store, instance
         if last_stage == "video_final":  # the lip-sync stage wants the GPU: the Wan model is gone
             assert held is None
             # each clip's memory plan is in its provenance record and in the stage's metadata
-            from sparkle_motion_dagster.runs import provenance
+            from sparkle_motion_dagster.insight import provenance
 
             clip = store.stage_dir(run_id, "video_clips") / "shot_001.mp4"
             record = json.loads(provenance.record_path(store, run_id, "video_clips", clip).read_text())
@@ -233,7 +233,7 @@ def test_the_video_model_is_freed_when_the_next_gpu_stage_starts(store, instance
 
 def test_a_film_launched_without_the_cli_adds_its_stage_times_to_the_history(store, instance, sample_plan):
     from sparkle_motion_dagster import stages
-    from sparkle_motion_dagster.runs import estimates
+    from sparkle_motion_dagster.insight import estimates
 
     run_id = submit(store, instance, short_plan(sample_plan))
     # as the webserver, a sensor or a Celery cluster launch it: the job itself, no CLI runner around it

@@ -12,9 +12,9 @@ import pytest
 from helpers import wait_for
 
 from sparkle_motion_dagster.media.ffmpeg import run_ffmpeg
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.events import read_events
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, sha256_file
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.lifecycle.events import read_events
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, sha256_file
 
 pytestmark = pytest.mark.slow
 

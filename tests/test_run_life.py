@@ -20,10 +20,10 @@ from helpers import wait_for
 from sparkle_motion_dagster.assets.stage import is_permanent
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, FrameEncoder, run_ffmpeg
 from sparkle_motion_dagster.orchestration.status import film_status
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.events import read_events
-from sparkle_motion_dagster.runs.locations import DAGSTER_YAML, upgrade_dagster_yaml
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.lifecycle.events import read_events
+from sparkle_motion_dagster.store.locations import DAGSTER_YAML, upgrade_dagster_yaml
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore
 from sparkle_motion_dagster.stages import stage_of_step
 
 CLI = [sys.executable, "-m", "sparkle_motion_dagster.cli.main"]
@@ -310,7 +310,7 @@ def test_control_answers_without_loading_dagster(tmp_path):
     command = [sys.executable, "-X", "importtime", *CLI[1:], "control", "pause", run_id]
     traced = subprocess.run(command, env=environment(state), capture_output=True, text=True)
     imported = {line.split("|")[-1].strip() for line in traced.stderr.splitlines() if line.startswith("import time:")}
-    assert "sparkle_motion_dagster.runs.control" in imported
+    assert "sparkle_motion_dagster.lifecycle.control" in imported
     assert not {name for name in imported if name == "dagster" or name.startswith("dagster.")}
     assert traced.returncode == 2 and "is not running" in traced.stderr
 
@@ -434,7 +434,7 @@ def test_a_deterministic_ffmpeg_refusal_fails_after_one_attempt(tmp_path, monkey
     with FrameEncoder(clip, width=160, height=90, fps=24):
         pass  # a clip with no frames: ffmpeg's concat refuses it
     # Recorded as what the clip model made (a clip damaged afterwards would be rendered again).
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     sidecar = integrity.sidecar_path(clip)
     integrity.atomic_write_json(sidecar, {**json.loads(sidecar.read_text()),

@@ -213,7 +213,7 @@ def test_a_lora_changes_the_keyframe_and_is_recorded_and_unfit_levers_are_refuse
     adapted = renderer.with_settings({"loras": [{"path": str(lora), "scale": 1.0}], "steps": 2})
     changed = pixels(adapted.render(PROMPT, seed=2, width=64, height=64, label="a"))
     assert not np.array_equal(plain, changed)
-    from sparkle_motion_dagster.runs.storage import sha256_file
+    from sparkle_motion_dagster.store.storage import sha256_file
 
     assert adapted.fingerprint()["resolved"]["levers"]["loras"][0]["sha256"] == sha256_file(lora)
     assert adapted.fingerprint() != renderer.fingerprint()

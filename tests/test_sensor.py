@@ -191,7 +191,7 @@ def test_no_file_stops_the_drop_folder(inbox, instance, sample_envelope, monkeyp
     long_name = "n" * 240 + ".json"
     (inbox / long_name).write_text("[]")
     if os.geteuid() == 0:  # root reads anything: make the refusal happen as it would for a user
-        from sparkle_motion_dagster.runs import inbox as inbox_module
+        from sparkle_motion_dagster.lifecycle import inbox as inbox_module
         real_open = inbox_module._open_no_follow
 
         def refuse_unreadable(path):
@@ -229,7 +229,7 @@ def test_a_tick_survives_a_broken_cursor_and_an_odd_accepted_folder(inbox, insta
 
 def test_a_symlink_is_rejected_as_a_link_and_its_target_never_read(inbox, instance, sample_envelope, tmp_path,
                                                                     monkeypatch):
-    from sparkle_motion_dagster.runs import inbox as inbox_module
+    from sparkle_motion_dagster.lifecycle import inbox as inbox_module
 
     sample_envelope["preview"] = True
     target = tmp_path / "elsewhere.json"
@@ -251,7 +251,7 @@ def test_a_symlink_is_rejected_as_a_link_and_its_target_never_read(inbox, instan
 
 
 def test_a_file_swapped_for_a_link_after_the_scan_is_never_followed(inbox, tmp_path, sample_envelope):
-    from sparkle_motion_dagster.runs import inbox as inbox_module
+    from sparkle_motion_dagster.lifecycle import inbox as inbox_module
 
     target = tmp_path / "secret.json"
     target.write_text(json.dumps(sample_envelope))
@@ -265,7 +265,7 @@ def test_a_file_swapped_for_a_link_after_the_scan_is_never_followed(inbox, tmp_p
 
 
 def test_accepted_never_keeps_a_link_swapped_in_after_the_read(inbox, tmp_path):
-    from sparkle_motion_dagster.runs import inbox as inbox_module
+    from sparkle_motion_dagster.lifecycle import inbox as inbox_module
 
     path = inbox / "plan.json"
     path.write_text('{"title": "T", "prompt": "P"}')

@@ -19,9 +19,9 @@ from helpers import free_port, small_sample, wait_for
 from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.store.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.service import app as service
 from sparkle_motion_dagster.stages import STAGE_KEYS, folder
 

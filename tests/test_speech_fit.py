@@ -21,7 +21,7 @@ from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG, film_run
 from sparkle_motion_dagster.resources.planning.template import template_plan
 from sparkle_motion_dagster.resources.speech.espeak import EspeakSpeech
 from sparkle_motion_dagster.resources.speech.fitting import line_speech
-from sparkle_motion_dagster.runs.storage import sha256_file
+from sparkle_motion_dagster.store.storage import sha256_file
 
 ESPEAK = EspeakSpeech()
 LONG_TEXT = "Stay close to the lantern, Tomas, and count the steps with me until the beam comes round."
@@ -169,7 +169,7 @@ def test_a_fitted_line_through_the_stages_subtitles_visemes_and_lipsync_follow_i
     assert raw["visemes"][-1]["t"] > placed + 0.5  # the spoken line's own stream is the raw clip's
     assert len(stream["visemes"]) == len(raw["visemes"])  # sped up, nothing cut
 
-    from sparkle_motion_dagster.runs.run_files import load_run_plan
+    from sparkle_motion_dagster.store.run_files import load_run_plan
 
     windows = lipsync_windows(load_run_plan(store, run_id), manifest["line_artifacts"])
     assert max(w["end_s"] for w in windows if w["line_id"] == "line_001") == pytest.approx(next_start, abs=1 / rate)

@@ -63,7 +63,7 @@ SCRIPT = textwrap.dedent('''
     from sparkle_motion_dagster.film.plan import MoviePlan
     from sparkle_motion_dagster.panel import previews
     from sparkle_motion_dagster.resources import selection
-    from sparkle_motion_dagster.runs import catalog, estimates
+    from sparkle_motion_dagster.insight import catalog, estimates
 
     doctor._cuda = lambda: None  # the GPU is not what this checks, and importing torch takes seconds
     plan = MoviePlan.model_validate(json.loads(Path(sys.argv[3]).read_text()))
@@ -123,7 +123,7 @@ def test_every_consumer_lists_exactly_the_stages_of_the_table(monkeypatch):
     from sparkle_motion_dagster.cli import doctor
     from sparkle_motion_dagster.panel import previews
     from sparkle_motion_dagster.resources import selection
-    from sparkle_motion_dagster.runs import catalog, estimates
+    from sparkle_motion_dagster.insight import catalog, estimates
 
     with_resources = [row.key for row in stages.STAGES if row.resource]
     assert with_resources == list(stages.STAGE_KEYS)  # today every stage has an adapter

@@ -16,12 +16,12 @@ from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import film_run, submit_run
 from sparkle_motion_dagster.orchestration.status import STAGES, film_status, format_age, list_runs
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.control import set_state
-from sparkle_motion_dagster.runs.events import write_event
-from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home
-from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, UnsafeIdError, new_run_id
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.lifecycle.control import set_state
+from sparkle_motion_dagster.lifecycle.events import write_event
+from sparkle_motion_dagster.store.locations import artifacts_root, ensure_dagster_home
+from sparkle_motion_dagster.store.run_files import submit_request
+from sparkle_motion_dagster.store.storage import ArtifactStore, UnknownRunError, UnsafeIdError, new_run_id
 from sparkle_motion_dagster.stages import STAGE_KEYS as FILM_STAGES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sparkle_motion_dagster" / "samples" / "rooftop_revelations.json"

@@ -6,12 +6,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sparkle_motion_dagster.runs.scratch import (
+from sparkle_motion_dagster.store.scratch import (
     clear_stale_scratch,
     make_scratch_dir,
     scratch_root,
 )
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     is_stale_temp,
     temp_writer_pid,
@@ -31,7 +31,7 @@ print(espeak.engine().data_dir, flush=True)
 """
 RECORD = """
 import sys
-from sparkle_motion_dagster.runs.catalog import Catalog
+from sparkle_motion_dagster.insight.catalog import Catalog
 Catalog(sys.argv[1]).record({"run_id": "run_9c29599b", "stage": "x", "local_path": "/tmp/a.png"})
 """
 

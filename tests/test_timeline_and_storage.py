@@ -5,7 +5,7 @@ import pytest
 
 from sparkle_motion_dagster.film.subtitles import Cue, to_srt, to_vtt
 from sparkle_motion_dagster.film.timeline import format_timestamp, shot_frame_counts
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     ArtifactStore,
     CopyMismatchError,
@@ -104,7 +104,7 @@ def test_a_copy_whose_source_changed_is_refused_and_leaves_the_old_file(tmp_path
 
 
 def test_a_copy_names_its_temporary_file_with_the_marker_given(tmp_path, monkeypatch):
-    import sparkle_motion_dagster.runs.storage as storage
+    import sparkle_motion_dagster.store.storage as storage
 
     renamed = []
     real_replace = os.replace

@@ -12,10 +12,10 @@ from sparkle_motion_dagster.film.characters import MANIFEST as CHARACTER_MANIFES
 from sparkle_motion_dagster.film.characters import load_references
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
 from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer
-from sparkle_motion_dagster.runs.items import Item, counts, rerendered
-from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
-from sparkle_motion_dagster.runs.run_files import image_seed, load_run_plan, output_size
-from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
+from sparkle_motion_dagster.store.items import Item, counts, rerendered
+from sparkle_motion_dagster.lifecycle.overrides import read_overrides, seed_override
+from sparkle_motion_dagster.store.run_files import image_seed, load_run_plan, output_size
+from sparkle_motion_dagster.store.storage import atomic_write_bytes, atomic_write_json
 
 
 class BaseImagesConfig(RenderConfig):

@@ -7,10 +7,10 @@ from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.film.characters import portrait_items, write_portrait
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.items import counts, render_items
-from sparkle_motion_dagster.runs.overrides import read_overrides
-from sparkle_motion_dagster.runs.run_files import load_run_plan
-from sparkle_motion_dagster.runs.storage import atomic_write_json
+from sparkle_motion_dagster.store.items import counts, render_items
+from sparkle_motion_dagster.lifecycle.overrides import read_overrides
+from sparkle_motion_dagster.store.run_files import load_run_plan
+from sparkle_motion_dagster.store.storage import atomic_write_json
 
 
 @film_asset("character_refs", kinds={"png"})

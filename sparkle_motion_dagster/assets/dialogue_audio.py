@@ -15,10 +15,10 @@ from sparkle_motion_dagster.media.wav import read_wav, resample, wav_bytes, wav_
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.events import write_event
-from sparkle_motion_dagster.runs.items import Item, counts, render_items, rerendered
-from sparkle_motion_dagster.runs.run_files import load_run_plan, submitted_document
-from sparkle_motion_dagster.runs.storage import atomic_write_bytes, atomic_write_json
+from sparkle_motion_dagster.lifecycle.events import write_event
+from sparkle_motion_dagster.store.items import Item, counts, render_items, rerendered
+from sparkle_motion_dagster.store.run_files import load_run_plan, submitted_document
+from sparkle_motion_dagster.store.storage import atomic_write_bytes, atomic_write_json
 
 DEFAULT_SAMPLE_RATE = 22050
 OVERLONG_SPEECH_POLICY = ("runs on into the following silence; where it would reach the next line or the film's "

@@ -8,7 +8,7 @@ peak resident and CUDA memory there) and records the figures in its materializat
 film's last stage finishes, it
 reads the other stages' figures from the Dagster instance and, when every stage of the film ran in
 this Dagster run and rendered every item (nothing reused), adds the film to the history
-(``runs/estimates.py``).
+(``insight/estimates.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs import estimates
+from sparkle_motion_dagster.insight import estimates
 
 MEASURES = ("step_seconds", "peak_rss_bytes", "peak_cuda_bytes")
 
@@ -74,7 +74,7 @@ def record_if_whole_film(context, store, run_id: str, last_stage: dict[str, Any]
         peaks[last] = {"rss": last_stage["peak_rss_bytes"] or None, "cuda": last_stage["peak_cuda_bytes"] or None}
         film_seconds = time.time() - min(starts) if starts else sum(seconds.values())
         from sparkle_motion_dagster.resources.selection import configured_resources
-        from sparkle_motion_dagster.runs.run_files import load_run_plan
+        from sparkle_motion_dagster.store.run_files import load_run_plan
 
         return estimates.record_film(store.root, run_id=run_id, plan=load_run_plan(store, run_id),
                                      backends=estimates.backends_of(configured_resources()), stage_seconds=seconds,

@@ -25,14 +25,14 @@ from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env, line_speech, refused_lines
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.estimates import estimate_for_run
-from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
-from sparkle_motion_dagster.runs.events import write_event
-from sparkle_motion_dagster.runs.items import Item, render_items
-from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.runs.run_files import submit_request
-from sparkle_motion_dagster.runs.shown import one_line
-from sparkle_motion_dagster.runs.storage import atomic_write_json
+from sparkle_motion_dagster.insight.estimates import estimate_for_run
+from sparkle_motion_dagster.lifecycle.evacuation import ephemeral_root_warning
+from sparkle_motion_dagster.lifecycle.events import write_event
+from sparkle_motion_dagster.store.items import Item, render_items
+from sparkle_motion_dagster.insight.qa import qa_flags
+from sparkle_motion_dagster.store.run_files import submit_request
+from sparkle_motion_dagster.lifecycle.shown import one_line
+from sparkle_motion_dagster.store.storage import atomic_write_json
 
 
 class PlanIntakeConfig(dg.Config):

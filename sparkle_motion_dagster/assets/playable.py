@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.service.links import play_url
 
 

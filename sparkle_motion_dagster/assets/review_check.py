@@ -7,8 +7,8 @@ import dagster as dg
 from sparkle_motion_dagster.assets.video_final import video_final
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.qa import qa_flags
-from sparkle_motion_dagster.runs.review import REVIEW_CHECK, review_state
+from sparkle_motion_dagster.insight.qa import qa_flags
+from sparkle_motion_dagster.lifecycle.review import REVIEW_CHECK, review_state
 
 
 def approved_by_reviewer(context: dg.AssetCheckExecutionContext, artifact_store: ArtifactStoreResource):

@@ -33,8 +33,8 @@ from sparkle_motion_dagster.assets.stage import QUEUE_TAG, RENDER_RETRY, gpu_poo
 from sparkle_motion_dagster.cluster.settings import ClusterSettings
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES
-from sparkle_motion_dagster.runs.items import Item, Rendered, render_items, rerendered
-from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, load_run_plan
+from sparkle_motion_dagster.store.items import Item, Rendered, render_items, rerendered
+from sparkle_motion_dagster.store.run_files import MissingUpstreamError, load_run_plan
 
 
 @dataclass
@@ -160,7 +160,7 @@ def _stored_records(stage, paths) -> list[dict]:
     """The provenance records the render steps wrote for these files (those that exist)."""
     import json
 
-    from sparkle_motion_dagster.runs.provenance import record_path
+    from sparkle_motion_dagster.insight.provenance import record_path
 
     records = []
     for path in paths:

@@ -24,10 +24,11 @@ from sparkle_motion_dagster.orchestration import liveness
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources import memory_plan
 from sparkle_motion_dagster.resources.settings import SettingsError
-from sparkle_motion_dagster.runs import control, provenance
-from sparkle_motion_dagster.runs.catalog import Catalog
-from sparkle_motion_dagster.runs.run_files import MissingUpstreamError, stage_file
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.insight import provenance
+from sparkle_motion_dagster.insight.catalog import Catalog
+from sparkle_motion_dagster.store.run_files import MissingUpstreamError, stage_file
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     ArtifactStore,
     UnknownRunError,
@@ -66,7 +67,7 @@ def gpu_pool(key: str) -> str | None:
     """The concurrency pool of a stage's GPU steps: ``gpu``, whatever the executor. Its limit is the
     Dagster instance's: 1 on one machine (one GPU step at a time); a Celery cluster's instance leaves
     it unlimited, since one worker per GPU with concurrency 1 is what keeps each GPU to one step
-    (see ``runs/locations.py``)."""
+    (see ``store/locations.py``)."""
     return "gpu" if stages.stage(key).gpu else None
 
 

@@ -10,12 +10,12 @@ from sparkle_motion_dagster.film.plan import MoviePlan
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
 from sparkle_motion_dagster.resources.clips import ClipRenderer, ClipRequest
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
-from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.items import Item, counts, rerendered
-from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override
-from sparkle_motion_dagster.runs.run_files import load_run_plan, output_size, read_stage_json
-from sparkle_motion_dagster.runs.shown import one_line
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_output, atomic_write_json, sha256_file
+from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+from sparkle_motion_dagster.store.items import Item, counts, rerendered
+from sparkle_motion_dagster.lifecycle.overrides import read_overrides, seed_override
+from sparkle_motion_dagster.store.run_files import load_run_plan, output_size, read_stage_json
+from sparkle_motion_dagster.lifecycle.shown import one_line
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_output, atomic_write_json, sha256_file
 
 
 def checked_video_backend(store: ArtifactStore, run_id: str, plan: MoviePlan, clips: ClipRenderer) -> dict:

@@ -14,10 +14,10 @@ from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
 from sparkle_motion_dagster.media.verify import check_video
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs import integrity
-from sparkle_motion_dagster.runs.qa import qa_record
-from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
-from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
+from sparkle_motion_dagster.store import integrity
+from sparkle_motion_dagster.insight.qa import qa_record
+from sparkle_motion_dagster.store.run_files import load_run_plan, read_stage_json
+from sparkle_motion_dagster.store.storage import atomic_output, atomic_write_json
 
 
 @film_asset("video_final", kinds={"mp4"})

@@ -11,9 +11,9 @@ from sparkle_motion_dagster.assets.stage import film_asset, stage_run
 from sparkle_motion_dagster.media.verify import DamagedOutputError, check_video, video_problems
 from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs import integrity
-from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json
-from sparkle_motion_dagster.runs.storage import atomic_output, atomic_write_json
+from sparkle_motion_dagster.store import integrity
+from sparkle_motion_dagster.store.run_files import load_run_plan, read_stage_json
+from sparkle_motion_dagster.store.storage import atomic_output, atomic_write_json
 
 
 @film_asset("video_raw_concat", kinds={"mp4"})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
 
 def open_store(*, read_only: bool = False) -> ArtifactStore:
@@ -20,8 +20,8 @@ def open_store(*, read_only: bool = False) -> ArtifactStore:
 
     ``read_only``: for commands that only look (``artifacts``, ``events``); the project's
     state must already exist, and a clear error says where it was looked for."""
-    from sparkle_motion_dagster.runs import locations
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store import locations
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     locations.artifacts_backend()
     return ArtifactStore(locations.existing_artifacts_root() if read_only else locations.artifacts_root())
@@ -30,7 +30,7 @@ def open_store(*, read_only: bool = False) -> ArtifactStore:
 def open_instance_and_store(*, read_only: bool = False) -> tuple[Any, ArtifactStore]:
     """The persistent Dagster instance and the artifact store; ``read_only`` opens existing
     state only (``status``, ``runs``) and never creates a Dagster home."""
-    from sparkle_motion_dagster.runs.locations import dagster_instance
+    from sparkle_motion_dagster.store.locations import dagster_instance
 
     store = open_store(read_only=read_only)
     return dagster_instance(create=not read_only), store
@@ -38,7 +38,7 @@ def open_instance_and_store(*, read_only: bool = False) -> tuple[Any, ArtifactSt
 
 def open_film_context() -> tuple[Any, Any, ArtifactStore]:
     """The Dagster instance (persistent DAGSTER_HOME), the definitions and their artifact store."""
-    from sparkle_motion_dagster.runs.locations import artifacts_backend, dagster_instance
+    from sparkle_motion_dagster.store.locations import artifacts_backend, dagster_instance
 
     artifacts_backend()
     instance = dagster_instance()
@@ -49,7 +49,7 @@ def open_film_context() -> tuple[Any, Any, ArtifactStore]:
 
 def submitted_run(instance: Any, run_id: str) -> str:
     """``run_id``, once it is safe and was submitted to this Dagster instance."""
-    from sparkle_motion_dagster.runs.storage import check_run_id
+    from sparkle_motion_dagster.store.storage import check_run_id
 
     check_run_id(run_id)
     if not instance.has_dynamic_partition("run_id", run_id):
@@ -59,7 +59,7 @@ def submitted_run(instance: Any, run_id: str) -> str:
 
 def run_with_files(store: ArtifactStore, run_id: str) -> str:
     """``run_id``, once it is safe and has a folder under the artifact root."""
-    from sparkle_motion_dagster.runs.storage import UnknownRunError, check_run_id
+    from sparkle_motion_dagster.store.storage import UnknownRunError, check_run_id
 
     check_run_id(run_id)
     if not store.run_dir(run_id).is_dir():
@@ -69,7 +69,7 @@ def run_with_files(store: ArtifactStore, run_id: str) -> str:
 
 def warn_if_ephemeral(root: Path) -> None:
     """Say on stderr when the artifact root lives where files vanish (a notebook VM, /tmp)."""
-    from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
+    from sparkle_motion_dagster.lifecycle.evacuation import ephemeral_root_warning
 
     warning = ephemeral_root_warning(root)
     if warning:

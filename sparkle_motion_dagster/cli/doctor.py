@@ -87,7 +87,7 @@ def _ffmpeg(problems: list[dict[str, Any]]) -> str:
 
 
 def _locations(problems: list[dict[str, Any]]) -> dict[str, str]:
-    from sparkle_motion_dagster.runs.locations import artifacts_backend, artifacts_root, state_dir
+    from sparkle_motion_dagster.store.locations import artifacts_backend, artifacts_root, state_dir
 
     try:
         artifacts_backend()

@@ -45,7 +45,7 @@ class CliError(Exception):
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean the input was wrong: a plan, an id, a run, a file, a value."""
     from sparkle_motion_dagster.film.plan import PlanInputError, PlanValidationError
-    from sparkle_motion_dagster.runs.storage import UnknownRunError, UnsafeIdError
+    from sparkle_motion_dagster.store.storage import UnknownRunError, UnsafeIdError
 
     return (PlanValidationError, PlanInputError, UnsafeIdError, UnknownRunError, CliError, FileExistsError,
             LookupError, ValueError)

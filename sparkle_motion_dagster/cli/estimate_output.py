@@ -11,7 +11,7 @@ def echo_estimate(estimate: dict | None) -> None:
     """The estimate's table (stage, backend, seconds, peak memory, basis) and its total."""
     if not estimate:
         return
-    from sparkle_motion_dagster.runs.estimates import format_seconds
+    from sparkle_motion_dagster.insight.estimates import format_seconds
 
     rows = []
     for stage, figure in estimate["stages"].items():

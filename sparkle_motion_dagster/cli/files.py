@@ -43,7 +43,7 @@ def serve_artifacts(host: str, port: int) -> int:
 @click.option("--emit-token", is_flag=True, help="generate a token when --token is not given")
 def artifacts_env(root: str, index: str, token: str | None, emit_token: bool) -> int:
     """Print shell exports for the filesystem artifact backend."""
-    from sparkle_motion_dagster.runs.catalog import INDEX_ENV
+    from sparkle_motion_dagster.insight.catalog import INDEX_ENV
 
     root_path = Path(root).expanduser().resolve()
     index_path = Path(index).expanduser().resolve()
@@ -104,7 +104,7 @@ def health(url: str) -> int:
 @click.command("rebuild")
 def catalog_rebuild() -> int:
     """Recreate the catalog from the files under the artifact root."""
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
 
     catalog_index = Catalog(open_store().root)
     found = catalog_index.rebuild()
@@ -125,7 +125,7 @@ catalog = click.Group("catalog", help="Maintain the artifact catalog.", commands
 @click.option("--yes", is_flag=True, help="really delete (default: only list)")
 def retention(keep_last: int | None, older_than: str | None, include_unfilmed: bool, yes: bool) -> int:
     """Delete old film runs (a dry run unless --yes)."""
-    from sparkle_motion_dagster.runs.retention import apply_retention, parse_age, plan_retention
+    from sparkle_motion_dagster.lifecycle.retention import apply_retention, parse_age, plan_retention
 
     exactly_one(keep_last=keep_last, older_than=older_than)
     age = parse_age(older_than) if older_than is not None else None
@@ -192,7 +192,7 @@ def evacuate(run_ids: tuple[str, ...], every_run: bool, destination: str, allow_
     being filmed (running, paused, queued) is refused, naming its missing stages, unless
     --allow-incomplete; a run lacking stages is recorded as incomplete, never completed.
     """
-    from sparkle_motion_dagster.runs.evacuation import evacuate as copy_runs
+    from sparkle_motion_dagster.lifecycle.evacuation import evacuate as copy_runs
 
     if every_run and run_ids:
         raise ValueError("give run ids or --all, not both")
@@ -236,7 +236,7 @@ def _filmed_runs(store, run_ids: list[str]) -> dict[str, str]:
     """The runs among ``run_ids`` that the Dagster instance shows being filmed (queued, running,
     paused); empty where there is no instance to ask (the run's own files still tell)."""
     from sparkle_motion_dagster.orchestration.status import film_status
-    from sparkle_motion_dagster.runs.locations import dagster_instance
+    from sparkle_motion_dagster.store.locations import dagster_instance
 
     try:
         instance = dagster_instance(create=False)

@@ -93,8 +93,8 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
     import dataclasses
 
     from sparkle_motion_dagster.orchestration.runner import FILM_STAGES, film_run
-    from sparkle_motion_dagster.runs import control
-    from sparkle_motion_dagster.runs.run_files import stage_file
+    from sparkle_motion_dagster.lifecycle import control
+    from sparkle_motion_dagster.store.run_files import stage_file
 
     if control.read_state(store, run_id)["state"] == "stopped":
         control.set_state(store, run_id, "running")
@@ -146,7 +146,7 @@ def film(instance, defs, store, run_id: str, **kwargs: Any) -> int:
 
 def echo_check_warnings(store, run_id: str) -> None:
     """Quality checks that failed as warnings (QA_AUTOMATION_REMOVED=1): the film went on, but say so."""
-    from sparkle_motion_dagster.runs.qa import status_checks
+    from sparkle_motion_dagster.insight.qa import status_checks
 
     for check in status_checks(store, run_id):
         if not check["passed"]:
@@ -158,7 +158,7 @@ def wait_while_held(store, run_id: str, stage: str) -> int | None:
     slot) until it is resumed (None) or stopped (None; the record says so), or a signal comes
     (the signal, and the run is recorded as stopped)."""
     from sparkle_motion_dagster.cli.waiting import say, signal_name, wait_until
-    from sparkle_motion_dagster.runs import control
+    from sparkle_motion_dagster.lifecycle import control
 
     hold = control.read_hold(store, run_id)
     if hold is None and control.read_state(store, run_id)["state"] != "paused":
@@ -185,7 +185,7 @@ def dry_run(instance, defs, store, source: PlanSource, run_id: str | None, *, as
 
     from sparkle_motion_dagster.cli.estimate_output import echo_estimate
     from sparkle_motion_dagster.orchestration.runner import dry_run_config
-    from sparkle_motion_dagster.runs.run_files import stage_file
+    from sparkle_motion_dagster.store.run_files import stage_file
 
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         # An unconfigured video model is reported as a warning instead of refused.
@@ -222,8 +222,8 @@ def _for_card(store, run_id: str, report: dict, gpu: str, budget: str | None) ->
     no GPU and no weights needed), its memory warnings those of that card."""
     from sparkle_motion_dagster.resources.memory_plan import named_card
     from sparkle_motion_dagster.resources.selection import configured_resources
-    from sparkle_motion_dagster.runs.estimates import estimate_for_run
-    from sparkle_motion_dagster.runs.run_files import load_run_plan
+    from sparkle_motion_dagster.insight.estimates import estimate_for_run
+    from sparkle_motion_dagster.store.run_files import load_run_plan
 
     card = named_card(gpu)
     plan = load_run_plan(store, run_id)
@@ -238,7 +238,7 @@ def film_a_run(source: PlanSource, run_id: str | None = None, mode: str = "run",
     if (as_json or budget or gpu) and mode != "dry":
         raise CliError("--json, --budget and --gpu go with --mode dry (the estimate is made before filming)")
     if budget:
-        from sparkle_motion_dagster.runs.estimates import parse_budget
+        from sparkle_motion_dagster.insight.estimates import parse_budget
 
         parse_budget(budget)  # a bad value fails here, before anything is submitted
     if gpu:

@@ -80,7 +80,7 @@ def _echo_status(status: dict) -> None:
     click.echo(f"progress:  {progress_bar(status['progress'])} {status['stages_done']}/{status['stages_total']} "
                f"stages   current stage: {status['current_stage']}")
     if status.get("estimated_seconds_left") is not None:
-        from sparkle_motion_dagster.runs.estimates import format_seconds
+        from sparkle_motion_dagster.insight.estimates import format_seconds
 
         click.echo(f"time left: about {format_seconds(status['estimated_seconds_left'])} (estimate)")
     rows = [[s["name"], s["asset"], s["status"], (s["started_at"] or "")[:19].replace("T", " ") or None,
@@ -146,7 +146,7 @@ def status(run_id: str, as_json: bool, log_lines: int) -> int:
 def runs(as_json: bool) -> int:
     """Every film run with its status, progress and age."""
     from sparkle_motion_dagster.orchestration.status import list_runs
-    from sparkle_motion_dagster.runs.locations import NoStateError
+    from sparkle_motion_dagster.store.locations import NoStateError
 
     try:
         instance, store = open_instance_and_store(read_only=True)
@@ -177,7 +177,7 @@ def events(run_id: str, as_json: bool) -> int:
 
     Reviews, evacuations, control, reruns and regenerations, oldest first.
     """
-    from sparkle_motion_dagster.runs.events import read_events
+    from sparkle_motion_dagster.lifecycle.events import read_events
 
     store = open_store(read_only=True)
     logged = read_events(store.root, run_with_files(store, run_id))
@@ -220,7 +220,7 @@ def review(run_id: str, approve: bool, reject: bool, skip: bool, reviewer: str, 
     """
     exactly_one(approve=approve, reject=reject, skip=skip)
     from sparkle_motion_dagster.orchestration.status import film_status
-    from sparkle_motion_dagster.runs.review import (
+    from sparkle_motion_dagster.lifecycle.review import (
         ReviewRefusedError,
         filming_again,
         final_video_sha256,

@@ -19,7 +19,7 @@ MODELS_INSTALL = "make models  (or: .venv/bin/pip install torch==2.13.0 && .venv
 
 def state_found() -> str:
     """Where the project's state is, or where it was looked for; nothing is created."""
-    from sparkle_motion_dagster.runs.locations import NoStateError, existing_dagster_home, state_dir
+    from sparkle_motion_dagster.store.locations import NoStateError, existing_dagster_home, state_dir
 
     try:
         existing_dagster_home()
@@ -100,7 +100,7 @@ def paths(create: bool) -> int:
     The state is SPARKLE_STATE_DIR, or the nearest state/ with a dagster_home in this folder or one
     above it; nothing is created without --create.
     """
-    from sparkle_motion_dagster.runs import locations
+    from sparkle_motion_dagster.store import locations
 
     if create:
         locations.dagster_instance().dispose()  # creates the storage of a new home, once

@@ -24,7 +24,7 @@ def provenance_command(run_id: str, wanted: str | None, as_json: bool) -> int:
     With --file, that file's record and every record it was made from, back to the plan.
     """
     from sparkle_motion_dagster.cli.context import open_store, run_with_files
-    from sparkle_motion_dagster.runs import provenance
+    from sparkle_motion_dagster.insight import provenance
 
     store = open_store(read_only=True)
     run_id = run_with_files(store, run_id)
@@ -71,8 +71,8 @@ def replay(run_id: str, compare: bool) -> int:
     from sparkle_motion_dagster.cli.context import open_film_context, submitted_run
     from sparkle_motion_dagster.cli.filming import film
     from sparkle_motion_dagster.orchestration.runner import submit_run
-    from sparkle_motion_dagster.runs import replay as replaying
-    from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.insight import replay as replaying
+    from sparkle_motion_dagster.lifecycle.events import write_event
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)

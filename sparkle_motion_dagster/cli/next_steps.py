@@ -17,9 +17,9 @@ def next_steps(project: Path | None = None) -> list[str]:
     """The lines to print: how to put the CLI on PATH, then status, the UI and the video of the
     newest film run; or where state was looked for when there is none."""
     from sparkle_motion_dagster.orchestration.status import submitted_at
-    from sparkle_motion_dagster.runs.locations import existing_artifacts_root
-    from sparkle_motion_dagster.runs.run_files import stage_file
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.store.locations import existing_artifacts_root
+    from sparkle_motion_dagster.store.run_files import stage_file
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     store = ArtifactStore(existing_artifacts_root())
     runs = [(submitted_at(store, run_id), run_id) for run_id in store.run_ids()]
@@ -47,7 +47,7 @@ def next_steps(project: Path | None = None) -> list[str]:
 
 
 def main() -> int:
-    from sparkle_motion_dagster.runs.locations import NoStateError
+    from sparkle_motion_dagster.store.locations import NoStateError
 
     try:
         lines = next_steps()

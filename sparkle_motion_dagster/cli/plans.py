@@ -98,8 +98,8 @@ def plan(prompt: str, title: str, seed: int, out: str | None, force: bool) -> in
     from sparkle_motion_dagster.definitions import defs
     from sparkle_motion_dagster.film.plan import parse_plan_document, summarize
     from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env
-    from sparkle_motion_dagster.runs.locations import state_dir
-    from sparkle_motion_dagster.runs.storage import atomic_write_json
+    from sparkle_motion_dagster.store.locations import state_dir
+    from sparkle_motion_dagster.store.storage import atomic_write_json
 
     timing = defs.resources["speech"].timing(fit_policy_from_env())  # lines timed for the configured engine
     envelope = defs.resources["planner"].plan(prompt=prompt, title=title, seed=seed, speech=timing)

@@ -30,9 +30,10 @@ def resume_film(run_id: str, *, actor: str = "cli") -> int:
     """Film what is missing: first mark failed the film's Dagster runs whose process died (freeing
     their slots), and wait, saying so, while another process still films it."""
     from sparkle_motion_dagster.orchestration.runner import mark_abandoned_runs, missing_stages
-    from sparkle_motion_dagster.runs import control, integrity
-    from sparkle_motion_dagster.runs.events import write_event
-    from sparkle_motion_dagster.runs.run_files import stage_file
+    from sparkle_motion_dagster.lifecycle import control
+    from sparkle_motion_dagster.store import integrity
+    from sparkle_motion_dagster.lifecycle.events import write_event
+    from sparkle_motion_dagster.store.run_files import stage_file
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)
@@ -117,8 +118,8 @@ def rerun(run_id: str, from_stage: str) -> int:
     first (only what is missing or damaged).
     """
     from sparkle_motion_dagster.orchestration.runner import FILM_STAGES, downstream_of, force_config, missing_stages
-    from sparkle_motion_dagster.runs import integrity
-    from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.store import integrity
+    from sparkle_motion_dagster.lifecycle.events import write_event
 
     instance, defs, store = open_film_context()
     run_id = submitted_run(instance, run_id)
@@ -148,8 +149,8 @@ def regenerate(run_id: str, shot: str | None, character: str | None, what: str, 
     Then what depends on it: for a character, exactly the keyframes and clips it is
     in; assembly and the final cut. Every other file stays as it is.
     """
-    from sparkle_motion_dagster.runs.events import read_events, write_event
-    from sparkle_motion_dagster.runs.regenerate import plan_character_regeneration, plan_regeneration
+    from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+    from sparkle_motion_dagster.lifecycle.regenerate import plan_character_regeneration, plan_regeneration
 
     if (shot is None) == (character is None):
         raise CliError("regenerate: give either --shot SHOT_ID or --character CHARACTER_ID")
@@ -187,8 +188,8 @@ def control(action: str, run_id: str) -> int:
     later with ``resume``). A run that nothing is filming is left as it is (start it with ``resume``).
     """
     from sparkle_motion_dagster.cli.context import open_store, run_with_files
-    from sparkle_motion_dagster.runs import control as run_control
-    from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.lifecycle import control as run_control
+    from sparkle_motion_dagster.lifecycle.events import write_event
 
     # Dagster-free unless there is the rest to film here: the record and the filming processes' markers say it all.
     store = open_store()

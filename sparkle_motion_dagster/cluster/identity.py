@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.runs.storage import atomic_write_json
+from sparkle_motion_dagster.store.storage import atomic_write_json
 
 MARKER = ".sparkle-cluster.json"
 

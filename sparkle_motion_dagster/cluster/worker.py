@@ -51,7 +51,7 @@ def check_view() -> dict:
     """The cluster marker when this box sees the runs' artifact root and storage (else raises
     :class:`~sparkle_motion_dagster.cluster.identity.ClusterMismatchError`)."""
     from sparkle_motion_dagster.cluster.identity import check_worker_view, storage_description
-    from sparkle_motion_dagster.runs.locations import _home_path, artifacts_root
+    from sparkle_motion_dagster.store.locations import _home_path, artifacts_root
 
     return check_worker_view(artifacts_root(), storage_description(
         os.environ.get("SPARKLE_POSTGRES_URL", "").strip(), _home_path()))

@@ -17,9 +17,9 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sparkle_motion_dagster.media.previews import thumbnail_markdown
-from sparkle_motion_dagster.runs.items import Item
-from sparkle_motion_dagster.runs.overrides import seed_override
-from sparkle_motion_dagster.runs.storage import UnsafeIdError, atomic_write_bytes, sha256_file
+from sparkle_motion_dagster.store.items import Item
+from sparkle_motion_dagster.lifecycle.overrides import seed_override
+from sparkle_motion_dagster.store.storage import UnsafeIdError, atomic_write_bytes, sha256_file
 
 MANIFEST = "character_refs_manifest.json"
 # Reference files larger than this are refused before they are decoded.

@@ -9,7 +9,7 @@ a lipsync model is configured). Every check returns its measured values, and a f
 names the item and the measured value against its threshold.
 
 Dagster-free: the asset checks (``assets/checks``) run these and the report is kept
-with the run (``finalize/qa_report.json``, see :mod:`sparkle_motion_dagster.runs.qa`).
+with the run (``finalize/qa_report.json``, see :mod:`sparkle_motion_dagster.insight.qa`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sparkle_motion_dagster.film.timeline import seconds_to_samples, shot_frame_
 from sparkle_motion_dagster.media import analysis
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, probe
 from sparkle_motion_dagster.media.wav import read_wav
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.stages import folder
 
 # Keyframes: a picture whose luma spread (standard deviation) is under this is blank or flat.

@@ -105,7 +105,7 @@ def _overlay_data_dir(data_dir: Path) -> Path:
 
     It lives in the state folder's scratch space, named with this process's pid: removed at
     exit, and by the next process that makes one (or clears the scratch) when this one is killed."""
-    from sparkle_motion_dagster.runs.scratch import make_scratch_dir
+    from sparkle_motion_dagster.store.scratch import make_scratch_dir
 
     overlay = make_scratch_dir("espeak", max_path_length=_MAX_DATA_PATH)
     atexit.register(shutil.rmtree, overlay, True)

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from sparkle_motion_dagster.orchestration.dagster_gaps import free_pool_slots, pool_slots
-from sparkle_motion_dagster.runs.storage import process_alive
+from sparkle_motion_dagster.store.storage import process_alive
 
 PID_TAG = "sparkle/pid"
 HOST_TAG = "sparkle/host"

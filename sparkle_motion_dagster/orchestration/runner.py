@@ -30,9 +30,10 @@ from sparkle_motion_dagster.orchestration import liveness
 from sparkle_motion_dagster.orchestration.job_loading import job_for, reconstructable_job
 from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG, is_dead  # noqa: F401 - re-exported
 from sparkle_motion_dagster.orchestration.run_events import ATTEMPT_TAG, RunEventReader, execute_reading, new_attempt
-from sparkle_motion_dagster.runs import control, estimates
-from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.insight import estimates
+from sparkle_motion_dagster.store.run_files import stage_file
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
 
 RUN_TAG = "sparkle/run_id"
 PARTITION_TAG = "dagster/partition"
@@ -78,7 +79,7 @@ def submit_run(
     parsed = parse_plan_document(document)
     if check_backend:
         resolve_video_backend(parsed.plan, served=clip_model_ids, backend=clip_backend, preview=preview)
-    from sparkle_motion_dagster.runs.run_files import submit_request
+    from sparkle_motion_dagster.store.run_files import submit_request
 
     run_id = check_run_id(run_id) if run_id else new_run_id()
     submit_request(store, run_id, document=document, source=source, preview=preview)
@@ -91,7 +92,7 @@ def submit_prompt_run(
     size: tuple[int, int] | None = None, preview: bool, source: str = "prompt", run_id: str | None = None,
 ) -> str:
     """Register a new film run from a story prompt; its ``movie_plan`` stage asks the planner."""
-    from sparkle_motion_dagster.runs.run_files import submit_request
+    from sparkle_motion_dagster.store.run_files import submit_request
 
     if not prompt.strip() or not title.strip():
         raise ValueError("prompt and title: both must be non-empty")
@@ -162,7 +163,7 @@ def record_throughput(defs: dg.Definitions, store: ArtifactStore, film: FilmResu
                       seconds: float) -> None:
     """Add a whole film, rendered from scratch, to this installation's history of stage times
     (what estimates scale from). Never fails the film."""
-    from sparkle_motion_dagster.runs.run_files import load_run_plan
+    from sparkle_motion_dagster.store.run_files import load_run_plan
 
     try:
         estimates.record_film(store.root, run_id=film.run_id, plan=load_run_plan(store, film.run_id),
@@ -208,7 +209,7 @@ def _film_result(result: dg.ExecuteInProcessResult | dg.JobExecutionResult, stor
             failed_stage = stage_table.stage_of_step(event.step_key) or event.step_key
             error = _user_message(event.step_failure_data.error)
             if "blocking asset check failed" in error:  # say what the check measured, naming the item
-                from sparkle_motion_dagster.runs.qa import qa_blocks_sharing
+                from sparkle_motion_dagster.insight.qa import qa_blocks_sharing
 
                 error = "; ".join(qa_blocks_sharing(store, run_id)) or error
             stopped = _is_stop(event)
@@ -339,7 +340,7 @@ def missing_stages(instance: dg.DagsterInstance, store: ArtifactStore, run_id: s
     """Stages with no materialization for the partition, whose files are gone, or with a file that
     no longer matches its record (``damaged``: :func:`integrity.damaged_files`, read when not
     given), and what depends on them."""
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     damaged = integrity.damaged_files(store, run_id) if damaged is None else damaged
     missing: set[str] = set()
@@ -462,7 +463,7 @@ def run_quality_checks(defs: dg.Definitions, instance: dg.DagsterInstance, store
                        run_id: str) -> list[dict]:
     """Evaluate every automated quality check on the run's files as they are, through Dagster (the UI
     shows the evaluations on the run's partition); returns the results as the QA report keeps them."""
-    from sparkle_motion_dagster.runs.qa import status_checks
+    from sparkle_motion_dagster.insight.qa import status_checks
 
     check_run_id(run_id)
     # A checks-only selection has no asset to take the partition from: the partition goes in as a tag.

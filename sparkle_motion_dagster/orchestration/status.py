@@ -7,7 +7,7 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
 
 * a stage has **succeeded** when its asset has a materialization for the
   partition more recent than any failure of its step and its files still match
-  their records (size and sha256, ``runs/integrity.py``); it is **running** while
+  their records (size and sha256, ``store/integrity.py``); it is **running** while
   its latest attempt is in an active Dagster run, **held** when its run ended
   before it at a pause (and nothing newer made it), **failed** when its latest
   failure is newer than its latest materialization or a file of it is missing,
@@ -46,12 +46,12 @@ import dagster as dg
 from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG
 from sparkle_motion_dagster.orchestration.liveness import is_dead as is_abandoned
-from sparkle_motion_dagster.runs.control import read_record, readable_time
-from sparkle_motion_dagster.runs.events import read_events
-from sparkle_motion_dagster.runs.qa import status_checks
-from sparkle_motion_dagster.runs.review import review_state
-from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.lifecycle.control import read_record, readable_time
+from sparkle_motion_dagster.lifecycle.events import read_events
+from sparkle_motion_dagster.insight.qa import status_checks
+from sparkle_motion_dagster.lifecycle.review import review_state
+from sparkle_motion_dagster.store.run_files import stage_file
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     ArtifactStore,
     UnknownRunError,
@@ -385,7 +385,7 @@ def _catalog_paths(store: ArtifactStore, run_id: str, catalog) -> dict[str, list
     """The run's cataloged file paths per stage, or None when the catalog cannot be read now."""
     import duckdb
 
-    from sparkle_motion_dagster.runs.catalog import Catalog, CatalogBusyError
+    from sparkle_motion_dagster.insight.catalog import Catalog, CatalogBusyError
 
     try:
         rows = (catalog or Catalog(store.root)).artifacts(run_id)
@@ -465,7 +465,7 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
 def _mark_damaged(store: ArtifactStore, run_id: str, stages: list[dict]) -> str:
     """Mark as failed each succeeded stage with a file that no longer matches its record; returns
     the damaged files in words (empty when there are none)."""
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     damaged = integrity.damaged_files(store, run_id)
     for stage in stages:
@@ -478,7 +478,7 @@ def _mark_damaged(store: ArtifactStore, run_id: str, stages: list[dict]) -> str:
 
 def _time_left(store: ArtifactStore, run_id: str, stages: list[dict]) -> float | None:
     """A running film's estimated seconds left, from the estimate its plan intake recorded."""
-    from sparkle_motion_dagster.runs.estimates import time_left
+    from sparkle_motion_dagster.insight.estimates import time_left
 
     try:
         report = json.loads(stage_file(store, run_id, "movie_plan", "plan_validation.json").read_text())
@@ -588,7 +588,7 @@ def artifacts_view(store: ArtifactStore, run_id: str, stage: str | None = None, 
     Stage folders the catalog has no rows for yet (runs filmed before the stages recorded
     their files) are cataloged from disk first.
     """
-    from sparkle_motion_dagster.runs.catalog import Catalog, artifacts_payload
+    from sparkle_motion_dagster.insight.catalog import Catalog, artifacts_payload
 
     check_run_id(run_id)
     if stage is not None:
@@ -606,7 +606,7 @@ def artifacts_view(store: ArtifactStore, run_id: str, stage: str | None = None, 
 def catalog_missing_stages(catalog, store: ArtifactStore, run_id: str) -> int:
     """Record the files of stage folders (and the review folder) that have no catalog rows; returns
     how many files were recorded. Records are idempotent, so a later record by the stage wins."""
-    from sparkle_motion_dagster.runs.catalog import infer_artifact_type
+    from sparkle_motion_dagster.insight.catalog import infer_artifact_type
 
     known = {row["stage"] for row in catalog.artifacts(run_id)}
     recorded = 0

@@ -45,7 +45,7 @@ def endpoints_file(state: Path) -> Path:
 
 
 def _saved_endpoints() -> dict:
-    from sparkle_motion_dagster.runs.locations import find_state_dir
+    from sparkle_motion_dagster.store.locations import find_state_dir
 
     configured = os.environ.get("SPARKLE_STATE_DIR")
     state = Path(configured) if configured else find_state_dir()

@@ -52,8 +52,8 @@ def evacuation_widget(root: str | Path, dest: str | Path):
     being filmed is refused, naming its missing stages."""
     import ipywidgets as widgets
 
-    from sparkle_motion_dagster.runs.evacuation import evacuate
-    from sparkle_motion_dagster.runs.storage import ArtifactStore
+    from sparkle_motion_dagster.lifecycle.evacuation import evacuate
+    from sparkle_motion_dagster.store.storage import ArtifactStore
 
     plan = evacuation_plan(root)
     total = sum(r["bytes"] for r in plan)
@@ -83,8 +83,8 @@ def evacuation_widget(root: str | Path, dest: str | Path):
 def ephemeral_warning(root: str | Path) -> str | None:
     """The warning for an artifact root that vanishes with the machine, recorded in each run's event
     log (``filesystem_artifacts.evacuate`` with status ``warning_emitted``); None when it is persistent."""
-    from sparkle_motion_dagster.runs.evacuation import ephemeral_root_warning
-    from sparkle_motion_dagster.runs.events import write_event
+    from sparkle_motion_dagster.lifecycle.evacuation import ephemeral_root_warning
+    from sparkle_motion_dagster.lifecycle.events import write_event
 
     warning = ephemeral_root_warning(root)
     if warning:

@@ -93,7 +93,7 @@ def start_services(*, state: str | Path | None = None, dagster_port: int = 3000,
                    workspace: str | Path | None = None) -> Services:
     """Start ``dagster dev`` and the artifact service for the project's state folder and wait until
     both answer. ``workspace`` is a ``workspace.yaml``; without one the definitions module is loaded."""
-    from sparkle_motion_dagster.runs.locations import artifacts_root, ensure_dagster_home, state_dir
+    from sparkle_motion_dagster.store.locations import artifacts_root, ensure_dagster_home, state_dir
 
     child_env = {**os.environ, **(env or {})}
     state = Path(state or child_env.get("SPARKLE_STATE_DIR") or state_dir()).resolve()

@@ -109,7 +109,7 @@ def resolve(resource: Any, *, device: str, where: Callable[[str], str],
     it has one, ``shift``) checked against the disk and the installed packages, without loading a model.
 
     Errors name the setting: ``where(field)`` (the profile field and the variable that set it)."""
-    from sparkle_motion_dagster.runs.provenance import file_digest
+    from sparkle_motion_dagster.insight.provenance import file_digest
 
     loras = []
     for index, lora in enumerate(getattr(resource, "loras", ()) or ()):

@@ -9,8 +9,8 @@ import re
 
 import dagster as dg
 
-from sparkle_motion_dagster.runs.locations import artifacts_root
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
+from sparkle_motion_dagster.store.locations import artifacts_root
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json
 
 STEP_VALUES = "step_values"
 PARTITION_TAG = "dagster/partition"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from sparkle_motion_dagster.runs.locations import artifacts_backend, artifacts_root
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.locations import artifacts_backend, artifacts_root
+from sparkle_motion_dagster.store.storage import ArtifactStore
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):

@@ -37,9 +37,9 @@ from sparkle_motion_dagster.film.plan import (
     parse_plan_document,
     with_video_size,
 )
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.storage import ArtifactStore, UnknownRunError, check_run_id
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+from sparkle_motion_dagster.store.storage import ArtifactStore, UnknownRunError, check_run_id
 
 ACTIVE = {"queued", "running", "paused"}
 ACTOR = "service"
@@ -150,7 +150,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
 
     @router.post("/review")
     def review(body: ReviewBody) -> dict[str, Any]:
-        from sparkle_motion_dagster.runs.review import (
+        from sparkle_motion_dagster.lifecycle.review import (
             REVIEW_CHECK,
             NothingToReviewError,
             ReviewRefusedError,
@@ -175,7 +175,7 @@ def actions_router(store: ArtifactStore, instance_getter: Callable[[], Any], ins
 
     @router.post("/regenerate")
     def regenerate(body: RegenerateBody) -> dict[str, Any]:
-        from sparkle_motion_dagster.runs.regenerate import plan_regeneration
+        from sparkle_motion_dagster.lifecycle.regenerate import plan_regeneration
 
         run_id = _known(store, body.run_id)
         if status_of(run_id)["status"] in ACTIVE:

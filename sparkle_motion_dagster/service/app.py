@@ -38,10 +38,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sparkle_motion_dagster.orchestration.status import artifacts_view, film_status
-from sparkle_motion_dagster.runs.catalog import Catalog, guess_mime
-from sparkle_motion_dagster.runs.confined import open_beneath
-from sparkle_motion_dagster.runs.control import read_hold
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.insight.catalog import Catalog, guess_mime
+from sparkle_motion_dagster.store.confined import open_beneath
+from sparkle_motion_dagster.lifecycle.control import read_hold
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     ArtifactStore,
     UnknownRunError,
@@ -237,7 +237,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, store_root: str
     ``store_root`` to the configured artifact root, the instance to the project's DAGSTER_HOME."""
     import uvicorn
 
-    from sparkle_motion_dagster.runs.locations import artifacts_root
+    from sparkle_motion_dagster.store.locations import artifacts_root
 
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     check_bind(host, port, token)
@@ -258,7 +258,7 @@ def _project_instance() -> Callable[[], Any]:
     def get():
         with lock:
             if not opened:
-                from sparkle_motion_dagster.runs.locations import dagster_instance
+                from sparkle_motion_dagster.store.locations import dagster_instance
 
                 opened.append(dagster_instance())
             return opened[0]

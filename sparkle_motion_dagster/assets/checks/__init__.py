@@ -13,7 +13,7 @@ import dagster as dg
 from sparkle_motion_dagster.film.quality import CHECKS, evaluate
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
-from sparkle_motion_dagster.runs.qa import check_severity, record_result
+from sparkle_motion_dagster.insight.qa import check_severity, record_result
 
 
 def _metadata_value(value):

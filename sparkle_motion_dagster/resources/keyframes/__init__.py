@@ -61,7 +61,7 @@ class KeyframeRenderer(dg.ConfigurableResource):
     def provenance(self) -> dict[str, Any]:
         """What made a file, for its provenance record: backend and settings; for a real model also
         its id, local path, weights digest, dtype and device (resolved without loading weights)."""
-        from sparkle_motion_dagster.runs.provenance import model_provenance
+        from sparkle_motion_dagster.insight.provenance import model_provenance
 
         return model_provenance(self)
 

@@ -82,7 +82,7 @@ from sparkle_motion_dagster.media.ffmpeg import concat_copy, iter_video_frames, 
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.settings import DEVICE, DEVICE_CHOICES, NOT_BLANK, EnvConfigured, env_field
-from sparkle_motion_dagster.runs.storage import atomic_output, sha256_file
+from sparkle_motion_dagster.store.storage import atomic_output, sha256_file
 
 ARTIFACT_TYPE = "shot_lipsync_video"
 FACE_SIZE = 96

@@ -96,7 +96,7 @@ from sparkle_motion_dagster.film.plan import VoiceProfile
 from sparkle_motion_dagster.resources import model_support
 from sparkle_motion_dagster.resources.settings import EnvConfigured, SettingProblem, SettingsError, env_field
 from sparkle_motion_dagster.resources.speech import ChunkSpeech, SpeechEngine
-from sparkle_motion_dagster.runs.storage import sha256_file
+from sparkle_motion_dagster.store.storage import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ class PiperSpeech(EnvConfigured, SpeechEngine):
         }
 
     def provenance(self) -> dict[str, Any]:
-        from sparkle_motion_dagster.runs.provenance import model_provenance
+        from sparkle_motion_dagster.insight.provenance import model_provenance
 
         found = model_provenance(self)
         try:
@@ -275,7 +275,7 @@ def pick_speaker(character_id: str, profile: VoiceProfile, *, speakers: dict[str
 
 def file_sha256(path: Path) -> str:
     """A voice file's sha256, computed once per (path, size, mtime) in this process."""
-    from sparkle_motion_dagster.runs.provenance import file_digest
+    from sparkle_motion_dagster.insight.provenance import file_digest
 
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)

@@ -45,10 +45,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs import control
-from sparkle_motion_dagster.runs.confined import NotConfinedError, open_beneath
-from sparkle_motion_dagster.runs.events import events_path, write_event
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.lifecycle import control
+from sparkle_motion_dagster.store.confined import NotConfinedError, open_beneath
+from sparkle_motion_dagster.lifecycle.events import events_path, write_event
+from sparkle_motion_dagster.store.storage import (
     COPY_CHUNK_BYTES,
     TEMP_MARKER,
     ArtifactStore,

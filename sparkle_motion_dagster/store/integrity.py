@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs.storage import TEMP_MARKER, ArtifactStore, atomic_write_json, sha256_file
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, atomic_write_json, sha256_file
 
 FILE_KEY = "file"
 """The sidecar key of the file record."""

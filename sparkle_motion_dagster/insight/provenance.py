@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json, check_run_id, sha256_file
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json, check_run_id, sha256_file
 
 FOLDER = ".provenance"
 SCHEMA = "sparkle-motion/provenance@1"
@@ -121,7 +121,7 @@ def file_digest(path: Path) -> str:
 
 
 def _digest_cache() -> Path:
-    from sparkle_motion_dagster.runs.locations import state_dir
+    from sparkle_motion_dagster.store.locations import state_dir
 
     return state_dir() / DIGEST_CACHE
 
@@ -267,7 +267,7 @@ def _relative(path: Path, run_dir: Path) -> str:
 
 def read_records(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
     """Every record of the run, in stage order then by path (unreadable ones are skipped)."""
-    from sparkle_motion_dagster.runs.catalog import stage_rank
+    from sparkle_motion_dagster.insight.catalog import stage_rank
 
     check_run_id(run_id)
     records = []

@@ -11,8 +11,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-from sparkle_motion_dagster.runs.locations import state_dir
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.store.locations import state_dir
+from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     check_id,
     remove_stale_temps,

@@ -1,7 +1,7 @@
 """Skip-if-unchanged for per-item outputs (one line, one keyframe, one clip).
 
 Beside each output a sidecar in ``.meta/`` records the fingerprint of every
-input that shaped it and the output's own size and sha256 (``runs/integrity.py``).
+input that shaped it and the output's own size and sha256 (``store/integrity.py``).
 An output is reused only when its sidecar's fingerprint matches and the file is
 still the one recorded (not missing, cut short, overwritten or swapped); the
 sidecar is written after the output, so a crash in between means the item is
@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.runs import integrity
-from sparkle_motion_dagster.runs.storage import atomic_write_json
+from sparkle_motion_dagster.store import integrity
+from sparkle_motion_dagster.store.storage import atomic_write_json
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

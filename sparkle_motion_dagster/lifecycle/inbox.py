@@ -36,8 +36,8 @@ from sparkle_motion_dagster.film.plan import (
     plan_too_big,
     seed_problem,
 )
-from sparkle_motion_dagster.runs.locations import state_dir
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, new_run_id
+from sparkle_motion_dagster.store.locations import state_dir
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, new_run_id
 
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", "~", ".crdownload")
 OUTCOME_DIRS = ("accepted", "rejected", "duplicates")

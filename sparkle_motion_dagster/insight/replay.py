@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs import provenance
-from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.insight import provenance
+from sparkle_motion_dagster.store.run_files import stage_file
+from sparkle_motion_dagster.store.storage import (
     ArtifactStore,
     UnknownRunError,
     atomic_write_bytes,

@@ -54,8 +54,8 @@ if TYPE_CHECKING:  # DuckDB loads only when the index is opened: writers just sp
     import duckdb
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs.scratch import clear_stale_scratch
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.store.scratch import clear_stale_scratch
+from sparkle_motion_dagster.store.storage import (
     RUN_ID_PATTERN,
     TEMP_MARKER,
     ArtifactStore,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from sparkle_motion_dagster.film.plan import checked_seed
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json
 
 
 KINDS = ("base_images", "shots", "characters")

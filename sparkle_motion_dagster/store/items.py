@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.runs import cache
-from sparkle_motion_dagster.runs.parallel import results_in_order
+from sparkle_motion_dagster.store import cache
+from sparkle_motion_dagster.store.parallel import results_in_order
 
 
 @dataclass

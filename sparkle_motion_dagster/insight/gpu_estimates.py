@@ -53,7 +53,7 @@ def memory_plans(plan, resources: Mapping[str, Any], backends: Mapping[str, Mapp
     """Per planned stage, the memory plan of its configured model for this film on ``card`` (this
     machine's GPU when None; no plan without one). A model whose configs cannot be read has none."""
     from sparkle_motion_dagster.resources.memory_plan import plan_for_resource
-    from sparkle_motion_dagster.runs.run_files import output_size
+    from sparkle_motion_dagster.store.run_files import output_size
 
     width, height = output_size(plan)
     plans = {}

@@ -15,7 +15,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json
 
 REPORT = "qa_report.json"
 RESULTS_FOLDER = ".qa"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster.film.plan import MoviePlan, checked_seed, validate_plan
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.stages import folder
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 1280, 720

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sparkle_motion_dagster.runs.storage import ArtifactStore, atomic_write_json, process_alive
+from sparkle_motion_dagster.store.storage import ArtifactStore, atomic_write_json, process_alive
 
 STATES = ("running", "paused", "stopped")
 

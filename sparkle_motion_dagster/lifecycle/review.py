@@ -38,10 +38,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sparkle_motion_dagster.runs.events import read_events, write_event
-from sparkle_motion_dagster.runs.qa import qa_blocks_sharing, qa_record
-from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import (
+from sparkle_motion_dagster.lifecycle.events import read_events, write_event
+from sparkle_motion_dagster.insight.qa import qa_blocks_sharing, qa_record
+from sparkle_motion_dagster.store.run_files import stage_file
+from sparkle_motion_dagster.store.storage import (
     ArtifactStore,
     CopyMismatchError,
     UnknownRunError,
@@ -77,8 +77,8 @@ FILMING = ("queued", "running", "paused")
 def filming_again(store: ArtifactStore, run_id: str, film_status: str | None) -> str | None:
     """What is filming the run now, if anything: its status (``film_status``, from the Dagster
     instance) when that is queued, running or paused, else ``running`` while a process marks
-    itself as filming it (``runs/control.py``); None when nothing is."""
-    from sparkle_motion_dagster.runs import control
+    itself as filming it (``lifecycle/control.py``); None when nothing is."""
+    from sparkle_motion_dagster.lifecycle import control
 
     if film_status in FILMING:
         return film_status
@@ -92,7 +92,7 @@ def final_video_sha256(store: ArtifactStore, run_id: str) -> str:
         raise NothingToReviewError(
             f"{run_id}: nothing to review: finalize/video_final.mp4 does not exist yet; "
             f"finish the film first (sparkle-motion resume {run_id})")
-    from sparkle_motion_dagster.runs.integrity import file_record
+    from sparkle_motion_dagster.store.integrity import file_record
 
     return file_record(final)["sha256"]
 
@@ -175,7 +175,7 @@ def record_review(store: ArtifactStore, run_id: str, decision: str, reviewer: st
 
 def _check_binding(store: ArtifactStore, run_id: str, decision: str, final: Path, sha256: str | None,
                    refilming: str | None) -> None:
-    from sparkle_motion_dagster.runs import integrity
+    from sparkle_motion_dagster.store import integrity
 
     if sha256 is not None:
         if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
@@ -245,7 +245,7 @@ def _review_lock(review_dir: Path) -> Iterator[None]:
 
 def _catalog(store: ArtifactStore, run_id: str, record: dict, records_file: Path, catalog) -> None:
     """Spool catalog rows for the attachments and the review record (never blocks on the index)."""
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
 
     catalog = catalog or Catalog(store.root)
     for attachment in record["attachments"]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sparkle_motion_dagster.film.plan import SEED_LIMIT, checked_seed
-from sparkle_motion_dagster.runs.overrides import read_overrides, seed_override, set_seed
-from sparkle_motion_dagster.runs.run_files import load_run_plan, read_stage_json, stage_file
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.lifecycle.overrides import read_overrides, seed_override, set_seed
+from sparkle_motion_dagster.store.run_files import load_run_plan, read_stage_json, stage_file
+from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.stages import downstream, manifest
 
 # What can be regenerated: the stage that renders it, its manifest (list key, id key) and

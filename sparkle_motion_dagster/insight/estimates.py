@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.runs import published_figures
-from sparkle_motion_dagster.runs.storage import atomic_write_json
+from sparkle_motion_dagster.insight import published_figures
+from sparkle_motion_dagster.store.storage import atomic_write_json
 
 HISTORY = Path("estimates") / "history.json"
 MAX_ENTRIES = 500
@@ -74,7 +74,7 @@ def plan_units(plan) -> dict[str, float]:
 def backends_of(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per stage: the backend, device, steps and settings of the configured resources (resource key ->
     resource). A real model's device (and a video model's continuity mode) is resolved without loading it."""
-    from sparkle_motion_dagster.runs.provenance import model_provenance
+    from sparkle_motion_dagster.insight.provenance import model_provenance
 
     found: dict[str, dict[str, Any]] = {}
     for key, resource in resources.items():
@@ -166,7 +166,7 @@ def record_film(root: Path, *, run_id: str, plan, backends: Mapping[str, Mapping
                 stage_seconds: Mapping[str, float], peaks: Mapping[str, Mapping[str, int | None]],
                 film_seconds: float) -> dict[str, Any]:
     """Add one whole film's measurements to the history (kept to the newest ``MAX_ENTRIES``)."""
-    from sparkle_motion_dagster.runs.run_files import output_size
+    from sparkle_motion_dagster.store.run_files import output_size
 
     units = plan_units(plan)
     width, height = output_size(plan)
@@ -270,7 +270,7 @@ def _from_published(stage: str, units: float, size: tuple[int, int], fps: float,
     """A published figure scaled by frames (as generated), pixels and steps; by the card's speed where
     both cards are known; by the placement's slowdown. Its peak is the memory plan's, else the figure's
     own where the placement is the one it was measured with (everything resident)."""
-    from sparkle_motion_dagster.runs.gpu_estimates import card_speed_factor
+    from sparkle_motion_dagster.insight.gpu_estimates import card_speed_factor
 
     name = backend.get("backend") or ""
     settings = backend.get("settings") or {}
@@ -331,8 +331,8 @@ def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict
     card this machine may not have (a pre-flight): its stages are timed from published figures
     scaled to it, never from this machine's history. ``benchmarks`` (backend -> figures measured by
     ``bench/gpu.py`` here) take the place of published figures."""
-    from sparkle_motion_dagster.runs.gpu_estimates import generated_frames
-    from sparkle_motion_dagster.runs.run_files import output_size
+    from sparkle_motion_dagster.insight.gpu_estimates import generated_frames
+    from sparkle_motion_dagster.store.run_files import output_size
 
     free = free or free_memory
     memory_plans = memory_plans or {}
@@ -374,7 +374,7 @@ def estimate(plan, backends: Mapping[str, Mapping[str, Any]], history: list[dict
         memory = memory_plans.get(stage)
         if memory is not None:
             if not memory.fits:
-                from sparkle_motion_dagster.runs.gpu_estimates import fit_hint
+                from sparkle_motion_dagster.insight.gpu_estimates import fit_hint
 
                 result["warnings"].append({
                     "field": f"estimate.stages.{stage}", "kind": "memory",
@@ -411,7 +411,7 @@ def estimate_for_run(root: Path, plan, resources: Mapping[str, Any], *, budget: 
     """The estimate for a plan with the configured resources (resource key -> resource) and this
     installation's history under ``root``; on ``card`` (a pre-flight) when given, else this machine's
     GPU. With a card, ``gpu`` answers whether and how each stage fits it."""
-    from sparkle_motion_dagster.runs.gpu_estimates import generated_frames, memory_plans, preflight
+    from sparkle_motion_dagster.insight.gpu_estimates import generated_frames, memory_plans, preflight
 
     backends = backends_of(resources)
     clips = backends.get("video_clips", {})

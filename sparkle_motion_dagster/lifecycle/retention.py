@@ -36,8 +36,8 @@ import dagster as dg
 
 from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.orchestration.status import film_status, format_age, known_run_ids, run_title, submitted_at
-from sparkle_motion_dagster.runs.run_files import stage_file
-from sparkle_motion_dagster.runs.storage import ArtifactStore
+from sparkle_motion_dagster.store.run_files import stage_file
+from sparkle_motion_dagster.store.storage import ArtifactStore
 
 LOG_NAME = "retention.log.jsonl"
 TRASH_PREFIX = ".deleting-"
@@ -172,7 +172,7 @@ def apply_retention(store: ArtifactStore, instance: dg.DagsterInstance, keep_las
                     older_than: timedelta | None = None, *, catalog=None, now: datetime | None = None,
                     actor: str = "cli", include_unfilmed: bool = False) -> dict[str, Any]:
     """Delete what :func:`plan_retention` lists; returns ``{"deleted", "skipped", "freed_bytes", "log"}``."""
-    from sparkle_motion_dagster.runs.catalog import Catalog
+    from sparkle_motion_dagster.insight.catalog import Catalog
 
     catalog = catalog or Catalog(store.root)
     _finish_interrupted(store)
