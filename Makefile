@@ -61,11 +61,37 @@ snapshot: $(VENV)/.core-installed
 	@$(COMPILE)
 	$(BIN)/python tests/definitions_snapshot.py
 
-# The Dagster UI on http://127.0.0.1:3000 with a persistent DAGSTER_HOME in state/.
+# The Dagster UI on http://127.0.0.1:$(PORT) (make ui PORT=3001) with a persistent DAGSTER_HOME in
+# state/. The URL goes into state/panel_endpoints.json, so a notebook on this state reuses this UI
+# instead of starting a second one.
+PORT ?= 3000
 ui: $(VENV)/.core-installed
 	@$(COMPILE)
 	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/sparkle-motion paths --create >/dev/null
-	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m sparkle_motion_dagster.panel.discovery dagster http://127.0.0.1:$(PORT)
+	DAGSTER_HOME=$(STATE)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# The notebook as a page (Voilà, cells shown as they run) or in JupyterLab, on this clone's state;
+# both on http://127.0.0.1:$(NOTEBOOK_PORT). Parameters: edit the notebook's parameters cell, or
+# set the environment (SPARKLE_DAGSTER_PORT, SPARKLE_ARTIFACTS_PORT, SPARKLE_STATE_DIR).
+NOTEBOOK_PORT ?= 8866
+.PHONY: notebook lab
+$(VENV)/.notebook-installed: $(VENV)/.core-installed
+	$(BIN)/pip install --quiet -e '.[notebook]'
+	touch $@
+
+notebook: $(VENV)/.notebook-installed
+	@$(COMPILE)
+	cd notebooks && ../$(BIN)/voila sparkle_motion.ipynb --no-browser --port=$(NOTEBOOK_PORT) \
+		--Voila.ip=127.0.0.1 --VoilaConfiguration.progressive_rendering=True
+
+$(VENV)/.lab-installed: $(VENV)/.notebook-installed
+	$(BIN)/pip install --quiet -e '.[notebook,lab]'
+	touch $@
+
+lab: $(VENV)/.lab-installed
+	@$(COMPILE)
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(NOTEBOOK_PORT) notebooks/sparkle_motion.ipynb
 
 bench: $(VENV)/.core-installed
 	@$(COMPILE)

@@ -74,7 +74,8 @@ def test_voila_page_makes_a_film_from_two_clicks(tmp_path, monkeypatch):
 
         wait_for(lambda: button("Generate Plan"), "the control panel to render", attempts=1500, interval=0.2)
         # Voilà renders cells as they run: wait for the last one, so the kernel is free for the clicks.
-        wait_for(lambda: "WARNING: the artifact root" in driver.page_source, "the notebook's last cell",
+        wait_for(lambda: "WARNING: the artifact root" in driver.page_source
+                 or "The artifacts live on persistent storage" in driver.page_source, "the notebook's last cell",
                  attempts=1500, interval=0.2)
         for label in LABELS:
             assert button(label) is not None, f"no {label!r} button"

@@ -102,3 +102,52 @@ def test_the_plan_report_shows_each_warning_with_its_field_and_the_estimate_per_
     assert "<td>video_clips</td><td>wan</td><td>9.0 s</td><td>2.00 GB</td><td>published</td>" in html
     assert "<td>video_final</td><td>passthrough</td><td>?</td><td>?</td><td>none</td>" in html
     assert "<b>Warnings</b>: none" in plan_view.report_html({"warnings": []})
+
+
+def fake_clone(tmp_path: Path) -> Path:
+    """A folder shaped like a clone of the project: workspace.yaml, the package, notebooks/."""
+    clone = tmp_path / "clone"
+    (clone / "sparkle_motion_dagster").mkdir(parents=True)
+    (clone / "notebooks").mkdir()
+    (clone / "workspace.yaml").write_text("load_from: []\n")
+    return clone
+
+
+def test_the_notebook_finds_the_state_the_cli_finds(tmp_path, monkeypatch):
+    from sparkle_motion_dagster.panel.state import COLAB_DRIVE_STATE, COLAB_STATE, notebook_state_dir
+    from sparkle_motion_dagster.store.locations import state_dir
+
+    monkeypatch.delenv("SPARKLE_STATE_DIR", raising=False)
+    clone = fake_clone(tmp_path)
+    monkeypatch.chdir(clone / "notebooks")  # where Voilà and Jupyter run the notebook
+    assert state_dir() == notebook_state_dir("") == clone / "state"  # the clone's, not notebooks/state
+    assert notebook_state_dir("", in_colab=True) == COLAB_STATE  # nothing found: Colab's own root
+    (clone / "state" / "dagster_home").mkdir(parents=True)
+    assert notebook_state_dir("", in_colab=True) == state_dir() == clone / "state"  # an existing state wins
+    assert notebook_state_dir("", use_drive=True, in_colab=True) == COLAB_DRIVE_STATE
+    assert notebook_state_dir("", use_drive=True) == clone / "state"  # Drive is Colab's
+    assert notebook_state_dir(str(tmp_path / "mine")) == tmp_path / "mine"  # the STATE_DIR parameter
+    monkeypatch.setenv("SPARKLE_STATE_DIR", str(tmp_path / "env"))
+    assert notebook_state_dir("", in_colab=True) == state_dir() == tmp_path / "env"
+
+
+def test_the_endpoints_file_keeps_what_others_serve(tmp_path, monkeypatch):
+    from sparkle_motion_dagster.panel import discovery
+
+    discovery.record(tmp_path, urls={"dagster_url": "http://127.0.0.1:3001"})  # as make ui does: no pid
+    discovery.record(tmp_path, urls={"artifacts_url": "http://127.0.0.1:4001"}, pids={"artifacts": 4242})
+    assert discovery.recorded(tmp_path) == {"dagster_url": "http://127.0.0.1:3001",
+                                            "artifacts_url": "http://127.0.0.1:4001", "pids": {"artifacts": 4242}}
+    discovery.forget(tmp_path, ["artifacts"])  # a kernel stops what it started, and only that
+    assert discovery.recorded(tmp_path) == {"dagster_url": "http://127.0.0.1:3001", "pids": {}}
+    discovery.forget(tmp_path, ["dagster"])
+    assert not (tmp_path / "panel_endpoints.json").exists()
+    assert not discovery.dagster_serves(f"http://127.0.0.1:{discovery.free_port('127.0.0.1')}", tmp_path)
+    monkeypatch.setenv("SPARKLE_DAGSTER_PORT", "3005")
+    assert discovery.port_setting("dagster_port", 0, "SPARKLE_DAGSTER_PORT") == 3005
+    assert discovery.port_setting("dagster_port", 3002, "SPARKLE_DAGSTER_PORT") == 3002
+    monkeypatch.setenv("SPARKLE_DAGSTER_PORT", "x")
+    with pytest.raises(ValueError, match="SPARKLE_DAGSTER_PORT: 'x'"):
+        discovery.port_setting("dagster_port", None, "SPARKLE_DAGSTER_PORT")
+    with pytest.raises(ValueError, match="dagster_port: 70000"):
+        discovery.port_setting("dagster_port", 70000, "SPARKLE_DAGSTER_PORT")

@@ -19,7 +19,7 @@ from sparkle_motion_dagster.cli import inspection as cli_inspect
 from sparkle_motion_dagster.definitions import defs
 from sparkle_motion_dagster.orchestration.runner import HOST_TAG, PID_TAG, RUN_TAG, film_run, submit_run
 from sparkle_motion_dagster.orchestration.status import catalog_missing_stages, film_status
-from sparkle_motion_dagster.lifecycle import retention
+from sparkle_motion_dagster.lifecycle import evacuation, retention
 from sparkle_motion_dagster.insight.catalog import Catalog
 from sparkle_motion_dagster.lifecycle.evacuation import EVENT_TYPE, PARTIAL, ephemeral_root_warning, evacuate
 from sparkle_motion_dagster.lifecycle.events import read_events, write_event
@@ -472,9 +472,23 @@ def test_evacuation_refuses_bad_destinations_and_runs(tmp_path):
     assert not (tmp_path / "dest").exists()
 
 
-def test_ephemeral_root_warning(monkeypatch):
+def test_ephemeral_root_warning(monkeypatch, tmp_path):
     monkeypatch.delenv("SPARKLE_EPHEMERAL_PREFIXES", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    # Off Colab nothing under /content or the temp folder warns, unless it is memory-backed.
+    assert ephemeral_root_warning("/content/sparkle_motion/artifacts_fs") is None
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\ntmpfs /srv/ram tmpfs rw 0 0\n")
+    assert evacuation.memory_mount(Path("/srv/ram/state/artifacts"), mounts=str(mounts)) == Path("/srv/ram")
+    assert evacuation.memory_mount(Path("/srv/disk/artifacts"), mounts=str(mounts)) is None
+    monkeypatch.setattr(evacuation, "memory_mount", lambda path: Path("/srv/ram"))
+    warning = ephemeral_root_warning("/srv/ram/artifacts")
+    assert "(/srv/ram)" in warning and "/content/drive" not in warning and "<a persistent folder>" in warning
+    monkeypatch.setattr(evacuation, "memory_mount", lambda path: None)
+    assert ephemeral_root_warning(Path(tempfile.gettempdir()) / "artifacts") is None
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-test")  # as a Colab VM sets it
     assert "ephemeral" in ephemeral_root_warning("/content/sparkle_motion/artifacts_fs")
+    assert "--to /content/drive/MyDrive" in ephemeral_root_warning("/content/sparkle_motion/artifacts_fs")
     assert ephemeral_root_warning("/content/drive/MyDrive/sparkle_motion/artifacts_fs") is None
     assert "evacuate" in ephemeral_root_warning(Path(tempfile.gettempdir()) / "artifacts")
     assert ephemeral_root_warning("/contentious/artifacts") is None

@@ -372,11 +372,27 @@ def _copy_event_log(store: ArtifactStore, run_id: str, target: Path) -> None:
 
 # --- ephemeral roots ---------------------------------------------------------------
 
+COLAB_DEFAULT_PREFIXES = ["/content", "!/content/drive"]
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}
+
+
+def running_on_colab() -> bool:
+    """Whether this process runs on a Colab VM (the notebook's kernel, or a command run from it)."""
+    import sys
+
+    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
 def ephemeral_prefixes() -> tuple[list[Path], list[Path]]:
     """(ephemeral prefixes, persistent exceptions) from ``SPARKLE_EPHEMERAL_PREFIXES``: a comma-separated
-    list where an entry starting with ``!`` is an exception. Default: ``/content,!/content/drive,<tempdir>``."""
+    list where an entry starting with ``!`` is an exception. Default on Colab:
+    ``/content,!/content/drive,<tempdir>``; elsewhere none (a memory-backed folder still counts, see
+    :func:`ephemeral_root_warning`)."""
     raw = os.environ.get(PREFIXES_ENV)
-    entries = raw.split(",") if raw is not None else ["/content", "!/content/drive", tempfile.gettempdir()]
+    if raw is not None:
+        entries = raw.split(",")
+    else:
+        entries = [*COLAB_DEFAULT_PREFIXES, tempfile.gettempdir()] if running_on_colab() else []
     ephemeral, persistent = [], []
     for entry in (e.strip() for e in entries):
         if not entry or entry == "!":
@@ -388,20 +404,44 @@ def ephemeral_prefixes() -> tuple[list[Path], list[Path]]:
     return ephemeral, persistent
 
 
+def memory_mount(path: Path, mounts: str = "/proc/self/mounts") -> Path | None:
+    """The mount point holding ``path`` when it is a memory-backed file system (tmpfs, ramfs: its
+    files vanish at reboot), else None; None where the mount table cannot be read."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    best: tuple[Path, str] | None = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if _under(path, point) and (best is None or len(point.parts) > len(best[0].parts)):
+            best = (point, fields[2])
+    return best[0] if best and best[1] in MEMORY_FILESYSTEMS else None
+
+
 def _under(path: Path, prefix: Path) -> bool:
     return path == prefix or prefix in path.parents
 
 
 def ephemeral_root_warning(root: str | Path) -> str | None:
-    """A warning when the artifact root lives on an ephemeral path, else None."""
+    """A warning when the artifact root lives on an ephemeral path (``SPARKLE_EPHEMERAL_PREFIXES``,
+    whose default counts Colab's ``/content`` outside Drive and the temp folder only on Colab) or,
+    with the default, on a memory-backed file system; else None."""
     resolved = Path(root).expanduser().resolve()
     ephemeral, persistent = ephemeral_prefixes()
     if any(_under(resolved, keep) for keep in persistent):
         return None
     prefix = next((p for p in ephemeral if _under(resolved, p)), None)
+    if prefix is None and os.environ.get(PREFIXES_ENV) is None:
+        prefix = memory_mount(resolved)
     if prefix is None:
         return None
+    destination = ("/content/drive/MyDrive/sparkle_motion/artifacts_fs" if running_on_colab()
+                   else "<a persistent folder>")
     return (f"WARNING: the artifact root {resolved} is on an ephemeral path ({prefix}): its files vanish with "
-            "this machine. Copy them off before shutting down, e.g. `sparkle-motion evacuate --all --to "
-            "/content/drive/MyDrive/sparkle_motion/artifacts_fs`, or point ARTIFACTS_FS_ROOT at persistent "
+            f"this machine. Copy them off before shutting down, e.g. `sparkle-motion evacuate --all --to "
+            f"{destination}`, or point ARTIFACTS_FS_ROOT at persistent "
             f"storage (set {PREFIXES_ENV} to change which paths count as ephemeral).")

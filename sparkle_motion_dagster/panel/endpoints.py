@@ -2,7 +2,7 @@
 
 Defaults, in order: the arguments; the environment (``SPARKLE_DAGSTER_URL``,
 ``SPARKLE_ARTIFACTS_URL``, ``ARTIFACTS_FS_TOKEN``); the ``panel_endpoints.json`` that
-:func:`services.start_services` leaves in the project's state folder; the services' own
+:func:`services.connect_services` and ``make ui`` leave in the project's state folder; the services' own
 default ports on loopback.
 """
 
@@ -45,12 +45,9 @@ def endpoints_file(state: Path) -> Path:
 
 
 def _saved_endpoints() -> dict:
-    from sparkle_motion_dagster.store.locations import find_state_dir
+    from sparkle_motion_dagster.store.locations import state_dir
 
-    configured = os.environ.get("SPARKLE_STATE_DIR")
-    state = Path(configured) if configured else find_state_dir()
-    if state is None:
-        return {}
+    state = state_dir()  # the CLI's state: SPARKLE_STATE_DIR, else found from the current folder
     try:
         saved = json.loads(endpoints_file(state).read_text())
     except (OSError, ValueError):

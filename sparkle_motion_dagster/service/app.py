@@ -6,7 +6,8 @@ Routes:
 * ``GET /artifacts?run_id=&stage=`` — the catalog's ``/artifacts`` payload with the
   review state as ``review_summary``; every row gets a ``download_url``;
 * ``GET /status?run_id=`` — :func:`status.film_status`;
-* ``GET /ready`` — the artifact root and the Dagster instance both answer (never behind the token);
+* ``GET /ready`` — the artifact root and the Dagster instance both answer, and which root this is
+  (``root_id``, a fingerprint of its path; never behind the token);
 * the control surface of :mod:`service.actions`: ``POST /runs``, ``/control/{pause,resume,stop}``,
   ``/review``, ``/regenerate``;
 * ``GET|HEAD /files/<path>`` — a file under ``<root>/runs/``, with HTTP Range
@@ -41,6 +42,7 @@ from sparkle_motion_dagster.orchestration.status import artifacts_view, film_sta
 from sparkle_motion_dagster.insight.catalog import Catalog, guess_mime
 from sparkle_motion_dagster.store.confined import open_beneath
 from sparkle_motion_dagster.lifecycle.control import read_hold
+from sparkle_motion_dagster.store.locations import path_id
 from sparkle_motion_dagster.store.storage import (
     TEMP_MARKER,
     ArtifactStore,
@@ -164,7 +166,10 @@ def create_app(store_root: str | Path, instance_getter: Callable[[], Any], token
                 instance_getter().get_dynamic_partitions("run_id")
         except Exception as exc:  # noqa: BLE001 - any failure to reach the instance means not ready
             problems.append(f"the Dagster instance does not answer: {exc}")
-        return JSONResponse({"ready": not problems, "problems": problems}, status_code=503 if problems else 200)
+        # root_id: which artifact root this is (a fingerprint), so a notebook can tell that an
+        # already running service serves its state before it reuses it.
+        return JSONResponse({"ready": not problems, "problems": problems, "root_id": path_id(root)},
+                            status_code=503 if problems else 200)
 
     @app.get("/artifacts", dependencies=[guard])
     def artifacts(run_id: str | None = None, stage: str | None = None) -> dict[str, Any]:

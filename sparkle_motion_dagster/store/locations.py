@@ -107,15 +107,32 @@ def find_state_dir(start: Path | None = None) -> Path | None:
     return None
 
 
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default the current folder) that is a clone of
+    this project: it holds ``workspace.yaml`` and the ``sparkle_motion_dagster`` package. A
+    notebook opened from ``notebooks/`` belongs to the clone above it."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "workspace.yaml").is_file() and (folder / "sparkle_motion_dagster").is_dir():
+            return folder
+    return None
+
+
 def state_dir() -> Path:
     """The project's state folder: the Dagster home and, by default, the artifacts.
 
     SPARKLE_STATE_DIR when set; else the nearest existing ``state/`` found by walking up from
-    the current folder; else ``./state`` (created only by a command that writes)."""
+    the current folder; else ``state/`` at the root of the clone the current folder is in;
+    else ``./state`` (created only by a command that writes). The CLI, the notebook and its
+    panel all ask this, so a film made by one is seen by the others."""
     configured = os.environ.get("SPARKLE_STATE_DIR")
     if configured:
         return Path(configured).expanduser().resolve()
-    return find_state_dir() or Path.cwd().resolve() / STATE_FOLDER
+    found = find_state_dir()
+    if found is not None:
+        return found
+    root = find_project_root()
+    return (root or Path.cwd().resolve()) / STATE_FOLDER
 
 
 def where_state_was_looked_for() -> str:
@@ -154,6 +171,14 @@ def existing_artifacts_root() -> Path:
 def artifacts_root() -> Path:
     configured = os.environ.get("ARTIFACTS_FS_ROOT")
     return Path(configured).expanduser().resolve() if configured else state_dir() / "artifacts"
+
+
+def path_id(path: Path) -> str:
+    """A short fingerprint of a folder's resolved path: what a service says it serves without
+    saying where that is."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(path).expanduser().resolve()).encode()).hexdigest()[:16]
 
 
 def ensure_dagster_home() -> Path:
