@@ -3,7 +3,8 @@
 Dagster-free. A file is served at ``<base>/files/<path under the artifact root>``, e.g.
 ``/files/runs/<run_id>/finalize/video_final.mp4``; that path never changes, the base may.
 The base is, first that is set: ``SPARKLE_ARTIFACTS_URL``; the address the running service
-recorded in the artifact root (``.artifact_service.json``, written as it starts); the service's
+recorded in the artifact root (``.artifact_service.json``, written as it starts, ignored once that
+process is gone); the service's
 default, http://127.0.0.1:7077. A link made while the service ran elsewhere plays again through
 :func:`current_link` (``sparkle-motion link LINK_OR_FILE``), which keeps the path and puts the
 base of now in front of it. With ``ARTIFACTS_FS_TOKEN`` set the service wants
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -37,7 +39,7 @@ def record_service(store_root: str | Path, url: str) -> Path:
     """Record where the service of this artifact root runs (atomically: a reader never sees half)."""
     from sparkle_motion_dagster.runs.storage import atomic_write_json
 
-    return atomic_write_json(record_path(store_root), {"url": url, "pid": os.getpid()})
+    return atomic_write_json(record_path(store_root), {"url": url, "pid": os.getpid(), "host": socket.gethostname()})
 
 
 def forget_service(store_root: str | Path, url: str) -> None:
@@ -51,10 +53,16 @@ def forget_service(store_root: str | Path, url: str) -> None:
 
 
 def recorded_base(store_root: str | Path) -> str | None:
-    """The base URL the service recorded in the artifact root, or None."""
+    """The base URL the service recorded in the artifact root, or None: also when the service
+    that wrote it ran on this machine and is gone (stopped by a signal, it leaves the record)."""
+    from sparkle_motion_dagster.runs.storage import process_alive
+
     try:
-        url = json.loads(record_path(store_root).read_text(encoding="utf-8")).get("url")
+        record = json.loads(record_path(store_root).read_text(encoding="utf-8"))
+        url, pid, host = record.get("url"), record.get("pid"), record.get("host")
     except (OSError, ValueError, AttributeError):
+        return None
+    if host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
         return None
     return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
 
