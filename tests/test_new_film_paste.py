@@ -44,7 +44,10 @@ def test_a_plan_with_apostrophes_pasted_as_json_launches(isolated_state, instanc
     tags = instance.get_run_by_id(result.run_id).tags
     assert tags["sparkle/new_film_run_id"] == run_id and tags[TITLE_TAG] == plan["title"]
     (materialized,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    assert materialized.event_specific_data.metadata["title"].value == plan["title"]
+    metadata = materialized.event_specific_data.metadata
+    assert metadata["title"].value == plan["title"]
+    assert metadata["film_run"].value == ("/runs?q%5B0%5D=tag%3Asparkle%2Fnew_film_dagster_run%3D"
+                                          + result.run_id)
 
 
 @pytest.mark.parametrize("config", [

@@ -10,6 +10,7 @@ run with the film run it started.
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import dagster as dg
 from pydantic import Field
@@ -137,7 +138,10 @@ def submit_new_film(context: dg.OpExecutionContext, config: NewFilmConfig, artif
     context.add_output_metadata({
         "run_id": run_id,
         **({"title": dg.MetadataValue.text(titled[TITLE_TAG])} if titled else {}),
-        # Relative to the webserver that shows this: the film's partition page, and its runs there.
+        # Relative to the webserver that shows this: the film run this run starts (the Runs page
+        # filtered by the tag it carries), and the film's partition page.
+        "film_run": dg.MetadataValue.url("/runs?" + urlencode({"q[0]": f"tag:{NEW_FILM_DAGSTER_RUN_TAG}="
+                                                                       f"{context.run_id}"})),
         "film": dg.MetadataValue.url(f"/assets/video_final?view=partitions&partition={run_id}"),
         "status": f"sparkle-motion status {run_id}",
         "resume": f"sparkle-motion resume {run_id}",
