@@ -12,7 +12,11 @@ from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES, StepValuesIOManager
-from sparkle_motion_dagster.sensors import build_new_film_backlink_sensor, build_new_film_sensor, build_plan_inbox_sensor
+from sparkle_motion_dagster.sensors import (
+    build_new_film_backlink_sensor,
+    build_new_film_sensor,
+    build_plan_inbox_sensor,
+)
 
 FILM_ASSETS = film_assets()
 

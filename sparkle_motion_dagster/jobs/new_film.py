@@ -91,6 +91,15 @@ def pasted_plan(text: str) -> dict:
     return document
 
 
+def given_plan(config: NewFilmConfig) -> dict:
+    """The plan document from whichever of ``plan``, ``plan_text`` and ``plan_path`` is given."""
+    if config.plan:
+        return dict(config.plan)
+    if config.plan_text.strip():
+        return pasted_plan(config.plan_text)
+    return read_plan_file(config.plan_path)
+
+
 def frame_size(text: str) -> tuple[int, int] | None:
     if not text.strip():
         return None
@@ -118,8 +127,7 @@ def submit_new_film(context: dg.OpExecutionContext, config: NewFilmConfig, artif
             run_id = submit_prompt_run(store, context.instance, prompt=config.prompt, title=config.title,
                                        seed=config.seed, size=size, preview=config.preview, source="ui:new_film")
         else:
-            document = (dict(config.plan) if config.plan else pasted_plan(config.plan_text)
-                        if config.plan_text.strip() else read_plan_file(config.plan_path))
+            document = given_plan(config)
             if size:
                 document = with_video_size(document, *size)
             run_id = submit_run(store, context.instance, document, preview=config.preview,
