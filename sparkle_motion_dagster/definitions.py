@@ -12,7 +12,11 @@ from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES, StepValuesIOManager
-from sparkle_motion_dagster.sensors import build_new_film_sensor, build_plan_inbox_sensor
+from sparkle_motion_dagster.sensors import (
+    build_new_film_backlink_sensor,
+    build_new_film_sensor,
+    build_plan_inbox_sensor,
+)
 
 FILM_ASSETS = film_assets()
 
@@ -50,7 +54,7 @@ defs = dg.Definitions(
     asset_checks=[approved_by_reviewer, *QA_CHECKS],
     jobs=[film_job, new_film_job, plan_dry_run_job, qa_checks_job],
     sensors=[build_plan_inbox_sensor(film_job), build_new_film_sensor(new_film_job, film_job),
-             build_dead_runs_sensor()],
+             build_new_film_backlink_sensor(film_job), build_dead_runs_sensor()],
     # The values between a rendering stage's steps (assets/shot_steps.py).
     resources={**configured_resources(), STEP_VALUES: StepValuesIOManager()},
     # SPARKLE_EXECUTOR: in process (the default), a process per step, or Celery workers.

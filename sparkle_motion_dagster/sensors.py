@@ -23,6 +23,7 @@ from sparkle_motion_dagster.lifecycle import inbox
 from sparkle_motion_dagster.store.run_files import submit_request
 from sparkle_motion_dagster.lifecycle.shown import one_line
 from sparkle_motion_dagster.store.storage import ArtifactStore
+from sparkle_motion_dagster.lifecycle.titles import TITLE_TAG, document_title, shown_title
 
 DEFAULT_BATCH = 5
 MAX_LOGGED_CHARS = 2000  # the full reasons are in the error file beside the rejected one
@@ -123,7 +124,8 @@ def _take(context: dg.SensorEvaluationContext, folder, store: ArtifactStore, cli
                           f"({type(exc).__name__}: {one_line(exc)})")
         tick.notes.append(f"{name}: left in the inbox, it could not be submitted ({one_line(exc)})")
         return
-    tick.request(run_id, digest, **{"sparkle/inbox_file": name})
+    title = document_title(item.document) if item.kind == "plan" else (item.title and shown_title(item.title))
+    tick.request(run_id, digest, **{"sparkle/inbox_file": name, **({TITLE_TAG: title} if title else {})})
     try:
         inbox.accept(folder, drop, run_id, loaded)
     except Exception as exc:  # noqa: BLE001 - the run is submitted; the file waits as a duplicate
@@ -200,9 +202,10 @@ def build_plan_inbox_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDe
 def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     """The sensor that films what the ``new_film`` job registered: as each ``new_film`` run
     succeeds, it requests ``film`` for the run_id partition named in that run's tag (once: the
-    run key). Dagster's run-status cursor starts at the sensor's first tick; a film registered
-    while no daemon ran is filmed with ``sparkle-motion resume RUN_ID``."""
-    from sparkle_motion_dagster.jobs.new_film import NEW_FILM_TAG
+    run key), tagged with the film's title and the ``new_film`` run. Dagster's run-status cursor
+    starts at the sensor's first tick; a film registered while no daemon ran is filmed with
+    ``sparkle-motion resume RUN_ID``."""
+    from sparkle_motion_dagster.jobs.new_film import NEW_FILM_DAGSTER_RUN_TAG, NEW_FILM_TAG
 
     @dg.run_status_sensor(
         name="new_film_launcher",
@@ -218,8 +221,36 @@ def build_new_film_sensor(new_film: dg.JobDefinition, film: dg.UnresolvedAssetJo
         run_id = context.dagster_run.tags.get(NEW_FILM_TAG)
         if not run_id or not context.instance.has_dynamic_partition("run_id", run_id):
             return dg.SkipReason(f"new_film run {context.dagster_run.run_id} registered no known run_id")
+        title = context.dagster_run.tags.get(TITLE_TAG)
         return dg.RunRequest(run_key=f"new_film:{run_id}", partition_key=run_id,
-                             tags={"sparkle/source": "ui:new_film",
-                                   "sparkle/new_film_dagster_run": context.dagster_run.run_id})
+                             tags={"sparkle/source": "ui:new_film", **({TITLE_TAG: title} if title else {}),
+                                   NEW_FILM_DAGSTER_RUN_TAG: context.dagster_run.run_id})
 
     return new_film_launcher
+
+
+def build_new_film_backlink_sensor(film: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """The sensor that links a ``new_film`` run to the ``film`` run it started: as a film run that
+    names its ``new_film`` run (``sparkle/new_film_dagster_run``) starts, the ``new_film`` run is
+    tagged with it (``sparkle/film_dagster_run``), so each run's page leads to the other."""
+    from sparkle_motion_dagster.jobs.new_film import FILM_DAGSTER_RUN_TAG, NEW_FILM_DAGSTER_RUN_TAG
+
+    @dg.run_status_sensor(
+        name="new_film_backlink",
+        run_status=dg.DagsterRunStatus.STARTED,
+        monitored_jobs=[film],
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Tags each new_film run with the film run it started (sparkle/film_dagster_run), "
+                    "as that run starts.",
+    )
+    def new_film_backlink(context: dg.RunStatusSensorContext):
+        film_run = context.dagster_run
+        new_film_run_id = film_run.tags.get(NEW_FILM_DAGSTER_RUN_TAG)
+        if not new_film_run_id or context.instance.get_run_by_id(new_film_run_id) is None:
+            return dg.SkipReason(f"film run {film_run.run_id} was not started by a new_film run")
+        context.instance.add_run_tags(new_film_run_id, {FILM_DAGSTER_RUN_TAG: film_run.run_id})
+        context.log.info(f"new_film run {new_film_run_id} started film run {film_run.run_id}")
+        return dg.SkipReason(f"tagged new_film run {new_film_run_id} with film run {film_run.run_id}")
+
+    return new_film_backlink

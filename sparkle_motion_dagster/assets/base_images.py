@@ -78,7 +78,7 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", compress_level=1)  # fast; size matters less than time here
         atomic_write_bytes(item.path, buffer.getvalue())
-        return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id, width=160)
+        return {"backend": keyframes.backend, "seed": seed}, thumbnail_markdown(picture, alt=item.id)
 
     def publish(done) -> None:
         used = [{k: portraits[c][k] for k in ("character_id", "path", "sha256")} for c in cast[done.item.id]]
@@ -92,7 +92,7 @@ def keyframe_work(stage, config: BaseImagesConfig, keyframes: KeyframeRenderer) 
         entries = [{"id": r.item.id, "asset_path": str(r.item.path), "mime_type": "image/png",
                     "seed": r.record["seed"], "prompt": r.item.request.prompt, "width": width, "height": height,
                     "backend": r.record["backend"], "characters": cast[r.item.id]} for r in results]
-        thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id, width=160)
+        thumbnails = [r.extra or thumbnail_markdown(Image.open(r.item.path), alt=r.item.id)
                       for r in results]
         manifest = atomic_write_json(stage.path("base_images_manifest.json"),
                                      {"run_id": stage.run_id, "base_image_assets": entries})

@@ -35,6 +35,7 @@ from sparkle_motion_dagster.store.storage import (
     UnsafeIdError,
     process_alive,
 )
+from sparkle_motion_dagster.lifecycle.titles import requested_title
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
@@ -149,7 +150,9 @@ class StageRun:
 
     def catalog_metadata(self) -> dict:
         """Links a materialization to its rows in the artifact catalog."""
+        title = requested_title(self.store, self.run_id)
         return {
+            **({"title": dg.MetadataValue.text(title)} if title else {}),
             "catalog_entries": self.published,
             "catalog_query": dg.MetadataValue.text(f"sparkle-motion artifacts {self.run_id} --stage {self.stage}"),
             "provenance": dg.MetadataValue.json(provenance.summary(self.records)),

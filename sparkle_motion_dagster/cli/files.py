@@ -1,4 +1,4 @@
-"""File commands: the artifact service (``serve-artifacts``, ``artifacts-env``, ``health``),
+"""File commands: the artifact service (``serve-artifacts``, ``artifacts-env``, ``health``, ``link``),
 the catalog (``catalog rebuild``), ``retention`` and ``evacuate``.
 """
 
@@ -97,6 +97,24 @@ def health(url: str) -> int:
         return 0
     click.echo(f"unhealthy: {url} ({seen})", err=True)
     return 1
+
+
+@click.command("link")
+@click.argument("target", metavar="LINK_OR_FILE")
+@click.option("--open", "open_it", is_flag=True, help="also open it in the browser")
+def link(target: str, open_it: bool) -> int:
+    """Print the link that plays a file now: give an old play link (any port), a file, or a path
+    under the artifact root. The service's address is SPARKLE_ARTIFACTS_URL, else where the
+    running serve-artifacts recorded it, else http://127.0.0.1:7077."""
+    from sparkle_motion_dagster.service.links import current_link
+
+    url = current_link(open_store().root, target)
+    click.echo(url)
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(url)
+    return 0
 
 
 # --- the catalog ----------------------------------------------------------------------------
@@ -253,4 +271,4 @@ def _filmed_runs(store, run_ids: list[str]) -> dict[str, str]:
     return found
 
 
-COMMANDS = (serve_artifacts, artifacts_env, health, catalog, retention, evacuate)
+COMMANDS = (serve_artifacts, artifacts_env, health, link, catalog, retention, evacuate)

@@ -34,6 +34,7 @@ from sparkle_motion_dagster.lifecycle import control
 from sparkle_motion_dagster.insight import estimates
 from sparkle_motion_dagster.store.run_files import stage_file
 from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
+from sparkle_motion_dagster.lifecycle.titles import title_tags
 
 RUN_TAG = "sparkle/run_id"
 PARTITION_TAG = "dagster/partition"
@@ -129,7 +130,8 @@ def film_run(
     # In process the Dagster run gets this id; an executor's run gets its own, and its first step
     # tags it with the process that orchestrates it (liveness.tag_run_process).
     dagster_run_id = str(uuid.uuid4())
-    tags = {RUN_TAG: run_id, ATTEMPT_TAG: attempt, **liveness.process_tags(dagster_run_id)}
+    tags = {RUN_TAG: run_id, ATTEMPT_TAG: attempt, **title_tags(store, run_id),
+            **liveness.process_tags(dagster_run_id)}
 
     def execute() -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
         if job.executor_def.name != dg.in_process_executor.name:

@@ -252,7 +252,15 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, store_root: str
     app = create_app(root, instance_getter, token=token)
     auth = "Bearer token required" if token else "no token: loopback only"
     print(f"serving artifacts from {ArtifactStore(root).root} on http://{host}:{port} ({auth})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # Play links are a path under the root; `sparkle-motion link` finds where they play now here.
+    from sparkle_motion_dagster.service.links import forget_service, record_service, service_url
+
+    here = service_url(host, port)
+    record_service(ArtifactStore(root).root, here)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        forget_service(ArtifactStore(root).root, here)
 
 
 def _project_instance() -> Callable[[], Any]:
