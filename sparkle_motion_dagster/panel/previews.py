@@ -13,6 +13,8 @@ STATUS_COLOURS = {"succeeded": "#1b7f3b", "running": "#1a5fb4", "failed": "#b000
                   "pending": "#777", "paused": "#a36a00", "held": "#a36a00"}
 # Preview tabs: (tab title, stage folder), from the stage table.
 TABS = stages.preview_tabs()
+# The dialogue stage's stitched track: the film's dialogue timeline, as long as the film.
+TIMELINE_TYPE = "tts_timeline_audio"
 
 
 def _plural(count: int, word: str) -> str:
@@ -20,7 +22,9 @@ def _plural(count: int, word: str) -> str:
 
 
 def stage_badges(section: dict[str, Any] | None) -> str:
-    """The seed's badges for a stage's files, e.g. ``2 audio clips · 44 s``."""
+    """The seed's badges for a stage's files, e.g. ``2 videos · 6 s``. The dialogue stage's audio
+    reads as its lines and the film's timeline length (``3 dialogue lines · 25 s timeline``): the
+    stitched timeline is the film's length, and its lines are inside it, not added to it."""
     if not section:
         return ""
     badges = []
@@ -28,11 +32,24 @@ def stage_badges(section: dict[str, Any] | None) -> str:
         word = {"audio": "audio clip", "video": "video", "image": "image"}.get(media)
         if not word:
             continue
+        timeline = _timeline_row(section) if media == "audio" else None
+        if timeline is not None:
+            lines = summary["count"] - 1
+            text = _plural(lines, "dialogue line")
+            if timeline.get("duration_s"):
+                text += f" · {timeline['duration_s']:.0f} s timeline"
+            badges.append(text)
+            continue
         text = _plural(summary["count"], word)
         if summary.get("total_duration_s"):
             text += f" · {summary['total_duration_s']:.0f} s"
         badges.append(text)
     return ", ".join(badges)
+
+
+def _timeline_row(section: dict[str, Any]) -> dict[str, Any] | None:
+    """The dialogue stage's stitched timeline (as long as the film), when the section lists it."""
+    return next((row for row in section.get("artifacts") or [] if row.get("artifact_type") == TIMELINE_TYPE), None)
 
 
 def _time(value: str | None) -> str:
