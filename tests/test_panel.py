@@ -263,6 +263,10 @@ def test_regenerate_one_shot_with_a_pause_on_the_way(regenerated):
     held = [s for s in seen.held.status["stages"] if s["status"] == "held"]
     assert len(held) == 1 and not any(s["status"] == "running" for s in seen.held.status["stages"])
     assert f'data-stage="{held[0]["asset"]}" data-status="held"' in seen.held.stage_table.value
+    # Once resumed, the stage's own time and the time it held are said apart (its wall time is both).
+    resumed = next(s for s in seen.done.status["stages"] if s["asset"] == held[0]["asset"])
+    assert resumed["status"] == "succeeded" and resumed["held_s"] > 0 and resumed["duration_s"] is not None
+    assert f"<td class='sm-held'>{resumed['held_s']:.1f} s</td>" in seen.done.stage_table.value
     assert seen.held.pause.disabled and not seen.held.resume.disabled
     status = seen.done.status
     assert status["status"] == "succeeded", status["detail"]

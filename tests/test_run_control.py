@@ -180,9 +180,6 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert f"is paused: holding before {held_before}" in err
-    # Once it ran: its own duration, and the time it held apart from it.
-    after = stage_line(cli(state, "status", run_id).stdout, held_before)
-    assert after[2] == "succeeded" and after[6] == after[8] == "s" and float(after[7]) > 0, after  # STARTED is 2 words
     assert (state / "artifacts" / "runs" / run_id / "finalize" / "video_final.mp4").exists()
 
     second = cli(state, "submit", "--plan", str(plan)).stdout.split()[1]
