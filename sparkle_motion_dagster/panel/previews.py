@@ -96,7 +96,9 @@ def stage_table_html(status: dict[str, Any], sections: dict[str, dict[str, Any]]
 
 
 def log_html(status: dict[str, Any]) -> str:
-    lines = [f"{_time(line['timestamp'])} {line.get('stage') or '':<16} {line['message']}" for line in status.get("log", [])]
+    """The last log lines; a command a panel button replaces is said as that button."""
+    lines = [f"{_time(line['timestamp'])} {line.get('stage') or '':<16} {in_panel_words(line['message'])}"
+             for line in status.get("log", [])]
     return f'<pre class="sm-log" style="max-height:12em;overflow:auto">{escape(chr(10).join(lines))}</pre>'
 
 
