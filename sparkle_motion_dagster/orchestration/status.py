@@ -11,7 +11,11 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
   its latest attempt is in an active Dagster run, **held** when its run ended
   before it at a pause (and nothing newer made it), **failed** when its latest
   failure is newer than its latest materialization or a file of it is missing,
-  damaged or swapped (``error`` names the files), and **pending** otherwise;
+  damaged or swapped (``error`` names the files), and **pending** otherwise; the stage a held
+  film holds before reads held whatever its steps said (``held_since``: when it began to hold).
+  A stage's ``duration_s`` is its own time, from its actual start to its end; ``held_s`` is the
+  time it waited at a pause before that start (from its gate closing to its start after the
+  resume), so its wall time is the two together;
 * the film run's status, in order of precedence: the control state ``stopped``
   -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused`` (the running
   stage finishes, then the run ends); ``paused`` once it ended at a stage boundary ->
