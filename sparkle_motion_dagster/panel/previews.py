@@ -92,7 +92,8 @@ def stage_table_html(status: dict[str, Any], sections: dict[str, dict[str, Any]]
             f"<td class='sm-held'>{held_cell(stage)}</td><td>{escape(badges)}</td>"
             f"<td>{checks_cell(stage.get('checks') or [])}</td></tr>")
     return ('<table class="sm-stage-table"><tr><th>stage</th><th>status</th><th>start</th><th>end</th>'
-            f"<th>duration</th><th title='time it waited at a pause before it started'>held</th><th>badges</th><th>checks</th></tr>{''.join(rows)}</table>")
+            "<th>duration</th><th title='time it waited at a pause before it started'>held</th>"
+            f"<th>badges</th><th>checks</th></tr>{''.join(rows)}</table>")
 
 
 def log_html(status: dict[str, Any]) -> str:
