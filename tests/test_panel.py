@@ -67,7 +67,8 @@ def shown(panel, status=None) -> SimpleNamespace:
     state it names whatever ran before it."""
     import ipywidgets
 
-    controls = {name: SimpleNamespace(value=getattr(widget, "value", None), disabled=getattr(widget, "disabled", None))
+    controls = {name: SimpleNamespace(value=getattr(widget, "value", None), disabled=getattr(widget, "disabled", None),
+                                      display=getattr(getattr(widget, "layout", None), "display", None))
                 for name, widget in vars(panel).items() if isinstance(widget, ipywidgets.Widget)}
     return SimpleNamespace(
         **controls, status=status,
@@ -150,6 +151,13 @@ def regenerated(approved):
     return SimpleNamespace(shot=shot, before=before, asked=asked, held=held, done=shown(panel, panel.refresh()))
 
 
+def assert_nothing_to_resume(seen):
+    """Neither the failure banner nor a "Resume from ..." control: nothing failed or was stopped."""
+    assert "sm-banner-failed" not in seen.status_banner.value and "sm-banner-stopped" not in seen.status_banner.value
+    assert "no video_final" not in seen.final_video.value
+    assert seen.resume_final.display == "none" and seen.resume_from_stage.display == "none"
+
+
 def test_generate_plan_fills_the_uri_summary_and_review(planned):
     _, before, ready = planned
     assert before.pause.disabled and before.run_production.disabled  # nothing to pause or film yet
@@ -162,9 +170,14 @@ def test_generate_plan_fills_the_uri_summary_and_review(planned):
     assert "Dialogue timeline" in ready.plan_review.value and "Render profile" in ready.plan_review.value
     assert ready.status["status"] == "planned", ready.status["detail"]
     assert not ready.run_production.disabled
+    # Nothing failed: no failure banner, no "Resume from ...", and the panel says its button, not a command.
+    assert_nothing_to_resume(ready)
+    assert "Run Production" in ready.status_banner.value and "sparkle-motion" not in ready.status_banner.value
+    assert "answers" in ready.services_line.value and "does not answer" not in ready.services_line.value
     # The dry run's report, before paying for a render: warnings and the estimated cost per stage.
     assert set(ready.plan_report_data["estimate"]["stages"]) == set(STAGE_KEYS)
     assert "<b>Estimate</b>" in ready.plan_report.value and "<b>Warnings</b>" in ready.plan_report.value
+    assert "sm-warnings" in ready.plan_report.value and "sm-estimate" in ready.plan_report.value  # two blocks
 
 
 def test_an_invalid_inline_edit_is_refused_naming_the_field(loaded, services):
@@ -189,8 +202,10 @@ def test_run_production_stop_banner_and_resume_from_stage(planned, stopped, fini
     assert "sm-banner-stopped" in at_stop.status_banner.value and "Resume from stage" in at_stop.status_banner.value
     assert not at_stop.resume_from_stage.disabled and at_stop.pause.disabled
     assert "no video_final" in at_stop.final_video.value and not at_stop.resume_final.disabled
+    assert at_stop.resume_final.display != "none" and at_stop.resume_from_stage.display != "none"
     assert done.status["run_id"] == filmed_run and done.status["status"] == "succeeded"
     assert "sm-banner-stopped" not in done.status_banner.value
+    assert_nothing_to_resume(done)
 
 
 def test_the_finished_film_shows_its_stages_previews_and_video(finished):
@@ -198,7 +213,9 @@ def test_the_finished_film_shows_its_stages_previews_and_video(finished):
     table = done.stage_table.value
     for stage in STAGE_KEYS:
         assert f'data-stage="{stage}" data-status="succeeded"' in table
-    assert "audio clips · " in table  # the seed's badges
+    # The dialogue badge says the film's timeline length, not the sum of its lines and the timeline.
+    runtime = sum(shot["duration_sec"] for shot in done.plan_document["validated_plan"]["shots"])
+    assert f"dialogue lines · {runtime:.0f} s timeline" in table and "audio clips" not in table.split("finalize")[0]
     shots = len(done.plan_document["validated_plan"]["shots"])
     previews = done.stage_previews
     assert previews["base_images"].value.count("<img ") == shots + 1
@@ -215,17 +232,41 @@ def test_the_finished_film_shows_its_stages_previews_and_video(finished):
     assert "video_final.mp4" in panel.download_link.value
 
 
+def test_approve_without_a_name_is_refused_beside_the_button_naming_the_box(finished):
+    panel, _ = finished
+    named, panel.reviewer.value = panel.reviewer.value, ""
+    try:
+        panel.approve.click()
+    finally:
+        panel.reviewer.value = named
+    said = panel.review_said.value
+    assert "sm-error" in said and "Reviewer box" in said and "--reviewer" not in said
+    assert panel.review_said in panel.approve_row.children  # the line is beside the Approve button
+
+
 def test_approve_from_the_panel_passes_the_review_gate(approved):
     _, at_approval = approved
-    assert at_approval.review_gate_passed is True, at_approval.responses.value
+    assert at_approval.review_gate_passed is True, at_approval.review_said.value
     assert at_approval.status["review"]["status"] == "approved"
+    # The final deliverable section follows: the film, its review and who approved it; nothing to resume.
+    assert "approved by ana" in at_approval.final_summary.value and "ready to share" in at_approval.final_summary.value
+    assert "review gate passed" in at_approval.review_said.value
+    assert_nothing_to_resume(at_approval)
 
 
 def test_regenerate_one_shot_with_a_pause_on_the_way(regenerated):
     seen, shot = regenerated, regenerated.shot
-    assert "regenerating the clip" in seen.asked.responses.value
+    assert "regenerating the clip with seed(s) " in seen.asked.regenerate_said.value
+    assert f"{shot} 4242" in seen.asked.regenerate_said.value  # seeds as a person reads them, not a dict
     assert seen.held.status["dagster_runs"][-1]["status"] == "FAILURE"
-    assert "holding before" in seen.held.status_banner.value
+    assert "held before" in seen.held.status_banner.value and "the Resume button" in seen.held.status_banner.value
+    held = [s for s in seen.held.status["stages"] if s["status"] == "held"]
+    assert len(held) == 1 and not any(s["status"] == "running" for s in seen.held.status["stages"])
+    assert f'data-stage="{held[0]["asset"]}" data-status="held"' in seen.held.stage_table.value
+    # Once resumed, the stage's own time and the time it held are said apart (its wall time is both).
+    resumed = next(s for s in seen.done.status["stages"] if s["asset"] == held[0]["asset"])
+    assert resumed["status"] == "succeeded" and resumed["held_s"] > 0 and resumed["duration_s"] is not None
+    assert f"<td class='sm-held'>{resumed['held_s']:.1f} s</td>" in seen.done.stage_table.value
     assert seen.held.pause.disabled and not seen.held.resume.disabled
     status = seen.done.status
     assert status["status"] == "succeeded", status["detail"]

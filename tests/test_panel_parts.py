@@ -81,10 +81,12 @@ def test_buttons_are_enabled_only_when_they_make_sense():
     assert panel.run_production.disabled and panel.generate_plan.disabled
     panel._set_buttons({"status": "succeeded"})
     assert panel.pause.disabled and panel.stop.disabled and panel.resume_from_stage.disabled
+    assert panel.resume_from_stage.layout.display == panel.resume_final.layout.display == "none"  # nothing to resume
     panel._set_buttons({"status": "stopped"})
     assert not panel.resume.disabled and not panel.resume_from_stage.disabled
+    assert panel.resume_from_stage.layout.display is None and panel.resume_final.layout.display is None
     panel.run_id.value = ""
-    panel.pause.click()  # no run: said, not raised
+    panel.pause.click()  # no run: said beside the button, not raised
     assert "Run ID" in panel.responses.value
 
 
@@ -151,3 +153,30 @@ def test_the_endpoints_file_keeps_what_others_serve(tmp_path, monkeypatch):
         discovery.port_setting("dagster_port", None, "SPARKLE_DAGSTER_PORT")
     with pytest.raises(ValueError, match="dagster_port: 70000"):
         discovery.port_setting("dagster_port", 70000, "SPARKLE_DAGSTER_PORT")
+def test_the_panel_says_its_own_controls_where_the_services_say_command_line_ones(tmp_path):
+    from sparkle_motion_dagster.orchestration.status import _overall
+    from sparkle_motion_dagster.panel.client import ServiceError
+    from sparkle_motion_dagster.panel.wording import in_panel_words, review_line
+    from sparkle_motion_dagster.lifecycle.review import record_review
+    from sparkle_motion_dagster.store.storage import ArtifactStore
+
+    with pytest.raises(ValueError) as refused:  # what the service answers an approval without a name
+        record_review(ArtifactStore(tmp_path), "run_0a1b2c3d", "approve", "")
+    said = in_panel_words(str(ServiceError(422, str(refused.value))))
+    assert said.startswith("Reviewer box: ") and "--reviewer" not in said and "Reviewer box" in said.split(":", 1)[1]
+    stages = [{"status": "succeeded", "name": "plan_intake"}]
+    runs = [{"_active": False, "_started": False, "status": "SUCCESS"}]
+    planned = _overall("run_0a1b2c3d", "running", runs, stages + [{"status": "pending"}], True, dry_run=True)[1]
+    held = _overall("run_0a1b2c3d", "paused", [], stages, True, hold={"stage": "video_clips", "since": ""})[1]
+    assert in_panel_words(planned).endswith("film it with the Run Production button")
+    assert in_panel_words(held).endswith("continue with the Resume button")
+    assert review_line({"status": "pending", "reviewer": "tester", "reviewed_at": "x"}) == "review: pending"
+    assert review_line({"status": "approved", "reviewer": "Ava", "reviewed_at": "2026-12-07T12:15:44Z",
+                        "ready_to_share": True}) == "review: approved by Ava at 12:15:44 · ready to share"
+
+
+def test_the_dialogue_badge_says_the_films_timeline_not_the_sum_of_its_audio():
+    section = {"media_summary": {"audio": {"count": 5, "total_duration_s": 39.4}},
+               "artifacts": [{"artifact_type": "tts_timeline_audio", "duration_s": 25.2}]
+               + [{"artifact_type": "shot_dialogue_audio", "duration_s": 3.55}] * 4}
+    assert previews.stage_badges(section) == "4 dialogue lines · 25 s timeline"

@@ -173,6 +173,9 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     # Its Dagster run ends at the gate; the command waits, holding no slot.
     poll(lambda: film_status_of(state, run_id) == "held", "the film to read held")
     assert proc.poll() is None and control.read_hold(store, run_id)["stage"] == held_before
+    # `status` says the stage holds (not running, not pending), since when, and that it has no time of its own.
+    while_held = stage_line(cli(state, "status", run_id).stdout, held_before)
+    assert while_held[2:4] == ["held", "-"] and while_held[5] == "since", while_held
     assert cli(state, "control", "resume", run_id).returncode == 0
     out, err = proc.communicate()
     assert proc.returncode == 0, err
@@ -191,6 +194,11 @@ def test_pause_holds_then_resume_continues_and_stop_ends(tmp_path):
     finished = cli(state, "resume", second)
     assert finished.returncode == 0, finished.stderr
     assert (state / "artifacts" / "runs" / second / "finalize" / "video_final.mp4").exists()
+
+
+def stage_line(status_output: str, asset: str) -> list[str]:
+    """The words of a stage's row in `sparkle-motion status` (STAGE ASSET STATUS STARTED DURATION HELD FILES)."""
+    return next(line.split() for line in status_output.splitlines() if line.split()[1:2] == [asset])
 
 
 def film_status_of(state: Path, run_id: str) -> str:

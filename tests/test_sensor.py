@@ -100,7 +100,8 @@ def test_an_unconfigured_model_is_rejected_unless_previewing(inbox, instance, sa
     _, second, _ = two_ticks(instance)
     assert not second.run_requests
     errors = json.loads((inbox / "rejected" / "wan.json.error.json").read_text())["errors"]
-    assert "wan-2.1" in errors[0] and "preview" in errors[0]
+    # Said as the drop folder's fix (a field of the file), not as the command line's flag.
+    assert "wan-2.1" in errors[0] and '"preview": true' in errors[0] and "--preview" not in errors[0]
 
 
 def test_a_planner_request_is_planned_by_the_run_not_by_the_tick(inbox, instance):

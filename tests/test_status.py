@@ -186,6 +186,8 @@ def test_precedence_of_control_state_and_dagster_runs(bare):
         control.close_gate(store, run_id, "video_clips")
     payload = film_status(instance, store, run_id)
     assert payload["status"] == "held" and "held before video_clips" in payload["detail"], payload
+    clips = next(s for s in payload["stages"] if s["asset"] == "video_clips")
+    assert clips["status"] == "held" and clips["held_since"] and clips["duration_s"] is None  # not pending
     set_state(store, run_id, "paused")
     set_state(store, run_id, "running")
     instance.report_run_canceled(instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED))

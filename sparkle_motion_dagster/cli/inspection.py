@@ -74,6 +74,24 @@ def artifacts(run_id: str, stage: str | None, as_json: bool) -> int:
     return 0
 
 
+def held_cell(stage: dict) -> str | None:
+    """How long a stage waited at a pause: ``since 12:08:43`` while it holds, else the seconds it held."""
+    if stage["status"] == "held":
+        return f"since {stage['held_since'][11:19]}" if stage.get("held_since") else "held"
+    return _seconds(stage.get("held_s")) if stage.get("held_s") else None
+
+
+def review_line(review: dict) -> str:
+    """``approved by Ava at ...``; a pending review names nobody (an earlier review that no longer
+    applies is said as such)."""
+    if review["status"] != "pending":
+        return f"{review['status']} by {review['reviewer']} at {review['reviewed_at']}" if review["reviewer"] \
+            else review["status"]
+    if review.get("stale_review") and review["reviewer"]:
+        return f"pending (the final changed after {review['reviewer']}'s review at {review['reviewed_at']})"
+    return "pending"
+
+
 def _echo_status(status: dict) -> None:
     click.echo(f"{status['run_id']}  {status['title'] or '(untitled)'}")
     click.echo(f"status:    {status['status']} ({status['detail']})")
@@ -84,16 +102,17 @@ def _echo_status(status: dict) -> None:
 
         click.echo(f"time left: about {format_seconds(status['estimated_seconds_left'])} (estimate)")
     rows = [[s["name"], s["asset"], s["status"], (s["started_at"] or "")[:19].replace("T", " ") or None,
-             _seconds(s["duration_s"]), len(s["artifacts"])] for s in status["stages"]]
+             _seconds(s["duration_s"]), held_cell(s), len(s["artifacts"])] for s in status["stages"]]
     click.echo()
-    echo_table(["STAGE", "ASSET", "STATUS", "STARTED (UTC)", "DURATION", "FILES"], rows)
+    # DURATION is the stage's own time, from its actual start to its end; HELD is the time it waited
+    # at a pause before it started (its wall time is the two together).
+    echo_table(["STAGE", "ASSET", "STATUS", "STARTED (UTC)", "DURATION", "HELD", "FILES"], rows)
     for stage in status["stages"]:
         if stage["error"]:
             click.echo(f"error in {stage['name']}: {stage['error']}")
     review = status["review"]
     if review:
-        by = f" by {review['reviewer']} at {review['reviewed_at']}" if review["reviewer"] else ""
-        click.echo(f"\nreview:    {review['status']}{by}")
+        click.echo(f"\nreview:    {review_line(review)}")
         if review["banner"]:
             click.echo(f"           {review['banner']}")
     _echo_checks(status.get("checks") or [])

@@ -150,7 +150,11 @@ def regenerate(run_id: str, shot: str | None, character: str | None, what: str, 
     in; assembly and the final cut. Every other file stays as it is.
     """
     from sparkle_motion_dagster.lifecycle.events import read_events, write_event
-    from sparkle_motion_dagster.lifecycle.regenerate import plan_character_regeneration, plan_regeneration
+    from sparkle_motion_dagster.lifecycle.regenerate import (
+        format_seeds,
+        plan_character_regeneration,
+        plan_regeneration,
+    )
 
     if (shot is None) == (character is None):
         raise CliError("regenerate: give either --shot SHOT_ID or --character CHARACTER_ID")
@@ -172,7 +176,8 @@ def regenerate(run_id: str, shot: str | None, character: str | None, what: str, 
         if change.get("note"):
             click.echo(change["note"])
     else:
-        click.echo(f"{shot}: regenerating the {what} with seed(s) {change['seeds']} (regenerations: {count})")
+        click.echo(f"{shot}: regenerating the {what} with seed(s) {format_seeds(change['seeds'])} "
+                   f"(regenerations: {count})")
     return film(instance, defs, store, run_id, stages=change["stages"])
 
 

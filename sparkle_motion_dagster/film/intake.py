@@ -18,6 +18,11 @@ MODEL_HINTS = {
 }
 
 
+# How a person asks for the animatic in place of an unconfigured model, on the command line; other
+# surfaces say it in their own terms (the drop folder: ``lifecycle/inbox.py``).
+PREVIEW_FIX_CLI = "run with --preview"
+
+
 class ModelNotConfiguredError(ValueError):
     """The plan declares a video model that no configured backend serves."""
 
@@ -47,7 +52,7 @@ def resolve_video_backend(plan: MoviePlan, *, served: tuple[str, ...], backend: 
     hint = MODEL_HINTS.get(declared, f"configure a video backend that serves {declared!r}")
     raise ModelNotConfiguredError(
         f"render_profile.video.model_id: {declared!r} is not served by the configured video backend "
-        f"{backend!r} (serves {', '.join(served)}). To render it, {hint}; or run with --preview "
+        f"{backend!r} (serves {', '.join(served)}). To render it, {hint}; or {PREVIEW_FIX_CLI} "
         f"to render the {backend} instead and record the substitution."
     )
 

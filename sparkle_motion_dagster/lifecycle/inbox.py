@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sparkle_motion_dagster.film.intake import PREVIEW_FIX_CLI
 from sparkle_motion_dagster.film.plan import (
     MAX_PLAN_BYTES,
     PlanInputError,
@@ -236,8 +237,19 @@ def accept(inbox: Path, drop: Drop, run_id: str, loaded: LoadedDrop) -> Path:
     return target
 
 
+# In the drop folder the fix is in the file, not a command-line flag.
+PREVIEW_FIX_INBOX = 'add "preview": true to the dropped file'
+
+
+def in_inbox_words(problem: str) -> str:
+    """A problem as the drop folder's user acts on it: a fix said as a command-line flag is said as
+    the field of the dropped file that does the same."""
+    return problem.replace(PREVIEW_FIX_CLI, PREVIEW_FIX_INBOX)
+
+
 def reject(inbox: Path, drop: Drop, problems: list[str]) -> Path:
-    return _set_aside(inbox, drop.path, drop.name, problems)
+    """Move the drop to ``rejected/`` with its problems, in the drop folder's words, beside it."""
+    return _set_aside(inbox, drop.path, drop.name, [in_inbox_words(p) for p in problems])
 
 
 def mark_duplicate(inbox: Path, drop: Drop, run_id: str) -> Path:

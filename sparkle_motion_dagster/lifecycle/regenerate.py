@@ -16,6 +16,12 @@ TARGETS = {
 }
 
 
+
+def format_seeds(seeds: dict[str, int]) -> str:
+    """Seeds as a person reads them, ``frame_001 42 · frame_002 7`` (``none`` when empty)."""
+    return " · ".join(f"{item} {seed}" for item, seed in seeds.items()) or "none"
+
+
 def _current_seed(store: ArtifactStore, run_id: str, what: str, item_id: str) -> int:
     stage, manifest, entries, id_key, kind = TARGETS[what]
     seed = seed_override(read_overrides(store, run_id), kind, item_id)

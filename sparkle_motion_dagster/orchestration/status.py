@@ -11,7 +11,11 @@ every Dagster run tagged ``dagster/partition=<run_id>``:
   its latest attempt is in an active Dagster run, **held** when its run ended
   before it at a pause (and nothing newer made it), **failed** when its latest
   failure is newer than its latest materialization or a file of it is missing,
-  damaged or swapped (``error`` names the files), and **pending** otherwise;
+  damaged or swapped (``error`` names the files), and **pending** otherwise; the stage a held
+  film holds before reads held whatever its steps said (``held_since``: when it began to hold).
+  A stage's ``duration_s`` is its own time, from its actual start to its end; ``held_s`` is the
+  time it waited at a pause before that start (from its gate closing to its start after the
+  resume), so its wall time is the two together;
 * the film run's status, in order of precedence: the control state ``stopped``
   -> ``stopped``; ``paused`` while a Dagster run is active -> ``paused`` (the running
   stage finishes, then the run ends); ``paused`` once it ended at a stage boundary ->
@@ -329,6 +333,19 @@ def _held_seconds(materialization) -> float:
     return float(value.value) if value is not None else 0.0
 
 
+def _waited_at_pause(attempts: list[dict], started: float | None) -> float:
+    """Seconds between the stage's gate closing at a pause (a held attempt just before the one
+    that counts) and the stage's actual start after the resume: the wall time of a stage that held
+    is this plus its duration."""
+    counted = next((i for i, a in enumerate(attempts) if started is not None and a.get("started") == started), None)
+    if not counted:
+        return 0.0
+    before = attempts[counted - 1]
+    if before.get("outcome") != "held" or before.get("ended") is None:
+        return 0.0
+    return max(0.0, started - before["ended"])
+
+
 def _stage_record(asset: str, attempts: list[dict], materialization, active_runs: set[str]) -> dict[str, Any]:
     latest = attempts[-1] if attempts else None
     failures = [a["ended"] for a in attempts if a.get("outcome") == "failed"]
@@ -352,15 +369,18 @@ def _stage_record(asset: str, attempts: list[dict], materialization, active_runs
         completed = materialized_at  # materialized outside a step (reported, or from another instance)
     duration = round(completed - started, 3) if started is not None and completed is not None else None
     # How long it held at a pause before it started: its run ended there, so never part of its duration.
-    held = _held_seconds(materialization) if status == "succeeded" else 0.0
+    held = _waited_at_pause(attempts, started) if status in ("succeeded", "running", "failed") else 0.0
+    if not held and status == "succeeded":
+        held = _held_seconds(materialization)
     return {
         "name": STAGE_OF_ASSET[asset],
         "asset": asset,
         "status": status,
         "started_at": iso(started),
-        "completed_at": iso(completed) if status != "running" else None,
-        "duration_s": duration if status != "running" else None,
-        "held_s": held,
+        "completed_at": iso(completed) if status not in ("running", "held") else None,
+        "duration_s": duration if status not in ("running", "held") else None,
+        "held_s": round(held, 3),
+        "held_since": iso(latest["ended"]) if status == "held" and latest and latest.get("ended") else None,
         "attempts": sum(1 for a in attempts if a.get("outcome") != "held"),
         "dagster_run_id": (latest or {}).get("dagster_run_id") or (
             materialization.run_id if materialization is not None else None),
@@ -432,8 +452,11 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
     done = sum(stage["status"] == "succeeded" for stage in stages)
     record = read_record(store, run_id) if has_files else {"state": "running"}
     control = record.get("state", "running")
+    hold = record.get("hold") if control == "paused" else None
     status, detail = _overall(run_id, control, runs, stages, registered, dry_run=has_files and _dry_run(store, run_id),
-                              damaged=damaged, hold=record.get("hold") if control == "paused" else None)
+                              damaged=damaged, hold=hold)
+    if status == "held":
+        _mark_held(stages, hold)
     submitted = submitted_at(store, run_id)
     checks = status_checks(store, run_id) if has_files else []
     for stage in stages:
@@ -460,6 +483,21 @@ def film_status(instance: dg.DagsterInstance, store: ArtifactStore, run_id: str,
         "regenerations": regenerations(store, run_id) if has_files else [],
         "estimated_seconds_left": _time_left(store, run_id, stages) if status == "running" else None,
     }
+
+
+def _mark_held(stages: list[dict], hold: dict | None) -> None:
+    """The stage the control record says the film holds before reads held (not pending, nor
+    running from an attempt that ended at the gate), with when it began to hold."""
+    stage = next((s for s in stages if s["asset"] == (hold or {}).get("stage")), None)
+    if stage is None or stage["status"] in ("succeeded", "failed", "held"):
+        return
+    since = (hold or {}).get("since")
+    try:
+        since_ts = datetime.fromisoformat(since).timestamp() if since else None
+    except ValueError:
+        since_ts = None
+    stage.update(status="held", completed_at=None, duration_s=None, started_at=None,
+                 held_since=stage.get("held_since") or iso(since_ts))
 
 
 def _mark_damaged(store: ArtifactStore, run_id: str, stages: list[dict]) -> str:

@@ -5,6 +5,11 @@ Controls carry the seed's names and are attributes, so a script or a test drives
 the way a person does (``panel.generate_plan.click()``). A button's work runs as an asyncio
 task on the kernel's loop (widget updates from threads do not render in Colab); without a
 running loop (a script, a test) it runs to its end inside ``click()``.
+
+Each group of actions has a status line beside it (``responses`` under the plan-and-production
+buttons, ``plan_said``, ``edit_said``, ``resume_said``, ``regenerate_said``, ``review_said``,
+``final_said``): what a button did, or why it could not, appears next to that button, in the
+panel's words (:mod:`.wording`: the box or button, not a command-line flag or command).
 """
 
 from __future__ import annotations
@@ -17,23 +22,37 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+import requests
 
 from sparkle_motion_dagster import stages
-from sparkle_motion_dagster.panel import plan_view, previews
+from sparkle_motion_dagster.panel import plan_view, previews, reachability
 from sparkle_motion_dagster.panel.client import ArtifactClient, ServiceError
 from sparkle_motion_dagster.panel.colab import browser_url, in_colab
 from sparkle_motion_dagster.panel.endpoints import PanelEndpoints
 from sparkle_motion_dagster.panel.launcher import DONE, DagsterLauncher, LaunchError
+from sparkle_motion_dagster.panel.wording import in_panel_words, review_line, unreachable
+from sparkle_motion_dagster.lifecycle.regenerate import format_seeds
 from sparkle_motion_dagster.stages import STAGE_KEYS, downstream
 
 ACTIVE = {"queued", "running", "paused"}
 ENDED = {"succeeded", "failed", "stopped", "planned"}
+# Where "Resume from ..." makes sense: a stage failed, or a person stopped the film.
+INTERRUPTED = {"failed", "stopped"}
 DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
 
 
 def _button(description: str, style: str = "", icon: str = "") -> widgets.Button:
     return widgets.Button(description=description, button_style=style, icon=icon,
                           layout=widgets.Layout(width="auto"))
+
+
+def _status_line() -> widgets.HTML:
+    """The line beside an action group where its buttons say what they did."""
+    return widgets.HTML(layout=widgets.Layout(margin="0 0 0 8px"))
+
+
+def _show(widget: widgets.Widget, shown: bool) -> None:
+    widget.layout.display = None if shown else "none"
 
 
 class ControlPanel:
@@ -86,10 +105,12 @@ class ControlPanel:
         self.interval = w.BoundedFloatText(value=3.0, min=0.5, max=600, step=0.5, description="Interval (s)")
         self.auto_fetch = w.Checkbox(value=True, description="Auto-fetch artifacts")
         self.refresh_artifacts = _button("Refresh Artifacts", icon="download")
-        self.responses = w.HTML()
-        self.check_health = _button("Check filesystem health", icon="heartbeat")
-        self.backend = w.HTML(f"<span class='sm-backend'>artifacts: {escape(self.endpoints.artifacts_url)} · "
-                              f"Dagster: {escape(self.endpoints.dagster_url)}</span>")
+        self.responses = _status_line()  # Generate Plan, Run Production, Pause, Resume, Stop
+        self.plan_said, self.edit_said, self.resume_said = _status_line(), _status_line(), _status_line()
+        self.regenerate_said, self.review_said, self.final_said = _status_line(), _status_line(), _status_line()
+        self.check_health = _button("Check services", icon="heartbeat")
+        self.backend = w.HTML("<span class='sm-backend'>artifact backend: not checked yet (Check services)</span>")
+        self.services_line = w.HTML("<div class='sm-services'>services: not checked yet (Check services)</div>")
         self.status_banner = w.HTML()
         self.progress = w.FloatProgress(value=0, min=0, max=1, description="Progress")
         self.stage_table = w.HTML()
@@ -103,6 +124,7 @@ class ControlPanel:
         self.regenerate_clip = _button("Regenerate clip", icon="film")
         self.regenerate_keyframes = _button("Regenerate keyframes", icon="image")
         self.final_video = w.HTML("<i>no final video yet</i>")
+        self.final_summary = w.HTML()  # the deliverable: length, size, review, whether it can be shared
         self.download = _button("Download", icon="download")
         self.download_link = w.HTML()
         self.review_banner = w.HTML()
@@ -113,44 +135,56 @@ class ControlPanel:
         self.skip = _button("Skip", icon="forward")
         self.resume_final = _button("Resume from finalize", "warning", "step-forward")
 
-        for button, work in ((self.generate_plan, self._generate_plan), (self.load_plan, self._load_plan),
-                             (self.validate_plan, self._validate_plan), (self.run_production, self._run_production),
-                             (self.pause, lambda: self._control("pause")), (self.resume, lambda: self._control("resume")),
-                             (self.stop, lambda: self._control("stop")), (self.refresh_artifacts, self._refresh_async),
-                             (self.resume_from_stage, lambda: self._resume_from(self.resume_stage.value)),
-                             (self.resume_final, lambda: self._resume_from("video_final")),
-                             (self.regenerate_clip, lambda: self._regenerate("clip")),
-                             (self.regenerate_keyframes, lambda: self._regenerate("keyframe")),
-                             (self.approve, lambda: self._review("approve")), (self.reject, lambda: self._review("reject")),
-                             (self.skip, lambda: self._review("skip")), (self.download, self._download),
-                             (self.check_health, self._check_health)):
-            button.on_click(self._handler(work))
+        production, review = self.responses, self.review_said
+        for button, work, line in (
+                (self.generate_plan, self._generate_plan, production), (self.load_plan, self._load_plan, self.plan_said),
+                (self.validate_plan, self._validate_plan, self.edit_said),
+                (self.run_production, self._run_production, production),
+                (self.pause, lambda: self._control("pause"), production),
+                (self.resume, lambda: self._control("resume"), production),
+                (self.stop, lambda: self._control("stop"), production),
+                (self.refresh_artifacts, self._refresh_async, production),
+                (self.resume_from_stage, lambda: self._resume_from(self.resume_stage.value, self.resume_said),
+                 self.resume_said),
+                (self.resume_final, lambda: self._resume_from("video_final", self.final_said), self.final_said),
+                (self.regenerate_clip, lambda: self._regenerate("clip"), self.regenerate_said),
+                (self.regenerate_keyframes, lambda: self._regenerate("keyframe"), self.regenerate_said),
+                (self.approve, lambda: self._review("approve"), review),
+                (self.reject, lambda: self._review("reject"), review),
+                (self.skip, lambda: self._review("skip"), review), (self.download, self._download, review),
+                (self.check_health, self._check_health, self.services_line)):
+            button.on_click(self._handler(work, line))
         self.poll_status.observe(self._poll_toggled, names="value")
 
         clips_folder = stages.folder("video_clips")  # its tab also regenerates a shot
         tabs = w.Tab(children=[w.VBox([self.stage_previews[folder]]
                                       + ([w.HBox([self.shot, self.regen_seed]),
-                                          w.HBox([self.regenerate_clip, self.regenerate_keyframes])]
+                                          w.HBox([self.regenerate_clip, self.regenerate_keyframes, self.regenerate_said])]
                                          if folder == clips_folder else [])) for _, folder in previews.TABS])
         for index, (title, _) in enumerate(previews.TABS):
             tabs.set_title(index, title)
         self.preview_tabs = tabs
-        final = w.VBox([self.review_banner, self.final_video, w.HBox([self.download, self.download_link]),
-                        w.HBox([self.reviewer, self.review_notes]), w.HBox([self.approve, self.reject, self.skip]),
-                        self.resume_final])
+        self.resume_final_row = w.HBox([self.resume_final, self.final_said])
+        self.approve_row = w.HBox([self.approve, self.reject, self.skip, self.review_said])
+        final = w.VBox([self.final_summary, self.review_banner, self.final_video,
+                        w.HBox([self.download, self.download_link]),
+                        w.HBox([self.reviewer, self.review_notes]), self.approve_row,
+                        self.resume_final_row])
+        self.resume_row = w.HBox([self.resume_stage, self.resume_from_stage, self.resume_said])
         self.widget = w.VBox([
-            w.HTML("<h3>Sparkle Motion control panel</h3>"), w.HBox([self.backend, self.check_health]),
+            w.HTML("<h3>Sparkle Motion control panel</h3>"), w.HBox([self.services_line, self.check_health]),
+            self.backend,
             w.HBox([self.title, self.size]), self.prompt,
-            w.HBox([self.plan_uri, self.load_plan]),
+            w.HBox([self.plan_uri, self.load_plan, self.plan_said]),
             w.HBox([self.mode, self.send_inline]),
             w.HBox([self.generate_plan, self.run_production, self.pause, self.resume, self.stop]),
+            self.responses,
             w.HBox([self.run_id, self.stage_filter]),
             w.HBox([self.poll_status, self.interval, self.auto_fetch, self.refresh_artifacts]),
-            self.responses,
             w.Accordion(children=[w.VBox([self.plan_details, self.plan_report, self.plan_review, self.plan_editor,
-                                   self.validate_plan])],
+                                   w.HBox([self.validate_plan, self.edit_said])])],
                         titles=("Plan details",), selected_index=0),
-            self.status_banner, w.HBox([self.resume_stage, self.resume_from_stage]),
+            self.status_banner, self.resume_row,
             self.progress, self.stage_table, self.log,
             self.artifacts_summary, tabs,
             w.HTML("<h4>Final deliverable</h4>"), final,
@@ -162,36 +196,45 @@ class ControlPanel:
 
     # --- running a button's work ---------------------------------------------------------------
 
-    def _handler(self, work):
+    def _handler(self, work, line: widgets.HTML):
         def clicked(_button):
-            self._spawn(work())
+            self._spawn(work(), line)
         return clicked
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine, line: widgets.HTML) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._no_loop = True  # a script or a test: the work ends inside click(); it polls with refresh()
             try:
-                asyncio.run(self._guarded(coroutine))
+                asyncio.run(self._guarded(coroutine, line))
             finally:
                 self._no_loop = False
             return
-        task = loop.create_task(self._guarded(coroutine))
+        task = loop.create_task(self._guarded(coroutine, line))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, coroutine) -> None:
+    async def _guarded(self, coroutine, line: widgets.HTML | None = None) -> None:
+        """Run a button's work; what goes wrong is said on ``line``, beside the button."""
         try:
             await coroutine
+        except requests.ConnectionError as exc:
+            url = getattr(exc.request, "url", "") or ""
+            service, base = (("Dagster webserver", self.endpoints.dagster_url) if url.startswith(self.endpoints.dagster_url)
+                             else ("artifact service", self.endpoints.artifacts_url))
+            self._say(unreachable(service, base), error=True, line=line)
         except (ServiceError, LaunchError, ValueError, OSError) as exc:
-            self._say(str(exc), error=True)
+            self._say(str(exc), error=True, line=line)
         except Exception as exc:  # noqa: BLE001 - a panel must show what went wrong, not die
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
+            self._say(f"{type(exc).__name__}: {exc}", error=True, line=line)
 
-    def _say(self, message: str, *, error: bool = False) -> None:
+    def _say(self, message: str, *, error: bool = False, line: widgets.HTML | None = None) -> None:
+        """Say ``message`` on ``line`` (the production line when none), in the panel's words."""
         colour = "#b00020" if error else "#333"
-        self.responses.value = f'<div class="sm-response" style="color:{colour}">{escape(message)}</div>'
+        kind = "sm-error" if error else "sm-said"
+        (line or self.responses).value = (f'<div class="sm-response {kind}" style="color:{colour}">'
+                                          f"{escape(in_panel_words(message))}</div>")
 
     async def wait_for_dagster_run(self, dagster_run_id: str, attempts: int = 3000) -> str:
         """Poll the Dagster run until it ends; its final status."""
@@ -202,8 +245,19 @@ class ControlPanel:
             await asyncio.sleep(0.3)
         raise LaunchError(f"Dagster run {dagster_run_id} did not end")
 
+    def check_services(self) -> list[reachability.Answer]:
+        """Ask the Dagster UI and the artifact service whether they answer; shown on the services line."""
+        answers = reachability.probe_services(self.endpoints)
+        self.services_line.value = reachability.services_html(answers)
+        return answers
+
     async def _check_health(self) -> None:
-        """The seed's "Check filesystem health": the artifact backend and whether the service is ready."""
+        """The seed's "Check filesystem health", with the services line: which services answer, the
+        artifact backend and whether the service is ready."""
+        answers = self.check_services()
+        if not answers[1].answered:
+            self.backend.value = "<span class='sm-backend'>artifact backend: the artifact service does not answer</span>"
+            return
         health = self.client.get("/healthz")
         ready = self.client.ready()
         problems = health.get("problems", []) + ready.get("problems", [])
@@ -234,7 +288,7 @@ class ControlPanel:
         self.plan_uri.value = self.client.file_url(row["download_url"])
         await self._load_plan()
         self.plan_run_id = run_id
-        self._say(f"{run_id}: plan ready; review it, then Run Production")
+        self._say(f"{run_id}: plan ready; review it (Plan details below), then Run Production")
         self.refresh()
 
     def read_plan_uri(self, uri: str) -> dict[str, Any]:
@@ -249,6 +303,7 @@ class ControlPanel:
         return read_plan_file(Path(uri.removeprefix("file://")).expanduser())
 
     async def _load_plan(self) -> None:
+        """Load the plan the Plan URI names into Plan details (it is filmed as a new run)."""
         document = self.read_plan_uri(self.plan_uri.value)
         _, problems = plan_view.check_edit(json.dumps(document))
         if problems:
@@ -260,6 +315,7 @@ class ControlPanel:
         self.plan_review.value = plan_view.review_html(document)
         self.plan_editor.value = json.dumps(document, indent=2)
         self._set_buttons(self.status)
+        self._say("plan loaded; review it in Plan details, then Run Production", line=self.plan_said)
 
     def validate_edit(self) -> list[dict[str, str]]:
         """The inline edit's problems with their field paths (shown in Plan details); [] when valid."""
@@ -274,7 +330,7 @@ class ControlPanel:
     async def _validate_plan(self) -> None:
         problems = self.validate_edit()
         self._say("the edited plan is valid" if not problems else f"{len(problems)} problem(s) in the edited plan",
-                  error=bool(problems))
+                  error=bool(problems), line=self.edit_said)
 
     # --- production ------------------------------------------------------------------------
 
@@ -323,13 +379,13 @@ class ControlPanel:
             self._say(f"{run_id}: {action} → {answer['state']}")
         self.refresh()
 
-    async def _resume_from(self, stage: str) -> None:
+    async def _resume_from(self, stage: str, line: widgets.HTML) -> None:
         """Continue a failed or stopped run from ``stage``: it and what depends on it run again,
         and items whose inputs did not change are reused."""
         run_id = self._current_run()
         self.client.post("/control/resume", {"run_id": run_id})
         self.last_dagster_run = self.launcher.launch("film", run_id=run_id, assets=downstream(stage))
-        self._say(f"{run_id}: resuming from {stage} (Dagster run {self.last_dagster_run[:8]})")
+        self._say(f"{run_id}: resuming from {stage} (Dagster run {self.last_dagster_run[:8]})", line=line)
         self.refresh()
         self.poll_status.value = True
 
@@ -344,8 +400,8 @@ class ControlPanel:
                                                   "seed": int(seed) if seed else None})
         launch = change["launch"]
         self.last_dagster_run = self.launcher.launch(launch["job"], run_id=run_id, assets=launch["assets"])
-        self._say(f"{change['shot_id']}: regenerating the {what} with seed(s) {change['seeds']} "
-                  f"(regenerations: {change['count']})")
+        self._say(f"{change['shot_id']}: regenerating the {what} with seed(s) {format_seeds(change['seeds'])} "
+                  f"(regenerations: {change['count']})", line=self.regenerate_said)
         self._preview_key = None
         self.refresh()
         self.poll_status.value = True
@@ -353,6 +409,8 @@ class ControlPanel:
     async def _review(self, decision: str) -> None:
         """Record the manual review decision, then run the review gate so Dagster shows it."""
         run_id = self._current_run()
+        if not self.reviewer.value.strip():
+            raise ValueError(f"Reviewer box: type your name in it to {decision} the film (a review records who made it)")
         # The review binds to the video the player shows (the service refuses it if that is no longer the final).
         seen = self._final_key[0] if self._final_key else None
         answer = self.client.post("/review", {"run_id": run_id, "decision": decision, "sha256": seen,
@@ -360,18 +418,18 @@ class ControlPanel:
         launch = answer["launch"]
         gate = self.launcher.launch_checks(launch["checks"], run_id=launch["partition"],
                                            tags={"sparkle/run_id": run_id})
-        self._say(f"{run_id}: review {answer['review']['status']}; checking the review gate…")
+        self._say(f"{run_id}: review {answer['review']['status']}; checking the review gate…", line=self.review_said)
         await self.wait_for_dagster_run(gate)
         self.review_gate_passed = self.launcher.check_results(gate).get("approved_by_reviewer")
         self._say(f"{run_id}: review {answer['review']['status']}; review gate "
-                  f"{'passed' if self.review_gate_passed else 'not passed'}")
+                  f"{'passed' if self.review_gate_passed else 'not passed'}", line=self.review_said)
         self._preview_key = None
         self.refresh()
 
     async def _download(self) -> None:
         row = self.final_row()
         if row is None:
-            raise ValueError("no final video yet")
+            raise ValueError("Download: no final video yet")
         if in_colab() and Path(row["local_path"]).exists():
             from google.colab import files  # only in Colab
 
@@ -420,6 +478,7 @@ class ControlPanel:
         run_id = self.run_id.value.strip()
         if not run_id:
             return None
+        self.check_services()
         status = self.client.status(run_id)
         self.status = status
         if artifacts:
@@ -476,26 +535,33 @@ class ControlPanel:
         return next((r for r in rows if r["artifact_type"] == "video_final"), None)
 
     def _show_final(self, status: dict[str, Any]) -> None:
+        """The final deliverable: the player, what the file is, the review, and what is missing."""
         row = self.final_row()
         review = status.get("review") or {}
+        state = status["status"]
         if row is not None:
             if self._final_key != (row.get("sha256"), row["local_path"]):  # a new link reloads the player
                 self._final_key = (row.get("sha256"), row["local_path"])
                 self.final_video.value = (f'<video class="sm-final" controls preload="metadata" width="640" '
                                           f'src="{escape(self._url(row) or "", quote=True)}"></video>')
-        elif status["status"] in ACTIVE:
-            self._final_key = None
-            self.final_video.value = "<i>the final video appears when the finalize stage ends</i>"
         else:
             self._final_key = None
-            self.final_video.value = ("<b class='sm-no-final'>This run has no video_final yet</b>: "
-                                      "<i>Resume from finalize</i> renders what is missing.")
-        banner = review.get("banner")
-        if review.get("manual_review_required", True) and review.get("status") != "approved":
-            banner = banner or "Manual review required before sharing (QA_AUTOMATION_REMOVED=1)."
+            self.final_video.value = self._no_final_text(state)
+        self.final_summary.value = previews.final_summary_html(status, row, review_line(review if row else None))
+        banner = review.get("banner") if row is not None else None
+        if banner:
+            banner = in_panel_words(banner)
         self.review_banner.value = (f'<div class="sm-review-banner" style="background:#fff3cd;padding:6px">'
-                                    f"{escape(banner)}</div>" if banner else
-                                    f"<div class='sm-review-banner'>review: {escape(str(review.get('status')))}</div>")
+                                    f"{escape(banner)}</div>" if banner else "")
+
+    @staticmethod
+    def _no_final_text(state: str) -> str:
+        if state in ACTIVE:
+            return "<i>the final video appears when the finalize stage ends</i>"
+        if state in INTERRUPTED:
+            return ("<b class='sm-no-final'>This run has no video_final yet</b>: "
+                    "<i>Resume from finalize</i> renders what is missing.")
+        return "<i class='sm-final-later'>the final video appears here once the film is made (Run Production)</i>"
 
     def _set_buttons(self, status: dict[str, Any] | None) -> None:
         state = (status or {}).get("status")
@@ -513,6 +579,11 @@ class ControlPanel:
         for button in (self.approve, self.reject, self.skip, self.download):
             button.disabled = not has_final or active
         self.resume_final.disabled = has_final or active or state is None
+        # Resuming from a stage is offered only where there is something to resume: a failed or stopped film.
+        # (their status lines stay, so what the last click did is still said).
+        for control in (self.resume_stage, self.resume_from_stage):
+            _show(control, state in INTERRUPTED)
+        _show(self.resume_final, state in INTERRUPTED and not has_final)
 
     # --- for scripts and the notebook's unattended mode --------------------------------------
 

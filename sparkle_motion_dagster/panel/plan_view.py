@@ -72,7 +72,8 @@ def report_html(report: dict[str, Any]) -> str:
     warnings = report.get("warnings") or []
     items = "".join(f"<li><code>{escape(w.get('field', ''))}</code> <i>{escape(w.get('kind', ''))}</i>: "
                     f"{escape(w.get('message', ''))}</li>" for w in warnings)
-    parts = [f"<b>Warnings</b>: <ul>{items}</ul>" if warnings else "<b>Warnings</b>: none"]
+    parts = [f"<div class='sm-warnings'><b>Warnings</b>: <ul>{items}</ul></div>" if warnings
+             else "<div class='sm-warnings'><b>Warnings</b>: none</div>"]
     estimate = report.get("estimate")
     if estimate:
         rows = "".join(
@@ -81,9 +82,10 @@ def report_html(report: dict[str, Any]) -> str:
             f"<td>{_gigabytes(f.get('peak_memory_bytes'))}</td><td>{escape(f.get('basis', ''))}</td></tr>"
             for stage, f in estimate.get("stages", {}).items())
         total = estimate.get("total_seconds")
-        parts.append(f"<b>Estimate</b>: {'unknown' if total is None else format(total, '.1f') + ' s'}, peak memory "
+        parts.append(f"<div class='sm-estimate'><b>Estimate</b>: "
+                     f"{'unknown' if total is None else format(total, '.1f') + ' s'}, peak memory "
                      f"{_gigabytes(estimate.get('peak_memory_bytes'))}<table class='sm-estimate'><tr><th>stage</th>"
-                     f"<th>backend</th><th>time</th><th>peak memory</th><th>basis</th></tr>{rows}</table>")
+                     f"<th>backend</th><th>time</th><th>peak memory</th><th>basis</th></tr>{rows}</table></div>")
     return f'<div class="sm-plan-report">{"".join(parts)}</div>'
 
 
