@@ -156,6 +156,14 @@ def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label:
     image = draw_atmosphere(image, scene, horizon)
     draw = ImageDraw.Draw(image, "RGBA")
 
+    # The caption's place, worked out first so that figures and their name tags stand above it.
+    size = max(12, height // 24)
+    inset_x, inset_y = int(width * TITLE_SAFE) + 2, int(height * TITLE_SAFE) + 2
+    wrapped = textwrap.wrap(prompt, width=max(20, int((width - 2 * inset_x) / (size * 0.55))))[:3]
+    panel_h = int(size * 1.4 * len(wrapped) + size * 0.6)
+    panel_top = height - inset_y - panel_h
+    tag_size = max(10, height // 30)
+
     cast = [traits_of(reference.image) + (reference.name,) for reference in references]
     figures = len(cast) or int(rng.integers(1, 3))
     names = []
@@ -163,7 +171,7 @@ def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label:
         fx = width * (0.3 + 0.4 * (index + 0.5) / figures) + rng.normal(0, width * 0.03)
         fh = height * rng.uniform(0.24, 0.32) * (1.25 if cast else 1.0)
         head = fh * 0.13
-        feet = min(footing_row(scene, horizon, height), height * (0.84 - TITLE_SAFE))
+        feet = max(height * 0.5, min(footing_row(scene, horizon, height), panel_top - (tag_size + 6 if cast else 2)))
         body_top = feet - fh
         hair, skin, clothes, name = cast[index] if cast else (*_anonymous(rng), None)
         draw_figure(draw, fx, body_top, head, fh, hair=hair, skin=skin, clothes=clothes)
@@ -173,19 +181,14 @@ def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label:
     draw_precipitation(image, scene, rng)
     if names:
         draw = ImageDraw.Draw(image, "RGBA")
-        tag = _font(max(10, height // 30))
+        tag = _font(tag_size)
         for fx, foot, name in names:
             draw.text((fx, foot + 2), name, font=tag, fill=(255, 255, 255, 235), anchor="mt",
                       stroke_width=1, stroke_fill=(0, 0, 0, 200))
 
     # Caption panel with the prompt, and a small slate label, their text inside the title-safe area.
     draw = ImageDraw.Draw(image, "RGBA")
-    size = max(12, height // 24)
     font = _font(size)
-    inset_x, inset_y = int(width * TITLE_SAFE) + 2, int(height * TITLE_SAFE) + 2
-    wrapped = textwrap.wrap(prompt, width=max(20, int((width - 2 * inset_x) / (size * 0.55))))[:3]
-    panel_h = int(size * 1.4 * len(wrapped) + size * 0.6)
-    panel_top = height - inset_y - panel_h
     draw.rectangle((0, panel_top, width, height), fill=(0, 0, 0, 150))
     for line_no, line in enumerate(wrapped):
         draw.text((inset_x, panel_top + size * 0.4 + line_no * size * 1.4), line, font=font, fill=(255, 255, 255, 255))
