@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sparkle_motion_dagster.film.plan import validate_plan
 from sparkle_motion_dagster.film.scene import Scene, read_scene
@@ -16,7 +15,8 @@ from sparkle_motion_dagster.resources.keyframes.storyboard import render_storybo
 from sparkle_motion_dagster.resources.planning.template import template_plan
 
 LANTERN = "A lantern keeper walks a foggy wood and meets a fox"
-PROMPTS = [LANTERN, "Two friends walk a coastal path at dawn", "A detective waits on a city street at night in the rain",
+PROMPTS = [LANTERN, "Two friends walk a coastal path at dawn",
+           "A detective waits on a city street at night in the rain",
            "Mara meets a fox in the woods", "A robot learns to bake bread in a tiny harbour town.",
            "Rooftop revelations under neon rain"]
 

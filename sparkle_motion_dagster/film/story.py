@@ -21,8 +21,8 @@ DETERMINERS = frozenset("a an the one my our his her their this that its some".s
 COUNTS = {"two": 2, "three": 3, "pair": 2, "couple": 2, "both": 2}
 CONJUNCTIONS = frozenset("and but then while as , ; . ! ?".split())
 PREPOSITIONS = frozenset("in on at through across along into onto over under beneath by near past toward towards "
-                         "to from around up down beside behind inside outside within before after during among between against "
-                         "beyond".split())
+                         "to from around up down beside behind inside outside within before after during among "
+                         "between against beyond".split())
 
 # Verbs a story prompt uses, with their irregular (past, past participle) forms.
 IRREGULAR = {"meet": ("met", "met"), "find": ("found", "found"), "run": ("ran", "run"), "ride": ("rode", "ridden"),

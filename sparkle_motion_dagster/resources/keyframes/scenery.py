@@ -217,7 +217,8 @@ def _interior(draw, scene, rng, width, height, horizon) -> None:
     draw.rectangle((wx, wy, wx + ww, wy + wh), outline=(*frame, 255), width=max(2, height // 90))
     draw.line((wx + ww / 2, wy, wx + ww / 2, wy + wh), fill=(*frame, 255), width=max(2, height // 120))
     for fx in np.arange(0, width, width / 9):  # floorboards
-        draw.line((width / 2 + (fx - width / 2) * 0.4, horizon, fx, height), fill=(*_scale(GROUND["interior"], 0.7), 160))
+        draw.line((width / 2 + (fx - width / 2) * 0.4, horizon, fx, height),
+                  fill=(*_scale(GROUND["interior"], 0.7), 160))
     if scene.time in ("dusk", "night"):
         lx = width * 0.85
         draw.ellipse((lx - height * 0.2, height * 0.15, lx + height * 0.2, height * 0.55), fill=(255, 210, 140, 60))

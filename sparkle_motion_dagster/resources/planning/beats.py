@@ -36,7 +36,8 @@ SETTING_PLACES = {"city": ("in", "the city"), "coast": ("by", "the sea"), "fores
 # One line per beat (setup, meeting, turn, resolution), spoken by "a" or "b". Slots: {vp} what "a" does
 # there ("walk the foggy wood"), {vp_past}, {vp_pp}; {place} ("the foggy wood"), {in_place} ("in the
 # foggy wood"); {period} ("morning"), {periods}, {today} ("this morning"); {a_call}, {b_call}: how each
-# is addressed ("keeper", "fox", "Mara"); {is}: "is" or "are", agreeing with the place. Capitalised slot names give capitalised values.
+# is addressed ("keeper", "fox", "Mara"); {is}: "is" or "are", agreeing with the place. Capitalised
+# slot names give capitalised values.
 LINE_SETS = [
     [("a", "I {vp} every {period}, and it is always this quiet."),
      ("b", "Not {today}, {a_call}. {Today} you are not alone {in_place}."),
@@ -135,7 +136,8 @@ def _slots(story: Story, roles: list[Role]) -> dict[str, str]:
         vp, vp_past, vp_pp = (f"{form} {destination}" for form in ("come", "came", "come"))
     head = place.split()[-1]
     plural = head.endswith("s") and not head.endswith(("ss", "us", "is"))
-    values = {"is": "are" if plural else "is", "vp": vp, "vp_past": vp_past, "vp_pp": vp_pp, "place": place, "in_place": in_place,
+    values = {"is": "are" if plural else "is", "vp": vp, "vp_past": vp_past, "vp_pp": vp_pp, "place": place,
+              "in_place": in_place,
               "period": period, "periods": period + "s", "today": today,
               "a_call": roles[0].call, "b_call": roles[1].call}
     return {**values, **{key.capitalize(): value[:1].upper() + value[1:] for key, value in values.items()}}
