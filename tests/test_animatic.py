@@ -109,3 +109,27 @@ def test_the_widest_pan_stays_inside_the_overscan(monkeypatch, direction, size):
     frames = list(animatic.animatic_frames(image, image, frames=60, width=width, height=height, seed=1,
                                            motion_prompt=""))
     assert len(frames) == 60 and all(len(f) == width * height * 3 // 2 for f in frames)
+
+
+def test_the_first_frame_shows_the_whole_keyframe_caption():
+    """The pan starts from an enlarged, centred crop: the storyboard's caption must survive it."""
+    from sparkle_motion_dagster.resources.keyframes.storyboard import render_storyboard
+
+    prompt = "Two friends walk a coastal path at dawn, the long caption wrapping onto a second line here"
+    keyframe = render_storyboard(prompt, seed=1, width=WIDTH, height=HEIGHT, label="frame_000")
+    luma = rgb_to_yuv420(np.asarray(keyframe))[0]
+    first = np.frombuffer(next(animatic_frames(keyframe, keyframe, frames=2, width=WIDTH, height=HEIGHT, seed=3,
+                                               motion_prompt="pan")), np.uint8)[:WIDTH * HEIGHT]
+    first = first.reshape(HEIGHT, WIDTH)
+    top = int(HEIGHT * 0.72)  # the caption panel (two lines, inside the title-safe area)
+    caption = slice(top, HEIGHT)
+    text = np.argwhere(luma[caption] > 200)  # white letters on the dark caption panel
+    assert len(text) > 50
+    big_w, big_h = int(round(WIDTH * OVERSCAN)) // 2 * 2, int(round(HEIGHT * OVERSCAN)) // 2 * 2
+    cx, cy = (big_w - WIDTH) // 4 * 2, (big_h - HEIGHT) // 4 * 2
+    rows = (text[:, 0] + top) * big_h / HEIGHT - cy  # where each letter pixel lands in the frame
+    cols = text[:, 1] * big_w / WIDTH - cx
+    assert rows.min() >= 0 and rows.max() < HEIGHT - 1 and cols.min() >= 1 and cols.max() < WIDTH - 1
+    shown = np.argwhere(first[caption] > 200)
+    assert len(shown) > 0.5 * len(text)  # the letters are there, enlarged (and softened)
+    assert shown[:, 1].min() > 0 and shown[:, 0].max() + top < HEIGHT - 1  # none touch an edge

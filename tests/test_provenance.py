@@ -39,6 +39,8 @@ def test_every_file_of_a_film_has_a_record_and_the_final_cut_reaches_every_input
 
     payload = json.loads(cli("provenance", run_id, "--json", cwd=tmp_path))
     assert payload["run_id"] == run_id
+    assert (run_dir / ".provenance" / "finalize" / "alignment_map.json").is_file()
+    assert not list(run_dir.rglob("*.json.json"))  # a JSON file's record keeps its own name
     records = {r["path"]: r for r in payload["records"]}
     from sparkle_motion_dagster.insight.catalog import Catalog
 
@@ -83,6 +85,28 @@ def test_every_file_of_a_film_has_a_record_and_the_final_cut_reaches_every_input
     summary = event.asset_materialization.metadata["provenance"].value
     assert summary["seeds"]["shot_002"] == 77 and summary["backends"] == ["animatic"]
     assert "shot_002.mp4" in event.asset_materialization.metadata["lineage"].value
+
+
+def test_records_of_json_files_have_one_extension_and_older_names_are_still_read(tmp_path):
+    from sparkle_motion_dagster.insight import provenance
+    from sparkle_motion_dagster.store.storage import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    run_id = "run_0a0b0c0d"
+    made = store.run_dir(run_id) / "finalize" / "alignment_map.json"
+    made.parent.mkdir(parents=True)
+    made.write_text("{}")
+    record = provenance.build_record(made, store=store, run_id=run_id, stage="finalize")
+    provenance.write_record(store, record)
+    folder = store.run_dir(run_id) / ".provenance" / "finalize"
+    assert [p.name for p in folder.iterdir()] == ["alignment_map.json"]
+
+    (folder / "alignment_map.json").rename(folder / "alignment_map.json.json")  # what older versions wrote
+    assert provenance.record_path(store, run_id, "finalize", made).name == "alignment_map.json.json"
+    assert [r["path"] for r in provenance.read_records(store, run_id)] == ["finalize/alignment_map.json"]
+    provenance.write_record(store, record)  # written again: under the new name, read once
+    assert provenance.record_path(store, run_id, "finalize", made).name == "alignment_map.json"
+    assert [r["path"] for r in provenance.read_records(store, run_id)] == ["finalize/alignment_map.json"]
 
 
 def _tiny_sdxl_folder(folder: Path) -> Path:

@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 
+ARTICLES = frozenset(("the", "a", "an"))
+
+
 def fold(text: str) -> str:
     """Lower case without accents: what two spellings of one name have in common."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -22,9 +25,13 @@ def fold(text: str) -> str:
 
 
 def _terms(character_id: str, name: str) -> list[str]:
-    """The words that name a character: its id (``_``/``-`` read as spaces), full name, first name."""
+    """The words that name a character: its id (``_``/``-`` read as spaces), full name, first name
+    (never an article: "The Fox" is named by "the fox" or "fox", not by "the")."""
     terms = {fold(character_id), fold(re.sub(r"[_-]+", " ", character_id)), fold(name)}
     words = fold(name).split()
+    if words and words[0] in ARTICLES and len(words) > 1:
+        words = words[1:]
+        terms.add(" ".join(words))
     if len(words) > 1 and len(words[0].strip(".")) > 1:
         terms.add(words[0])
     return sorted(term.strip() for term in terms if term.strip())

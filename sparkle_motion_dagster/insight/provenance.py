@@ -7,8 +7,10 @@ text, every input file it was made from with its sha256, and the versions of
 the project, Dagster, the model libraries in use and ffmpeg.
 
 Records live with the run, one JSON file per published file under
-``runs/<run_id>/.provenance/<stage>/<file name>.json`` (written atomically; a
-hidden folder, so catalog rebuilds never list them as artifacts), and in the
+``runs/<run_id>/.provenance/<stage>/<file name>.json`` (a JSON file's record keeps
+the file's own name: ``alignment_map.json``, not ``alignment_map.json.json``;
+records written under that older name are still read). Records are written
+atomically, in a hidden folder, so catalog rebuilds never list them as artifacts, and in the
 catalog row's ``metadata.provenance``. :func:`lineage` follows the inputs of a
 file back to the plan. Dagster-free.
 """
@@ -202,9 +204,20 @@ def model_provenance(resource: Any) -> dict[str, Any]:
 
 # --- records --------------------------------------------------------------------
 
+def record_name(file_name: str) -> str:
+    """The record's file name for a file: ``<name>.json`` (``frame_000.png.json``), or the file's own
+    name when it is a JSON file already (``alignment_map.json``), never a double ``.json.json``."""
+    return file_name if file_name.lower().endswith(".json") else f"{file_name}.json"
+
+
 def record_path(store: ArtifactStore, run_id: str, stage: str, path: Path) -> Path:
-    """Where the record of ``path`` (a file of ``stage``) is kept."""
-    return store.run_dir(run_id) / FOLDER / stage / f"{Path(path).name}.json"
+    """Where the record of ``path`` (a file of ``stage``) is kept; for a JSON file whose record was
+    written under the older ``<name>.json.json`` name, that file while it is the only one on disk."""
+    folder = store.run_dir(run_id) / FOLDER / stage
+    name = Path(path).name
+    current = folder / record_name(name)
+    older = folder / f"{name}.json"
+    return older if older != current and older.exists() and not current.exists() else current
 
 
 def build_record(
@@ -246,9 +259,11 @@ def build_record(
 def write_record(store: ArtifactStore, record: dict[str, Any]) -> dict[str, Any]:
     """Keep the record with the run. A file that is still the one an earlier Dagster run made (the
     same sha256: a reused keyframe, say) keeps that run's id and time: they say when it was made."""
-    target = record_path(store, record["run_id"], record["stage"], Path(record["path"]))
+    folder = store.run_dir(record["run_id"]) / FOLDER / record["stage"]
+    target = folder / record_name(Path(record["path"]).name)
     try:
-        earlier = json.loads(target.read_text(encoding="utf-8"))
+        earlier = json.loads(record_path(store, record["run_id"], record["stage"], Path(record["path"]))
+                             .read_text(encoding="utf-8"))
     except (OSError, ValueError):
         earlier = None
     if earlier and earlier.get("sha256") == record["sha256"]:
@@ -272,6 +287,8 @@ def read_records(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
     check_run_id(run_id)
     records = []
     for file in sorted((store.run_dir(run_id) / FOLDER).glob("*/*.json")):
+        if file.name.endswith(".json.json") and file.with_name(file.name[:-len(".json")]).exists():
+            continue  # an older record of a JSON file that has been written again under its new name
         try:
             records.append(json.loads(file.read_text(encoding="utf-8")))
         except (OSError, ValueError):
@@ -324,7 +341,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
                   for r in records if r.get("seed") is not None},
         "weights": sorted({r["model"]["weights_digest"] for r in records
                            if (r.get("model") or {}).get("weights_digest")}),
-        "records": sorted({f"{FOLDER}/{r['stage']}/{Path(r['path']).name}.json" for r in records}),
+        "records": sorted({f"{FOLDER}/{r['stage']}/{record_name(Path(r['path']).name)}" for r in records}),
     }
 
 

@@ -4,7 +4,10 @@ Each frame dissolves from the start keyframe to the end keyframe (hold, then a
 smooth crossfade, then hold) while a slow camera pan drifts across a slightly
 enlarged copy of both. The start layer drifts away from centre and the end
 layer arrives at centre, so a clip's last frame and the next clip's first frame
-show the same keyframe from the same framing.
+show the same keyframe from the same framing. That framing is the keyframe
+enlarged by ``OVERSCAN`` and centred, so a clip's first frame loses a sliver at
+each edge: storyboard keyframes keep their captions inside a title-safe area
+wider than that sliver, so the whole caption shows.
 
 Frames come out as planar YUV 4:2:0, the encoder's own format: the keyframes are
 converted once, and every frame after that is a crop and a blend of the planes,

@@ -1,8 +1,10 @@
 """The embedded keyframe renderer (``StoryboardKeyframes``): a legible storyboard frame, no model weights.
 
-Composition and palette come from the prompt and the seed, so the same inputs
-always give the same pixels; the prompt itself is lettered on the frame so a
-viewer can tell which keyframe is which.
+The backdrop shows the setting, time of day and weather the prompt names (a
+coast at dawn, a rainy city at night, a foggy wood: see ``scenery.py``);
+composition details come from the prompt and the seed, so the same inputs
+always give the same pixels. The prompt itself is lettered on the frame, inside
+the title-safe area, so a viewer can tell which keyframe is which.
 
 Characters: a portrait is a figure on a plain ground whose hair, skin and
 clothes colours come from the character's description (and seed); a keyframe
@@ -10,7 +12,7 @@ draws each of its characters from the portrait it is given (the colours read
 back from the portrait's head and body, and the name lettered under the
 figure), so a character looks the same in every frame it is in, and a changed
 portrait changes exactly those frames. A frame without characters draws
-anonymous silhouettes.
+anonymous passers-by.
 """
 
 from __future__ import annotations
@@ -24,21 +26,15 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from sparkle_motion_dagster.film.scene import read_scene
 from sparkle_motion_dagster.resources.keyframes import CharacterReference, KeyframeRenderer
+from sparkle_motion_dagster.resources.keyframes.scenery import (draw_atmosphere, draw_backdrop, draw_precipitation,
+                                                                 footing_row)
 
 
 def _rng(prompt: str, seed: int) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
-def _palette(rng: np.random.Generator) -> list[tuple[int, int, int]]:
-    base = rng.random()
-    colors = []
-    for offset, sat, val in ((0.0, 0.65, 0.22), (0.08, 0.55, 0.55), (0.5, 0.75, 0.95), (0.58, 0.35, 0.85)):
-        r, g, b = colorsys.hsv_to_rgb((base + offset + rng.normal(0, 0.03)) % 1.0, sat, val)
-        colors.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colors
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -47,11 +43,32 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def draw_figure(draw: ImageDraw.ImageDraw, x: float, body_top: float, head: float, height: float, *,
                 hair: tuple[int, int, int], skin: tuple[int, int, int], clothes: tuple[int, int, int]) -> None:
-    """A character's figure: hair over a face, a body in its clothes' colour."""
-    draw.rounded_rectangle((x - head * 1.4, body_top, x + head * 1.4, body_top + height), radius=int(head),
-                           fill=(*clothes, 255))
-    draw.ellipse((x - head, body_top - 2 * head, x + head, body_top), fill=(*skin, 255))
-    draw.chord((x - head * 1.1, body_top - 2.2 * head, x + head * 1.1, body_top - 0.6 * head), 180, 360,
+    """A character's figure standing at ``x``: a head (face under a cap of hair) on a neck, a torso with
+    shoulders in its clothes' colour, arms with hands, and legs in a darker shade of the clothes.
+    ``body_top`` is where the shoulders are; the feet are at ``body_top + height``."""
+    shoulders, waist = head * 1.5, head * 1.05
+    torso_bottom = body_top + height * 0.5
+    feet = body_top + height
+    trousers = tuple(int(c * 0.55) for c in clothes)
+    shoes = tuple(int(c * 0.35) for c in clothes)
+    limb = max(1.0, head * 0.42)
+    for side in (-1, 1):  # legs, then arms hanging beside the torso
+        draw.rounded_rectangle((x + side * waist * 0.5 - limb * 0.55, torso_bottom - head * 0.2,
+                                x + side * waist * 0.5 + limb * 0.55, feet - head * 0.2), radius=int(limb * 0.4),
+                               fill=(*trousers, 255))
+        draw.ellipse((x + side * waist * 0.5 - limb * 0.8, feet - head * 0.4, x + side * waist * 0.5 + limb * 0.9,
+                      feet), fill=(*shoes, 255))
+        draw.line((x + side * shoulders * 0.9, body_top + head * 0.3, x + side * shoulders * 1.05,
+                   body_top + height * 0.46), fill=(*clothes, 255), width=int(limb))
+        hand = (x + side * shoulders * 1.05, body_top + height * 0.48)
+        draw.ellipse((hand[0] - limb * 0.6, hand[1] - limb * 0.6, hand[0] + limb * 0.6, hand[1] + limb * 0.6),
+                     fill=(*skin, 255))
+    draw.polygon([(x - shoulders, body_top + head * 0.25), (x - shoulders * 0.8, body_top),
+                  (x + shoulders * 0.8, body_top), (x + shoulders, body_top + head * 0.25),
+                  (x + waist, torso_bottom), (x - waist, torso_bottom)], fill=(*clothes, 255))
+    draw.rectangle((x - head * 0.3, body_top - head * 0.3, x + head * 0.3, body_top + head * 0.05), fill=(*skin, 255))
+    draw.ellipse((x - head * 0.85, body_top - 2 * head, x + head * 0.85, body_top - head * 0.1), fill=(*skin, 255))
+    draw.chord((x - head * 0.95, body_top - 2.2 * head, x + head * 0.95, body_top - 0.6 * head), 180, 360,
                fill=(*hair, 255))
 
 
@@ -115,72 +132,70 @@ def traits_of(portrait: Image.Image) -> tuple[tuple[int, int, int], ...]:
     return tuple(colours)
 
 
+# Text stays inside the title-safe area (this fraction of the frame in from each edge), so a clip that
+# shows its keyframe slightly enlarged (the animatic's pan) still shows every caption letter.
+TITLE_SAFE = 0.06
+
+
+def _anonymous(rng: np.random.Generator) -> tuple[tuple[int, int, int], ...]:
+    """(hair, skin, clothes) of a passer-by in a frame without named characters."""
+    as_rgb = lambda color: tuple(int(c * 255) for c in color)  # noqa: E731
+    return (as_rgb(colorsys.hsv_to_rgb(rng.uniform(0.02, 0.12), 0.5, rng.uniform(0.15, 0.5))),
+            as_rgb(colorsys.hsv_to_rgb(rng.uniform(0.03, 0.1), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.9))),
+            as_rgb(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7))))
+
+
 def render_storyboard(prompt: str, *, seed: int, width: int, height: int, label: str = "",
                       references: tuple[CharacterReference, ...] = ()) -> Image.Image:
-    """One storyboard frame of ``width`` x ``height`` for ``prompt`` and ``seed``, ``label`` in its corner,
-    with a figure for each character in ``references`` drawn from its portrait."""
+    """One storyboard frame of ``width`` x ``height`` for ``prompt`` and ``seed``: the setting, time of
+    day and weather the prompt names (see ``film/scene.py``), a figure for each character in
+    ``references`` drawn from its portrait, the prompt as a caption and ``label`` in its corner."""
     rng = _rng(prompt, seed)
-    dark, mid, accent, light = _palette(rng)
-
-    # Sky-to-ground gradient.
-    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    top, bottom = np.array(mid, np.float32), np.array(dark, np.float32)
-    pixels = np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).astype(np.uint8)
-    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    scene = read_scene(prompt)
+    image, horizon = draw_backdrop(scene, rng, width, height)
+    image = draw_atmosphere(image, scene, horizon)
     draw = ImageDraw.Draw(image, "RGBA")
 
-    # A glow, a horizon and a skyline of blocks: enough shape to read motion against.
-    gx, gy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.1, 0.45) * height
-    for radius, alpha in ((0.32, 40), (0.2, 70), (0.1, 140)):
-        r = radius * height
-        draw.ellipse((gx - r, gy - r, gx + r, gy + r), fill=(*accent, alpha))
-    horizon = int(rng.uniform(0.55, 0.75) * height)
-    x = 0
-    while x < width:
-        block_w = int(rng.uniform(0.04, 0.12) * width)
-        block_h = int(rng.uniform(0.08, 0.4) * height)
-        draw.rectangle((x, horizon - block_h, x + block_w, height), fill=(*dark, 235))
-        for _ in range(int(rng.integers(0, 6))):
-            wx = x + rng.uniform(0.1, 0.8) * block_w
-            wy = horizon - rng.uniform(0.1, 0.9) * block_h
-            draw.rectangle((wx, wy, wx + width * 0.008, wy + height * 0.012), fill=(*light, 200))
-        x += block_w + int(rng.uniform(0, 0.02) * width)
+    # The caption's place, worked out first so that figures and their name tags stand above it.
+    size = max(12, height // 24)
+    inset_x, inset_y = int(width * TITLE_SAFE) + 2, int(height * TITLE_SAFE) + 2
+    wrapped = textwrap.wrap(prompt, width=max(20, int((width - 2 * inset_x) / (size * 0.55))))[:3]
+    panel_h = int(size * 1.4 * len(wrapped) + size * 0.6)
+    panel_top = height - inset_y - panel_h
+    tag_size = max(10, height // 30)
+
     cast = [traits_of(reference.image) + (reference.name,) for reference in references]
     figures = len(cast) or int(rng.integers(1, 3))
     names = []
     for index in range(figures):
         fx = width * (0.3 + 0.4 * (index + 0.5) / figures) + rng.normal(0, width * 0.03)
-        fh = height * rng.uniform(0.22, 0.32) * (1.25 if cast else 1.0)
-        head = fh * 0.16
-        body_top = horizon + height * 0.08 - fh
-        if cast:
-            hair, skin, clothes, name = cast[index]
-            draw_figure(draw, fx, body_top, head, fh, hair=hair, skin=skin, clothes=clothes)
-            names.append((fx, body_top + fh, name))
-        else:
-            draw.ellipse((fx - head, body_top - 2 * head, fx + head, body_top), fill=(*light, 230))
-            draw.rounded_rectangle((fx - head * 1.4, body_top, fx + head * 1.4, body_top + fh), radius=int(head),
-                                   fill=(*accent, 210))
+        fh = height * rng.uniform(0.24, 0.32) * (1.25 if cast else 1.0)
+        head = fh * 0.13
+        feet = max(height * 0.5, min(footing_row(scene, horizon, height), panel_top - (tag_size + 6 if cast else 2)))
+        body_top = feet - fh
+        hair, skin, clothes, name = cast[index] if cast else (*_anonymous(rng), None)
+        draw_figure(draw, fx, body_top, head, fh, hair=hair, skin=skin, clothes=clothes)
+        if name:
+            names.append((fx, feet, name))
     image = image.filter(ImageFilter.GaussianBlur(radius=max(1, width // 640)))
+    draw_precipitation(image, scene, rng)
     if names:
         draw = ImageDraw.Draw(image, "RGBA")
-        tag = _font(max(10, height // 30))
+        tag = _font(tag_size)
         for fx, foot, name in names:
-            draw.text((fx, foot + 2), name, font=tag, fill=(255, 255, 255, 235), anchor="mt")
+            draw.text((fx, foot + 2), name, font=tag, fill=(255, 255, 255, 235), anchor="mt",
+                      stroke_width=1, stroke_fill=(0, 0, 0, 200))
 
-    # Caption panel with the prompt, and a small slate label.
+    # Caption panel with the prompt, and a small slate label, their text inside the title-safe area.
     draw = ImageDraw.Draw(image, "RGBA")
-    size = max(12, height // 24)
     font = _font(size)
-    wrapped = textwrap.wrap(prompt, width=max(20, int(width / (size * 0.55))))[:3]
-    panel_h = int(size * 1.4 * len(wrapped) + size)
-    draw.rectangle((0, height - panel_h, width, height), fill=(0, 0, 0, 150))
+    draw.rectangle((0, panel_top, width, height), fill=(0, 0, 0, 150))
     for line_no, line in enumerate(wrapped):
-        draw.text((size, height - panel_h + size * 0.5 + line_no * size * 1.4), line, font=font, fill=(255, 255, 255, 255))
+        draw.text((inset_x, panel_top + size * 0.4 + line_no * size * 1.4), line, font=font, fill=(255, 255, 255, 255))
     if label:
         small = _font(max(10, size * 2 // 3))
-        draw.rectangle((0, 0, width, int(size * 1.3)), fill=(0, 0, 0, 110))
-        draw.text((size * 0.6, size * 0.2), label, font=small, fill=(255, 255, 255, 230))
+        draw.rectangle((0, 0, width, inset_y + int(size * 1.1)), fill=(0, 0, 0, 110))
+        draw.text((inset_x, inset_y), label, font=small, fill=(255, 255, 255, 230))
     return image
 
 
@@ -189,6 +204,10 @@ class StoryboardKeyframes(KeyframeRenderer):
 
     backend: ClassVar[str] = "storyboard"
     parallel_images: ClassVar[int] = 2  # Pillow draws, blurs and encodes without holding the GIL
+    drawing: ClassVar[int] = 2  # how frames are drawn: a new drawing makes earlier keyframes out of date
+
+    def fingerprint(self):
+        return {**super().fingerprint(), "drawing": self.drawing}
 
     def render(self, prompt, *, seed, width, height, label="", references=()):
         return render_storyboard(prompt, seed=seed, width=width, height=height, label=label, references=references)
