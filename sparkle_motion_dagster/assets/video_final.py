@@ -11,7 +11,7 @@ from sparkle_motion_dagster.film.final_cut import normalised_dialogue
 from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
 from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
 from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
-from sparkle_motion_dagster.media.verify import check_video
+from sparkle_motion_dagster.media.verify import check_copied_video
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.store import integrity
@@ -51,7 +51,7 @@ def video_final(
         with atomic_output(out) as temp:
             result = lipsync.apply(raw, mix, temp, windows=lipsync_windows(plan, audio_manifest["line_artifacts"]),
                                    fps=plan.fps, shots=lipsync_shots(plan, assembly), work_dir=work_dir)
-            measured = check_video(temp, what=out.name, frames=frames, fps=plan.fps, audio=True)
+            measured = check_copied_video(temp, raw, what=out.name, frames=frames, fps=plan.fps, audio=True)
         integrity.record_output(out, frames=frames, fps=plan.fps)
         alignment = atomic_write_json(stage.path("alignment_map.json"), {
             "run_id": run_id, "backend": lipsync.backend, "fps": plan.fps, **result, "loudness": loudness,

@@ -8,7 +8,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
-from sparkle_motion_dagster.media.verify import DamagedOutputError, check_video, video_problems
+from sparkle_motion_dagster.media.verify import DamagedOutputError, check_joined_video, video_problems
 from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.store import integrity
@@ -23,7 +23,8 @@ def video_raw_concat(
     assembler: FfmpegAssembler,
 ) -> dg.MaterializeResult:
     """The silent master: every shot clip in plan order, joined without re-encoding. It is
-    published only when every frame decodes and there are as many as the plan asks; otherwise
+    published only when every frame decodes (each clip's frames are decoded once, ever) and there
+    are as many as the plan asks; otherwise
     the stage fails naming the clips at fault, and an earlier master stays as it was."""
     with stage_run(context, artifact_store, "video_raw_concat") as stage:
         store, run_id = stage.store, stage.run_id
@@ -36,7 +37,8 @@ def video_raw_concat(
         with atomic_output(stage.path("concat_list.txt")) as list_path, atomic_output(out) as temp:
             assembler.concat(clips, temp, list_path)
             try:
-                measured = check_video(temp, what=out.name, frames=frames, fps=motion["fps"])
+                measured = check_joined_video(temp, list(zip(clips, [c["num_frames"] for c in motion["clip_assets"]])),
+                                              what=out.name, fps=motion["fps"])
             except DamagedOutputError as error:
                 raise DamagedOutputError(f"{error}{_clips_at_fault(motion)}") from None
         integrity.record_output(out, frames=frames, fps=motion["fps"])

@@ -31,6 +31,7 @@ from sparkle_motion_dagster.film.timeline import seconds_to_samples, shot_frame_
 from sparkle_motion_dagster.media import analysis
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, probe
 from sparkle_motion_dagster.media.wav import read_wav
+from sparkle_motion_dagster.store import integrity
 from sparkle_motion_dagster.store.storage import ArtifactStore
 from sparkle_motion_dagster.stages import folder
 
@@ -231,6 +232,34 @@ def keyframe_similarity(frame: np.ndarray, keyframe: Path, clip_size: tuple[int,
                      for zoom in CONTINUITY_ZOOMS), 4)
 
 
+CLIP_JUDGEMENT = "clip_judgement"
+"""The fact kept with a clip's digest: what :func:`judge_clip` found, and what it was judged against."""
+
+
+def judged_once(clip: Path, **against: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`judge_clip`, decoding a clip only the first time it is judged against these keyframes,
+    this plan's frames and rate and these thresholds (a regenerated shot's check reads one clip, not
+    the film's): the judgement is kept with the clip's digest, so any change to the clip, its
+    keyframes or the rules judges it again."""
+    if not clip.is_file():
+        return judge_clip(clip, **against)
+    basis = {**against, "start_keyframe": _digest(against["start_keyframe"]),
+             "end_keyframe": _digest(against["end_keyframe"]),
+             "rules": [CONTINUITY_SSIM, DEFAULT_CONTINUITY_SSIM, sorted(ENDS_ON_KEYFRAME), CONTINUITY_ZOOMS,
+                       MAX_BLACK_S, MAX_FROZEN_S, MAX_FROZEN_FRACTION]}
+    basis = json.loads(json.dumps(basis, default=str))
+    kept = integrity.remembered(clip, CLIP_JUDGEMENT)
+    if isinstance(kept, dict) and kept.get("basis") == basis:
+        return kept["row"], kept["failures"]
+    row, failures = judge_clip(clip, **against)
+    integrity.remember(clip, CLIP_JUDGEMENT, {"basis": basis, "row": row, "failures": failures})
+    return row, failures
+
+
+def _digest(path: Path) -> str | None:
+    return integrity.file_record(path)["sha256"] if path.is_file() else None
+
+
 def judge_clip(clip: Path, *, shot_id: str, expected_frames: int, fps: float, mode: str | None,
                start_keyframe: Path, end_keyframe: Path) -> tuple[dict[str, Any], list[str]]:
     """One clip's measurements and what is wrong with it (each message names the shot)."""
@@ -297,7 +326,7 @@ def check_clips(store: ArtifactStore, run_id: str) -> CheckOutcome:
             end_keyframe=_file(store, run_id, "base_images", f"{shot.end_base_image_id}.png")))
     # Each clip is one ffmpeg decode: two at a time keep two cores busy.
     with ThreadPoolExecutor(max_workers=CLIP_WORKERS) as pool:
-        judged = list(pool.map(lambda args: judge_clip(**args), work))
+        judged = list(pool.map(lambda args: judged_once(**args), work))
     clips = []
     for row, failures in judged:
         clips.append(row)

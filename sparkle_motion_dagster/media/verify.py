@@ -1,12 +1,24 @@
 """What an assembled film file must be before it is published: every frame decodes, as many
 frames as the plan asks (so its duration is the plan's to a frame), and for the final cut one
-audio track as long as the film. Dagster-free; ffmpeg does the reading (``media/ffmpeg.py``)."""
+audio track as long as the film. Dagster-free; ffmpeg does the reading (``media/ffmpeg.py``).
+
+Decoding a whole film costs seconds, so each frame is decoded once: a clip's clean decode is kept
+with its digest (a fact about those bytes, dropped when the file changes), a master joined by
+stream copy from clean clips is checked by its packets (count, codec setup, duration), and a final
+cut whose video packets are the checked master's is not decoded again. Any doubt falls back to
+decoding the whole file."""
 
 from __future__ import annotations
 
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sparkle_motion_dagster.media.ffmpeg import FfmpegError, decode_video, decoded_audio_seconds, probe
+from sparkle_motion_dagster.media.ffmpeg import FfmpegError, decode_video, decoded_audio_seconds, ffmpeg_exe, probe
+from sparkle_motion_dagster.store import integrity
+
+CLEAN_DECODE = "clean_decode_frames"
+"""The fact kept with a clip's digest: how many frames it decoded to, without an error."""
 
 
 class DamagedOutputError(ValueError):
@@ -14,20 +26,33 @@ class DamagedOutputError(ValueError):
     published file, if any, was left as it was."""
 
 
-def video_problems(path: Path, *, frames: int, fps: float, audio: bool = False) -> list[str]:
+def video_problems(path: Path, *, frames: int, fps: float, audio: bool = False, decoded: bool = True) -> list[str]:
     """What is wrong with ``path`` against the plan (empty when nothing is): decoding errors, a frame
     count other than ``frames``, a container duration more than a frame away from ``frames / fps``,
-    and with ``audio`` a missing audio track or one more than a frame longer or shorter than the film."""
+    and with ``audio`` a missing audio track or one more than a frame longer or shorter than the film.
+    With ``decoded=False`` the video frames are taken as checked already (see :func:`check_copied_video`)."""
+    if not decoded:
+        return _duration_and_audio(path, frames=frames, fps=fps, audio=audio)
     try:
-        decoded = decode_video(path)
+        decoded_video = decode_video(path)
     except FfmpegError as error:
         return [f"it does not decode: {error}"]
+    problems = _decoding_problems(decoded_video, frames)
+    return problems + _duration_and_audio(path, frames=frames, fps=fps, audio=audio)
+
+
+def _decoding_problems(decoded: dict, frames: int) -> list[str]:
     problems = []
     if decoded["errors"]:
         problems.append(f"the decoder found damaged data ({len(decoded['errors'])} error(s), first: "
                         f"{decoded['errors'][0]})")
     if decoded["frames"] != frames:
         problems.append(f"{decoded['frames']} frames decode, the plan has {frames}")
+    return problems
+
+
+def _duration_and_audio(path: Path, *, frames: int, fps: float, audio: bool) -> list[str]:
+    problems = []
     seconds, frame = frames / fps, 1 / fps
     duration = probe(path)["duration_s"]
     if duration is None or abs(duration - seconds) > frame + 0.01:  # the header gives 0.01 s
@@ -50,3 +75,79 @@ def check_video(path: Path, *, what: str, frames: int, fps: float, audio: bool =
     if problems:
         raise DamagedOutputError(f"{what}: not published: " + "; ".join(problems))
     return {"frames": frames, "duration_s": round(frames / fps, 6)}
+
+
+def check_copied_video(path: Path, source: Path, *, what: str, frames: int, fps: float, audio: bool = False) -> dict:
+    """:func:`check_video` for a file whose video stream should be ``source``'s, copied (the final cut
+    muxed onto a checked master): when both carry the same codec setup and the same packets, byte for
+    byte, and ``source`` is still the file its record describes, the frames are not decoded again;
+    otherwise (a lip-synced shot was re-encoded, say) every frame is."""
+    copied = _stream_digest(path)
+    same = bool(copied["packets"]) and _trusted(source) and copied == _stream_digest(source)
+    problems = video_problems(path, frames=frames, fps=fps, audio=audio, decoded=not same)
+    if problems:
+        raise DamagedOutputError(f"{what}: not published: " + "; ".join(problems))
+    return {"frames": frames, "duration_s": round(frames / fps, 6), "decoded": not same}
+
+
+def joined_video_problems(path: Path, clips: list[tuple[Path, int]], *, fps: float) -> list[str] | None:
+    """Whether a master joined by stream copy from ``clips`` (``(path, frames)`` in order) needs no
+    decoding of its own: every clip decodes cleanly to its frames (each decoded once, kept with its
+    digest; two at a time), they share one codec setup, and the master has their packets' count,
+    that setup and the plan's duration. Returns [] when so, or None when that cannot be shown (the
+    master must then be decoded, which also names what is wrong)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        clean = list(pool.map(lambda clip: _decodes_cleanly(*clip), clips))
+    if not all(clean):
+        return None
+    setups = {_stream_digest(clip)["extradata"] for clip, _ in clips}
+    master = _stream_digest(path)
+    frames = sum(count for _, count in clips)
+    if master["packets"] is None or setups != {master["extradata"]} or len(master["packets"]) != frames:
+        return None
+    return _duration_and_audio(path, frames=frames, fps=fps, audio=False) or []
+
+
+def check_joined_video(path: Path, clips: list[tuple[Path, int]], *, what: str, fps: float) -> dict:
+    """:func:`check_video` for a master joined from ``clips``, decoding only what was never decoded
+    (see :func:`joined_video_problems`)."""
+    frames = sum(count for _, count in clips)
+    if joined_video_problems(path, clips, fps=fps) == []:
+        return {"frames": frames, "duration_s": round(frames / fps, 6), "decoded": False}
+    return {**check_video(path, what=what, frames=frames, fps=fps), "decoded": True}
+
+
+def _decodes_cleanly(path: Path, frames: int) -> bool:
+    if integrity.remembered(path, CLEAN_DECODE) == frames:
+        return True
+    try:
+        decoded = decode_video(path)
+    except FfmpegError:
+        return False
+    if decoded["errors"] or decoded["frames"] != frames:
+        return False
+    integrity.remember(path, CLEAN_DECODE, frames)
+    return True
+
+
+def _trusted(source: Path) -> bool:
+    """``source`` has a file record (written only after it was checked) and still matches it."""
+    record = integrity.read_sidecar(source)
+    return bool(record and integrity.FILE_KEY in record) and integrity.output_problem(source) is None
+
+
+def _stream_digest(path: Path) -> dict:
+    """The first video stream's codec setup and each packet's size and MD5, read without decoding
+    (ffmpeg's ``framemd5`` of a stream copy); empty when ffmpeg cannot read it."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+                             "-c", "copy", "-f", "framemd5", "-"], capture_output=True)
+    extradata, packets = None, []
+    if result.returncode != 0:
+        return {"extradata": None, "packets": None}
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if line.startswith("#extradata"):
+            extradata = line.split(",", 1)[1].strip()
+        elif line and not line.startswith("#"):
+            fields = [field.strip() for field in line.split(",")]
+            packets.append((fields[4], fields[5]))
+    return {"extradata": extradata, "packets": packets}

@@ -61,6 +61,32 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"size": before["size"], "sha256": digest}
 
 
+def remembered(path: Path, fact: str) -> Any:
+    """What was learnt about ``path``'s content (e.g. that it decodes cleanly) and kept with its cached
+    digest, or None: a fact holds for the bytes it was learnt from, so any change to the file drops it."""
+    try:
+        cached = json.loads(_digest_cache_path(path).read_text())
+        if isinstance(cached, dict) and cached.get("stat") == _stat_key(Path(path).stat()):
+            return (cached.get("facts") or {}).get(fact)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def remember(path: Path, fact: str, value: Any) -> None:
+    """Keep ``fact`` about ``path``'s content beside its digest (see :func:`remembered`)."""
+    path = Path(path)
+    file_record(path)  # the digest cache entry the fact joins
+    cache = _digest_cache_path(path)
+    try:
+        cached = json.loads(cache.read_text())
+        if not isinstance(cached, dict) or cached.get("stat") != _stat_key(path.stat()):
+            return  # changed since it was hashed: the fact may not be about these bytes
+        atomic_write_json(cache, {**cached, "facts": {**(cached.get("facts") or {}), fact: value}})
+    except (OSError, ValueError):
+        pass
+
+
 def problem(path: Path, recorded: Any) -> str | None:
     """Why ``path`` is not the file its record describes, or None when it is."""
     if not isinstance(recorded, dict) or not {"size", "sha256"} <= set(recorded):
