@@ -254,7 +254,7 @@ def test_frames_are_decoded_once_clips_for_the_master_and_the_master_for_the_fin
     assert verify.check_copied_video(master, clips[0][0], what="m", frames=FILM_FRAMES, fps=FPS)["decoded"] is True
 
 
-def test_a_clip_is_judged_again_only_when_it_or_what_it_is_judged_against_changes(film, monkeypatch):
+def test_a_clip_is_judged_again_only_when_it_or_what_it_is_judged_against_changes(film, tmp_path, monkeypatch):
     from sparkle_motion_dagster.film import quality
 
     read = []
@@ -270,6 +270,14 @@ def test_a_clip_is_judged_again_only_when_it_or_what_it_is_judged_against_change
     assert quality.judged_once(clip, **{**against, "end_keyframe": keyframes[0]}) and len(read) == 2
     atomic_write_bytes(clip, clip.read_bytes())  # rewritten: judged again
     assert quality.judged_once(clip, **against) == first and len(read) == 3
+    # its clean read stands for assembly's decode; a damaged clip's does not
+    from sparkle_motion_dagster.media import verify
+    assert integrity.remembered(clip, verify.CLEAN_DECODE) == FILM_FRAMES // SHOTS
+    damaged = tmp_path / "shot_001.mp4"
+    damaged.write_bytes(clip.read_bytes())
+    overwrite_second_half(damaged)
+    row, failures = quality.judged_once(damaged, **against)
+    assert failures and integrity.remembered(damaged, verify.CLEAN_DECODE) is None
 
 
 # ---------------------------------------------------------------------- approval binds to what was seen

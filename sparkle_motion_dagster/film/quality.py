@@ -232,6 +232,7 @@ def keyframe_similarity(frame: np.ndarray, keyframe: Path, clip_size: tuple[int,
                      for zoom in CONTINUITY_ZOOMS), 4)
 
 
+CLEAN_DECODE = "clean_decode_frames"  # the fact media/verify.py reads before joining clips
 CLIP_JUDGEMENT = "clip_judgement"
 """The fact kept with a clip's digest: what :func:`judge_clip` found, and what it was judged against."""
 
@@ -271,6 +272,9 @@ def judge_clip(clip: Path, *, shot_id: str, expected_frames: int, fps: float, mo
         row.update(decodable=False, continuity_verified=False)
         return row, [f"{shot_id}: does not decode ({str(error).splitlines()[0][:160]})"]
     row.update(decodable=True, frames=reading.frames, fps=reading.fps)
+    if not reading.decode_errors and reading.frames == expected_frames:
+        # a clean decode of every frame: assembly need not decode this clip again
+        integrity.remember(clip, CLEAN_DECODE, reading.frames)
     if reading.frames != expected_frames:
         failures.append(f"{shot_id}: {reading.frames} frames, expected {expected_frames}")
     if reading.fps is None or abs(reading.fps - fps) > 1e-3:

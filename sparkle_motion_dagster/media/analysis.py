@@ -46,6 +46,8 @@ class ClipReading:
     """(start, end) seconds of each black stretch."""
     frozen: list[tuple[float, float]] = field(default_factory=list)
     """(start, end) seconds of each stretch of one unchanging picture."""
+    decode_errors: list[str] = field(default_factory=list)
+    """What the decoder reported at error level (concealed damage included); empty for a clean decode."""
 
 
 _BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
@@ -66,7 +68,7 @@ def read_clip(path: Path) -> ClipReading:
     filters = (f"scale={width}:{height}:flags=bilinear,format=gray,blackdetect=d=0:pix_th={BLACK_PIXEL_THRESHOLD},"
                f"freezedetect=n={FREEZE_NOISE_DB}dB:d=0")
     # The deblocking filter is skipped: a quarter of the decode, and invisible at the analysis size.
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "info", "-threads", "1", "-skip_loop_filter", "all",
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "level+info", "-threads", "1", "-skip_loop_filter", "all",
            "-flags2", "fast", "-i", str(path), "-map", "0:v:0",
            "-vf", filters, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
     size = width * height
@@ -97,8 +99,10 @@ def read_clip(path: Path) -> ClipReading:
     starts = [float(s) for s in _FREEZE_START.findall(log)]
     ends = [float(e) for e in _FREEZE_END.findall(log)]
     frozen = [(start, ends[i] if i < len(ends) else duration) for i, start in enumerate(starts)]
+    errors = [line for line in log.splitlines() if "[error]" in line or "[fatal]" in line]
     return ClipReading(frames=frames, width=width, height=height, fps=info["fps"], first=first, last=last,
-                       source_width=info["width"], source_height=info["height"], black=black, frozen=frozen)
+                       source_width=info["width"], source_height=info["height"], black=black, frozen=frozen,
+                       decode_errors=errors)
 
 
 def analysis_size(width: int, height: int) -> tuple[int, int]:

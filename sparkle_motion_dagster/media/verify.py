@@ -18,7 +18,8 @@ from sparkle_motion_dagster.media.ffmpeg import FfmpegError, decode_video, decod
 from sparkle_motion_dagster.store import integrity
 
 CLEAN_DECODE = "clean_decode_frames"
-"""The fact kept with a clip's digest: how many frames it decoded to, without an error."""
+"""The fact kept with a clip's digest: how many frames it decoded to, without an error (the clips'
+quality check learns it as it reads them; film/quality.py names the same fact)."""
 
 
 class DamagedOutputError(ValueError):
