@@ -18,6 +18,7 @@ from sparkle_motion_dagster.film.plan import (
 )
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
+from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
@@ -87,6 +88,7 @@ def movie_plan(
     planner: Planner,
     keyframes: KeyframeRenderer,
     lipsync: LipsyncEngine,
+    assembler: FfmpegAssembler,
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
@@ -142,7 +144,7 @@ def movie_plan(
         images = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
         report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
                                                                  "keyframes": keyframes.with_settings(images),
-                                                                 "lipsync": lipsync},
+                                                                 "lipsync": lipsync, "assembler": assembler},
                                               budget=config.budget)
         report["warnings"] += report["estimate"]["warnings"]
         report["video_generations"] = video_generations(plan, clips)
