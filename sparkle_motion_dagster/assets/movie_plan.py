@@ -18,13 +18,13 @@ from sparkle_motion_dagster.film.plan import (
 )
 from sparkle_motion_dagster.film.speech_fit import SpeechTiming, line_fields, overrun_failure
 from sparkle_motion_dagster.film.timeline import shot_frame_counts
-from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.keyframes import KeyframeRenderer
 from sparkle_motion_dagster.resources.lipsync import LipsyncEngine
 from sparkle_motion_dagster.resources.planning import Planner
 from sparkle_motion_dagster.resources.speech import SpeechEngine
 from sparkle_motion_dagster.resources.speech.fitting import fit_policy_from_env, line_speech, refused_lines
+from sparkle_motion_dagster.resources.selection import adapters_from_env, embedded_resources
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.insight.estimates import estimate_for_run
 from sparkle_motion_dagster.lifecycle.evacuation import ephemeral_root_warning
@@ -88,7 +88,6 @@ def movie_plan(
     planner: Planner,
     keyframes: KeyframeRenderer,
     lipsync: LipsyncEngine,
-    assembler: FfmpegAssembler,
 ) -> dg.MaterializeResult:
     """The run's MoviePlan: validated, gaps in the dialogue timeline filled with silence,
     and checked against the configured backends before anything is rendered
@@ -142,10 +141,10 @@ def movie_plan(
         if not choice.get("substituted") and not choice.get("problem"):
             clips = clips.with_settings(plan.render_profile.video.model_dump(exclude_none=True))
         images = plan.render_profile.images.model_dump(exclude_none=True) if plan.render_profile.images else {}
-        report["estimate"] = estimate_for_run(store.root, plan, {"planner": planner, "speech": speech, "clips": clips,
-                                                                 "keyframes": keyframes.with_settings(images),
-                                                                 "lipsync": lipsync, "assembler": assembler},
-                                              budget=config.budget)
+        # Every stage's resource as configured (the stage table's), with this run's own where it has one.
+        resources = {**embedded_resources(), **adapters_from_env()[0], "planner": planner, "speech": speech, "clips": clips,
+                     "keyframes": keyframes.with_settings(images), "lipsync": lipsync}
+        report["estimate"] = estimate_for_run(store.root, plan, resources, budget=config.budget)
         report["warnings"] += report["estimate"]["warnings"]
         report["video_generations"] = video_generations(plan, clips)
         stage.plan_id = plan.plan_id()
