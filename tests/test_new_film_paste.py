@@ -86,3 +86,18 @@ def test_a_title_and_the_new_film_run_go_on_the_film_run_and_back(isolated_state
     backlink(dg.build_run_status_sensor_context(sensor_name=backlink.name, dagster_instance=instance,
                                                 dagster_run=film_run, dagster_event=made.get_run_success_event()))
     assert instance.get_run_by_id(made.run_id).tags["sparkle/film_dagster_run"] == film_run.run_id
+
+
+def test_a_film_run_launched_without_its_title_is_tagged_with_it_by_its_first_step(isolated_state, instance,
+                                                                                    sample_plan):
+    # The control panel and `dagster job launch` start the film job with the partition alone.
+    from sparkle_motion_dagster.orchestration.runner import submit_run
+    from sparkle_motion_dagster.store.storage import ArtifactStore
+
+    plan = apostrophe_plan(sample_plan)
+    store = ArtifactStore(isolated_state / "artifacts")
+    run_id = submit_run(store, instance, plan, source="test", preview=True, clip_model_ids=("animatic",),
+                        clip_backend="animatic")
+    result = defs.resolve_job_def("plan_dry_run").execute_in_process(instance=instance, partition_key=run_id)
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).tags[TITLE_TAG] == plan["title"]

@@ -35,7 +35,7 @@ from sparkle_motion_dagster.store.storage import (
     UnsafeIdError,
     process_alive,
 )
-from sparkle_motion_dagster.lifecycle.titles import requested_title
+from sparkle_motion_dagster.lifecycle.titles import TITLE_TAG, requested_title, title_tags
 
 # Problems that another attempt cannot fix: fail at once instead of retrying.
 PERMANENT_ERRORS = (PlanValidationError, PlanInputError, ModelNotConfiguredError, MissingUpstreamError,
@@ -258,6 +258,17 @@ def _free_other_models(context, key: str) -> None:
         context.log.info(f"{key}: freed the models of {', '.join(freed)} for this stage")
 
 
+def _tag_title(context: dg.AssetExecutionContext, store: ArtifactStore, run_id: str) -> None:
+    """Give a film's Dagster run its ``sparkle/title`` tag when it was launched without it (the
+    control panel, ``dagster job launch``, the UI's film job for a submitted partition), so that
+    **Runs** filtered by the title finds it as it finds the CLI's, the drop folder's and new_film's."""
+    if TITLE_TAG in context.run.tags:
+        return
+    tags = title_tags(store, run_id)
+    if tags:
+        context.instance.add_run_tags(context.run.run_id, tags)
+
+
 @contextlib.contextmanager
 def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, gate: bool = True,
               items: Iterable[str] | None = None) -> Iterator[StageRun]:
@@ -272,6 +283,7 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         if expected:
             check_step_view(store.root, expected)
         liveness.tag_run_process(context.instance, context.run)
+        _tag_title(context, store, run_id)
         # A step of a run no runner of ours started (the UI, a sensor, a worker) says it films the run
         # while it runs, and no longer once it ends: its process may outlive the run for a moment.
         marked = control.mark_active(store, run_id)
