@@ -18,7 +18,8 @@ LANTERN = "A lantern keeper walks a foggy wood and meets a fox"
 PROMPTS = [LANTERN, "Two friends walk a coastal path at dawn",
            "A detective waits on a city street at night in the rain",
            "Mara meets a fox in the woods", "A robot learns to bake bread in a tiny harbour town.",
-           "Rooftop revelations under neon rain"]
+           "Rooftop revelations under neon rain", "The keeper's fox won't leave: \"it's my lantern\", she says",
+           "The fox will not leave the keeper"]
 
 
 def spoken(plan: dict) -> list[str]:
@@ -51,6 +52,13 @@ def test_every_line_is_a_sentence_of_its_own(prompt):
             after_article = re.findall(r"\b(?:the|a|an)\s+(\w+)", line.lower())
             assert not [w for w in after_article if w in VERB_FORMS and w.endswith("s")], line
             assert "  " not in line and " ," not in line and " ." not in line
+
+
+@pytest.mark.parametrize("prompt", ["The keeper's fox won't leave: \"it's my lantern\", she says",
+                                    "The fox will not leave the keeper", "The keeper’s fox waits by the sea"])
+def test_possessives_and_helping_verbs_keep_who_the_prompt_names(prompt):
+    names = {c["name"] for c in template_plan(prompt, "Keeper", 0)["characters"]}
+    assert names == {"The Keeper", "The Fox"}
 
 
 def test_a_prompt_that_names_nobody_gets_stock_names():

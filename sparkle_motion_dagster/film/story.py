@@ -20,6 +20,9 @@ from sparkle_motion_dagster.film.scene import SETTING_WORDS, TIME_WORDS, WEATHER
 DETERMINERS = frozenset("a an the one my our his her their this that its some".split())
 COUNTS = {"two": 2, "three": 3, "pair": 2, "couple": 2, "both": 2}
 CONJUNCTIONS = frozenset("and but then while as , ; . ! ?".split())
+# Helping verbs end a noun phrase and come before the verb: "the fox will not leave", "won't leave".
+AUXILIARIES = frozenset("will would can could shall should may might must do does did not never won't can't "
+                        "don't doesn't didn't wouldn't couldn't shouldn't isn't aren't wasn't weren't".split())
 PREPOSITIONS = frozenset("in on at through across along into onto over under beneath by near past toward towards "
                          "to from around up down beside behind inside outside within before after during among "
                          "between against beyond".split())
@@ -169,7 +172,8 @@ class Story:
 
 def _tokens(prompt: str) -> list[str]:
     first = re.split(r"(?<=[.!?])\s+", prompt.strip(), maxsplit=1)[0]
-    return re.findall(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'-]*|[,;.!?]", first)
+    first = re.sub(r"(?<=[A-Za-zÀ-ÿ])['’]s\b", " ;", first)  # "the keeper's fox": the keeper ; fox
+    return [token.replace("’", "'") for token in re.findall(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]*|[,;.!?]", first)]
 
 
 def _is_being(words: list[str]) -> bool:
@@ -188,7 +192,7 @@ def _phrases(tokens: list[str]) -> list[tuple[str, list[str]]]:
     preposition, current = "", []
     for token in tokens + ["."]:
         low = token.lower()
-        if low in PREPOSITIONS or low in CONJUNCTIONS or low in VERB_FORMS:
+        if low in PREPOSITIONS or low in CONJUNCTIONS or low in VERB_FORMS or low in AUXILIARIES:
             if current:
                 found.append((preposition, current))
             preposition, current = (low if low in PREPOSITIONS else ""), []
@@ -230,6 +234,9 @@ def _verb_at(tokens: list[str]) -> int | None:
     for i, token in enumerate(tokens):
         if i and token.lower() in VERB_FORMS and tokens[i - 1].lower() not in DETERMINERS:
             return i
+    for i, token in enumerate(tokens[:-1]):  # "will not leave": the word after the helping verbs
+        if i and token.lower() in AUXILIARIES and tokens[i + 1].lower() not in AUXILIARIES | DETERMINERS:
+            return i + 1
     for i, token in enumerate(tokens[:-1]):
         follower = tokens[i + 1].lower()
         if _is_being([token]) and follower.endswith("s") and follower not in PREPOSITIONS | CONJUNCTIONS:
