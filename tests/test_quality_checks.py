@@ -318,3 +318,43 @@ def test_the_panel_stage_rows_show_what_a_check_measured(good_film, monkeypatch)
 def html_row(table: str, asset: str) -> str:
     start = table.index(f'data-stage="{asset}"')
     return table[start:table.index("</tr>", start)]
+
+
+def test_the_dialogue_mix_is_normalised_again_only_when_its_track_or_target_changes(tmp_path, monkeypatch):
+    from sparkle_motion_dagster.film import final_cut
+    from sparkle_motion_dagster.media.wav import wav_bytes
+
+    made = []
+    real = final_cut.normalise_loudness
+    monkeypatch.setattr(final_cut, "normalise_loudness", lambda *a, **k: made.append(1) or real(*a, **k))
+    monkeypatch.delenv("SPARKLE_LOUDNESS_LUFS", raising=False)
+    rate = 24000
+    tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)
+    track, mix = tmp_path / "tts_timeline.wav", tmp_path / "dialogue_mix.wav"
+    track.write_bytes(wav_bytes(tone, rate))
+
+    first = final_cut.normalised_dialogue_once(track, mix, sample_rate=rate)
+    assert final_cut.normalised_dialogue_once(track, mix, sample_rate=rate) == first and len(made) == 1
+    monkeypatch.setenv("SPARKLE_LOUDNESS_LUFS", "-20")  # another target: made again
+    assert final_cut.normalised_dialogue_once(track, mix, sample_rate=rate)["target_lufs"] == -20 and len(made) == 2
+    track.write_bytes(wav_bytes(tone / 2, rate))  # another track: made again
+    final_cut.normalised_dialogue_once(track, mix, sample_rate=rate)
+    mix.write_bytes(mix.read_bytes())  # the mix touched by anything else: made again
+    final_cut.normalised_dialogue_once(track, mix, sample_rate=rate)
+    assert len(made) == 4
+
+
+def test_a_keyframe_is_read_once_until_it_changes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sparkle_motion_dagster.film import quality
+
+    opened = []
+    real = quality.Image.open
+    monkeypatch.setattr(quality.Image, "open", lambda path, *a: opened.append(Path(path).name) or real(path, *a))
+    frame = tmp_path / "frame_000.png"
+    Image.effect_noise((64, 36), 40).convert("RGB").save(frame)
+    reading = quality._keyframe_reading(frame)
+    assert quality._keyframe_reading(frame) == reading and opened == ["frame_000.png"]
+    Image.new("RGB", (64, 36)).save(frame)  # replaced by a flat picture: read again, and seen flat
+    assert quality._keyframe_reading(frame)["spread"] == 0 and len(opened) == 2

@@ -7,7 +7,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
-from sparkle_motion_dagster.film.final_cut import normalised_dialogue
+from sparkle_motion_dagster.film.final_cut import normalised_dialogue_once
 from sparkle_motion_dagster.film.final_cut import lipsync_shots, lipsync_windows, middle_shot_start_sec
 from sparkle_motion_dagster.media.ffmpeg import extract_frame_png
 from sparkle_motion_dagster.media.previews import png_thumbnail_markdown
@@ -44,8 +44,8 @@ def video_final(
         for stale in work_dir.glob("*.mp4") if work_dir.is_dir() else []:
             stale.unlink()  # a shot that no longer changes must not keep an old lip-synced clip
         mix = stage.path("dialogue_mix.wav")
-        with atomic_output(mix) as temp:  # the stitched track stays as synthesised; the film plays at the target
-            loudness = normalised_dialogue(audio, temp, sample_rate=audio_manifest["sample_rate"])
+        # the stitched track stays as synthesised; the film plays at the target (made again only when it changed)
+        loudness = normalised_dialogue_once(audio, mix, sample_rate=audio_manifest["sample_rate"])
         out = stage.path("video_final.mp4")
         frames = assembly["total_frames"]
         with atomic_output(out) as temp:

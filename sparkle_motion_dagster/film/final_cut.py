@@ -49,6 +49,28 @@ def middle_shot_start_sec(assembly_plan: dict[str, Any]) -> float:
     return frames_before / assembly_plan["fps"]
 
 
+NORMALISED_FROM = "normalised_from"
+"""The fact kept with the normalised mix: what it was made from and what was measured."""
+
+
+def normalised_dialogue_once(track: Path, out_path: Path, *, sample_rate: int) -> dict[str, Any]:
+    """:func:`normalised_dialogue` written atomically to ``out_path``, unless ``out_path`` is still the
+    mix made from these very bytes of ``track`` for this target and rate (a regenerated shot leaves the
+    dialogue as it was): then its measurements are returned and nothing is written."""
+    from sparkle_motion_dagster.store import integrity
+    from sparkle_motion_dagster.store.storage import atomic_output
+
+    basis = {"track_sha256": integrity.file_record(track)["sha256"], "target_lufs": target_loudness(),
+             "true_peak_db": NORMALISER_TRUE_PEAK_DBTP, "sample_rate": sample_rate}
+    kept = integrity.remembered(out_path, NORMALISED_FROM) if out_path.is_file() else None
+    if isinstance(kept, dict) and kept.get("basis") == basis:
+        return kept["loudness"]
+    with atomic_output(out_path) as temp:
+        loudness = normalised_dialogue(track, temp, sample_rate=sample_rate)
+    integrity.remember(out_path, NORMALISED_FROM, {"basis": basis, "loudness": loudness})
+    return loudness
+
+
 def normalised_dialogue(track: Path, out_path: Path, *, sample_rate: int) -> dict[str, Any]:
     """The dialogue track as the film plays it: EBU R128 loudness at ``SPARKLE_LOUDNESS_LUFS``
     (default -16 LUFS) with the true peak at most -1 dBTP once AAC-encoded (the normaliser aims a

@@ -169,6 +169,24 @@ def check_plan(store: ArtifactStore, run_id: str) -> CheckOutcome:
 # ---------------------------------------------------------------------- base_images
 
 
+KEYFRAME_READING = "keyframe_reading"
+"""The fact kept with a keyframe's digest: its size and luma spread, as one decode found them."""
+
+
+def _keyframe_reading(path: Path) -> dict[str, Any]:
+    """A keyframe's size and luma spread, decoded once per content (kept with its digest: a resumed or
+    regenerated film does not decode the keyframes it did not touch)."""
+    kept = integrity.remembered(path, KEYFRAME_READING)
+    if isinstance(kept, dict):
+        return kept
+    with Image.open(path) as picture:
+        picture.load()
+        luma = np.asarray(picture.convert("L"), dtype=np.float32)
+        reading = {"width": picture.width, "height": picture.height, "spread": round(float(luma.std()), 2)}
+    integrity.remember(path, KEYFRAME_READING, reading)
+    return reading
+
+
 def check_keyframes(store: ArtifactStore, run_id: str) -> CheckOutcome:
     """One decodable picture per planned keyframe, at the planned size, none blank or flat."""
     judge = _Judge("base_images", "keyframes_sound")
@@ -183,14 +201,10 @@ def check_keyframes(store: ArtifactStore, run_id: str) -> CheckOutcome:
         if image.id not in listed:
             judge.fail(f"{image.id}: missing from base_images_manifest.json")
         try:
-            with Image.open(path) as picture:
-                picture.load()
-                luma = np.asarray(picture.convert("L"), dtype=np.float32)
-                row.update(width=picture.width, height=picture.height)
+            row.update(_keyframe_reading(path))
         except (OSError, SyntaxError, ValueError) as error:
             judge.fail(f"{image.id}: does not decode ({type(error).__name__}: {error})")
             continue
-        row["spread"] = round(float(luma.std()), 2)
         expected = listed.get(image.id, {})
         if expected.get("width") and (row["width"], row["height"]) != (expected["width"], expected["height"]):
             judge.fail(f"{image.id}: {row['width']}x{row['height']}, planned "
