@@ -17,6 +17,9 @@ from pathlib import Path
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, decode_video, decoded_audio_seconds, ffmpeg_exe, probe
 from sparkle_motion_dagster.store import integrity
 
+CODEC_SETUP = "codec_setup"
+"""The fact kept with a clip's digest: its video stream's extradata (size and MD5), which the clips
+joined into one master must share."""
 CLEAN_DECODE = "clean_decode_frames"
 """The fact kept with a clip's digest: how many frames it decoded to, without an error (the clips'
 quality check learns it as it reads them; film/quality.py names the same fact)."""
@@ -101,7 +104,7 @@ def joined_video_problems(path: Path, clips: list[tuple[Path, int]], *, fps: flo
         clean = list(pool.map(lambda clip: _decodes_cleanly(*clip), clips))
     if not all(clean):
         return None
-    setups = {_stream_digest(clip)["extradata"] for clip, _ in clips}
+    setups = {_codec_setup(clip) for clip, _ in clips}
     master = _stream_digest(path)
     frames = sum(count for _, count in clips)
     if master["packets"] is None or setups != {master["extradata"]} or len(master["packets"]) != frames:
@@ -129,6 +132,17 @@ def _decodes_cleanly(path: Path, frames: int) -> bool:
         return False
     integrity.remember(path, CLEAN_DECODE, frames)
     return True
+
+
+def _codec_setup(clip: Path) -> str | None:
+    """A clip's codec setup (its extradata's size and MD5), read once per content."""
+    kept = integrity.remembered(clip, CODEC_SETUP)
+    if isinstance(kept, str):
+        return kept
+    setup = _stream_digest(clip)["extradata"]
+    if setup is not None:
+        integrity.remember(clip, CODEC_SETUP, setup)
+    return setup
 
 
 def _trusted(source: Path) -> bool:
