@@ -358,3 +358,19 @@ def test_a_keyframe_is_read_once_until_it_changes(tmp_path, monkeypatch):
     assert quality._keyframe_reading(frame) == reading and opened == ["frame_000.png"]
     Image.new("RGB", (64, 36)).save(frame)  # replaced by a flat picture: read again, and seen flat
     assert quality._keyframe_reading(frame)["spread"] == 0 and len(opened) == 2
+
+
+@pytest.mark.parametrize("shift", [0, 160, -320, 15_999, -15_999])
+def test_the_audio_offset_is_found_to_the_sample_up_to_a_second_either_way(shift):
+    from sparkle_motion_dagster.media.analysis import best_lag
+
+    rate = 16_000
+    reference = np.random.default_rng(1).standard_normal(10 * rate)
+    candidate = np.roll(reference, shift)
+    if shift > 0:
+        candidate[:shift] = 0
+    elif shift < 0:
+        candidate[shift:] = 0
+    lag, correlation = best_lag(reference, candidate, rate)
+    overlap = 1 - abs(shift) / len(reference)  # what is left of the signal to correlate
+    assert round(lag * rate) == shift and correlation > 0.99 * overlap

@@ -189,6 +189,22 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     return np.frombuffer(out.stdout, np.int16)
 
 
+def _fast_length(n: int) -> int:
+    """The smallest length of at least ``n`` whose only prime factors are 2, 3 and 5 (fast to transform)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < n:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
+
+
 def best_lag(reference: np.ndarray, candidate: np.ndarray, sample_rate: int, *,
              max_lag_s: float = 1.0) -> tuple[float, float]:
     """Where ``candidate`` best lines up with ``reference`` (seconds; positive: it comes late) and
@@ -199,9 +215,11 @@ def best_lag(reference: np.ndarray, candidate: np.ndarray, sample_rate: int, *,
     if length == 0:
         return 0.0, 0.0
     a, b = a[:length] - a[:length].mean(), b[:length] - b[:length].mean()
-    size = 1 << int(np.ceil(np.log2(2 * length)))
-    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
     reach = min(length - 1, int(max_lag_s * sample_rate))
+    # Only lags up to ``reach`` are read, so padding by ``reach`` keeps them free of wrap-around: half
+    # the transform of padding to twice the length.
+    size = _fast_length(length + reach)
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
     lags = np.concatenate([np.arange(0, reach + 1), np.arange(-reach, 0)])
     values = np.concatenate([corr[:reach + 1], corr[size - reach:]]) if reach else corr[:1]
     best = int(np.argmax(values))
