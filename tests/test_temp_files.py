@@ -102,3 +102,20 @@ def test_a_path_too_long_for_a_library_goes_to_the_system_temp_folder_and_is_cle
     unrelated.mkdir()
     assert clear_stale_scratch() == 1
     assert short.is_dir() and not stale.exists() and unrelated.exists()
+
+
+def test_a_stage_clears_what_a_killed_writer_left_beside_its_files_sidecars_and_provenance_records(tmp_path):
+    from sparkle_motion_dagster.assets.stage import _clear_stale_partials
+
+    folder, records = tmp_path / "video_clips", tmp_path / ".provenance" / "video_clips"
+    (folder / ".meta").mkdir(parents=True)
+    records.mkdir(parents=True)
+    gone = _gone_pid()
+    left = [folder / f"shot_001.mp4{TEMP_MARKER}{gone}-a1", folder / ".meta" / f"shot_001.mp4{TEMP_MARKER}{gone}-b2.json",
+            records / f"shot_001.mp4{TEMP_MARKER}{gone}-c3.json"]
+    other_item = records / f"shot_002.mp4{TEMP_MARKER}{gone}-d4.json"  # another step's item: not this step's to judge
+    writing = records / f"shot_001.mp4{TEMP_MARKER}{os.getppid()}-e5.json"  # a live writer's
+    for path in [*left, other_item, writing]:
+        path.write_text("{")
+    _clear_stale_partials(folder, ["shot_001"], records=records)
+    assert not any(path.exists() for path in left) and other_item.exists() and writing.exists()

@@ -161,14 +161,13 @@ class StageRun:
         }
 
 
-def _clear_stale_partials(folder: Path, items: Iterable[str] | None = None) -> None:
+def _clear_stale_partials(folder: Path, items: Iterable[str] | None = None, *, records: Path | None = None) -> None:
     """Remove temporary files whose writer process is gone (it was killed mid-write), beside
-    the outputs and among their sidecars in ``.meta/``; with ``items``, only those of these items
-    (a step of a stage rendered as several: another step's writer may live on another machine,
-    where its pid means nothing here)."""
-    if not folder.is_dir():
-        return
-    temps = [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*")]
+    the outputs, among their sidecars in ``.meta/`` and among their provenance ``records``; with
+    ``items``, only those of these items (a step of a stage rendered as several: another step's
+    writer may live on another machine, where its pid means nothing here)."""
+    temps = [*folder.glob(f"*{TEMP_MARKER}*"), *folder.glob(f".meta/*{TEMP_MARKER}*"),
+             *(records.glob(f"*{TEMP_MARKER}*") if records is not None else ())]
     if items is not None:
         prefixes = tuple(f"{item}." for item in items)
         temps = [temp for temp in temps if temp.name.startswith(prefixes)]
@@ -293,7 +292,8 @@ def stage_run(context: dg.AssetExecutionContext, artifact_store, key: str, *, ga
         run = StageRun(context, store, run_id, key)
         if items is None or items:
             _free_other_models(context, key)
-        _clear_stale_partials(store.stage_dir(run_id, run.stage), items)
+        _clear_stale_partials(store.stage_dir(run_id, run.stage), items,
+                              records=store.run_dir(run_id) / provenance.FOLDER / run.stage)
         yield run
         if items is None:  # a one-step stage: its own time and memory, measured here, for the history
             measured = measure.metadata()
