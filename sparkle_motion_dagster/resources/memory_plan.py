@@ -475,13 +475,7 @@ def plan_for_resource(resource: Any, *, width: int, height: int, frames: int = 8
         request = ClipRequest(shot_id="plan", start_image=Path(), end_image=Path(), frames=frames, fps=fps,
                               width=width, height=height, seed=0, motion_prompt="", prompt="")
         return resource.memory_plan(runtime, request, card=card, check=False)
-    from sparkle_motion_dagster.resources.keyframes.sdxl import generation_size
-
-    gen_w, gen_h = generation_size(width, height, resource.max_pixels)
-    dtype = runtime["dtype"] if runtime["device"] != "cpu" else "float16"  # SDXL's dtype on any GPU
-    return sdxl_plan(runtime["source"], width=gen_w, height=gen_h, card=card, dtype=dtype,
-                     offload=True if resource.cpu_offload else None, tiling=True if resource.vae_tiling else None,
-                     chosen_by="auto" if not (resource.cpu_offload or resource.vae_tiling) else "settings")
+    return resource.memory_plan(runtime, width=width, height=height, card=card)
 
 
 def _runtime_for_another_card(resource: Any) -> dict[str, Any]:

@@ -136,6 +136,8 @@ def stage_entry(key: str, adapter: Any = None, problems: list[SettingProblem] | 
                  "problem": "\n".join(map(str, problems))}
     elif adapter is not None:
         chosen, entry = adapter, adapter.describe(probe=probe)
+        if probe:
+            entry.update(_memory_plan_entry(adapter))
     else:
         entry = {"backend": chosen.backend, "ok": True, "device": "cpu", "why": embedded_why(key)}
     if key == "clips":  # the model ids a plan may declare
@@ -147,6 +149,19 @@ def stage_entry(key: str, adapter: Any = None, problems: list[SettingProblem] | 
         except importlib.metadata.PackageNotFoundError:
             entry.update(ok=False, problem="espeakng-loader is not installed")
     return entry
+
+
+def _memory_plan_entry(adapter: Any) -> dict[str, Any]:
+    """The doctor's ``memory_plan`` of a GPU adapter (where its largest generation goes on this
+    machine's card), or nothing when it has none or its settings do not resolve (``describe`` says why)."""
+    from sparkle_motion_dagster.resources.memory_plan import doctor_plan
+
+    try:
+        runtime = adapter.runtime()
+    except Exception:  # noqa: BLE001 - the adapter's own entry already carries the problem
+        return {}
+    plan = doctor_plan(adapter, runtime)
+    return {} if plan is None else {"memory_plan": plan}
 
 
 def unused_settings(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -241,11 +241,6 @@ class EnvConfigured(dg.ConfigurableResource):
                 entry.update(ok=False, problem=f"weights not found: {entry['weights']}")
             elif not entry["weights_found"]:
                 entry["weights"] += "; without HF_HUB_OFFLINE it is downloaded on first use"
-        from sparkle_motion_dagster.resources.memory_plan import doctor_plan
-
-        plan = doctor_plan(self, runtime)
-        if plan is not None:
-            entry["memory_plan"] = plan
         return entry
 
     def runtime(self) -> dict[str, Any]:

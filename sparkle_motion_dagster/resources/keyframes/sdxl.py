@@ -158,6 +158,17 @@ class SdxlKeyframes(EnvConfigured, KeyframeRenderer):
     def required_packages(self) -> tuple[str, ...]:
         return ("torch", "diffusers", "transformers", *(("accelerate",) if self.cpu_offload else ()))
 
+    def memory_plan(self, runtime: Mapping[str, Any], *, width: int, height: int,
+                    card: memory_plan.Card) -> memory_plan.MemoryPlan:
+        """Where SDXL's parts go on ``card`` for a ``width`` x ``height`` keyframe (generated at
+        :func:`generation_size`), honouring this adapter's offload and tiling settings."""
+        gen_w, gen_h = generation_size(width, height, self.max_pixels)
+        dtype = runtime["dtype"] if runtime["device"] != "cpu" else "float16"  # SDXL's dtype on any GPU
+        return memory_plan.sdxl_plan(runtime["source"], width=gen_w, height=gen_h, card=card, dtype=dtype,
+                                     offload=True if self.cpu_offload else None,
+                                     tiling=True if self.vae_tiling else None,
+                                     chosen_by="auto" if not (self.cpu_offload or self.vae_tiling) else "settings")
+
     def runtime(self) -> dict[str, Any]:
         """Resolve the model source, device and dtype without loading weights; raise clear errors.
 
