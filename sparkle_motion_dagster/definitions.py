@@ -8,7 +8,7 @@ from sparkle_motion_dagster.assets.review_check import approved_by_reviewer
 from sparkle_motion_dagster.cluster.executors import film_executor
 from sparkle_motion_dagster.jobs.new_film import new_film_job
 from sparkle_motion_dagster.orchestration.liveness import build_dead_runs_sensor
-from sparkle_motion_dagster.orchestration.runner import DRY_RUN_CONFIG
+from sparkle_motion_dagster.orchestration.submission import DRY_RUN_CONFIG
 from sparkle_motion_dagster.partitions import run_partitions
 from sparkle_motion_dagster.resources.selection import configured_resources
 from sparkle_motion_dagster.resources.step_values import STEP_VALUES, StepValuesIOManager

@@ -22,7 +22,7 @@ from sparkle_motion_dagster.film.plan import (
     read_plan_file,
     with_video_size,
 )
-from sparkle_motion_dagster.orchestration.runner import submit_prompt_run, submit_run
+from sparkle_motion_dagster.orchestration.submission import submit_prompt_run, submit_run
 from sparkle_motion_dagster.resources.clips import ClipRenderer
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.lifecycle.titles import TITLE_TAG, title_tags

@@ -24,8 +24,6 @@ import dagster as dg
 from sparkle_motion_dagster import stages as stage_table
 from sparkle_motion_dagster.assets.stage import CLUSTER_TAG, PAUSED_METADATA, STOPPED_METADATA
 from sparkle_motion_dagster.cluster.identity import read_marker
-from sparkle_motion_dagster.film.intake import resolve_video_backend
-from sparkle_motion_dagster.film.plan import parse_plan_document
 from sparkle_motion_dagster.orchestration import liveness
 from sparkle_motion_dagster.orchestration.job_loading import job_for, reconstructable_job
 from sparkle_motion_dagster.orchestration.liveness import HOST_TAG, PID_TAG, is_dead  # noqa: F401 - re-exported
@@ -33,18 +31,17 @@ from sparkle_motion_dagster.orchestration.run_events import ATTEMPT_TAG, RunEven
 from sparkle_motion_dagster.lifecycle import control
 from sparkle_motion_dagster.insight import estimates
 from sparkle_motion_dagster.store.run_files import stage_file
-from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, check_run_id, new_run_id
+from sparkle_motion_dagster.store.storage import TEMP_MARKER, ArtifactStore, check_run_id
 from sparkle_motion_dagster.lifecycle.titles import title_tags
+from sparkle_motion_dagster.orchestration.submission import (  # noqa: F401 - re-exported
+    DRY_RUN_CONFIG,
+    PARTITION_TAG,
+    RUN_TAG,
+    dry_run_config,
+    submit_prompt_run,
+    submit_run,
+)
 
-RUN_TAG = "sparkle/run_id"
-PARTITION_TAG = "dagster/partition"
-"""Dagster's tag of a run's partition (a documented system tag)."""
-DRY_RUN_CONFIG = {"ops": {"movie_plan": {"config": {"dry_run": True}}}}
-
-
-def dry_run_config(budget: str | None = None) -> dict:
-    """The run config of a dry run, with the time budget its estimate is checked against."""
-    return {"ops": {"movie_plan": {"config": {"dry_run": True, **({"budget": budget} if budget else {})}}}}
 FILM_STAGES = list(stage_table.STAGE_KEYS)
 # The signals that stop a film filmed in the foreground (Ctrl-C, and what `kill` and service managers send).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -68,40 +65,6 @@ class FilmResult:
     paused_at: str | None = None
     """The stage before which the run was paused (its Dagster run ended there, holding nothing)."""
     held_since: str | None = None
-
-
-def submit_run(
-    store: ArtifactStore, instance: dg.DagsterInstance, document: dict[str, Any], *, source: str, preview: bool,
-    clip_model_ids: tuple[str, ...], clip_backend: str, run_id: str | None = None, check_backend: bool = True,
-) -> str:
-    """Validate the plan and register a new film run. Raises before writing anything on bad input.
-
-    ``check_backend=False`` (dry runs) leaves an unconfigured video model to be reported as a warning."""
-    parsed = parse_plan_document(document)
-    if check_backend:
-        resolve_video_backend(parsed.plan, served=clip_model_ids, backend=clip_backend, preview=preview)
-    from sparkle_motion_dagster.store.run_files import submit_request
-
-    run_id = check_run_id(run_id) if run_id else new_run_id()
-    submit_request(store, run_id, document=document, source=source, preview=preview)
-    instance.add_dynamic_partitions("run_id", [run_id])
-    return run_id
-
-
-def submit_prompt_run(
-    store: ArtifactStore, instance: dg.DagsterInstance, *, prompt: str, title: str, seed: int = 0,
-    size: tuple[int, int] | None = None, preview: bool, source: str = "prompt", run_id: str | None = None,
-) -> str:
-    """Register a new film run from a story prompt; its ``movie_plan`` stage asks the planner."""
-    from sparkle_motion_dagster.store.run_files import submit_request
-
-    if not prompt.strip() or not title.strip():
-        raise ValueError("prompt and title: both must be non-empty")
-    run_id = check_run_id(run_id) if run_id else new_run_id()
-    request = {"prompt": prompt, "title": title, "seed": seed, **({"size": list(size)} if size else {})}
-    submit_request(store, run_id, prompt=request, source=source, preview=preview)
-    instance.add_dynamic_partitions("run_id", [run_id])
-    return run_id
 
 
 def film_run(
