@@ -32,8 +32,8 @@ from sparkle_motion_dagster.media import analysis
 from sparkle_motion_dagster.media.ffmpeg import FfmpegError, probe
 from sparkle_motion_dagster.media.wav import read_wav
 from sparkle_motion_dagster.store import integrity
+from sparkle_motion_dagster.store.run_files import load_run_plan, read_stage_json, stage_file
 from sparkle_motion_dagster.store.storage import ArtifactStore
-from sparkle_motion_dagster.stages import folder
 
 # Keyframes: a picture whose luma spread (standard deviation) is under this is blank or flat.
 MIN_IMAGE_SPREAD = 4.0
@@ -131,21 +131,6 @@ class _Judge:
                             {**self.metadata, "failures": list(self.failures)}, list(self.failures))
 
 
-def _file(store: ArtifactStore, run_id: str, stage: str, *names: str) -> Path:
-    return store.path(run_id, folder(stage), *names)
-
-
-def _json(store: ArtifactStore, run_id: str, stage: str, name: str) -> Any:
-    path = _file(store, run_id, stage, name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder(stage)}/{name} does not exist")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _plan(store: ArtifactStore, run_id: str) -> MoviePlan:
-    return validate_plan(_json(store, run_id, "movie_plan", "movie_plan.json"))
-
-
 # ---------------------------------------------------------------------- movie_plan
 
 
@@ -153,7 +138,7 @@ def check_plan(store: ArtifactStore, run_id: str) -> CheckOutcome:
     """The plan on disk still holds its invariants: N+1 keyframes for N shots, each shot from
     keyframe i to i+1, dialogue within the runtime, and clips that add up to the runtime."""
     judge = _Judge("movie_plan", "plan_invariants")
-    data = _json(store, run_id, "movie_plan", "movie_plan.json")
+    data = read_stage_json(store, run_id, "movie_plan", "movie_plan.json")
     plan = validate_plan(data)  # a plan edited on disk into an invalid one fails here, naming the field
     for issue in check_invariants(plan):
         judge.fail(f"{issue.field}: {issue.message}")
@@ -190,12 +175,12 @@ def _keyframe_reading(path: Path) -> dict[str, Any]:
 def check_keyframes(store: ArtifactStore, run_id: str) -> CheckOutcome:
     """One decodable picture per planned keyframe, at the planned size, none blank or flat."""
     judge = _Judge("base_images", "keyframes_sound")
-    plan = _plan(store, run_id)
-    manifest = _json(store, run_id, "base_images", "base_images_manifest.json")
+    plan = load_run_plan(store, run_id)
+    manifest = read_stage_json(store, run_id, "base_images", "base_images_manifest.json")
     listed = {entry["id"]: entry for entry in manifest.get("base_image_assets", [])}
     images = []
     for image in plan.base_images:
-        path = _file(store, run_id, "base_images", f"{image.id}.png")
+        path = stage_file(store, run_id, "base_images", f"{image.id}.png")
         row: dict[str, Any] = {"id": image.id}
         images.append(row)
         if image.id not in listed:
@@ -327,8 +312,8 @@ def check_clips(store: ArtifactStore, run_id: str) -> CheckOutcome:
     """Every shot's clip decodes with exactly its frames at the film's rate, starts (and for
     first-last-frame models ends) on its keyframes, and holds no black or frozen stretch."""
     judge = _Judge("video_clips", "clips_sound")
-    plan = _plan(store, run_id)
-    motion = _json(store, run_id, "video_clips", "motion_manifest.json")
+    plan = load_run_plan(store, run_id)
+    motion = read_stage_json(store, run_id, "video_clips", "motion_manifest.json")
     listed = {clip["shot_id"]: clip for clip in motion.get("clip_assets", [])}
     counts = shot_frame_counts([shot.duration_sec for shot in plan.shots], plan.fps)
     work = []
@@ -338,10 +323,10 @@ def check_clips(store: ArtifactStore, run_id: str) -> CheckOutcome:
             judge.fail(f"{shot.id}: missing from motion_manifest.json")
             continue
         work.append(dict(
-            clip=_file(store, run_id, "video_clips", f"{shot.id}.mp4"), shot_id=shot.id, expected_frames=frames,
+            clip=stage_file(store, run_id, "video_clips", f"{shot.id}.mp4"), shot_id=shot.id, expected_frames=frames,
             fps=plan.fps, mode=entry.get("continuity_mode"),
-            start_keyframe=_file(store, run_id, "base_images", f"{shot.start_base_image_id}.png"),
-            end_keyframe=_file(store, run_id, "base_images", f"{shot.end_base_image_id}.png")))
+            start_keyframe=stage_file(store, run_id, "base_images", f"{shot.start_base_image_id}.png"),
+            end_keyframe=stage_file(store, run_id, "base_images", f"{shot.end_base_image_id}.png")))
     # Each clip is one ffmpeg decode: two at a time keep two cores busy.
     with ThreadPoolExecutor(max_workers=CLIP_WORKERS) as pool:
         judged = list(pool.map(lambda args: judged_once(**args), work))
@@ -363,9 +348,9 @@ def check_dialogue(store: ArtifactStore, run_id: str) -> CheckOutcome:
     """The stitched track lasts the runtime to the sample, each line's window holds speech,
     planned silences are quiet, and nothing clips."""
     judge = _Judge("dialogue_audio", "dialogue_sound")
-    plan = _plan(store, run_id)
-    manifest = _json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
-    samples, rate = read_wav(_file(store, run_id, "dialogue_audio", "tts_timeline.wav"))
+    plan = load_run_plan(store, run_id)
+    manifest = read_stage_json(store, run_id, "dialogue_audio", "dialogue_timeline_audio.json")
+    samples, rate = read_wav(stage_file(store, run_id, "dialogue_audio", "tts_timeline.wav"))
     expected = seconds_to_samples(plan.runtime_sec, rate)
     judge.metadata.update(sample_rate=rate, samples=len(samples), expected_samples=expected)
     if len(samples) != expected:
@@ -421,9 +406,9 @@ def check_final(store: ArtifactStore, run_id: str) -> CheckOutcome:
     dialogue track, in time; its loudness and true peak are on target; lipsync was applied to the
     talking close-ups when a lipsync model is configured."""
     judge = _Judge("video_final", "final_sound")
-    plan = _plan(store, run_id)
-    final = _file(store, run_id, "video_final", "video_final.mp4")
-    alignment = _json(store, run_id, "video_final", "alignment_map.json")
+    plan = load_run_plan(store, run_id)
+    final = stage_file(store, run_id, "video_final", "video_final.mp4")
+    alignment = read_stage_json(store, run_id, "video_final", "alignment_map.json")
     expected_frames = sum(shot_frame_counts([shot.duration_sec for shot in plan.shots], plan.fps))
     info = probe(final)
     judge.metadata.update(expected_frames=expected_frames, runtime_sec=plan.runtime_sec,
@@ -448,7 +433,7 @@ def check_final(store: ArtifactStore, run_id: str) -> CheckOutcome:
     judge.metadata["audio_sec"] = round(seconds, 4)
     if abs(seconds - plan.runtime_sec) > 1.0 / plan.fps:
         judge.fail(f"video_final.mp4: audio lasts {seconds:.3f}s, runtime {plan.runtime_sec}s (more than a frame off)")
-    dialogue = analysis.decode_audio(_file(store, run_id, "dialogue_audio", "tts_timeline.wav"), rate)
+    dialogue = analysis.decode_audio(stage_file(store, run_id, "dialogue_audio", "tts_timeline.wav"), rate)
     lag, correlation = analysis.best_lag(dialogue, audio, rate)
     judge.metadata.update(audio_lag_s=round(lag, 4), audio_correlation=round(correlation, 4))
     if abs(lag) > MAX_AUDIO_LAG_S or correlation < MIN_AUDIO_CORRELATION:
