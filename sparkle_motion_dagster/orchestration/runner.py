@@ -209,11 +209,12 @@ def execute_stoppably(execute: Callable[[], Any], store: ArtifactStore, run_id: 
         if received:
             _leave_now(store, run_id, signum, on_notice)
         received.append(signum)
+        watch.look_soon()
         control.set_state(store, run_id, "stopped", actor=f"signal:{signal.Signals(signum).name}")
         _notify(on_notice, f"stopping {run_id}: the running item finishes first (press Ctrl-C again to quit at once)")
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     watch = _WaitWatch(waiting, on_notice)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
 
     def tick() -> None:
         wait = watch.look()
@@ -256,15 +257,29 @@ class _WaitWatch:
     """Tells the foreground user what the run waits for (a pool slot, held by which run) and since
     when: once per wait."""
 
+    LOOK_SECONDS = 1.0
+    """How often it asks the instance (a wait shorter than this needs no notice)."""
+
     def __init__(self, waiting, on_notice: Callable[[str], None] | None):
         self.waiting, self.on_notice, self.told = waiting, on_notice, None
+        self.last: tuple[str, Callable[[], None]] | None = None
+        self.next_look = time.monotonic() + self.LOOK_SECONDS
+
+    def look_soon(self) -> None:
+        """Ask the instance at the next look (a signal came: is the run waiting?)."""
+        self.next_look = 0.0
 
     def look(self):
-        """Called a few times a second while the film runs: what it waits for now (or None)."""
+        """Called often while the film runs: what it waits for (or None), as last seen; the
+        instance is asked once a second."""
+        if time.monotonic() < self.next_look:
+            return self.last
+        self.next_look = time.monotonic() + self.LOOK_SECONDS
         try:
             wait = self.waiting() if self.waiting else None
         except Exception:  # noqa: BLE001 - a busy instance database: look again next time
             return None
+        self.last = wait
         if wait and wait[0] != self.told:
             _notify(self.on_notice, wait[0])
         self.told = wait[0] if wait else None
