@@ -8,7 +8,7 @@ import dagster as dg
 from sparkle_motion_dagster import stages
 from sparkle_motion_dagster.assets.playable import play_metadata
 from sparkle_motion_dagster.assets.stage import film_asset, stage_run
-from sparkle_motion_dagster.media.verify import DamagedOutputError, check_joined_video, video_problems
+from sparkle_motion_dagster.media.verify import VIDEO_STREAM, DamagedOutputError, check_joined_video, video_problems
 from sparkle_motion_dagster.resources.assembly import FfmpegAssembler
 from sparkle_motion_dagster.resources.storage import ArtifactStoreResource
 from sparkle_motion_dagster.store import integrity
@@ -41,7 +41,8 @@ def video_raw_concat(
                                               what=out.name, fps=motion["fps"])
             except DamagedOutputError as error:
                 raise DamagedOutputError(f"{error}{_clips_at_fault(motion)}") from None
-        integrity.record_output(out, frames=frames, fps=motion["fps"])
+        integrity.record_output(out, frames=frames, fps=motion["fps"],
+                                **{VIDEO_STREAM: measured.get(VIDEO_STREAM)} if measured.get(VIDEO_STREAM) else {})
         duration = measured["duration_s"]
         plan_path = atomic_write_json(stage.path("assembly_plan.json"), {
             "run_id": run_id,

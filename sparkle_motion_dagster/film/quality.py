@@ -410,14 +410,27 @@ def check_final(store: ArtifactStore, run_id: str) -> CheckOutcome:
     final = stage_file(store, run_id, "video_final", "video_final.mp4")
     alignment = read_stage_json(store, run_id, "video_final", "alignment_map.json")
     expected_frames = sum(shot_frame_counts([shot.duration_sec for shot in plan.shots], plan.fps))
-    info = probe(final)
+    rate = 16000
+    # Each reading is one ffmpeg run; they start together (the true-peak loudness, the longest, first)
+    # and are taken in order below, so a failure stops the check where it always did.
+    with ThreadPoolExecutor(max_workers=CLIP_WORKERS) as pool:
+        reading = {name: pool.submit(read, *args) for name, read, *args in (
+            ("loudness", analysis.loudness, final), ("info", probe, final), ("frames", analysis.count_packets, final),
+            ("keyframes", analysis.keyframes_decode, final), ("audio", analysis.decode_audio, final, rate),
+            ("dialogue", analysis.decode_audio, stage_file(store, run_id, "dialogue_audio", "tts_timeline.wav"), rate))}
+        return _judge_final(judge, plan, alignment, expected_frames, rate, {k: f.result for k, f in reading.items()})
+
+
+def _judge_final(judge: _Judge, plan: MoviePlan, alignment: dict, expected_frames: int, rate: int,
+                 reading: dict[str, Callable[[], Any]]) -> CheckOutcome:
+    info = reading["info"]()
     judge.metadata.update(expected_frames=expected_frames, runtime_sec=plan.runtime_sec,
                           video_codec=info["video_codec"], audio_codec=info["audio_codec"])
     # The picture is the clips' (checked frame by frame in video_clips) copied or lip-synced: here its frames
     # are counted from the packets and every keyframe (each shot's first) is decoded.
     try:
-        frames = analysis.count_packets(final)
-        judge.metadata["keyframes_decoded"] = analysis.keyframes_decode(final)
+        frames = reading["frames"]()
+        judge.metadata["keyframes_decoded"] = reading["keyframes"]()
     except (FfmpegError, OSError) as error:
         judge.fail(f"video_final.mp4: does not decode ({str(error).splitlines()[0][:160]})")
         return judge.outcome("")
@@ -427,20 +440,19 @@ def check_final(store: ArtifactStore, run_id: str) -> CheckOutcome:
     if not info["audio_codec"]:
         judge.fail("video_final.mp4: no audio track")
         return judge.outcome("")
-    rate = 16000
-    audio = analysis.decode_audio(final, rate)
+    audio = reading["audio"]()
     seconds = len(audio) / rate
     judge.metadata["audio_sec"] = round(seconds, 4)
     if abs(seconds - plan.runtime_sec) > 1.0 / plan.fps:
         judge.fail(f"video_final.mp4: audio lasts {seconds:.3f}s, runtime {plan.runtime_sec}s (more than a frame off)")
-    dialogue = analysis.decode_audio(stage_file(store, run_id, "dialogue_audio", "tts_timeline.wav"), rate)
+    dialogue = reading["dialogue"]()
     lag, correlation = analysis.best_lag(dialogue, audio, rate)
     judge.metadata.update(audio_lag_s=round(lag, 4), audio_correlation=round(correlation, 4))
     if abs(lag) > MAX_AUDIO_LAG_S or correlation < MIN_AUDIO_CORRELATION:
         judge.fail(f"video_final.mp4: audio is not the dialogue track in time (offset {lag * 1000:+.0f} ms, "
                    f"correlation {correlation:.2f}; allowed {MAX_AUDIO_LAG_S * 1000:.0f} ms, {MIN_AUDIO_CORRELATION})")
     target = float(alignment.get("loudness", {}).get("target_lufs", target_loudness()))
-    measured = analysis.loudness(final)
+    measured = reading["loudness"]()
     judge.metadata.update(integrated_lufs=measured["integrated_lufs"], true_peak_dbtp=measured["true_peak_dbtp"],
                           target_lufs=target, true_peak_limit_dbtp=TRUE_PEAK_LIMIT_DBTP)
     if abs(measured["integrated_lufs"] - target) > LOUDNESS_TOLERANCE_LU:

@@ -189,6 +189,7 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     return np.frombuffer(out.stdout, np.int16)
 
 
+
 def _fast_length(n: int) -> int:
     """The smallest length of at least ``n`` whose only prime factors are 2, 3 and 5 (fast to transform)."""
     best = 1 << max(0, (n - 1).bit_length())
@@ -244,16 +245,21 @@ def loudness(path: Path, *, true_peak: bool = True) -> dict[str, float]:
     costly part, as it oversamples four times)."""
     measure = "ebur128=peak=true" if true_peak else "ebur128"
     result = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-af", measure, "-f", "null", "-"])
+    return _ebur128_summary(result, path.name, true_peak=true_peak)
+
+
+def _ebur128_summary(result, name: str, *, true_peak: bool) -> dict[str, float]:
+    """The figures of the summary ``ebur128`` printed at the end of an ffmpeg run."""
     log = result.stderr.decode(errors="replace")
     summary = log[log.rfind("Summary:"):]
     figures = {}
-    for name, pattern in _SUMMARY.items():
-        if name == "true_peak_dbtp" and not true_peak:
+    for figure, pattern in _SUMMARY.items():
+        if figure == "true_peak_dbtp" and not true_peak:
             continue
         match = pattern.search(summary)
         if not match:
-            raise FfmpegError(f"ebur128 printed no {name} for {path.name}")
-        figures[name] = float("-inf") if match.group(1) == "-inf" else float(match.group(1))
+            raise FfmpegError(f"ebur128 printed no {figure} for {name}")
+        figures[figure] = float("-inf") if match.group(1) == "-inf" else float(match.group(1))
     return figures
 
 
@@ -261,9 +267,10 @@ def normalise_loudness(source: Path, out_path: Path, *, target_lufs: float, true
                        sample_rate: int, rounds: int = 3, tolerance_lu: float = 0.2) -> dict:
     """A WAV at ``target_lufs`` integrated loudness (EBU R128) with its peaks held under ``true_peak_db``:
     measure (``ebur128``), apply the gain that reaches the target through a look-ahead peak limiter
-    (``alimiter``), measure what came out, and correct the gain by the shortfall the limiter caused, up
-    to ``rounds`` times, until the result is within ``tolerance_lu``. A linear gain wherever the peaks
-    allow (the limiter then does nothing). Returns what was measured before and after.
+    (``alimiter``) while measuring what comes out (one ffmpeg run writes and measures), and correct the
+    gain by the shortfall the limiter caused, up to ``rounds`` times, until the result is within
+    ``tolerance_lu``. A linear gain wherever the peaks allow (the limiter then does nothing). Returns
+    what was measured before and after.
 
     (ffmpeg's two-pass ``loudnorm`` in its dynamic mode, which speech with long silences needs, landed
     0.6 to 1.0 LU off the target on the samples, and resamples to 192 kHz in each pass.)"""
@@ -275,15 +282,31 @@ def normalise_loudness(source: Path, out_path: Path, *, target_lufs: float, true
     limit = 10 ** (true_peak_db / 20)
     gain = target_lufs - measured["integrated_lufs"]
     result = measured
+    tried: list[tuple[float, float]] = []  # (gain, loudness out)
     for round_number in range(1, rounds + 1):
-        run_ffmpeg(["-i", str(source), "-af", f"volume={gain:.3f}dB,alimiter=limit={limit:.4f}:attack=2:release=40"
-                    f":level=0:latency=1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(out_path)])
-        result = loudness(out_path, true_peak=False)
+        # ebur128 measures the samples as written: at the output rate, quantised to 16 bits.
+        chain = (f"volume={gain:.3f}dB,alimiter=limit={limit:.4f}:attack=2:release=40:level=0:latency=1,"
+                 f"aresample={sample_rate},aformat=sample_fmts=s16,ebur128")
+        written = run_ffmpeg(["-i", str(source), "-map", "0:a:0", "-af", chain, "-c:a", "pcm_s16le", "-f", "wav",
+                              str(out_path)])
+        result = _ebur128_summary(written, out_path.name, true_peak=False)
         shortfall = target_lufs - result["integrated_lufs"]
         if abs(shortfall) <= tolerance_lu:
             break
-        gain += shortfall
+        tried.append((gain, result["integrated_lufs"]))
+        gain += _gain_step(tried, shortfall)
     return {"target_lufs": target_lufs, "true_peak_limit_dbtp": true_peak_db,
             "input_lufs": measured["integrated_lufs"], "output_lufs": result["integrated_lufs"],
             "peak_limit_dbfs": true_peak_db,
             "gain_db": round(gain, 3), "rounds": round_number, "method": "ebur128 gain + alimiter"}
+
+
+def _gain_step(tried: list[tuple[float, float]], shortfall: float) -> float:
+    """How much more gain to try: the shortfall itself the first time; after that the shortfall over
+    how much the loudness rose per decibel of gain between the last two tries (the limiter gives
+    back less than a decibel per decibel, so adding the bare shortfall would undershoot again)."""
+    if len(tried) < 2:
+        return shortfall
+    (gain_a, out_a), (gain_b, out_b) = tried[-2:]
+    slope = (out_b - out_a) / (gain_b - gain_a) if gain_b != gain_a else 1.0
+    return shortfall / min(1.0, max(0.25, slope))

@@ -191,8 +191,23 @@ def probe(path: Path) -> dict[str, Any]:
 
     Keys: ``video_codec``, ``audio_codec``, ``width``, ``height``, ``fps`` (of the first
     video stream) and ``duration_s`` (the container's, to 0.01 s); None where the file
-    does not say or ffmpeg cannot read it. One ffmpeg start, about 15 ms; no decoding.
+    does not say or ffmpeg cannot read it. One ffmpeg start, about 15 ms; no decoding. The answer is
+    kept for the process while the file is unchanged (same size, times and inode): a stage and its
+    check read the same header.
     """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return _probe(str(path))
+    return dict(_probe_unchanged(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino))
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_unchanged(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> dict[str, Any]:
+    return _probe(path)
+
+
+def _probe(path: str) -> dict[str, Any]:
     result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
     text = result.stderr.decode(errors="replace")
     info: dict[str, Any] = {"video_codec": None, "audio_codec": None, "width": None, "height": None, "fps": None,

@@ -10,6 +10,7 @@ decoding the whole file."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,9 @@ from sparkle_motion_dagster.store import integrity
 CODEC_SETUP = "codec_setup"
 """The fact kept with a clip's digest: its video stream's extradata (size and MD5), which the clips
 joined into one master must share."""
+VIDEO_STREAM = "video_stream"
+"""The key, in a checked master's file record, of its video stream's summary (codec setup, packet count,
+digest of every packet's size and MD5): what a final cut copied from it is compared with."""
 CLEAN_DECODE = "clean_decode_frames"
 """The fact kept with a clip's digest: how many frames it decoded to, without an error (the clips'
 quality check learns it as it reads them; film/quality.py names the same fact)."""
@@ -85,9 +89,10 @@ def check_copied_video(path: Path, source: Path, *, what: str, frames: int, fps:
     """:func:`check_video` for a file whose video stream should be ``source``'s, copied (the final cut
     muxed onto a checked master): when both carry the same codec setup and the same packets, byte for
     byte, and ``source`` is still the file its record describes, the frames are not decoded again;
-    otherwise (a lip-synced shot was re-encoded, say) every frame is."""
-    copied = _stream_digest(path)
-    same = bool(copied["packets"]) and _trusted(source) and copied == _stream_digest(source)
+    otherwise (a lip-synced shot was re-encoded, say) every frame is. The source's packets are read
+    from its record when it keeps their summary (:data:`VIDEO_STREAM`), else from the file."""
+    copied = stream_summary(_stream_digest(path))
+    same = copied is not None and _trusted(source) and copied == _source_summary(source)
     problems = video_problems(path, frames=frames, fps=fps, audio=audio, decoded=not same)
     if problems:
         raise DamagedOutputError(f"{what}: not published: " + "; ".join(problems))
@@ -100,25 +105,47 @@ def joined_video_problems(path: Path, clips: list[tuple[Path, int]], *, fps: flo
     digest; two at a time), they share one codec setup, and the master has their packets' count,
     that setup and the plan's duration. Returns [] when so, or None when that cannot be shown (the
     master must then be decoded, which also names what is wrong)."""
+    return _joined(path, clips, fps=fps)[0]
+
+
+def _joined(path: Path, clips: list[tuple[Path, int]], *, fps: float) -> tuple[list[str] | None, dict | None]:
+    """:func:`joined_video_problems`, and the master's stream summary when it was read."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         clean = list(pool.map(lambda clip: _decodes_cleanly(*clip), clips))
-    if not all(clean):
-        return None
-    setups = {_codec_setup(clip) for clip, _ in clips}
+        if not all(clean):
+            return None, None
+        setups = set(pool.map(lambda clip: _codec_setup(clip[0]), clips))
     master = _stream_digest(path)
     frames = sum(count for _, count in clips)
     if master["packets"] is None or setups != {master["extradata"]} or len(master["packets"]) != frames:
-        return None
-    return _duration_and_audio(path, frames=frames, fps=fps, audio=False) or []
+        return None, None
+    return _duration_and_audio(path, frames=frames, fps=fps, audio=False) or [], stream_summary(master)
 
 
 def check_joined_video(path: Path, clips: list[tuple[Path, int]], *, what: str, fps: float) -> dict:
     """:func:`check_video` for a master joined from ``clips``, decoding only what was never decoded
-    (see :func:`joined_video_problems`)."""
+    (see :func:`joined_video_problems`). The result carries the master's :data:`VIDEO_STREAM` summary
+    when its packets were read (for its file record)."""
     frames = sum(count for _, count in clips)
-    if joined_video_problems(path, clips, fps=fps) == []:
-        return {"frames": frames, "duration_s": round(frames / fps, 6), "decoded": False}
+    problems, summary = _joined(path, clips, fps=fps)
+    if problems == []:
+        return {"frames": frames, "duration_s": round(frames / fps, 6), "decoded": False, VIDEO_STREAM: summary}
     return {**check_video(path, what=what, frames=frames, fps=fps), "decoded": True}
+
+
+def stream_summary(digest: dict) -> dict | None:
+    """A video stream's codec setup, packet count and one digest of every packet's size and MD5 (None
+    when its packets could not be read)."""
+    if not digest["packets"]:
+        return None
+    packets = hashlib.sha256("\n".join(f"{size},{md5}" for size, md5 in digest["packets"]).encode()).hexdigest()
+    return {"extradata": digest["extradata"], "packets": len(digest["packets"]), "packets_sha256": packets}
+
+
+def _source_summary(source: Path) -> dict | None:
+    record = integrity.read_sidecar(source) or {}
+    kept = record.get(VIDEO_STREAM)
+    return kept if isinstance(kept, dict) else stream_summary(_stream_digest(source))
 
 
 def _decodes_cleanly(path: Path, frames: int) -> bool:
@@ -135,11 +162,11 @@ def _decodes_cleanly(path: Path, frames: int) -> bool:
 
 
 def _codec_setup(clip: Path) -> str | None:
-    """A clip's codec setup (its extradata's size and MD5), read once per content."""
+    """A clip's codec setup (its extradata's size and MD5), read once per content (from its first packet)."""
     kept = integrity.remembered(clip, CODEC_SETUP)
     if isinstance(kept, str):
         return kept
-    setup = _stream_digest(clip)["extradata"]
+    setup = _stream_digest(clip, packets=1)["extradata"]
     if setup is not None:
         integrity.remember(clip, CODEC_SETUP, setup)
     return setup
@@ -151,11 +178,13 @@ def _trusted(source: Path) -> bool:
     return bool(record and integrity.FILE_KEY in record) and integrity.output_problem(source) is None
 
 
-def _stream_digest(path: Path) -> dict:
-    """The first video stream's codec setup and each packet's size and MD5, read without decoding
-    (ffmpeg's ``framemd5`` of a stream copy); empty when ffmpeg cannot read it."""
+def _stream_digest(path: Path, *, packets: int | None = None) -> dict:
+    """The first video stream's codec setup and each packet's size and MD5 (the first ``packets``
+    only, when given), read without decoding (ffmpeg's ``framemd5`` of a stream copy); empty when
+    ffmpeg cannot read it."""
+    only = ["-frames:v", str(packets)] if packets else []
     result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                             "-c", "copy", "-f", "framemd5", "-"], capture_output=True)
+                             "-c", "copy", *only, "-f", "framemd5", "-"], capture_output=True)
     extradata, packets = None, []
     if result.returncode != 0:
         return {"extradata": None, "packets": None}
