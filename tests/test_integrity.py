@@ -242,8 +242,12 @@ def test_frames_are_decoded_once_clips_for_the_master_and_the_master_for_the_fin
     decoded.clear()
     assert verify.check_joined_video(master, clips, what="master", fps=FPS)["decoded"] is False
     assert decoded == []  # the clips' clean decodes are kept with their digests
+    read = []
+    real_digest = verify._stream_digest
+    monkeypatch.setattr(verify, "_stream_digest", lambda path, **k: read.append(Path(path).name) or real_digest(path, **k))
     final = verify.check_copied_video(film.final, master, what="final", frames=FILM_FRAMES, fps=FPS, audio=True)
     assert final["decoded"] is False and decoded == []  # its video packets are the checked master's
+    assert read == ["video_final.mp4"]  # the master's packets are summarised in its record, not read again
 
     short = tmp_path / "short.mp4"  # packets that are not the clips': decoded, and refused
     run_ffmpeg(["-i", str(master), "-frames:v", str(FILM_FRAMES - 6), "-c", "copy", str(short)])

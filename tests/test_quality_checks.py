@@ -374,3 +374,25 @@ def test_the_audio_offset_is_found_to_the_sample_up_to_a_second_either_way(shift
     lag, correlation = best_lag(reference, candidate, rate)
     overlap = 1 - abs(shift) / len(reference)  # what is left of the signal to correlate
     assert round(lag * rate) == shift and correlation > 0.99 * overlap
+
+
+def test_each_normalising_try_is_one_ffmpeg_run_and_reports_what_a_separate_measure_finds(tmp_path, monkeypatch):
+    from sparkle_motion_dagster.media import analysis
+    from sparkle_motion_dagster.media.wav import wav_bytes
+
+    rate = 22050
+    seconds = np.arange(3 * rate) / rate
+    # quiet speech-like bursts with sharp peaks: reaching -16 LUFS needs the limiter, so more than one try
+    bursts = (np.sin(2 * np.pi * 2 * seconds) > 0.3) * (0.03 * np.sin(2 * np.pi * 300 * seconds))
+    bursts[::rate // 7] = 0.9
+    source, out = tmp_path / "track.wav", tmp_path / "mix.wav"
+    source.write_bytes(wav_bytes(bursts, rate))
+    runs = []
+    real = analysis.run_ffmpeg
+    monkeypatch.setattr(analysis, "run_ffmpeg", lambda args, **k: runs.append(args) or real(args, **k))
+
+    result = analysis.normalise_loudness(source, out, target_lufs=-16.0, true_peak_db=-2.0, sample_rate=rate)
+    assert result["rounds"] >= 2  # the limiter took loudness back
+    assert len(runs) == 1 + result["rounds"]  # one measure of the source, then one run per try
+    assert abs(result["output_lufs"] + 16.0) <= 0.2
+    assert analysis.loudness(out, true_peak=False)["integrated_lufs"] == result["output_lufs"]
