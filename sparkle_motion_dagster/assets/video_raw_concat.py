@@ -41,8 +41,8 @@ def video_raw_concat(
                                               what=out.name, fps=motion["fps"])
             except DamagedOutputError as error:
                 raise DamagedOutputError(f"{error}{_clips_at_fault(motion)}") from None
-        integrity.record_output(out, frames=frames, fps=motion["fps"],
-                                **{VIDEO_STREAM: measured.get(VIDEO_STREAM)} if measured.get(VIDEO_STREAM) else {})
+        # the packets' summary (None when the master had to be decoded) spares the final's check a read
+        integrity.record_output(out, frames=frames, fps=motion["fps"], **{VIDEO_STREAM: measured.get(VIDEO_STREAM)})
         duration = measured["duration_s"]
         plan_path = atomic_write_json(stage.path("assembly_plan.json"), {
             "run_id": run_id,

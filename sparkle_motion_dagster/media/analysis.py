@@ -189,7 +189,6 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     return np.frombuffer(out.stdout, np.int16)
 
 
-
 def _fast_length(n: int) -> int:
     """The smallest length of at least ``n`` whose only prime factors are 2, 3 and 5 (fast to transform)."""
     best = 1 << max(0, (n - 1).bit_length())
